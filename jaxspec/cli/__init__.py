@@ -1,0 +1,1 @@
+"""The ``jaxspec`` command line (see :mod:`jaxspec.cli.main`)."""

@@ -1,0 +1,99 @@
+"""``jaxspec demo`` and ``jaxspec lyapunov``: Lyapunov spectra of layer ensembles beside their closed forms."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
+
+
+def spectrum_table(mean, stderr, theory, theory_se=None) -> str:
+    """A readable table: index, simulation, standard error, theory and the z-score."""
+    lines = [f"{'i':>4} {'simulated':>12} {'stderr':>10} {'theory':>12} {'z':>7}"]
+    for i, m in enumerate(np.asarray(mean)):
+        se = float(np.asarray(stderr)[i])
+        th = None if theory is None else float(theory[i])
+        scale = se if theory_se is None else float(theory_se[i])
+        z = (float(m) - th) / scale if th is not None and np.isfinite(th) and scale > 0 else float("nan")
+        th_s = "-" if th is None else f"{th:12.6f}"
+        lines.append(f"{i + 1:>4} {float(m):12.6f} {se:10.6f} {th_s:>12} {z:7.2f}")
+    return "\n".join(lines)
+
+
+def run_lyapunov(ensemble: str, width: int, depth: int, k: int | None, seeds: int, p: float | None,
+                 sigma2: float | None, reortho: int, dtype: str, seed: int, condition: str, precision: str) -> dict:
+    """Run the engine and its theory; returns the JSON payload of ``jaxspec lyapunov``."""
+    setup_dtype(dtype)
+    import jaxspec
+    from jaxspec import theory
+
+    ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
+    start = time.perf_counter()
+    result = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, seed=seed, reortho_every=reortho, dtype=dtype,
+                                       condition=condition, precision=precision)
+    mean = np.asarray(result.mean)
+    wall = time.perf_counter() - start
+    kk = result.config.k
+    th = theory.lyapunov_exponents(ens, kk, condition)
+    th_se = theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = None if th is None else (mean - th) / th_se
+    config = {
+        "ensemble": ensemble, "width": width, "depth": depth, "k": kk, "seeds": seeds,
+        "p": float(ens.p) if ensemble == "masked" else None, "sigma2": float(ens.sigma2),
+        "reortho": reortho, "dtype": dtype, "seed": seed, "condition": condition, "precision": precision,
+    }
+    return {
+        "exponents": finite_list(mean), "stderr": finite_list(result.stderr), "theory": finite_list(th),
+        "theory_stderr": finite_list(th_se), "z": finite_list(z),
+        "prob_active_at_least": finite_list(theory.prob_active_at_least(ens, kk)),
+        "config": config, "wall_seconds": wall, **runtime_info(),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def lyapunov(
+        ensemble: str = typer.Option(..., help="gaussian, orthogonal, masked or relu-net"),
+        width: int = typer.Option(..., help="layer width N"),
+        depth: int = typer.Option(..., help="number of layers L"),
+        k: int = typer.Option(None, help="number of exponents (default: the width)"),
+        seeds: int = typer.Option(8, help="independent realisations"),
+        p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
+        sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
+        reortho: int = typer.Option(1, help="layers between QR re-orthonormalisations"),
+        dtype: str = typer.Option("float32", help="float32 or float64"),
+        seed: int = typer.Option(0, help="base random seed"),
+        condition: str = typer.Option("K>=i", help="rank-collapse convention: K>=i, K>=k or none"),
+        precision: str = typer.Option("highest", help="matmul precision: highest, high or default"),
+        json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """Lyapunov exponents of a product of random layers, beside the closed form."""
+        payload = run_lyapunov(ensemble, width, depth, k, seeds, p, sigma2, reortho, dtype, seed, condition,
+                               precision)
+        if json_out:
+            print_json(payload)
+            return
+        cfg = payload["config"]
+        print(f"{ensemble}: width {width}, depth {depth}, {seeds} seeds, {cfg['dtype']}, "
+              f"condition {condition}  ({payload['wall_seconds']:.2f} s on {payload['backend']})")
+        nan = float("nan")
+        as_arr = lambda xs: None if xs is None else np.array([nan if x is None else x for x in xs])  # noqa: E731
+        print(spectrum_table(as_arr(payload["exponents"]), as_arr(payload["stderr"]), as_arr(payload["theory"]),
+                             as_arr(payload["theory_stderr"])))
+
+    @app.command()
+    def demo(
+        out: Path = typer.Option(Path("jaxspec_demo.png"), help="where to write the figure"),
+        width: int = typer.Option(16, help="layer width N"),
+        depth: int = typer.Option(1000, help="number of layers L"),
+        seeds: int = typer.Option(8, help="independent realisations"),
+    ) -> None:
+        """Spectra of Gaussian, masked and ReLU products beside their closed forms, and a figure."""
+        from jaxspec.cli._demo import run_demo
+
+        run_demo(out, width, depth, seeds)

@@ -1,0 +1,275 @@
+"""Closed-form Lyapunov spectra of products of (masked) random matrices, with their fluctuations.
+
+All functions are exact sums in float64 (numpy/scipy), not large-N approximations. Notation of MATH.md: layer
+``l`` maps ``n_l -> n_{l+1}`` with ``W_l`` entries ``N(0, sigma2 / n_l)`` and ``K_l`` active units among its
+``n_{l+1}`` outputs. Given ``K_l``, Bartlett's decomposition gives independent QR factors with
+``R_ii^2 ~ (sigma2 / n_l) chi^2_{K_l - i + 1}``, whence
+
+    E log|R_ii| = (1/2) log(2 sigma2 / n_l) + (1/2) psi((K_l - i + 1) / 2),
+    Var log|R_ii| = (1/4) psi1((K_l - i + 1) / 2).
+
+References:
+    Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 104 (1986).
+    Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import special, stats
+
+from jaxspec.errors import InputError
+
+__all__ = [
+    "CountLaw",
+    "LayerTheory",
+    "binomial_count_law",
+    "complex_gaussian_exponents",
+    "count_law_theory",
+    "ensemble_count_laws",
+    "fixed_count_law",
+    "gaussian_exponents",
+    "lyapunov_exponents",
+    "masked_exponents",
+    "orthogonal_exponents",
+    "per_layer_variance",
+    "predicted_stderr",
+    "prob_active_at_least",
+]
+
+CONDITIONS = ("K>=i", "K>=k", "none")
+
+
+class CountLaw(NamedTuple):
+    """The law of one layer's active count.
+
+    Attributes:
+        fan_in: ``n_l``, which sets the weight variance ``sigma2 / n_l``.
+        pmf: ``(n_{l+1} + 1,)`` probabilities of ``K = 0, 1, ..., n_{l+1}``.
+    """
+
+    fan_in: int
+    pmf: np.ndarray
+
+
+class LayerTheory(NamedTuple):
+    """Predicted per-layer statistics of ``log|R_ii|`` under a conditioning convention.
+
+    Attributes:
+        exponents: ``(k,)`` Lyapunov exponents (``-inf`` where the convention admits no layer).
+        variance: ``(k,)`` per-layer variance of ``log|R_ii|`` (conditioned like the exponent).
+        prob_counted: ``(k,)`` probability that a layer enters index ``i``'s estimate (``P(K >= i)`` for
+            ``"K>=i"``, ``P(K >= k)`` for ``"K>=k"``, 1 for ``"none"``).
+    """
+
+    exponents: np.ndarray
+    variance: np.ndarray
+    prob_counted: np.ndarray
+
+
+def binomial_count_law(fan_in: int, fan_out: int, p: float) -> CountLaw:
+    """``K ~ Binomial(fan_out, p)``: independent Bernoulli(p) gates (p = 1/2 for zero-bias ReLU nets)."""
+    return CountLaw(int(fan_in), stats.binom.pmf(np.arange(fan_out + 1), fan_out, p))
+
+
+def fixed_count_law(fan_in: int, fan_out: int, count: int) -> CountLaw:
+    """A deterministic active count ``K = count``."""
+    pmf = np.zeros(fan_out + 1)
+    pmf[int(count)] = 1.0
+    return CountLaw(int(fan_in), pmf)
+
+
+def _check_k(k: int | None, n: int) -> int:
+    k = n if k is None else int(k)
+    if not 1 <= k <= n:
+        raise InputError(f"k must lie in [1, {n}], got {k}")
+    return k
+
+
+def _check_condition(condition: str) -> None:
+    if condition not in CONDITIONS:
+        raise InputError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
+
+
+def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequence[float] = 1.0,
+                     condition: str = "K>=i") -> LayerTheory:
+    """Exponents and per-layer variances of a product whose layer ``l`` has active-count law ``laws[l]``.
+
+    The exponent is the long-run mean of ``log|R_ii|`` over the layers the convention counts: a mixture over
+    layers and counts with weights ``P_l(K_l = K)`` restricted to ``K >= i`` (``"K>=i"``) or ``K >= k``
+    (``"K>=k"``). The variance is that mixture's variance, ``E[psi1/4] + Var[mean term]``, which for one law
+    is MATH.md's ``v_i = (1/4)[E psi1((K-i+1)/2) + Var psi((K-i+1)/2)]``.
+
+    Args:
+        laws: one :class:`CountLaw` per layer (a single law stands for any depth).
+        k: number of indices.
+        sigma2: weight variance times fan-in (scalar or one per layer).
+        condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
+
+    Returns:
+        :class:`LayerTheory`.
+    """
+    _check_condition(condition)
+    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
+    idx = np.arange(1, k + 1)[:, None]  # (k, 1)
+    weight_sum = np.zeros(k)
+    mean_sum = np.zeros(k)
+    second_sum = np.zeros(k)
+    psi1_sum = np.zeros(k)
+    strict_ok = np.ones(k, bool)
+    for law, s2 in zip(laws, sigma2, strict=True):
+        counts = np.arange(law.pmf.shape[0])[None, :]  # (1, K+1)
+        dof = counts - idx + 1  # chi^2 degrees of freedom, (k, K+1)
+        alive = dof >= 1
+        if condition == "K>=k":
+            admit = np.broadcast_to(counts >= k, dof.shape)
+        else:
+            admit = alive
+        strict_ok &= ~np.any((law.pmf[None, :] > 0) & ~alive, axis=1)
+        w = np.where(admit, law.pmf[None, :], 0.0)
+        safe = np.where(alive, dof, 1) / 2.0
+        term = 0.5 * np.log(2.0 * s2 / law.fan_in) + 0.5 * special.digamma(safe)
+        weight_sum += w.sum(1)
+        mean_sum += (w * term).sum(1)
+        second_sum += (w * term**2).sum(1)
+        psi1_sum += (w * 0.25 * special.polygamma(1, safe)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = mean_sum / weight_sum
+        variance = psi1_sum / weight_sum + second_sum / weight_sum - mean**2
+    variance = np.maximum(variance, 0.0)
+    prob = weight_sum / len(laws)
+    exponents = np.where(weight_sum > 0, mean, -np.inf)
+    if condition == "none":
+        exponents = np.where(strict_ok, exponents, -np.inf)
+        prob = np.where(strict_ok, 1.0, 0.0)
+    return LayerTheory(exponents, np.where(weight_sum > 0, variance, np.nan), prob)
+
+
+def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+    """Newman's spectrum of real Ginibre products: ``(1/2) log sigma2 + (1/2)[log(2/n) + psi((n-i+1)/2)]``.
+
+    Example:
+        >>> np.round(gaussian_exponents(8)[:2], 6)
+        array([-0.065088, -0.141569])
+    """
+    k = _check_k(k, n)
+    i = np.arange(1, k + 1)
+    return 0.5 * np.log(sigma2) + 0.5 * (np.log(2.0 / n) + special.digamma((n - i + 1) / 2.0))
+
+
+def complex_gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+    """Complex Ginibre products (``E|z|^2 = sigma2/n``): ``(1/2) log sigma2 + (1/2)[psi(n-i+1) - log n]``."""
+    k = _check_k(k, n)
+    i = np.arange(1, k + 1)
+    return 0.5 * np.log(sigma2) + 0.5 * (special.digamma(n - i + 1.0) - np.log(n))
+
+
+def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+    """Haar orthogonal layers times ``sigma``: every exponent is ``log sigma`` exactly."""
+    k = _check_k(k, n)
+    return np.full(k, 0.5 * np.log(sigma2))
+
+
+def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None = None, *,
+                     condition: str = "K>=i", fixed_count: int | None = None) -> np.ndarray:
+    """Masked Gaussian products ``x -> D W x`` with Bernoulli(p) gates (or exactly ``fixed_count`` active).
+
+    ``lambda_i = (1/2) log sigma2 + (1/2) log(2/n) + (1/2) E_K[psi((K-i+1)/2) | convention]``.
+
+    Example:
+        >>> np.round(masked_exponents(16, 0.5, k=2), 6)
+        array([-0.434772, -0.521208])
+    """
+    k = _check_k(k, n)
+    law = binomial_count_law(n, n, p) if fixed_count is None else fixed_count_law(n, n, fixed_count)
+    return count_law_theory([law], k, sigma2=sigma2, condition=condition).exponents
+
+
+def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
+    """Per-layer active-count laws of a gated Gaussian ensemble, or ``None`` if it has no closed form."""
+    name = getattr(ensemble, "name", None)
+    widths = ensemble.widths
+    layers = range(len(widths) - 1)
+    if name == "gaussian":
+        return [fixed_count_law(widths[l], widths[l + 1], widths[l + 1]) for l in layers]
+    if name == "relu-net":
+        return [binomial_count_law(widths[l], widths[l + 1], 0.5) for l in layers]
+    if name == "masked":
+        if ensemble.fixed_count is not None:
+            return [fixed_count_law(widths[l], widths[l + 1], ensemble.fixed_count[l]) for l in layers]
+        return [binomial_count_law(widths[l], widths[l + 1], float(ensemble.p)) for l in layers]
+    return None
+
+
+def _ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | None:
+    k = _check_k(k, min(ensemble.widths))
+    name = getattr(ensemble, "name", None)
+    if name == "orthogonal":
+        if len(set(ensemble.widths)) != 1:
+            return None
+        return LayerTheory(orthogonal_exponents(ensemble.widths[0], float(ensemble.sigma2), k), np.zeros(k),
+                           np.ones(k))
+    laws = ensemble_count_laws(ensemble)
+    if laws is None:
+        return None
+    if len(set(laws_key(law) for law in laws)) == 1:
+        laws = laws[:1]  # identical layers: one law stands for all
+    return count_law_theory(laws, k, sigma2=float(ensemble.sigma2), condition=condition)
+
+
+def laws_key(law: CountLaw) -> tuple:
+    return (law.fan_in, law.pmf.tobytes())
+
+
+def lyapunov_exponents(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+    """The closed-form spectrum of an ensemble, or ``None`` where none is known (fixed networks).
+
+    Args:
+        ensemble: an ensemble of :mod:`jaxspec.ensembles`.
+        k: number of exponents (default: the smallest width).
+        condition: rank-collapse convention, as in :func:`jaxspec.lyapunov_spectrum`.
+
+    Returns:
+        ``(k,)`` float64 exponents, or ``None``.
+
+    Example:
+        >>> import jaxspec
+        >>> np.round(lyapunov_exponents(jaxspec.relu_net(width=32, depth=10), k=1), 6)
+        array([-0.04127])
+    """
+    _check_condition(condition)
+    theory = _ensemble_theory(ensemble, k, condition)
+    return None if theory is None else theory.exponents
+
+
+def per_layer_variance(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+    """``(k,)`` per-layer variance of ``log|R_ii|`` (Gaussian: ``psi1((n-i+1)/2)/4``), or ``None``."""
+    _check_condition(condition)
+    theory = _ensemble_theory(ensemble, k, condition)
+    return None if theory is None else theory.variance
+
+
+def prob_active_at_least(ensemble, k: int | None = None) -> np.ndarray | None:
+    """``(k,)`` layer-averaged ``P(K_l >= i)``, or ``None`` where the count law is unknown."""
+    if getattr(ensemble, "name", None) == "orthogonal":
+        return np.ones(_check_k(k, min(ensemble.widths)))
+    theory = _ensemble_theory(ensemble, k, "K>=i")
+    return None if theory is None else theory.prob_counted
+
+
+def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i") -> np.ndarray | None:
+    """Predicted standard error of the engine's mean over ``seeds`` at the ensemble's depth ``L``.
+
+    ``sqrt(v_i / (L P_i seeds))`` with ``P_i`` the probability that a layer is counted (exact for
+    ``reortho_every = 1``; the per-layer terms are independent).
+    """
+    _check_condition(condition)
+    theory = _ensemble_theory(ensemble, k, condition)
+    if theory is None:
+        return None
+    depth = len(ensemble.widths) - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(theory.variance / (depth * theory.prob_counted * seeds))
