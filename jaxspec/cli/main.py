@@ -16,6 +16,7 @@ from jaxspec.errors import InputError
 # Modules of jaxspec.cli that each add their subcommands to the app (one line per capability).
 SUBCOMMAND_MODULES = (
     "jaxspec.cli.spectrum",
+    "jaxspec.cli.figures",
 )
 
 EXIT_BAD_INPUT = 2
