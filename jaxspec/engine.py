@@ -55,6 +55,7 @@ __all__ = [
     "benettin_scan",
     "ensemble_frame_sums",
     "exponents_from_sums",
+    "frame_key",
     "initial_frame",
     "lyapunov_spectrum",
     "make_config",
@@ -141,13 +142,15 @@ def realisation_key(seed_key: jax.Array) -> jax.Array:
     return jax.random.split(seed_key)[1]
 
 
-def _frame_key(seed_key: jax.Array) -> jax.Array:
+def frame_key(seed_key: jax.Array) -> jax.Array:
+    """The key of one seed's initial frame (see :func:`initial_frame`)."""
     return jax.random.split(seed_key)[0]
 
 
 def initial_frame(key: jax.Array, input_width: int, padded_width: int, k: int, dtype) -> jax.Array:
     """A Haar-random ``(padded_width, k)`` orthonormal frame supported on the first ``input_width`` rows."""
-    g = jax.random.normal(key, (padded_width, k), dtype=dtype)
+    # Drawn in float32 and cast: float32 and float64 runs start from the same frame.
+    g = jax.random.normal(key, (padded_width, k), dtype=jnp.float32).astype(dtype)
     g = g * (jnp.arange(padded_width) < input_width)[:, None].astype(dtype)
     q, r = jnp.linalg.qr(g)
     return q * jnp.sign(jnp.diagonal(r))[None, :]
@@ -269,7 +272,7 @@ def ensemble_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig) -> 
     dtype = config.jnp_dtype
     precision = config.lax_precision
     key_state, key_layers = jax.random.split(realisation_key(seed_key))
-    frame = initial_frame(_frame_key(seed_key), ensemble.input_width, ensemble.max_width, config.k, dtype)
+    frame = initial_frame(frame_key(seed_key), ensemble.input_width, ensemble.max_width, config.k, dtype)
 
     def apply_layer(state, frame, key, index):
         state, weight, mask = ensemble.layer(state, key, index, dtype)

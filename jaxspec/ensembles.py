@@ -70,6 +70,12 @@ def layer_key(key: jax.Array, index) -> jax.Array:
     return jax.random.fold_in(key, index)
 
 
+def _standard_normal(key: jax.Array, shape, dtype) -> jax.Array:
+    """Standard normals drawn in float32 and cast, so that float32 and float64 runs see the same matrices
+    (float64 references then measure rounding error alone, not a different realisation)."""
+    return jax.random.normal(key, shape, dtype=jnp.float32).astype(dtype)
+
+
 def _resolve_widths(width: int | None, depth: int | None, widths: Sequence[int] | None) -> tuple[int, ...]:
     if widths is not None:
         if width is not None or depth is not None:
@@ -131,7 +137,7 @@ class _PaddedLayers:
     def _gaussian(self, key, index, sigma2, dtype):
         rows, cols, fan_in = self._valid(index)
         n = self.max_width
-        g = jax.random.normal(key, (n, n), dtype=dtype)
+        g = _standard_normal(key, (n, n), dtype)
         scale = jnp.sqrt(jnp.asarray(sigma2, dtype) / fan_in.astype(dtype))
         if self.is_uniform:
             return g * scale
@@ -203,7 +209,7 @@ class Orthogonal(_PaddedLayers):
     def layer(self, state, key, index, dtype=jnp.float32):
         rows, cols, _ = self._valid(index)
         n = self.max_width
-        g = jax.random.normal(key, (n, n), dtype=dtype)
+        g = _standard_normal(key, (n, n), dtype)
         sigma = jnp.sqrt(jnp.asarray(self.sigma2, dtype))
         if self.is_uniform:
             # Mezzadri's sign fix makes Q exactly Haar.
@@ -268,7 +274,7 @@ class ReluNet(_PaddedLayers):
 
     def init_state(self, key):
         n = self.max_width
-        h = jax.random.normal(key, (n,)) * (jnp.arange(n) < self.widths[0])
+        h = _standard_normal(key, (n,), jnp.float32) * (jnp.arange(n) < self.widths[0])
         return h / jnp.linalg.norm(h)
 
     def layer(self, state, key, index, dtype=jnp.float32):
