@@ -17,6 +17,7 @@ from jaxspec.errors import InputError
 SUBCOMMAND_MODULES = (
     "jaxspec.cli.spectrum",
     "jaxspec.cli.figures",
+    "jaxspec.cli.sweep",
 )
 
 EXIT_BAD_INPUT = 2

@@ -1,0 +1,58 @@
+"""Sweeps at scale: grids of runs sharded over devices and hosts, chunked, resumable, with labelled results.
+
+A sweep runs a kernel (default ``lyapunov``: the spectrum of one realisation of an ensemble) at every point of
+a grid (width x depth x gain x gate probability ...) for several seeds. Points that share their static shape
+compile once; (point x seed) runs are flattened into one batch, vmapped, and sharded over the local devices
+with ``jax.sharding``; batches are cut into chunks sized to a memory budget and written atomically, so a
+killed sweep resumes where it stopped. Results are an xarray Dataset (zarr) plus a tidy parquet summary.
+
+Modules: :mod:`~jaxspec.sweeps.spec` (the specification), :mod:`~jaxspec.sweeps.kernels` (what one run
+computes; the registry), :mod:`~jaxspec.sweeps.plan` (groups and chunks), :mod:`~jaxspec.sweeps.execute`
+(devices and hosts), :mod:`~jaxspec.sweeps.store` (the output directory), :mod:`~jaxspec.sweeps.report`
+(summary figures).
+
+Example:
+    >>> from jaxspec.sweeps import SweepSpec, run_sweep
+    >>> spec = SweepSpec(axes={"width": [8, 16], "sigma2": [1.0, 2.0], "p": [0.5, 1.0]}, seeds=8,
+    ...                  params={"ensemble": "masked", "depth": 100, "k": 4})
+    >>> ds = run_sweep(spec, "sweep_out")                         # doctest: +SKIP
+    >>> ds.exponents.sel(index=1).mean("seed")                    # doctest: +SKIP
+
+References:
+    Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
+"""
+
+from jaxspec.sweeps.execute import group_output_shapes, local_mesh, make_group_runner, run_key, run_sweep
+from jaxspec.sweeps.kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
+from jaxspec.sweeps.plan import Chunk, Group, SweepPlan, make_plan, point_params
+from jaxspec.sweeps.report import draw_report
+from jaxspec.sweeps.spec import SweepSpec, load_spec, parse_override
+from jaxspec.sweeps.store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame
+
+__all__ = [
+    "KERNELS",
+    "Chunk",
+    "Group",
+    "Kernel",
+    "Parameter",
+    "PartialSweepWarning",
+    "Record",
+    "SweepPlan",
+    "SweepSpec",
+    "SweepStore",
+    "draw_report",
+    "get_kernel",
+    "group_output_shapes",
+    "load_spec",
+    "load_sweep",
+    "local_mesh",
+    "make_group_runner",
+    "make_plan",
+    "missing_points",
+    "parse_override",
+    "point_params",
+    "register_kernel",
+    "run_key",
+    "run_sweep",
+    "summary_frame",
+]
