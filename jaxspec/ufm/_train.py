@@ -1,0 +1,153 @@
+"""Full-batch gradient descent on a deep UFM, with the collapse diagnostics tracked along the way.
+
+The loop is :func:`jaxspec.training.train` (a jitted optax ``lax.scan``); :func:`diagnostics` is its
+``track_fn``: per layer, the top eigenvalues of the data Hessian (Lanczos on Hessian-vector products), the
+alignment ``f_cc'`` of the class-mean directions, the gradient's weights on them, the gradient-outlier overlaps,
+NC1-NC4 and the Gram eigenvalues.
+
+References:
+    Garrod & Keating, arXiv:2404.06106; Gur-Ari, Roberts, Dyer, arXiv:1812.04754.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxspec import hessian
+from jaxspec.errors import InputError
+from jaxspec.ufm._collapse import NeuralCollapse, collapse_metrics
+from jaxspec.ufm._curvature import alignment_matrix, gradient_coefficients, gram_eigenvalues
+from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, layer_block, loss
+
+__all__ = ["Diagnostics", "diagnostics", "train_ufm"]
+
+
+class Diagnostics(NamedTuple):
+    """Collapse and curvature diagnostics of a deep UFM (a leading time axis when tracked in training).
+
+    Attributes:
+        loss: ``()`` total loss.
+        data_loss: ``()`` the MSE term.
+        top_eigenvalues: ``(L, k)`` top eigenvalues of each layer's data Hessian, descending.
+        alignment: ``(L, K, K)`` ``f_cc'`` per layer.
+        gradient_weights: ``(L, K, K)`` weights of the data gradient on the class-mean basis.
+        overlap_data: ``(L,)`` ``||P_top g||^2 / ||g||^2`` of the data gradient (top ``K^2`` eigenvectors).
+        overlap_total: ``(L,)`` the same for the full gradient (with weight decay).
+        collapse: :class:`NeuralCollapse` with ``(L,)`` fields.
+        gram: ``(L, K)`` top eigenvalues of each ``W_l^T W_l``.
+    """
+
+    loss: jax.Array
+    data_loss: jax.Array
+    top_eigenvalues: jax.Array
+    alignment: jax.Array
+    gradient_weights: jax.Array
+    overlap_data: jax.Array
+    overlap_total: jax.Array
+    collapse: NeuralCollapse
+    gram: jax.Array
+
+
+def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
+    smallest_layer = ufm.num_classes * ufm.width  # the head; hidden layers have d^2 >= K d entries
+    k = min(ufm.num_classes**2 + ufm.num_classes, smallest_layer) if num_eigenvalues is None else num_eigenvalues
+    if not (isinstance(k, int) and ufm.num_classes**2 <= k <= smallest_layer):
+        raise InputError(f"num_eigenvalues must be an integer between K^2 = {ufm.num_classes ** 2} and the "
+                         f"smallest layer size {smallest_layer}, got {num_eigenvalues!r}")
+    return k
+
+
+def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = None,
+                key: jax.Array | None = None) -> Diagnostics:
+    """Per-layer curvature, alignment and collapse diagnostics (pure; usable as a training ``track_fn``).
+
+    Args:
+        ufm: the model.
+        params: :class:`UFMParams`.
+        num_eigenvalues: eigenvalues tracked per layer (default ``K^2 + K``, capped by the smallest layer):
+            the ``K^2`` predicted outliers and the top of the bulk.
+        key: PRNG key of the Lanczos start vectors.
+
+    Returns:
+        :class:`Diagnostics`.
+
+    Example:
+        >>> import jax
+        >>> from jaxspec.ufm import make_ufm, collapsed_params
+        >>> ufm = make_ufm(2, 3, 3, 1e-2, width=3)
+        >>> diagnostics(ufm, collapsed_params(ufm)).top_eigenvalues.shape
+        (3, 6)
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
+    k = _num_tracked(ufm, num_eigenvalues)
+    K = ufm.num_classes
+    key = jax.random.key(0) if key is None else key
+    eigenvalues, overlaps_data, overlaps_total, aligns, weights = [], [], [], [], []
+    for layer in range(ufm.depth):
+        weight, restricted = layer_block(ufm, params, layer)
+        _, regularised = layer_block(ufm, params, layer, regularised=True)
+        pairs = hessian.lanczos_eigh(hessian.hessian_matvec(restricted, weight), weight, k,
+                                     num_steps=min(weight.size, 2 * k + 20), key=jax.random.fold_in(key, layer))
+        top = jax.tree.map(lambda v: v[: K * K], pairs.eigenvectors)
+        eigenvalues.append(pairs.eigenvalues)
+        overlaps_data.append(hessian.gradient_overlap(jax.grad(restricted)(weight), top))
+        overlaps_total.append(hessian.gradient_overlap(jax.grad(regularised)(weight), top))
+        aligns.append(alignment_matrix(ufm, params, layer))
+        weights.append(gradient_coefficients(ufm, params, layer).weights)
+    return Diagnostics(loss=loss(ufm, params), data_loss=data_loss(ufm, params),
+                       top_eigenvalues=jnp.stack(eigenvalues), alignment=jnp.stack(aligns),
+                       gradient_weights=jnp.stack(weights), overlap_data=jnp.stack(overlaps_data),
+                       overlap_total=jnp.stack(overlaps_total), collapse=collapse_metrics(ufm, params),
+                       gram=gram_eigenvalues(ufm, params))
+
+
+def train_ufm(ufm: UFM, params: UFMParams | None = None, *, num_steps: int, learning_rate: float,
+              key: jax.Array | None = None, init_scale: float = 1.0, log_every: int | None = None,
+              track: bool = True, num_eigenvalues: int | None = None, optimizer=None, progress: bool = True):
+    """Train a deep UFM by full-batch gradient descent, tracking :func:`diagnostics`.
+
+    Uses :func:`jaxspec.training.train` (a jitted optax ``lax.scan`` loop; ``optax.sgd`` by default).
+
+    Args:
+        ufm: the model.
+        params: initial :class:`UFMParams` (default: :func:`init_params` with ``key`` and ``init_scale``).
+        num_steps: gradient steps.
+        learning_rate: step size of the default optimizer.
+        key: PRNG key for the initialisation (default ``jax.random.key(0)``).
+        init_scale: scale of the random initialisation.
+        log_every: steps between records (default ``max(1, num_steps // 50)``).
+        track: record :func:`diagnostics` (``False``: only the loss).
+        num_eigenvalues: see :func:`diagnostics`.
+        optimizer: any optax transformation (default ``optax.sgd(learning_rate)``).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`jaxspec.training.TrainResult`; ``tracked`` is a :class:`Diagnostics` with a leading time axis.
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm
+        >>> ufm = make_ufm(2, 2, 2, 1e-2, width=2)
+        >>> res = train_ufm(ufm, num_steps=100, learning_rate=0.5, track=False, progress=False)
+        >>> res.loss.shape
+        (51,)
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
+    from jaxspec.training import train
+
+    key = jax.random.key(0) if key is None else key
+    params = init_params(ufm, key, init_scale) if params is None else params
+    log_every = max(1, num_steps // 50) if log_every is None else log_every
+    if track:
+        _num_tracked(ufm, num_eigenvalues)
+    track_fn = (lambda p: diagnostics(ufm, p, num_eigenvalues=num_eigenvalues)) if track else None
+    optimizer = optax.sgd(learning_rate) if optimizer is None else optimizer
+    return train(lambda p: loss(ufm, p), params, optimizer, num_steps=num_steps, log_every=log_every,
+                 track_fn=track_fn, learning_rate=learning_rate, progress=progress)
