@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -45,14 +47,18 @@ from flax import struct
 
 from jaxspec.ensembles import layer_key
 from jaxspec.errors import InputError
+from jaxspec.qr import QR_BACKENDS, make_qr
 
 __all__ = [
     "CONDITIONS",
     "EngineConfig",
+    "METHODS",
+    "OrthogonalityWarning",
     "FrameSums",
     "LyapunovResult",
     "accumulator_dtype",
     "benettin_scan",
+    "choose_reortho_every",
     "ensemble_frame_sums",
     "exponents_from_sums",
     "frame_key",
@@ -60,6 +66,7 @@ __all__ = [
     "lyapunov_spectrum",
     "make_config",
     "realisation_key",
+    "reortho_limits",
     "seed_keys",
 ]
 
@@ -67,6 +74,14 @@ CONDITIONS = ("K>=i", "K>=k", "none")
 PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH,
               "default": jax.lax.Precision.DEFAULT}
 DTYPES = ("float32", "float64")
+# How a realisation is propagated: the direct product, or one of the exact fast samplers of jaxspec.fast (rotation-
+# invariant iid ensembles, exponents only). "auto" (resolved in lyapunov_spectrum) picks "chi" where it is exact.
+METHODS = ("direct", "gaussian_frame", "chi")
+_SEED_AXIS = "seeds"
+
+
+class OrthogonalityWarning(UserWarning):
+    """A re-orthonormalisation block grew a frame so ill-conditioned that the QR lost accuracy (MATH.md sec. 4)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +97,9 @@ class EngineConfig:
         condition: rank-collapse convention, one of :data:`CONDITIONS`.
         rates_every: if set, also return local growth rates averaged over windows of this many layers (a
             multiple of ``reortho_every``); memory then grows with depth.
+        qr: QR backend of :mod:`jaxspec.qr` (``"householder"``, ``"cholesky2"``, ``"shifted_cholesky3"``).
+        method: ``"direct"`` (the product itself) or an exact fast sampler of :mod:`jaxspec.fast`
+            (``"gaussian_frame"``, ``"chi"``; exponents only, rotation-invariant iid ensembles).
     """
 
     k: int
@@ -90,6 +108,8 @@ class EngineConfig:
     precision: str = "highest"
     condition: str = "K>=i"
     rates_every: int | None = None
+    qr: str = "householder"
+    method: str = "direct"
 
     @property
     def jnp_dtype(self):
@@ -104,7 +124,8 @@ class EngineConfig:
 
 
 def make_config(k: int, *, max_k: int, reortho_every: int = 1, dtype: str = "float32",
-                precision: str = "highest", condition: str = "K>=i", rates_every: int | None = None) -> EngineConfig:
+                precision: str = "highest", condition: str = "K>=i", rates_every: int | None = None,
+                qr: str = "householder", method: str = "direct") -> EngineConfig:
     """Validate engine options and build an :class:`EngineConfig` (raises :class:`InputError`)."""
     if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= max_k:
         raise InputError(f"k must be an integer in [1, {max_k}] (the smallest width), got {k}")
@@ -121,8 +142,73 @@ def make_config(k: int, *, max_k: int, reortho_every: int = 1, dtype: str = "flo
     if rates_every is not None and (int(rates_every) != rates_every or rates_every < 1
                                     or rates_every % reortho_every):
         raise InputError(f"rates_every must be a positive multiple of reortho_every={reortho_every}, got {rates_every}")
+    if qr not in QR_BACKENDS:
+        raise InputError(f"qr must be one of {', '.join(QR_BACKENDS)}, got {qr!r}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     return EngineConfig(int(k), int(reortho_every), dtype, precision, condition,
-                        None if rates_every is None else int(rates_every))
+                        None if rates_every is None else int(rates_every), qr, method)
+
+
+def reortho_limits(dtype) -> tuple[float, float]:
+    """``(budget, guard)`` for the log condition number a block may grow a frame to (MATH.md section 4).
+
+    A block of ``m`` layers spreads the frame's columns by about ``exp(m (lambda_1 - lambda_k))``; the QR then
+    loses ``log cond`` of the ``-log u`` available digits (``u`` the unit roundoff: 16.6 in float32, 36.7 in
+    float64). ``reortho_every="auto"`` aims at a quarter of them (the smallest ``|R_ii|`` keeps a relative
+    accuracy of ``u^{3/4}``); the guard reports blocks that used more than half (accuracy worse than ``u^{1/2}``).
+    """
+    digits = -math.log(float(jnp.finfo(dtype).eps) / 2)
+    return 0.25 * digits, 0.5 * digits
+
+
+def choose_reortho_every(mean_log_r, var_log_r, depth: int, dtype, rates_every: int | None = None) -> int:
+    """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` (MATH.md section 4).
+
+    A block of ``m`` layers is predicted to spread the columns by ``m (max_i mu_i - min_i mu_i)`` plus four
+    standard deviations ``4 sqrt(2 m max_i v_i)``; ``m`` is the largest value keeping that within the budget of
+    :func:`reortho_limits`, and ``m max|mu_i| + 4 sqrt(m max v_i)`` within half the exponent range (no overflow).
+
+    Args:
+        mean_log_r: ``(k,)`` per-layer means ``mu_i`` (exponents); non-finite entries force ``m = 1``.
+        var_log_r: ``(k,)`` per-layer variances ``v_i``.
+        depth: number of layers (the largest possible ``m``).
+        dtype: compute dtype.
+        rates_every: if set, ``m`` is also a divisor of it.
+
+    Returns:
+        ``m`` in ``[1, depth]``.
+
+    Example:
+        >>> choose_reortho_every(np.array([-0.01, -0.02]), np.array([1e-3, 1e-3]), 1000, "float32") > 10
+        True
+
+    References:
+        Benettin et al., Meccanica 15 (1980); MATH.md section 4.
+    """
+    mean = np.asarray(mean_log_r, float)
+    var = np.asarray(var_log_r, float)
+    if mean.size == 0 or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+        return 1
+    budget, _ = reortho_limits(dtype)
+    range_budget = 0.5 * math.log(float(jnp.finfo(dtype).max))
+    spread = float(mean.max() - mean.min())
+    growth = float(np.abs(mean).max())
+    vmax = float(max(var.max(), 0.0))
+
+    def safe(m: int) -> bool:
+        return (m * spread + 4 * math.sqrt(2 * m * vmax) <= budget
+                and m * growth + 4 * math.sqrt(m * vmax) <= range_budget)
+
+    lo, hi = 1, int(depth)
+    if not safe(lo):
+        return 1
+    while lo < hi:  # safe(m) is monotone in m: bisect for the largest safe m
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if safe(mid) else (lo, mid - 1)
+    if rates_every is not None:
+        lo = max(d for d in range(1, min(lo, rates_every) + 1) if rates_every % d == 0)
+    return lo
 
 
 def accumulator_dtype():
@@ -169,7 +255,11 @@ class FrameSums(NamedTuple):
         active_counts: ``(L,)`` ``K_l`` per layer.
         block_log_r: ``(blocks, k)`` per-block ``log|R_ii|`` (NaN where the block had ``K_l < i``), or ``None``.
         block_size: ``(blocks,)`` layers per block, or ``None``.
-        frame: ``(N, k)`` the final orthonormal frame.
+        frame: ``(N, k)`` the final orthonormal frame (``None`` for the fast samplers of :mod:`jaxspec.fast`,
+            which never form a frame of the product).
+        max_block_spread: ``()`` orthogonality guard: the largest ``max_i log|R_ii| - min_i log|R_ii|`` of a
+            block over its counted indices, i.e. the log condition number the block grew the frame to (compare
+            with :func:`reortho_limits`); ``None`` where not tracked.
     """
 
     log_r_sum: jax.Array
@@ -181,7 +271,8 @@ class FrameSums(NamedTuple):
     active_counts: jax.Array
     block_log_r: jax.Array | None
     block_size: jax.Array | None
-    frame: jax.Array
+    frame: jax.Array | None
+    max_block_spread: jax.Array | None = None
 
 
 ApplyLayer = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, jax.Array]]
@@ -201,7 +292,8 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         depth: number of layers ``L`` (static).
         reortho_every: QR every this many layers (static); a final partial block takes the remainder.
         record_blocks: also return per-block ``log|R_ii|`` (memory grows with depth).
-        qr: optional QR routine ``frame -> (Q, R)``; defaults to ``jnp.linalg.qr`` (Householder).
+        qr: optional QR routine ``frame -> (Q, R)``; defaults to ``jnp.linalg.qr`` (Householder). See
+            :func:`jaxspec.qr.make_qr` for the GEMM-based backends.
 
     Returns:
         :class:`FrameSums` with the accumulators in :func:`accumulator_dtype`.
@@ -213,7 +305,7 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
     big = jnp.iinfo(jnp.int32).max
 
     def block(carry, block_indices):
-        state, frame, sums, count, sums_k, count_k, kmin_all = carry
+        state, frame, sums, count, sums_k, count_k, kmin_all, spread_max = carry
 
         def one_layer(inner, index):
             state, frame, kmin = inner
@@ -232,10 +324,13 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         sums_k = sums_k + jnp.where(all_k, log_r, 0.0)
         count_k = count_k + jnp.where(all_k, size, 0)
         out = (actives, jnp.where(valid, log_r, jnp.nan) if record_blocks else None)
-        return (state, q.astype(frame.dtype), sums, count, sums_k, count_k, jnp.minimum(kmin_all, kmin)), out
+        spread_max = jnp.maximum(spread_max, block_spread(log_r, valid))
+        return (state, q.astype(frame.dtype), sums, count, sums_k, count_k, jnp.minimum(kmin_all, kmin),
+                spread_max), out
 
     zeros = jnp.zeros((k,), acc_dtype)
-    carry = (state, frame, zeros, jnp.zeros((k,), jnp.int32), zeros, jnp.int32(0), jnp.int32(big))
+    carry = (state, frame, zeros, jnp.zeros((k,), jnp.int32), zeros, jnp.int32(0), jnp.int32(big),
+             jnp.zeros((), acc_dtype))
     indices = jnp.arange(depth)
     full, rem = divmod(depth, reortho_every)
     actives, block_log_r, sizes = [], [], []
@@ -249,26 +344,43 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         actives.append(act)
         block_log_r.append(None if blr is None else blr[None])
         sizes.append(jnp.full((1,), rem))
-    _, frame, sums, count, sums_k, count_k, kmin_all = carry
+    _, frame, sums, count, sums_k, count_k, kmin_all, spread_max = carry
     return FrameSums(
         log_r_sum=sums, layer_count=count, log_r_sum_all_k=sums_k, layer_count_all_k=count_k,
         depth=jnp.int32(depth), min_active=kmin_all, active_counts=jnp.concatenate(actives),
         block_log_r=jnp.concatenate(block_log_r) if record_blocks else None,
-        block_size=jnp.concatenate(sizes) if record_blocks else None, frame=frame,
+        block_size=jnp.concatenate(sizes) if record_blocks else None, frame=frame, max_block_spread=spread_max,
     )
 
 
-def ensemble_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig) -> FrameSums:
+def block_spread(log_r: jax.Array, valid: jax.Array) -> jax.Array:
+    """``max_i log|R_ii| - min_i log|R_ii|`` over the counted indices of one block (0 if none): the log
+    condition number the block grew the frame to, the orthogonality guard's statistic."""
+    finite = valid & jnp.isfinite(log_r)
+    top = jnp.max(jnp.where(finite, log_r, -jnp.inf))
+    bottom = jnp.min(jnp.where(finite, log_r, jnp.inf))
+    return jnp.where(jnp.any(finite), top - bottom, 0.0).astype(log_r.dtype)
+
+
+def ensemble_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig, *,
+                        batch_axis_name: str | None = None) -> FrameSums:
     """Run the engine on one realisation (one seed) of an ensemble. Pure; vmap it over seeds.
 
     Args:
         ensemble: any ensemble of :mod:`jaxspec.ensembles` (or an object with the same ``layer`` interface).
         seed_key: this seed's key (see :func:`seed_keys`).
-        config: an :class:`EngineConfig`.
+        config: an :class:`EngineConfig`. ``config.method`` other than ``"direct"`` runs an exact fast
+            sampler of :mod:`jaxspec.fast` (same law of the exponents, no frame).
+        batch_axis_name: name of the enclosing seeds ``vmap`` axis, if any: the Cholesky QR backends then take
+            their fallback decision for the whole batch (a real branch instead of a select).
 
     Returns:
         :class:`FrameSums`.
     """
+    if config.method != "direct":
+        from jaxspec import fast  # noqa: PLC0415 (fast builds on this module)
+
+        return fast.fast_frame_sums(ensemble, seed_key, config)
     dtype = config.jnp_dtype
     precision = config.lax_precision
     key_state, key_layers = jax.random.split(realisation_key(seed_key))
@@ -279,8 +391,9 @@ def ensemble_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig) -> 
         frame = mask[:, None] * jnp.matmul(weight, frame, precision=precision)
         return state, frame, jnp.sum(mask > 0)
 
-    return benettin_scan(apply_layer, ensemble.init_state(key_state), frame, key_layers, ensemble.depth,
-                         reortho_every=config.reortho_every, record_blocks=config.rates_every is not None)
+    qr = make_qr(config.qr, precision=precision, batch_axis_name=batch_axis_name)
+    return benettin_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers, ensemble.depth,
+                         reortho_every=config.reortho_every, record_blocks=config.rates_every is not None, qr=qr)
 
 
 def exponents_from_sums(sums: FrameSums, condition: str = "K>=i") -> jax.Array:
@@ -333,6 +446,8 @@ class LyapunovResult:
         local_rates: ``(seeds, windows, k)`` windowed local growth rates, or ``None``.
         config: the :class:`EngineConfig` (static).
         ensemble: the ensemble (its static description is in ``ensemble.name`` / ``ensemble.widths``).
+        max_block_spread: ``(seeds,)`` orthogonality guard, the largest log condition number a block grew the
+            frame to (see :func:`reortho_limits`); ``None`` for the fast samplers, which form no frame.
     """
 
     exponents: jax.Array
@@ -344,6 +459,7 @@ class LyapunovResult:
     local_rates: jax.Array | None
     ensemble: Any
     config: EngineConfig = struct.field(pytree_node=False)
+    max_block_spread: jax.Array | None = None
 
     @property
     def num_seeds(self) -> int:
@@ -351,22 +467,19 @@ class LyapunovResult:
 
 
 def _mean_and_stderr(exponents: jax.Array) -> tuple[jax.Array, jax.Array]:
+    # Seeds with no qualifying layer (NaN) are left out; -inf (strict convention) stays visible.
     finite = jnp.isfinite(exponents)
     n = jnp.sum(finite, axis=0)
-    all_finite = jnp.all(finite, axis=0)
-    safe = jnp.where(finite, exponents, 0.0)
-    mean = jnp.sum(safe, axis=0) / jnp.where(n > 0, n, np.nan)
+    mean = jnp.sum(jnp.where(finite, exponents, 0.0), axis=0) / jnp.where(n > 0, n, np.nan)
     var = jnp.sum(jnp.where(finite, (exponents - mean) ** 2, 0.0), axis=0) / jnp.where(n > 1, n - 1, np.nan)
-    stderr = jnp.sqrt(var / n)
-    # Keep -inf (strict convention) visible instead of averaging it away.
     has_neg_inf = jnp.any(exponents == -jnp.inf, axis=0)
-    mean = jnp.where(has_neg_inf, -jnp.inf, jnp.where(all_finite | (n > 0), mean, jnp.nan))
-    return mean, jnp.where(has_neg_inf, jnp.nan, stderr)
+    return jnp.where(has_neg_inf, -jnp.inf, mean), jnp.where(has_neg_inf, jnp.nan, jnp.sqrt(var / n))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def _run(ensemble, keys: jax.Array, config: EngineConfig) -> LyapunovResult:
-    sums = jax.vmap(lambda key: ensemble_frame_sums(ensemble, key, config))(keys)
+    sums = jax.vmap(lambda key: ensemble_frame_sums(ensemble, key, config, batch_axis_name=_SEED_AXIS),
+                    axis_name=_SEED_AXIS)(keys)
     exponents = exponents_from_sums(sums, config.condition)
     mean, stderr = _mean_and_stderr(exponents)
     if config.condition == "K>=k":
@@ -378,13 +491,120 @@ def _run(ensemble, keys: jax.Array, config: EngineConfig) -> LyapunovResult:
     return LyapunovResult(
         exponents=exponents, mean=mean, stderr=stderr, active_counts=sums.active_counts,
         min_active=sums.min_active, counted_layers=counted, local_rates=_local_rates(sums, config),
-        ensemble=ensemble, config=config,
+        ensemble=ensemble, config=config, max_block_spread=sums.max_block_spread,
     )
 
 
-def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: int = 0, reortho_every: int = 1,
-                      dtype: str = "float32", precision: str = "highest", condition: str = "K>=i",
-                      rates_every: int | None = None, jit: bool = True) -> LyapunovResult:
+def _resolve_method(ensemble, method: str) -> str:
+    from jaxspec import fast  # noqa: PLC0415 (fast builds on this module)
+
+    if method == "auto":
+        return "chi" if fast.fast_path_eligible(ensemble) else "direct"
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS + ('auto',))}, got {method!r}")
+    if method != "direct":
+        fast.check_fast_path(ensemble, method)
+    return method
+
+
+def _never_rank_deficient(ensemble, k: int) -> bool:
+    """True when no layer can have fewer than ``k`` active units, so a Gram matrix of the frame is regular."""
+    name = getattr(ensemble, "name", None)
+    if name in ("gaussian", "orthogonal"):
+        return True
+    if name == "masked":
+        if ensemble.fixed_count is not None:
+            return min(ensemble.fixed_count) >= k
+        return not isinstance(ensemble.p, jax.core.Tracer) and bool(np.all(np.asarray(ensemble.p) >= 1.0))
+    if name == "fixed" and not isinstance(ensemble.masks, jax.core.Tracer):
+        return int(np.min(np.sum(np.asarray(ensemble.masks) > 0, axis=-1))) >= k
+    return False
+
+
+def _resolve_qr(ensemble, qr: str, k: int) -> str:
+    if qr == "auto":
+        # Measured (benchmarks/RESULTS.md): CholeskyQR2 wins where frames keep full rank; a masked layer with
+        # K_l < k makes the Gram matrix singular, and Householder is then the only backend that completes Q.
+        return "cholesky2" if _never_rank_deficient(ensemble, k) else "householder"
+    if qr not in QR_BACKENDS:
+        raise InputError(f"qr must be one of {', '.join(QR_BACKENDS + ('auto',))}, got {qr!r}")
+    return qr
+
+
+@functools.partial(jax.jit, static_argnames=("config", "layers"))
+def _pilot_log_r(ensemble, seed_key: jax.Array, config: EngineConfig, layers: int) -> jax.Array:
+    """``(layers, k)`` per-layer ``log|R_ii|`` of the first layers of one realisation (NaN where not counted)."""
+    dtype = config.jnp_dtype
+    key_state, key_layers = jax.random.split(realisation_key(seed_key))
+    frame = initial_frame(frame_key(seed_key), ensemble.input_width, ensemble.max_width, config.k, dtype)
+
+    def apply_layer(state, frame, key, index):
+        state, weight, mask = ensemble.layer(state, key, index, dtype)
+        return state, mask[:, None] * jnp.matmul(weight, frame, precision=config.lax_precision), jnp.sum(mask > 0)
+
+    sums = benettin_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers, layers,
+                         reortho_every=1, record_blocks=True)
+    return sums.block_log_r
+
+
+def _auto_reortho_every(ensemble, config: EngineConfig, seed: int, pilot_layers: int = 32) -> int:
+    """``reortho_every="auto"``: from the closed form where one exists, else from a short pilot run."""
+    if config.method != "direct":
+        return 1  # the fast samplers factor every layer anyway; m only sets the rank-collapse bookkeeping
+    from jaxspec import theory  # noqa: PLC0415
+
+    mean = var = None
+    try:
+        mean = theory.lyapunov_exponents(ensemble, config.k, config.condition)
+        var = theory.per_layer_variance(ensemble, config.k, config.condition)
+    except (InputError, TypeError, AttributeError, jax.errors.ConcretizationTypeError):
+        mean = None
+    if getattr(ensemble, "name", None) == "orthogonal" and mean is not None:
+        var = np.zeros_like(mean)
+    if mean is None or var is None:
+        layers = min(ensemble.depth, pilot_layers)
+        log_r = np.asarray(_pilot_log_r(ensemble, seed_keys(seed, 1)[0], config, layers), float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (never counted) give m = 1
+            mean, var = np.nanmean(log_r, axis=0), np.nanvar(log_r, axis=0)
+    return choose_reortho_every(mean, var, ensemble.depth, config.dtype, config.rates_every)
+
+
+def _guarded_run(ensemble, keys: jax.Array, config: EngineConfig, jit: bool, auto: bool) -> LyapunovResult:
+    """Run, then apply the orthogonality guard: with ``reortho_every > 1``, a block whose log condition number
+    exceeded :func:`reortho_limits`'s guard is re-run with a smaller ``m`` (``"auto"``) or reported with an
+    :class:`OrthogonalityWarning` (an explicit ``m``). Never silent."""
+    while True:
+        if jit:
+            result = _run(ensemble, keys, config)
+        else:
+            with jax.disable_jit():
+                result = _run(ensemble, keys, config)
+        m = config.reortho_every
+        if m == 1 or result.max_block_spread is None:
+            return result
+        _, guard = reortho_limits(config.jnp_dtype)
+        spread = float(jnp.max(result.max_block_spread))
+        if spread <= guard:
+            return result
+        if not auto:
+            warnings.warn(
+                f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
+                f"({config.dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a smaller "
+                "reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=3)
+            return result
+        smaller = max(1, min(m // 2, int(m * reortho_limits(config.jnp_dtype)[0] / spread)))
+        if config.rates_every is not None:
+            smaller = max(d for d in range(1, smaller + 1) if config.rates_every % d == 0)
+        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > {guard:.1f}; "
+                      f"re-running with m={smaller}.", OrthogonalityWarning, stacklevel=3)
+        config = dataclasses.replace(config, reortho_every=smaller)
+
+
+def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: int = 0,
+                      reortho_every: int | str = 1, dtype: str = "float32", precision: str = "highest",
+                      condition: str = "K>=i", rates_every: int | None = None, jit: bool = True,
+                      qr: str = "householder", method: str = "direct") -> LyapunovResult:
     """Lyapunov exponents of a product of (masked) random or fixed layers, by QR iteration.
 
     Args:
@@ -393,12 +613,24 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         seeds: number of independent realisations (vmapped).
         seed: base integer seed; seed ``s`` uses ``fold_in(key(seed), s)``.
         reortho_every: layers between QRs (MATH.md section 4: keep ``m (lambda_1 - lambda_k)`` below ~16 in
-            float32, ~36 in float64).
+            float32, ~36 in float64), or ``"auto"``: the largest ``m`` that keeps a block's predicted log
+            condition number within a quarter of the dtype's digits (:func:`choose_reortho_every`, from the
+            closed form or a 32-layer pilot run), re-run with a smaller ``m`` if the guard trips. With any
+            ``m > 1`` the guard (``result.max_block_spread``) is checked and a block that exceeded half the
+            digits raises an :class:`OrthogonalityWarning`.
         dtype: compute dtype, ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
         precision: matmul precision, ``"highest"`` by default.
         condition: rank-collapse convention: ``"K>=i"`` (default), ``"K>=k"`` or ``"none"``.
         rates_every: also return local growth rates averaged over windows of this many layers.
         jit: run under ``jax.jit`` (default) or eagerly (for debugging and tests).
+        qr: QR backend, ``"householder"`` (default), ``"cholesky2"``, ``"shifted_cholesky3"`` (GEMM-based, with
+            a Householder fallback on an ill-conditioned Gram matrix; :mod:`jaxspec.qr`), or ``"auto"``
+            (CholeskyQR2 where no layer can have fewer than ``k`` active units, else Householder).
+        method: ``"direct"`` (default: the product itself), or an exact fast sampler of :mod:`jaxspec.fast`
+            for Gaussian and independently-gated masked ensembles: ``"gaussian_frame"`` (``W Q`` drawn as a
+            fresh ``n x k`` Gaussian), ``"chi"`` (independent chi-law ``R`` factors, O(k) per layer), or
+            ``"auto"`` (``"chi"`` where exact, else ``"direct"``). The fast samplers have the same law of the
+            exponents, not the same realisation, and no frame.
 
     Returns:
         A :class:`LyapunovResult`; ``result.mean`` is ``(k,)``.
@@ -413,12 +645,16 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         Newman (1986) for the Gaussian closed form; Haas et al., arXiv:2602.12384, for masked products.
     """
     max_k = min(ensemble.widths)
-    config = make_config(max_k if k is None else k, max_k=max_k, reortho_every=reortho_every, dtype=dtype,
-                         precision=precision, condition=condition, rates_every=rates_every)
+    auto = isinstance(reortho_every, str)
+    if auto and reortho_every != "auto":
+        raise InputError(f"reortho_every must be a positive integer or 'auto', got {reortho_every!r}")
+    config = make_config(max_k if k is None else k, max_k=max_k, reortho_every=1 if auto else reortho_every,
+                         dtype=dtype, precision=precision, condition=condition, rates_every=rates_every)
+    config = dataclasses.replace(config, method=_resolve_method(ensemble, method),
+                                 qr=_resolve_qr(ensemble, qr, config.k))
     if isinstance(seeds, bool) or int(seeds) != seeds or seeds < 1:
         raise InputError(f"seeds must be a positive integer, got {seeds}")
+    if auto:
+        config = dataclasses.replace(config, reortho_every=_auto_reortho_every(ensemble, config, int(seed)))
     keys = seed_keys(int(seed), int(seeds))
-    if jit:
-        return _run(ensemble, keys, config)
-    with jax.disable_jit():
-        return _run(ensemble, keys, config)
+    return _guarded_run(ensemble, keys, config, jit, auto)

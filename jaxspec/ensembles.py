@@ -4,7 +4,7 @@ An ensemble is a small frozen pytree. Its numerical parameters (``sigma2``, ``p`
 sweep can ``vmap`` over them; its shapes (``widths``) are static. Every ensemble exposes the same pure,
 layer-at-a-time interface that the engine scans over::
 
-    state = ensemble.init_state(key)                     # per-realisation state (e.g. a ReLU activation)
+    state = ensemble.init_state(key, dtype)              # per-realisation state (e.g. a ReLU activation)
     state, weight, mask = ensemble.layer(state, key, l)  # layer l: weight (N, N), mask (N,)
 
 and a convenience ``ensemble.sample(key)`` that returns the whole :class:`LayerStack` at once, drawn with
@@ -143,9 +143,9 @@ class _PaddedLayers:
             return g * scale
         return g * scale * (rows[:, None] & cols[None, :]).astype(dtype)
 
-    def init_state(self, key: jax.Array) -> Any:
+    def init_state(self, key: jax.Array, dtype=jnp.float32) -> Any:
         """Per-realisation state; ``None`` for ensembles with independent layers."""
-        del key
+        del key, dtype
         return None
 
     def sample(self, key: jax.Array, dtype=jnp.float32) -> LayerStack:
@@ -159,7 +159,7 @@ class _PaddedLayers:
             :class:`LayerStack` with ``weights (L, N, N)`` and ``masks (L, N)``.
         """
         key_state, key_layers = jax.random.split(key)
-        state = self.init_state(key_state)
+        state = self.init_state(key_state, dtype)
 
         def body(state, index):
             state, weight, mask = self.layer(state, layer_key(key_layers, index), index, dtype)
@@ -272,15 +272,15 @@ class ReluNet(_PaddedLayers):
     widths: tuple[int, ...] = struct.field(pytree_node=False, default=(1, 1))
     name: str = struct.field(pytree_node=False, default="relu-net")
 
-    def init_state(self, key):
+    def init_state(self, key, dtype=jnp.float32):
         n = self.max_width
-        h = _standard_normal(key, (n,), jnp.float32) * (jnp.arange(n) < self.widths[0])
+        h = _standard_normal(key, (n,), dtype) * (jnp.arange(n) < self.widths[0])
         return h / jnp.linalg.norm(h)
 
     def layer(self, state, key, index, dtype=jnp.float32):
         weight = self._gaussian(key, index, self.sigma2, dtype)
         rows, _, _ = self._valid(index)
-        pre = weight @ state.astype(dtype)
+        pre = jnp.matmul(weight, state.astype(dtype), precision=jax.lax.Precision.HIGHEST)
         gate = (pre > 0) & rows
         h = jnp.where(gate, pre, 0.0)
         norm = jnp.linalg.norm(h)
