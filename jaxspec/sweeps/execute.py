@@ -84,6 +84,19 @@ def _dynamic_values(spec: SweepSpec, dynamic: list[str], point_ids: np.ndarray) 
     return {a: np.asarray(spec.axes[a], dtype=dtype)[idx[:, pos[a]]] for a in dynamic}
 
 
+_RUNNERS: dict[tuple, Callable] = {}
+
+
+def _cached_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
+    """One jitted runner per (sweep numbers, static shape, devices), reused across calls in a process."""
+    key = (spec.fingerprint(), tuple(sorted(group.static.items())), tuple(d.id for d in mesh.devices.flat))
+    if key not in _RUNNERS:
+        if len(_RUNNERS) >= 64:
+            _RUNNERS.clear()
+        _RUNNERS[key] = make_group_runner(spec, group, mesh)
+    return _RUNNERS[key]
+
+
 def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     """The jitted, sharded batch function of one group: ``(dynamic, point_ids, seeds) -> {variable: (B, ...)}``.
 
@@ -197,7 +210,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
     _run_chunks(store, todo, sum(c.num_runs for c in mine), mesh, meta, progress, on_chunk)
     if distributed:
         _barrier("jaxspec-sweep-chunks-written")
-    if process_index == 0 and store.is_complete:
+    # With jax.distributed host 0 consolidates after the barrier; hosts launched on their own consolidate
+    # whenever they find every chunk done (the rename is atomic, so a race leaves one equal copy).
+    if (process_index == 0 or not distributed) and store.is_complete:
         store.finalize()
     if distributed:
         _barrier("jaxspec-sweep-finalized")
@@ -224,7 +239,7 @@ def _run_chunks(store: SweepStore, todo: list, total_runs: int, mesh: Mesh, meta
     def dispatch(chunk):
         group = plan.groups[chunk.group]
         if chunk.group not in runners:
-            runners[chunk.group] = make_group_runner(spec, group, mesh)
+            runners[chunk.group] = _cached_runner(spec, group, mesh)
         size = padded_size(group.chunk_runs, num_devices)
         ids, seeds = group.runs(chunk.start, chunk.stop, spec.seeds)
         pad = size - len(ids)

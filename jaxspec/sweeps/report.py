@@ -65,6 +65,9 @@ def _exponents_vs_axis(ds, axis: str, axes: tuple[str, ...], out: Path, plt) -> 
     exps = sub["exponents"].transpose(axis, "seed", "index").values
     mean, se = seed_mean_and_stderr(exps, 1)
     theory = sub["theory_exponents"].transpose(axis, "index").values if "theory_exponents" in sub else None
+    x_theory = x
+    if theory is not None and axis in ("sigma2", "p"):
+        x_theory, theory = _smooth_theory(ds, sub, axis, axes, x, theory)
     shown = min(3, exps.shape[-1])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i in range(shown):
@@ -73,7 +76,7 @@ def _exponents_vs_axis(ds, axis: str, axes: tuple[str, ...], out: Path, plt) -> 
         ax.errorbar(x[ok], mean[ok, i], yerr=2 * np.nan_to_num(se[ok, i]), fmt="o", ms=5, capsize=3, color=color,
                     label=rf"$\lambda_{i + 1}$ simulated (±2 s.e.)")
         if theory is not None and np.isfinite(theory[:, i]).any():
-            ax.plot(x, theory[:, i], "-", color=color, alpha=0.7, label=rf"$\lambda_{i + 1}$ closed form")
+            ax.plot(x_theory, theory[:, i], "-", color=color, alpha=0.7, label=rf"$\lambda_{i + 1}$ closed form")
     if axis in ("width", "sigma2"):
         ax.set_xscale("log", base=2)
     ax.axhline(0.0, color="0.6", lw=0.8)
@@ -88,6 +91,24 @@ def _exponents_vs_axis(ds, axis: str, axes: tuple[str, ...], out: Path, plt) -> 
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def _smooth_theory(ds, sub, axis: str, axes: tuple[str, ...], x: np.ndarray, fallback: np.ndarray):
+    """The closed form on a fine grid of a numeric parameter (its values enter only the arithmetic)."""
+    from jaxspec.sweeps.kernels import get_kernel
+
+    spec = _spec(ds)
+    kernel = get_kernel(spec["kernel"])
+    if kernel.theory is None:
+        return x, fallback
+    params = dict(spec["params"])
+    for a in axes:
+        if a != axis:
+            params[a] = sub[a].values.item()
+    fine = np.geomspace(x.min(), x.max(), 64) if axis == "sigma2" else np.linspace(x.min(), x.max(), 64)
+    record = tuple(spec["record"])
+    rows = [kernel.theory({**params, axis: float(v)}, record)["theory_exponents"][1] for v in fine]
+    return fine, np.array(rows)
 
 
 def _separation(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
@@ -142,7 +163,6 @@ def _separation(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
 def _phase_diagram(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
     from matplotlib.colors import TwoSlopeNorm
 
-    import jaxspec
     from jaxspec import theory
 
     sub = _at_first(ds, ("sigma2", "p"), axes)
@@ -152,7 +172,6 @@ def _phase_diagram(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
     mean, _ = seed_mean_and_stderr(top, 2)
     params = _spec(ds)["params"]
     width = int(sub["width"].values) if "width" in sub.coords else int(params["width"])
-    depth = int(sub["depth"].values) if "depth" in sub.coords else int(params["depth"])
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     finite = mean[np.isfinite(mean)]
     span = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-6)
@@ -160,11 +179,11 @@ def _phase_diagram(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
                          norm=TwoSlopeNorm(0.0, -span, span), shading="flat")
     fig.colorbar(mesh, ax=ax, label=r"simulated $\lambda_1$ (seed mean)")
     # Closed-form lambda_1 on a fine grid, and its large-N criticality sigma2 p = 1.
-    s_fine = np.geomspace(sigma2.min(), sigma2.max(), 60)
-    p_fine = np.linspace(p.min(), p.max(), 50)
+    s_fine = np.geomspace(sigma2.min(), sigma2.max(), 48)
+    p_fine = np.linspace(p.min(), p.max(), 40)
     condition = params.get("condition", "K>=i")
-    th = np.array([[theory.lyapunov_exponents(jaxspec.masked(width, depth, p=float(pp), sigma2=float(ss)), 1,
-                                              condition)[0] for ss in s_fine] for pp in p_fine])
+    th = np.array([[theory.masked_exponents(width, float(pp), float(ss), k=1, condition=condition)[0]
+                    for ss in s_fine] for pp in p_fine])
     if np.nanmin(th) < 0 < np.nanmax(th):
         ax.contour(s_fine, p_fine, th, levels=[0.0], colors="k", linewidths=1.5)
         ax.plot([], [], "k-", label=rf"closed form $\lambda_1 = 0$ (N={width})")

@@ -105,7 +105,7 @@ class SweepSpec:
     seeds: int
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     kernel: str = "lyapunov"
-    record: tuple[str, ...] = ("exponents",)
+    record: tuple[str, ...] = ()
     seed: int = 0
     name: str = "sweep"
     chunk_size: int | None = None
@@ -279,7 +279,7 @@ class SweepSpec:
             raise InputError("a sweep spec needs an [axes] table (the grid)")
         if "seeds" not in data:
             raise InputError("a sweep spec needs seeds = <runs per grid point>")
-        record = data.get("record", ("exponents",))
+        record = data.get("record", ())
         if isinstance(record, list):
             record = tuple(record)
         return cls(axes=data["axes"], seeds=data["seeds"], params=params, kernel=kernel_name, record=record,
