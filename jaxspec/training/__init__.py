@@ -1,4 +1,4 @@
-"""Training with tracked spectral quantities: a jitted optax loop, trackers, checkpoints.
+"""Training with tracked spectral quantities: a jitted optax loop, models, trackers, checkpoints, experiments.
 
 Example:
     >>> import jax.numpy as jnp
@@ -12,13 +12,71 @@ from jaxspec.training.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
+from jaxspec.training.experiment import (
+    TrainConfig,
+    alignment_start_index,
+    load_config,
+    plot_dynamics,
+    run_experiment,
+    save_experiment,
+    to_dataset,
+)
 from jaxspec.training.loop import TrainResult, train
+from jaxspec.training.models import (
+    LOSSES,
+    MODEL_KINDS,
+    Model,
+    aligned_init,
+    balanced_factors,
+    deep_linear_init,
+    end_to_end_fn,
+    make_loss,
+    make_model,
+    model_apply,
+    weight_matrices,
+)
+from jaxspec.training.tracking import (
+    adjacent_alignment,
+    balancedness,
+    balancedness_norms,
+    end_to_end_svd,
+    fix_signs,
+    layer_singular_values,
+    make_tracker,
+    mode_factors,
+)
 
 __all__ = [
+    "LOSSES",
+    "MODEL_KINDS",
+    "Model",
     "TrainCheckpoint",
+    "TrainConfig",
     "TrainResult",
+    "adjacent_alignment",
+    "aligned_init",
+    "alignment_start_index",
+    "balanced_factors",
+    "balancedness",
+    "balancedness_norms",
+    "deep_linear_init",
+    "end_to_end_fn",
+    "end_to_end_svd",
+    "fix_signs",
     "latest_checkpoint_step",
+    "layer_singular_values",
+    "load_config",
+    "make_loss",
+    "make_model",
+    "make_tracker",
+    "mode_factors",
+    "model_apply",
+    "plot_dynamics",
     "restore_checkpoint",
+    "run_experiment",
     "save_checkpoint",
+    "save_experiment",
+    "to_dataset",
     "train",
+    "weight_matrices",
 ]
