@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "jaxspec.cli.spectrum",
     "jaxspec.cli.figures",
     "jaxspec.cli.sweep",
+    "jaxspec.cli.train",
 )
 
 EXIT_BAD_INPUT = 2
