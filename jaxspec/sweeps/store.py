@@ -246,6 +246,7 @@ class SweepStore:
             done = len(store.done_chunks())
             raise InputError(f"{path} already holds this sweep ({done} of {len(store.plan.chunks)} chunks done); "
                              "pass --resume to continue it, or choose a new --out directory")
+        store.verify_chunks()
         return store
 
     # -- chunks -----------------------------------------------------------------------------------------
@@ -311,6 +312,11 @@ class SweepStore:
                 raise InputError(f"chunk file {file} has {value.shape[:1]} runs of {name!r}, expected "
                                  f"{chunk.num_runs}{advice}")
         return header, arrays
+
+    def verify_chunks(self) -> None:
+        """Read every finished chunk once, so that a damaged store is refused before any work is done."""
+        for index in sorted(self.done_chunks()):
+            self.read_chunk(index)
 
     def remove_stale_temporaries(self) -> None:
         """Delete leftovers of interrupted atomic writes (only files this module names ``.tmp-*``)."""
