@@ -74,14 +74,14 @@ CONDITIONS = ("K>=i", "K>=k", "none")
 PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH,
               "default": jax.lax.Precision.DEFAULT}
 DTYPES = ("float32", "float64")
-# How a realisation is propagated: the direct product, or one of the exact fast samplers of jaxspec.fast (rotation-
-# invariant iid ensembles, exponents only). "auto" (resolved in lyapunov_spectrum) picks "chi" where it is exact.
+# How a realisation is propagated: the direct product, or an exact fast sampler of jaxspec.fast
+# (rotation-invariant iid ensembles, exponents only). "auto" (resolved in lyapunov_spectrum) picks "chi" where it is exact.
 METHODS = ("direct", "gaussian_frame", "chi")
 _SEED_AXIS = "seeds"
 
 
 class OrthogonalityWarning(UserWarning):
-    """A re-orthonormalisation block grew a frame so ill-conditioned that the QR lost accuracy (MATH.md sec. 4)."""
+    """A re-orthonormalisation block grew a frame so ill-conditioned that the QR lost accuracy (MATH.md 4)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +156,8 @@ def reortho_limits(dtype) -> tuple[float, float]:
     A block of ``m`` layers spreads the frame's columns by about ``exp(m (lambda_1 - lambda_k))``; the QR then
     loses ``log cond`` of the ``-log u`` available digits (``u`` the unit roundoff: 16.6 in float32, 36.7 in
     float64). ``reortho_every="auto"`` aims at a quarter of them (the smallest ``|R_ii|`` keeps a relative
-    accuracy of ``u^{3/4}``); the guard reports blocks that used more than half (accuracy worse than ``u^{1/2}``).
+    accuracy of ``u^{3/4}``); the guard reports blocks that used more than half (accuracy worse than
+    ``u^{1/2}``).
     """
     digits = -math.log(float(jnp.finfo(dtype).eps) / 2)
     return 0.25 * digits, 0.5 * digits
@@ -166,8 +167,9 @@ def choose_reortho_every(mean_log_r, var_log_r, depth: int, dtype, rates_every: 
     """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` (MATH.md section 4).
 
     A block of ``m`` layers is predicted to spread the columns by ``m (max_i mu_i - min_i mu_i)`` plus four
-    standard deviations ``4 sqrt(2 m max_i v_i)``; ``m`` is the largest value keeping that within the budget of
-    :func:`reortho_limits`, and ``m max|mu_i| + 4 sqrt(m max v_i)`` within half the exponent range (no overflow).
+    standard deviations ``4 sqrt(2 m max_i v_i)``; ``m`` is the largest value keeping that within the budget
+    of :func:`reortho_limits`, and ``m max|mu_i| + 4 sqrt(m max v_i)`` within half the exponent range (no
+    overflow).
 
     Args:
         mean_log_r: ``(k,)`` per-layer means ``mu_i`` (exponents); non-finite entries force ``m = 1``.
@@ -349,7 +351,8 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         log_r_sum=sums, layer_count=count, log_r_sum_all_k=sums_k, layer_count_all_k=count_k,
         depth=jnp.int32(depth), min_active=kmin_all, active_counts=jnp.concatenate(actives),
         block_log_r=jnp.concatenate(block_log_r) if record_blocks else None,
-        block_size=jnp.concatenate(sizes) if record_blocks else None, frame=frame, max_block_spread=spread_max,
+        block_size=jnp.concatenate(sizes) if record_blocks else None, frame=frame,
+        max_block_spread=spread_max,
     )
 
 
@@ -392,8 +395,9 @@ def ensemble_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig, *,
         return state, frame, jnp.sum(mask > 0)
 
     qr = make_qr(config.qr, precision=precision, batch_axis_name=batch_axis_name)
-    return benettin_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers, ensemble.depth,
-                         reortho_every=config.reortho_every, record_blocks=config.rates_every is not None, qr=qr)
+    return benettin_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers,
+                         ensemble.depth, reortho_every=config.reortho_every,
+                         record_blocks=config.rates_every is not None, qr=qr)
 
 
 def exponents_from_sums(sums: FrameSums, condition: str = "K>=i") -> jax.Array:
@@ -533,14 +537,15 @@ def _resolve_qr(ensemble, qr: str, k: int) -> str:
 
 @functools.partial(jax.jit, static_argnames=("config", "layers"))
 def _pilot_log_r(ensemble, seed_key: jax.Array, config: EngineConfig, layers: int) -> jax.Array:
-    """``(layers, k)`` per-layer ``log|R_ii|`` of the first layers of one realisation (NaN where not counted)."""
+    """``(layers, k)`` per-layer ``log|R_ii|`` of the first layers of one realisation (NaN: not counted)."""
     dtype = config.jnp_dtype
     key_state, key_layers = jax.random.split(realisation_key(seed_key))
     frame = initial_frame(frame_key(seed_key), ensemble.input_width, ensemble.max_width, config.k, dtype)
 
     def apply_layer(state, frame, key, index):
         state, weight, mask = ensemble.layer(state, key, index, dtype)
-        return state, mask[:, None] * jnp.matmul(weight, frame, precision=config.lax_precision), jnp.sum(mask > 0)
+        frame = mask[:, None] * jnp.matmul(weight, frame, precision=config.lax_precision)
+        return state, frame, jnp.sum(mask > 0)
 
     sums = benettin_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers, layers,
                          reortho_every=1, record_blocks=True)
@@ -590,14 +595,14 @@ def _guarded_run(ensemble, keys: jax.Array, config: EngineConfig, jit: bool, aut
         if not auto:
             warnings.warn(
                 f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
-                f"({config.dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a smaller "
-                "reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=3)
+                f"({config.dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a "
+                "smaller reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=3)
             return result
         smaller = max(1, min(m // 2, int(m * reortho_limits(config.jnp_dtype)[0] / spread)))
         if config.rates_every is not None:
             smaller = max(d for d in range(1, smaller + 1) if config.rates_every % d == 0)
-        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > {guard:.1f}; "
-                      f"re-running with m={smaller}.", OrthogonalityWarning, stacklevel=3)
+        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > "
+                      f"{guard:.1f}; re-running with m={smaller}.", OrthogonalityWarning, stacklevel=3)
         config = dataclasses.replace(config, reortho_every=smaller)
 
 
@@ -623,8 +628,8 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         condition: rank-collapse convention: ``"K>=i"`` (default), ``"K>=k"`` or ``"none"``.
         rates_every: also return local growth rates averaged over windows of this many layers.
         jit: run under ``jax.jit`` (default) or eagerly (for debugging and tests).
-        qr: QR backend, ``"householder"`` (default), ``"cholesky2"``, ``"shifted_cholesky3"`` (GEMM-based, with
-            a Householder fallback on an ill-conditioned Gram matrix; :mod:`jaxspec.qr`), or ``"auto"``
+        qr: QR backend, ``"householder"`` (default), ``"cholesky2"``, ``"shifted_cholesky3"`` (GEMM-based,
+            with a Householder fallback on an ill-conditioned Gram matrix; :mod:`jaxspec.qr`), or ``"auto"``
             (CholeskyQR2 where no layer can have fewer than ``k`` active units, else Householder).
         method: ``"direct"`` (default: the product itself), or an exact fast sampler of :mod:`jaxspec.fast`
             for Gaussian and independently-gated masked ensembles: ``"gaussian_frame"`` (``W Q`` drawn as a
