@@ -19,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import gzip
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,17 +138,24 @@ def teacher(key: jax.Array, input_dim: int, output_dim: int, num_samples: int,
         raise InputError(f"singular_values must be sorted in descending order, got {s.tolist()}")
     if noise < 0:
         raise InputError(f"noise must be non-negative, got {noise}")
+    x, y, matrix, u, s_arr, v = _teacher_arrays(key, input_dim, output_dim, num_samples, jnp.asarray(s, dtype),
+                                                float(noise), jnp.dtype(dtype))
+    name = f"teacher(d_in={input_dim}, d_out={output_dim}, N={num_samples}, s={s.tolist()})"
+    return Dataset(x=x, y=y, labels=None, name=name), Teacher(matrix, u, s_arr, v)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 5, 6))
+def _teacher_arrays(key, input_dim, output_dim, num_samples, s, noise, dtype):
+    rank = s.shape[0]
     kx, ku, kv, kn = jax.random.split(key, 4)
     x = _random_orthonormal(kx, num_samples, input_dim, dtype) * jnp.sqrt(jnp.asarray(num_samples, dtype))
     u = _random_orthonormal(ku, output_dim, rank, dtype)
     v = _random_orthonormal(kv, input_dim, rank, dtype)
-    s_arr = jnp.asarray(s, dtype)
-    matrix = (u * s_arr[None, :]) @ v.T
+    matrix = jnp.matmul(u * s[None, :], v.T, precision=jax.lax.Precision.HIGHEST)
     y = jnp.matmul(x, matrix.T, precision=jax.lax.Precision.HIGHEST)
     if noise:
         y = y + noise * jax.random.normal(kn, y.shape, jnp.float32).astype(dtype)
-    name = f"teacher(d_in={input_dim}, d_out={output_dim}, N={num_samples}, s={s.tolist()})"
-    return Dataset(x=x, y=y, labels=None, name=name), Teacher(matrix, u, s_arr, v)
+    return x, y, matrix, u, s, v
 
 
 def input_output_statistics(data: Dataset) -> tuple[jax.Array, jax.Array]:

@@ -46,6 +46,7 @@ import numpy as np
 from jaxspec.errors import InputError
 
 __all__ = [
+    "PREDICTIONS",
     "DynamicsComparison",
     "ModeTrajectory",
     "arora_end_to_end",
@@ -303,14 +304,16 @@ class DynamicsComparison(NamedTuple):
     Attributes:
         time: ``(T,)`` gradient-flow time ``step * learning_rate``.
         measured: ``(T, R)`` measured end-to-end singular values.
-        predicted: dict name -> ``(T, R)`` (NaN before ``start_index``). Names: ``"mode_ode"`` (unbalanced
-            shared-basis ODE from the measured factors), ``"balanced"`` (L-layer balanced ODE = Arora's law under
-            the decoupled closure), ``"saxe"`` (two layers, closed form), ``"arora"`` (Arora's end-to-end matrix
-            ODE, when the end-to-end map was tracked).
+        predicted: dict name -> ``(T, R)`` (NaN before each mode's start). Names: ``"mode_ode"`` (unbalanced
+            shared-basis ODE from the measured factors), ``"mode_ode_kernel"`` (the same with the measured kernel
+            ratio ``kappa_r``), ``"balanced"`` (L-layer balanced ODE = Arora's law under the decoupled closure),
+            ``"saxe"`` (two layers, closed form), ``"arora"`` (Arora's end-to-end matrix ODE, when the
+            end-to-end map was tracked).
         relative_error: dict name -> ``(T, R)``: ``measured / predicted - 1``.
-        max_relative_error: dict name -> ``(R,)``: max over times from ``start_index`` of ``|relative_error|``.
+        max_relative_error: dict name -> ``(R,)``: max over times from each mode's start of
+            ``|relative_error|``.
         target: ``(R,)`` the fixed points ``s_r / c_r``.
-        start_index: the record where the predictions start.
+        start_index: ``(R,)`` the record where each mode's predictions start.
     """
 
     time: np.ndarray
@@ -319,29 +322,61 @@ class DynamicsComparison(NamedTuple):
     relative_error: dict[str, np.ndarray]
     max_relative_error: dict[str, np.ndarray]
     target: np.ndarray
-    start_index: int
+    start_index: np.ndarray
+
+
+PREDICTIONS = ("mode_ode", "mode_ode_kernel", "balanced", "saxe", "arora")
+
+
+def _predictions_from(tracked, measured, time, start, u, v, sigma_xx, sigma_yx, depth, substeps, predictions):
+    """Every requested prediction started at record ``start``: dict name -> ``(T - start, R)``."""
+    rank = measured.shape[1]
+    s, c = (np.asarray(a) for a in mode_targets(sigma_xx, sigma_yx, u, v))
+    s = np.abs(s)
+    t_pred = jnp.asarray(time[start:])
+    out: dict[str, np.ndarray] = {}
+    a0 = np.asarray(tracked["factors"][start], dtype=np.float64)
+    sig0 = measured[start]
+    if "mode_ode" in predictions:
+        out["mode_ode"] = np.asarray(mode_ode(t_pred, a0, s, c, substeps).sigma)
+    if "mode_ode_kernel" in predictions and "mode_kernel" in tracked:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shared = sig0 ** 2 * np.sum(a0 ** -2.0, axis=0)
+            kappa = np.where(shared > 0, np.asarray(tracked["mode_kernel"][start], np.float64) / shared, 1.0)
+        out["mode_ode_kernel"] = np.asarray(mode_ode(t_pred, a0, s, c, substeps, kappa).sigma)
+    if "balanced" in predictions:
+        out["balanced"] = np.asarray(balanced_mode_ode(t_pred, sig0, s, depth, c, substeps))
+    if "saxe" in predictions and depth == 2 and np.allclose(c, 1.0, rtol=1e-6):
+        out["saxe"] = np.asarray(saxe_two_layer(t_pred[:, None] - t_pred[0], s[None, :], sig0[None, :]))
+    if "arora" in predictions and "end_to_end" in tracked:
+        w0 = np.asarray(tracked["end_to_end"][start], dtype=np.float64)
+        w = np.asarray(arora_end_to_end(t_pred, w0, sigma_xx, sigma_yx, depth, substeps))
+        out["arora"] = np.linalg.svd(w, compute_uv=False)[:, :rank]
+    return out, s / c
 
 
 def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: float | None = None,
-                     time=None, start_index: int = 0, basis: str = "target", target_basis=None,
-                     substeps: int = 8, predictions=("mode_ode", "balanced", "saxe", "arora")) -> DynamicsComparison:
+                     time=None, start_index=0, basis: str = "target", target_basis=None,
+                     substeps: int = 8, predictions=PREDICTIONS) -> DynamicsComparison:
     """Run the predictions from a tracked training run and measure their error per mode.
 
     Args:
         result: a :class:`jaxspec.training.TrainResult` whose ``tracked`` holds ``sigma``, ``u``, ``v``,
-            ``factors`` (and ``end_to_end`` for the Arora prediction), as made by
-            :func:`jaxspec.training.make_tracker`.
+            ``factors`` (``mode_kernel`` for the kernel-corrected mode ODE, ``end_to_end`` for the Arora
+            prediction), as made by :func:`jaxspec.training.make_tracker`.
         sigma_xx: ``(d_in, d_in)``; sigma_yx: ``(d_out, d_in)`` (:func:`jaxspec.data.input_output_statistics`).
         depth: number of weight matrices ``L``.
         learning_rate: GD step; the time is ``steps * learning_rate`` (or give ``time`` directly).
         time: ``(T,)`` gradient-flow times of the records (overrides ``learning_rate``).
-        start_index: record from which the predictions start (from the measured state there).
+        start_index: record from which the predictions start (from the measured state there): one int, or
+            ``(R,)`` ints, one per mode (the modes are predicted independently; the matrix-valued Arora
+            prediction is then integrated once per distinct start and read off mode by mode).
         basis: where the mode targets ``s_r, c_r`` come from: ``"target"`` (the singular vectors of the
             least-squares target map ``Sigma_yx Sigma_xx^{-1}``, or ``target_basis``) or ``"measured"`` (the
-            end-to-end singular vectors at ``start_index``).
+            end-to-end singular vectors at the start).
         target_basis: optional ``(U (d_out, R), V (d_in, R))`` for ``basis="target"``.
         substeps: RK4 steps per record interval.
-        predictions: which predictions to run.
+        predictions: which of :data:`PREDICTIONS` to run.
 
     Returns:
         :class:`DynamicsComparison`.
@@ -353,6 +388,9 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
     tracked = result.tracked
     if not isinstance(tracked, dict) or not {"sigma", "u", "v", "factors"} <= set(tracked):
         raise InputError("result.tracked must hold sigma, u, v and factors (use jaxspec.training.make_tracker)")
+    unknown = sorted(set(predictions) - set(PREDICTIONS))
+    if unknown:
+        raise InputError(f"unknown predictions {unknown}; known: {', '.join(PREDICTIONS)}")
     measured = np.asarray(tracked["sigma"], dtype=np.float64)
     num_records, rank = measured.shape
     if time is None:
@@ -362,46 +400,38 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
     time = np.asarray(time, dtype=np.float64)
     if time.shape != (num_records,):
         raise InputError(f"time must have shape ({num_records},), got {time.shape}")
-    if not 0 <= start_index < num_records - 1:
+    starts = np.broadcast_to(np.asarray(start_index), (rank,)).astype(int)
+    if np.any(starts < 0) or np.any(starts > num_records - 2):
         raise InputError(f"start_index must be in [0, {num_records - 2}], got {start_index}")
     if basis not in ("target", "measured"):
         raise InputError(f"basis must be 'target' or 'measured', got {basis!r}")
     sigma_xx = np.asarray(sigma_xx, dtype=np.float64)
     sigma_yx = np.asarray(sigma_yx, dtype=np.float64)
-    if basis == "measured":
-        u = np.asarray(tracked["u"][start_index], dtype=np.float64)
-        v = np.asarray(tracked["v"][start_index], dtype=np.float64)
-    elif target_basis is not None:
-        u, v = (np.asarray(b, dtype=np.float64)[:, :rank] for b in target_basis)
-    else:
-        target_map = np.linalg.lstsq(sigma_xx.T, sigma_yx.T, rcond=None)[0].T
-        uu, _, vt = np.linalg.svd(target_map)
-        u, v = uu[:, :rank], vt[:rank].T
-    s, c = (np.asarray(a) for a in mode_targets(sigma_xx, sigma_yx, u, v))
-    s, c = np.abs(s), c
-    t_pred = jnp.asarray(time[start_index:])
-    pad = lambda arr: np.concatenate([np.full((start_index,) + arr.shape[1:], np.nan), arr])  # noqa: E731
+    if basis == "target":
+        if target_basis is not None:
+            fixed_u, fixed_v = (np.asarray(b, dtype=np.float64)[:, :rank] for b in target_basis)
+        else:
+            target_map = np.linalg.lstsq(sigma_xx.T, sigma_yx.T, rcond=None)[0].T
+            uu, _, vt = np.linalg.svd(target_map)
+            fixed_u, fixed_v = uu[:, :rank], vt[:rank].T
     predicted: dict[str, np.ndarray] = {}
+    target = np.zeros(rank)
     # The predictions are cheap: integrate them in float64 whatever the run's dtype.
     with jax.enable_x64(True):
-        if "mode_ode" in predictions:
-            a0 = np.asarray(tracked["factors"][start_index], dtype=np.float64)
-            predicted["mode_ode"] = pad(np.asarray(mode_ode(t_pred, a0, s, c, substeps).sigma))
-            if "mode_kernel" in tracked:
-                sig0 = measured[start_index]
-                kappa = np.asarray(tracked["mode_kernel"][start_index]) / (sig0 ** 2 * np.sum(a0 ** -2.0, axis=0))
-                predicted["mode_ode_kernel"] = pad(np.asarray(mode_ode(t_pred, a0, s, c, substeps, kappa).sigma))
-        if "balanced" in predictions:
-            sigma0 = measured[start_index]
-            predicted["balanced"] = pad(np.asarray(balanced_mode_ode(t_pred, sigma0, s, depth, c, substeps)))
-        if "saxe" in predictions and depth == 2 and np.allclose(c, 1.0, rtol=1e-6):
-            u0 = measured[start_index]
-            predicted["saxe"] = pad(np.asarray(saxe_two_layer(t_pred[:, None] - t_pred[0], s[None, :], u0[None, :])))
-        if "arora" in predictions and "end_to_end" in tracked:
-            w0 = np.asarray(tracked["end_to_end"][start_index], dtype=np.float64)
-            w = np.asarray(arora_end_to_end(t_pred, w0, sigma_xx, sigma_yx, depth, substeps))
-            predicted["arora"] = pad(np.linalg.svd(w, compute_uv=False)[:, :rank])
+        for start in np.unique(starts):
+            if basis == "measured":
+                u = np.asarray(tracked["u"][start], dtype=np.float64)
+                v = np.asarray(tracked["v"][start], dtype=np.float64)
+            else:
+                u, v = fixed_u, fixed_v
+            preds, fixed_points = _predictions_from(tracked, measured, time, int(start), u, v, sigma_xx, sigma_yx,
+                                                    depth, substeps, predictions)
+            modes = starts == start
+            target[modes] = fixed_points[modes]
+            for name, values in preds.items():
+                full = predicted.setdefault(name, np.full((num_records, rank), np.nan))
+                full[start:, modes] = values[:, modes]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = {k: measured / p - 1.0 for k, p in predicted.items()}
-    max_rel = {k: np.nanmax(np.abs(e[start_index:]), axis=0) for k, e in rel.items()}
-    return DynamicsComparison(time, measured, predicted, rel, max_rel, s / c, int(start_index))
+    max_rel = {k: np.array([np.nanmax(np.abs(e[starts[r]:, r])) for r in range(rank)]) for k, e in rel.items()}
+    return DynamicsComparison(time, measured, predicted, rel, max_rel, target, starts)

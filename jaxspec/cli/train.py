@@ -37,7 +37,7 @@ def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, che
         "dataset": str(data_path), "figure": str(figure), "final_loss": float(result.loss[-1]),
         "final_sigma": [float(s) for s in comparison.measured[-1]],
         "target_strength": [float(s) for s in comparison.target],
-        "prediction_start_index": comparison.start_index,
+        "prediction_start_index": [int(i) for i in comparison.start_index],
         "max_relative_error": {k: [float(x) for x in v] for k, v in comparison.max_relative_error.items()},
         "config": cfg.to_dict(),
     }
@@ -101,6 +101,6 @@ def register(app: typer.Typer) -> None:
         print(f"final loss {summary['final_loss']:.4g}; sigma {[round(s, 4) for s in summary['final_sigma']]} "
               f"(targets {[round(s, 4) for s in summary['target_strength']]})")
         for name, errs in summary["max_relative_error"].items():
-            print(f"  max |measured/predicted - 1| from record {summary['prediction_start_index']}, {name}: "
+            print(f"  max |measured/predicted - 1| from records {summary['prediction_start_index']}, {name}: "
                   + ", ".join(f"{e:.3g}" for e in errs))
         print(f"wrote {summary['dataset']} and {summary['figure']}")

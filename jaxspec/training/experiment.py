@@ -76,8 +76,8 @@ class TrainConfig:
         log_every: steps between records.
         top_k: modes tracked and predicted.
         loss: ``"mse"`` or ``"cross_entropy"``.
-        predict_from: record index where predictions start, or -1 for the first record where the end-to-end
-            modes align with the target's (:func:`alignment_start_index`).
+        predict_from: record index where predictions start, or -1: for each mode, the first record where it
+            aligns with the target's mode (:func:`alignment_start_index`).
         seed: random seed.
         dtype: ``"float32"`` or ``"float64"``.
     """
@@ -200,17 +200,25 @@ def _target_basis(ds, basis):
     return u, vt.T
 
 
-def alignment_start_index(result: TrainResult, target_basis, threshold: float = 0.9) -> int:
-    """The first record where every tracked mode is aligned with the target: ``|u_r.u*_r| |v_r.v*_r| >= threshold``.
+def alignment_start_index(result: TrainResult, target_basis, threshold: float = 0.9) -> np.ndarray:
+    """Per mode, the first record where the end-to-end mode is aligned with the target's mode.
 
-    Returns 0 when the run starts aligned, and the last-but-one record when it never aligns.
+    Alignment of mode ``r``: ``|<u_r, u*_r>| |<v_r, v*_r>| >= threshold``. Modes are predicted independently,
+    so each prediction can start once its own mode has aligned (the decoupled regime).
+
+    Returns:
+        ``(R,)`` ints; 0 for a mode that starts aligned, the last record but one for a mode that never aligns.
     """
     u, v = np.asarray(result.tracked["u"]), np.asarray(result.tracked["v"])
     k = u.shape[-1]
     tu, tv = (np.asarray(b)[:, :k] for b in target_basis)
     overlap = np.abs(np.einsum("tir,ir->tr", u, tu)) * np.abs(np.einsum("tir,ir->tr", v, tv))
-    ok = np.nonzero(np.all(overlap >= threshold, axis=1))[0]
-    return int(min(ok[0], u.shape[0] - 2)) if ok.size else u.shape[0] - 2
+    last = u.shape[0] - 2
+    starts = []
+    for r in range(k):
+        ok = np.nonzero(overlap[:, r] >= threshold)[0]
+        starts.append(min(int(ok[0]), last) if ok.size else last)
+    return np.asarray(starts, dtype=int)
 
 
 def _optimizer(cfg: TrainConfig):
@@ -263,9 +271,13 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
     result = train(loss_fn, params, _optimizer(cfg), num_steps=cfg.steps, log_every=cfg.log_every,
                    track_fn=tracker, progress=progress, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume)
-    start = alignment_start_index(result, basis) if cfg.predict_from == -1 else cfg.predict_from
-    if start > len(result.steps) - 2:
-        raise InputError(f"predict_from={start} is past the last record but one ({len(result.steps) - 2})")
+    if cfg.predict_from == -1:
+        start = alignment_start_index(result, basis)
+    elif cfg.predict_from > len(result.steps) - 2:
+        raise InputError(f"predict_from={cfg.predict_from} is past the last record but one "
+                         f"({len(result.steps) - 2})")
+    else:
+        start = cfg.predict_from
     sxx, syx = data_lib.input_output_statistics(ds)
     comparison = dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=cfg.depth,
                                            learning_rate=cfg.learning_rate, start_index=start, basis="target",
@@ -287,6 +299,7 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str
     variables = {k: (dims[k], v) for k, v in tr.items() if k in dims}
     variables["loss"] = ("step", np.asarray(result.loss))
     variables["target_strength"] = ("mode", comparison.target)
+    variables["prediction_start"] = ("mode", np.asarray(comparison.start_index))
     for name, pred in comparison.predicted.items():
         variables[f"predicted_{name}"] = (("step", "mode"), pred)
         variables[f"relative_error_{name}"] = (("step", "mode"), comparison.relative_error[name])
@@ -300,13 +313,13 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str
         "alignment": "|<v_r(W_{l+1}), u_r(W_l)>|", "balancedness": "||W_{l+1}^T W_{l+1} - W_l W_l^T||_F",
         "target_projection": "u*_r^T E v*_r on the target's modes", "loss": "training loss",
         "target_strength": "s_r / c_r, the fixed point of the decoupled mode ODE",
+        "prediction_start": "record index where the predictions of each mode start",
     }
     ds = xr.Dataset(variables, coords=coords)
     for name, text in descriptions.items():
         if name in ds:
             ds[name].attrs["description"] = text
     ds.attrs.update({"config": json.dumps(cfg.to_dict()), "data": data_name,
-                     "prediction_start_index": int(comparison.start_index),
                      "time": "gradient-flow time t = step * learning_rate"})
     return ds
 
@@ -346,9 +359,12 @@ def plot_dynamics(ds, path: str | Path, title: str | None = None, predictions=No
             ax.plot(time, ds[f"predicted_{n}"].values[:, r], color=color, ls=PREDICTION_STYLE[n][0], lw=1.3,
                     label=PREDICTION_STYLE[n][1] if r == 0 else None)
         ax.axhline(ds["target_strength"].values[r], color=color, lw=0.6, ls=(0, (1, 4)))
-    start = int(ds.attrs.get("prediction_start_index", 0))
-    if start:
-        ax.axvline(time[start], color="0.5", lw=0.8, ls="--", label="prediction start")
+    labelled = False
+    for r, start in enumerate(np.asarray(ds["prediction_start"].values, dtype=int)):
+        if start:
+            ax.plot(time[start], sigma[start, r], "o", ms=6, mfc="none", color=colors[r % len(colors)],
+                    label=None if labelled else "prediction start (mode aligned)")
+            labelled = True
     ax.set_xlabel("gradient-flow time t = step x learning rate")
     ax.set_ylabel("end-to-end singular value sigma_r(t)")
     ax.set_title("measured (thick) vs predicted (thin)")

@@ -100,14 +100,17 @@ def _validate(loss_fn, params, optimizer, num_steps, log_every, track_fn, checkp
 def _calls_per_record_block(num_records: int, checkpoint_records: int | None) -> int:
     """How many logged stretches one jitted call fuses.
 
-    The blocks are aligned on absolute record indices and divide the checkpoint interval, so a resumed run
-    executes exactly the same sequence of compiled calls as an uninterrupted one.
+    About ``num_records / _TARGET_CALLS``, preferably a divisor of the number of full stretches so that a
+    single shape is compiled. With checkpoints the block divides the checkpoint interval: the blocks are aligned
+    on absolute record indices, so a resumed run executes exactly the calls of an uninterrupted one.
     """
     target = max(1, math.ceil(num_records / _TARGET_CALLS))
-    if checkpoint_records is None:
-        return target
-    divisors = [d for d in range(1, checkpoint_records + 1) if checkpoint_records % d == 0 and d <= target]
-    return max(divisors)
+    period = num_records if checkpoint_records is None else checkpoint_records
+    divisors = [d for d in range(1, min(period, 2 * target) + 1) if period % d == 0]
+    best = min(divisors, key=lambda d: (abs(math.log(d / target)), -d))
+    if checkpoint_records is None and best < target / 2:
+        return target  # no divisor near the target: one extra compilation for the last block
+    return best
 
 
 def _make_runner(loss_fn, optimizer, track_fn):
@@ -213,9 +216,8 @@ def train(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer: optax.Gra
         history = {"steps": [np.zeros(1, dtype=np.int64)], "loss": [np.asarray(loss0)[None]],
                    "tracked": [[np.asarray(leaf)[None]] for leaf in jax.tree.leaves(tracked0)]}
 
-    num_records = math.ceil(num_steps / log_every)
     checkpoint_records = None if checkpoint_every is None else checkpoint_every // log_every
-    block = _calls_per_record_block(num_records, checkpoint_records)
+    block = _calls_per_record_block(max(1, num_steps // log_every), checkpoint_records)
 
     def current_history():
         return {"steps": np.concatenate(history["steps"]), "loss": np.concatenate(history["loss"]),
