@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Modules of jaxspec.reproduce that each add one ``jaxspec figures <name>`` command.
-FIGURE_MODULES: tuple[str, ...] = ()
+FIGURE_MODULES: tuple[str, ...] = ("jaxspec.reproduce.dynamics",)
 
 
 def register(app: typer.Typer) -> None:
