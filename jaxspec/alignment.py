@@ -46,6 +46,7 @@ __all__ = [
     "sandwich",
     "sandwich_from_parts",
     "segment_alignment",
+    "split_sandwich",
     "subspace_sines",
     "suffix_alignment",
     "top_singular_pairs",
@@ -340,3 +341,42 @@ def segment_alignment(weights: jax.Array, masks: jax.Array | None, boundaries: S
     overlaps = jnp.matmul(jnp.swapaxes(v[1:], -1, -2), u[:-1], precision=HIGHEST)
     return SegmentAlignment(result, overlaps, log_s)
 
+
+
+def split_sandwich(weights: jax.Array, masks: jax.Array | None, split: int) -> SandwichResult:
+    """The sandwich for segments of growing depth ``d`` on either side of a split point of one product.
+
+    ``B_d = A_split ... A_{split-d+1}`` (the ``d`` layers before the split) and ``A_d = A_{split+d} ...
+    A_{split+1}`` (the ``d`` layers after it), for ``d = 1..min(split, L - split)``; all depths come from one
+    forward and one backward scan of rescaled products.
+
+    Args:
+        weights: ``(L, n, n)`` layers (vmap over seeds/inputs).
+        masks: ``(L, n)`` gates or ``None``.
+        split: the split point (static), ``1 <= split <= L - 1``.
+
+    Returns:
+        :class:`SandwichResult`, each field ``(D,)`` with ``D = min(split, L - split)``, entry ``d - 1`` for
+        segments of depth ``d``.
+
+    Example:
+        >>> w = jax.random.normal(jax.random.key(0), (40, 6, 6)) / jnp.sqrt(6.0)
+        >>> split_sandwich(w, None, 20).ratio.shape
+        (20,)
+    """
+    depth = weights.shape[0]
+    split = int(split)
+    if not 1 <= split <= depth - 1:
+        raise InputError(f"split must lie in [1, {depth - 1}], got {split}")
+    count = min(split, depth - split)
+    after, after_scale = scaled_prefix_products(weights[split:split + count],
+                                                None if masks is None else masks[split:split + count])
+    # Suffixes of the layers before the split, reversed so that index d - 1 holds the last d layers.
+    before, before_scale = scaled_suffix_products(weights[split - count:split],
+                                                  None if masks is None else masks[split - count:split])
+    before, before_scale = before[::-1], before_scale[::-1]
+    _, s_a, v_a = top_singular_pairs(after, 2)
+    u_b, s_b, _ = top_singular_pairs(before, 2)
+    s_ab = jnp.linalg.svd(jnp.matmul(after, before, precision=HIGHEST), compute_uv=False)[..., 0]
+    return sandwich_from_parts(jnp.log(s_ab) + after_scale + before_scale, jnp.log(s_a) + after_scale[:, None],
+                               jnp.log(s_b) + before_scale[:, None], v_a[..., 0], u_b[..., 0])

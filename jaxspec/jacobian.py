@@ -60,6 +60,7 @@ __all__ = [
     "dense_prefix_log_svals",
     "input_frame",
     "jacobian_spectrum",
+    "make_jacobian_config",
     "mlp_tangent_layer",
     "network_frame_sums",
     "network_prefix_svals",
@@ -259,6 +260,7 @@ def prefix_growth_rates(block_log_r: jax.Array, block_size: jax.Array) -> jax.Ar
 @functools.partial(jax.jit, static_argnames=("config",))
 def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: JacobianConfig) -> JacobianSpectrum:
     dtype = config.jnp_dtype
+    padded = jax.tree.map(lambda a: a.astype(dtype), padded)  # everything in the compute dtype
     frames = jax.vmap(lambda key: input_frame(key, padded, config.k, dtype))(frame_keys)
     sums = jax.vmap(lambda x, f: network_frame_sums(padded, x, f, config))(xs, frames)
     rates = exponents_from_sums(sums, config.condition)
@@ -380,7 +382,11 @@ def dense_prefix_jacobians(params, x: jax.Array, *, activation: str = "relu", ne
     Returns:
         ``(L, N, n_0)`` padded prefix Jacobians (rows beyond ``n_l`` are zero); entry ``L - 1`` is ``J(x)``.
     """
-    padded = pad_params(params)
+    return _dense_prefix_jacobians(pad_params(params), jnp.asarray(x), activation, negative_slope, final_activation)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activation):
     g = gates(padded, x, activation=activation, negative_slope=negative_slope, final_activation=final_activation)
     num_gated = g.shape[0]
     masks = jnp.concatenate([g, jnp.ones((padded.depth - num_gated, padded.max_width), g.dtype)])

@@ -321,7 +321,8 @@ def _forward_padded(padded: PaddedMLP, x, activation, negative_slope, final_acti
                     gate_list=None):
     n, depth = padded.max_width, padded.depth
     n0, n_out = padded.widths[0], padded.widths[-1]
-    h = jnp.pad(x, [(0, 0)] * (jnp.ndim(x) - 1) + [(0, n - n0)])
+    h = jnp.pad(x, [(0, 0)] * (jnp.ndim(x) - 1) + [(0, n - n0)]).astype(
+        jnp.result_type(x.dtype, padded.weights.dtype))
     valid = padded.row_valid()
     biases = padded.biases if padded.biases is not None else jnp.zeros((depth, n), padded.weights.dtype)
     gated = jnp.asarray([_is_gated(l, depth, final_activation) for l in range(depth)])

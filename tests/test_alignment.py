@@ -16,6 +16,7 @@ from jaxspec.alignment import (
     scaled_prefix_products,
     scaled_suffix_products,
     segment_alignment,
+    split_sandwich,
     subspace_sines,
     suffix_alignment,
 )
@@ -181,3 +182,17 @@ def test_segment_sandwich_matches_dense_and_independent_overlaps_are_haar_like()
     c2 = np.asarray(res.overlaps)[:, :, 0, 0] ** 2
     mean, se = c2.mean(), np.sqrt((3 / (n * (n + 2)) - 1 / n**2) / c2.size)
     assert abs(mean - 1 / n) < 4 * se, (mean, 1 / n, se)
+
+
+def test_split_sandwich_equals_dense_sandwich_of_explicit_segments(rng):
+    w = rng.normal(size=(11, 5, 5)) / np.sqrt(5)
+    d = (rng.uniform(size=(11, 5)) < 0.8).astype(float)
+    res = split_sandwich(jnp.asarray(w), jnp.asarray(d), 6)
+    assert res.ratio.shape == (5,)
+    layers = d[:, :, None] * w
+    for depth in range(1, 6):
+        after = np.linalg.multi_dot([np.eye(5)] + list(layers[6:6 + depth][::-1]))
+        before = np.linalg.multi_dot([np.eye(5)] + list(layers[6 - depth:6][::-1]))
+        dense = sandwich(jnp.asarray(after), jnp.asarray(before))
+        for got, want in zip(res, dense, strict=True):
+            np.testing.assert_allclose(float(got[depth - 1]), float(want), rtol=1e-10)
