@@ -166,3 +166,36 @@ def test_lyapunov_numbers_are_identical_on_1_and_n_devices_and_across_chunks(tmp
     ds = run_sweep(SweepSpec(**LYAP), tmp_path / "b", progress=False, devices=devices, chunk_size=chunk_size)
     for name in ("exponents", "counted_layers", "min_active", "rates"):
         np.testing.assert_array_equal(ds[name].values, reference[name].values, err_msg=name)
+
+
+def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
+    spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5, record=("svals", "svals_prefixes", "alignment"),
+                     params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"})
+    ds = run_sweep(spec, tmp_path / "sv", progress=False)
+    assert ds["log_svals_prefixes"].dims[-2:] == ("layer", "index")
+    assert ds["alignment_log_sin"].dims[-1] == "layer"
+    for j, p in enumerate(spec.axes["p"]):
+        for s in range(spec.seeds):
+            key = jaxspec.realisation_key(run_key(spec.seed, j, s))
+            stack = jaxspec.masked(3, 6, p=p).sample(key, jnp.float64)
+            layers = np.asarray(stack.masks)[:, :, None] * np.asarray(stack.weights)
+            prefixes, m = [], np.eye(3)
+            for a in layers:
+                m = a @ m
+                prefixes.append(m)
+            run = ds.isel(p=j, seed=s)
+            rank = int(run["min_active"])
+            svals = np.linalg.svd(prefixes[-1], compute_uv=False)
+            np.testing.assert_allclose(run["log_svals"].values[:rank], np.log(svals[:rank]), rtol=1e-9)
+            assert np.all(np.isneginf(run["log_svals"].values[rank:]))
+            for l, prefix in enumerate(prefixes):
+                alive = int(np.asarray(stack.masks)[: l + 1].sum(axis=1).min())
+                np.testing.assert_allclose(run["log_svals_prefixes"].values[l, :alive],
+                                           np.log(np.linalg.svd(prefix, compute_uv=False)[:alive]), rtol=1e-9)
+            # log sin angle(v_1(J_l), v_1(J_L)) as the norm of a projection residual.
+            v_last = np.linalg.svd(prefixes[-1])[2][0]
+            for l, prefix in enumerate(prefixes[:-1]):
+                v = np.linalg.svd(prefix)[2][0]
+                sine = np.linalg.norm(v - (v @ v_last) * v_last)
+                # Sines near rounding (a rank-one product aligns exactly) are compared absolutely.
+                np.testing.assert_allclose(np.exp(run["alignment_log_sin"].values[l]), sine, rtol=1e-8, atol=1e-13)

@@ -108,7 +108,7 @@ def test_overrides_from_the_command_line(tmp_path):
     (dict(seed=-1), "seed must be an integer"),
     (dict(record=("rates",)), "record 'rates' needs the parameter rates_every"),
     (dict(record=("rate",)), "unknown record 'rate'.*did you mean 'rates'"),
-    (dict(record=("alignment",)), "'alignment' is not available yet"),
+    (dict(record=("rates",), params={"depth": 10, "k": 2, "rates_every": 20}), "rates_every = 20 exceeds depth"),
     (dict(kernel="nope"), "unknown sweep kernel 'nope'"),
     (dict(chunk_size=0), "chunk_size must be a positive integer"),
     (dict(memory_budget_mb=-1), "memory_budget_mb must be a positive number"),

@@ -248,7 +248,9 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
 
     Returns:
         ``exponents (k,)``, ``counted_layers (k,)``, ``min_active ()``; with ``rates``, ``rates (windows, k)``;
-        with ``svals``, ``log_svals (k,)``; with ``svals_prefixes``, ``log_svals_prefixes (L, k)``.
+        with ``svals``, ``log_svals (k,)``; with ``svals_prefixes``, ``log_svals_prefixes (L, k)``; with
+        ``alignment``, ``alignment_log_sin (L,)``: ``log sin angle(v_1(J_l), v_1(J_L))`` of the prefixes
+        ``J_l = A_l ... A_1`` of the same realisation.
 
     References:
         Benettin et al. (1980) for the QR method; Haas et al., arXiv:2602.12384, for masked products.
@@ -272,10 +274,18 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
     }
     if "rates" in record:
         out["rates"] = _window_rates(sums.block_log_r, sums.block_size, config.rates_every // config.reortho_every)
-    if "svals" in record:
-        out["log_svals"] = _svals_function()(ensemble, seed_key)[..., : config.k]
-    if "svals_prefixes" in record:
-        out["log_svals_prefixes"] = _svals_function()(ensemble, seed_key, prefixes=True)[..., : config.k]
+    for name, prefixes in (("svals", False), ("svals_prefixes", True)):
+        if name in record:
+            svals = _svals_function()(ensemble, seed_key, prefixes=prefixes, dtype=config.jnp_dtype,
+                                      precision=config.lax_precision)
+            out["log_" + name] = getattr(svals, "log_svals", svals)[..., : config.k]
+    if "alignment" in record:
+        from jaxspec.alignment import prefix_alignment
+        from jaxspec.engine import realisation_key
+
+        stack = ensemble.sample(realisation_key(seed_key), config.jnp_dtype)
+        # log sin angle(v_1(J_l), v_1(J_L)), l = 1..L; the last prefix is J_L itself (-inf).
+        out["alignment_log_sin"] = jnp.log(prefix_alignment(stack.weights, stack.masks, k=1)[:, 0])
     return out
 
 
@@ -305,8 +315,8 @@ def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], recor
         raise InputError("records 'svals' and 'svals_prefixes' need jaxspec.svals.ensemble_log_svals (finite-depth singular values), "
                          "which this installation lacks")
     if "alignment" in record:
-        raise InputError("record 'alignment' is not available yet: the alignment kernel comes with the alignment "
-                         "capability; record exponents, rates or svals")
+        if importlib.util.find_spec("jaxspec.alignment") is None:
+            raise InputError("record 'alignment' needs jaxspec.alignment, which this installation lacks")
 
 
 def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> int:
@@ -320,6 +330,8 @@ def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> i
     per_depth = 4 + (acc * k if "rates" in record else 0)
     svals = 8 * n * n if {"svals", "svals_prefixes"} & set(record) else 0
     svals += acc * depth * k if "svals_prefixes" in record else 0
+    # Alignment holds the sampled stack and every prefix product (L x N x N each), plus their SVDs.
+    svals += 4 * item * depth * n * n if "alignment" in record else 0
     return 2 * (item * layer_terms + depth * per_depth + acc * 3 * k + svals) + 1024
 
 
@@ -368,7 +380,8 @@ LYAPUNOV = register_kernel(Kernel(
         "svals": Record({"log_svals": ("index",)}, doc="log singular values of the depth-L product (jaxspec.svals)"),
         "svals_prefixes": Record({"log_svals_prefixes": ("layer", "index")},
                                  doc="log singular values of every prefix product A_l ... A_1 (jaxspec.svals)"),
-        "alignment": Record({}, doc="singular-vector alignment (not available yet)"),
+        "alignment": Record({"alignment_log_sin": ("layer",)},
+                            doc="log sin angle between the top right singular vectors of J_l and J_L"),
     },
     check=_lyapunov_check,
     run_bytes=_lyapunov_run_bytes,
