@@ -7,7 +7,8 @@ import importlib
 import typer
 
 # Modules of jaxspec.reproduce that each add one ``jaxspec figures <name>`` command.
-FIGURE_MODULES: tuple[str, ...] = ("jaxspec.reproduce.dynamics",)
+FIGURE_MODULES: tuple[str, ...] = ("jaxspec.reproduce.dynamics",
+                                   "jaxspec.reproduce.init",)
 
 
 def register(app: typer.Typer) -> None:
