@@ -30,7 +30,7 @@ from jaxspec.sweeps import (
     run_key,
     run_sweep,
 )
-from jaxspec.sweeps.kernels import REQUIRED
+from jaxspec.sweeps.kernels import REQUIRED, _svals_function
 
 
 def _toy(params, key):
@@ -168,6 +168,7 @@ def test_lyapunov_numbers_are_identical_on_1_and_n_devices_and_across_chunks(tmp
         np.testing.assert_array_equal(ds[name].values, reference[name].values, err_msg=name)
 
 
+@pytest.mark.skipif(_svals_function() is None, reason="jaxspec.svals is not installed")
 def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
     spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5, record=("svals", "svals_prefixes", "alignment"),
                      params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"})
@@ -199,3 +200,29 @@ def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
                 sine = np.linalg.norm(v - (v @ v_last) * v_last)
                 # Sines near rounding (a rank-one product aligns exactly) are compared absolutely.
                 np.testing.assert_allclose(np.exp(run["alignment_log_sin"].values[l]), sine, rtol=1e-8, atol=1e-13)
+
+
+def test_fast_chi_sampler_equals_its_direct_call_and_the_closed_form(tmp_path):
+    from jaxspec.fast import chi_frame_sums
+
+    spec = SweepSpec(axes={"p": [0.5, 1.0]}, seeds=16, seed=2,
+                     params={"ensemble": "masked", "width": 8, "depth": 400, "k": 3, "dtype": "float64",
+                             "method": "chi"})
+    ds = run_sweep(spec, tmp_path / "chi", progress=False, chunk_size=8)
+    config = jaxspec.make_config(3, max_k=8, dtype="float64", method="chi")
+    direct = jax.jit(lambda ensemble, key: chi_frame_sums(ensemble, key, config))
+    for j, p in enumerate(spec.axes["p"]):
+        ens = jaxspec.masked(8, 400, p=p)
+        for s in (0, 15):
+            sums = direct(ens, run_key(spec.seed, j, s))
+            np.testing.assert_array_equal(ds["exponents"].isel(p=j, seed=s).values,
+                                          np.asarray(jaxspec.exponents_from_sums(sums, "K>=i")))
+        z = (ds["exponents"].isel(p=j).mean("seed").values - theory.masked_exponents(8, p, k=3)) \
+            / theory.predicted_stderr(ens, 3, seeds=spec.seeds)
+        assert np.all(np.abs(z) < 4), (p, z)
+
+
+def test_hosts_launched_on_their_own_need_an_explicit_chunk_size(tmp_path):
+    with pytest.raises(jaxspec.InputError, match="explicit chunk_size"):
+        run_sweep(_toy_spec(), tmp_path / "x", progress=False, process_index=0, process_count=2)
+    assert not (tmp_path / "x").exists()

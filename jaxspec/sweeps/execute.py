@@ -173,7 +173,8 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
         progress: a tqdm bar over chunks with ETA and runs per second.
         chunk_size: runs per chunk for a new store (overrides ``spec.chunk_size`` and the memory budget).
         process_index, process_count: this host's share of the chunks when hosts are launched without
-            ``jax.distributed`` (default: ``jax.process_index()`` and ``jax.process_count()``).
+            ``jax.distributed`` (default: ``jax.process_index()`` and ``jax.process_count()``); needs an explicit
+            ``chunk_size`` so that every host cuts the same chunks.
         on_chunk: called with each chunk index after its file is written.
 
     Returns:
@@ -197,6 +198,9 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
                          "with jax.distributed they come from JAX")
     elif process_index is None or process_count is None or not 0 <= process_index < process_count:
         raise InputError(f"need 0 <= process_index < process_count, got {process_index}, {process_count}")
+    elif process_count > 1 and spec.chunk_size is None:
+        raise InputError("hosts launched on their own need an explicit chunk_size, so that every host cuts the "
+                         "same chunks whatever its devices")
     mesh = local_mesh(devices)
     num_devices = mesh.devices.size
     out = Path(out)

@@ -31,7 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspec.engine import CONDITIONS, METHODS
+from jaxspec.ensembles import ENSEMBLE_NAMES
 from jaxspec.errors import InputError
+from jaxspec.qr import QR_BACKENDS
 
 __all__ = [
     "KERNELS",
@@ -224,7 +227,8 @@ def _engine_config(params: Mapping[str, Any]):
     k = params["width"] if params.get("k") is None else params["k"]
     rates_every = params.get("rates_every") if "rates" in params["record"] else None
     return EngineConfig(k=k, reortho_every=params["reortho_every"], dtype=params["dtype"],
-                        precision=params["precision"], condition=params["condition"], rates_every=rates_every)
+                        precision=params["precision"], condition=params["condition"], rates_every=rates_every,
+                        qr=params["qr"], method=params["method"])
 
 
 def _window_rates(block_log_r: jax.Array, block_size: jax.Array, blocks_per_window: int) -> jax.Array:
@@ -310,7 +314,15 @@ def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], recor
             raise InputError(f"rates_every = {rates_every} exceeds depth = {static['depth']}: no full window")
     make_config(k, max_k=min(ensemble.widths), reortho_every=static["reortho_every"], dtype=static["dtype"],
                 precision=static["precision"], condition=static["condition"],
-                rates_every=rates_every if "rates" in record else None)
+                rates_every=rates_every if "rates" in record else None, qr=static["qr"], method=static["method"])
+    if static["method"] != "direct":
+        from jaxspec.fast import check_fast_path
+
+        check_fast_path(ensemble, static["method"])
+        product_records = sorted({"svals", "svals_prefixes", "alignment"} & set(record))
+        if product_records:
+            raise InputError(f"method {static['method']!r} samples exponents only (no product exists); records "
+                             f"{', '.join(product_records)} need method 'direct'")
     if {"svals", "svals_prefixes"} & set(record) and _svals_function() is None:
         raise InputError("records 'svals' and 'svals_prefixes' need jaxspec.svals.ensemble_log_svals (finite-depth singular values), "
                          "which this installation lacks")
@@ -326,7 +338,13 @@ def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> i
     k = n if static.get("k") is None else static["k"]
     item = np.dtype(static["dtype"]).itemsize
     acc = 8
-    layer_terms = 4 * n * n + 8 * n * k + 4 * n
+    method = static.get("method", "direct")
+    if method == "chi":
+        layer_terms = 8 * k + 4 * n
+    elif method == "gaussian_frame":
+        layer_terms = 8 * n * k + 4 * n
+    else:
+        layer_terms = 4 * n * n + 8 * n * k + 4 * n
     per_depth = 4 + (acc * k if "rates" in record else 0)
     svals = 8 * n * n if {"svals", "svals_prefixes"} & set(record) else 0
     svals += acc * depth * k if "svals_prefixes" in record else 0
@@ -354,7 +372,7 @@ LYAPUNOV = register_kernel(Kernel(
     fn=lyapunov_kernel,
     parameters={
         "ensemble": Parameter(str, True, "masked", "gaussian, orthogonal, masked or relu-net",
-                              choices=("gaussian", "orthogonal", "masked", "relu-net")),
+                              choices=ENSEMBLE_NAMES),
         "width": Parameter(int, True, REQUIRED, "layer width N", check=_positive),
         "depth": Parameter(int, True, REQUIRED, "number of layers L", check=_positive),
         "sigma2": Parameter(float, False, None, "weight variance times fan-in (default 1, relu-net 2)",
@@ -368,7 +386,12 @@ LYAPUNOV = register_kernel(Kernel(
         "reortho_every": Parameter(int, True, 1, "layers between QR re-orthonormalisations", check=_positive),
         "dtype": Parameter(str, True, "float32", "compute dtype", choices=("float32", "float64")),
         "precision": Parameter(str, True, "highest", "matmul precision", choices=("highest", "high", "default")),
-        "condition": Parameter(str, True, "K>=i", "rank-collapse convention", choices=("K>=i", "K>=k", "none")),
+        "condition": Parameter(str, True, "K>=i", "rank-collapse convention", choices=CONDITIONS),
+        "qr": Parameter(str, True, "householder", "QR backend of jaxspec.qr",
+                        choices=QR_BACKENDS),
+        "method": Parameter(str, True, "direct", "direct product, or an exact-in-law fast sampler of jaxspec.fast "
+                            "(gaussian_frame, chi; gaussian and masked ensembles, exponents only)",
+                            choices=METHODS),
         "rates_every": Parameter(int, True, None, "layers per window of the local rates (record 'rates')",
                                  check=_positive),
     },
