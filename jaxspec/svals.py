@@ -150,14 +150,56 @@ def graded_step(graded: GradedProduct, image: jax.Array, active_count) -> Graded
 
 
 @functools.lru_cache(maxsize=None)
-def _round_robin(m: int) -> np.ndarray:
-    """``(m - 1, m // 2, 2)`` pairs of the circle method: every pair once, disjoint within a round."""
+def _round_robin(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The circle method for ``m`` (even) rows: ``m - 1`` rounds of ``m / 2`` disjoint pairs covering every pair
+    once. Returns ``(order, inverse)``, each ``(m - 1, m)``: round ``t`` pairs ``order[t, 2q]`` with
+    ``order[t, 2q + 1]``, and ``inverse[t]`` undoes the reordering."""
     players = list(range(m))
-    rounds = []
+    order = []
     for _ in range(m - 1):
-        rounds.append([(players[i], players[m - 1 - i]) for i in range(m // 2)])
+        order.append([x for i in range(m // 2) for x in (players[i], players[m - 1 - i])])
         players = [players[0], players[-1]] + players[1:-1]
-    return np.asarray(rounds, dtype=np.int32).reshape(m - 1, m // 2, 2)
+    order = np.asarray(order, dtype=np.int32)
+    return order, np.argsort(order, axis=1).astype(np.int32)
+
+
+def _rotate_pairs(s, rw, rot, dtype, acc):
+    """Orthogonalise rows ``(2q, 2q + 1)`` of ``diag(e^s) rw`` for every ``q`` (one round, vectorised)."""
+    half = s.shape[0] // 2
+    s2 = s.reshape(half, 2)
+    rw2 = rw.reshape(half, 2, -1)
+    first_big = s2[:, 0] >= s2[:, 1]
+    swap = lambda x: jnp.where(first_big.reshape((half,) + (1,) * (x.ndim - 2)), x[:, 0], x[:, 1])  # noqa: E731
+    swap_small = lambda x: jnp.where(first_big.reshape((half,) + (1,) * (x.ndim - 2)), x[:, 1], x[:, 0])  # noqa: E731
+    s_big, s_small = swap(s2), swap_small(s2)
+    r_big, r_small = swap(rw2), swap_small(rw2)
+    rho = jnp.exp(s_small - s_big).astype(dtype)  # in [0, 1]: no overflow whatever the grading
+    gamma = jnp.sum(r_big * r_small, axis=1)
+    one_minus = (1.0 - rho) * (1.0 + rho)
+    den = one_minus + jnp.sqrt(one_minus**2 + 4.0 * (rho * gamma) ** 2)
+    tau = jnp.where(den > 0, -2.0 * gamma / jnp.where(den > 0, den, 1.0), 0.0)
+    t = tau * rho
+    cs = 1.0 / jnp.sqrt(1.0 + t * t)
+    sn = cs * t
+    # x_big' = cs x_big - sn x_small and x_small' = sn x_big + cs x_small with the scales factored out: as
+    # rho -> 0 the small row is projected off the big one (Gram-Schmidt) and the big row is left unchanged.
+    new_big = r_big - (tau * rho * rho)[:, None] * r_small
+    new_small = tau[:, None] * r_big + r_small
+    nb = jnp.linalg.norm(new_big, axis=1)
+    ns = jnp.linalg.norm(new_small, axis=1)
+    s_big = s_big + jnp.log(jnp.where(nb > 0, cs * nb, 1.0).astype(acc))
+    s_small = s_small + jnp.log(jnp.where(ns > 0, cs * ns, 1.0).astype(acc))
+    new_big = new_big / jnp.where(nb > 0, nb, 1.0)[:, None]
+    new_small = new_small / jnp.where(ns > 0, ns, 1.0)[:, None]
+    fb = first_big[:, None]
+    s_out = jnp.stack([jnp.where(first_big, s_big, s_small), jnp.where(first_big, s_small, s_big)], 1)
+    rw_out = jnp.stack([jnp.where(fb, new_big, new_small), jnp.where(fb, new_small, new_big)], 1)
+    if rot is not None:
+        rot2 = rot.reshape(half, 2, -1)
+        g_big, g_small = swap(rot2), swap_small(rot2)
+        g_big, g_small = cs[:, None] * g_big - sn[:, None] * g_small, sn[:, None] * g_big + cs[:, None] * g_small
+        rot = jnp.stack([jnp.where(fb, g_big, g_small), jnp.where(fb, g_small, g_big)], 1).reshape(rot.shape)
+    return s_out.reshape(-1), rw_out.reshape(rw.shape), rot, jnp.max(jnp.abs(gamma))
 
 
 def _jacobi_rows(log_scale: jax.Array, rows: jax.Array, with_rotation: bool):
@@ -175,47 +217,20 @@ def _jacobi_rows(log_scale: jax.Array, rows: jax.Array, with_rotation: bool):
         log_scale = jnp.concatenate([log_scale, jnp.min(log_scale, keepdims=True) - 4096.0])
     if m == 1:
         return log_scale, rows, (jnp.eye(1, dtype=dtype) if with_rotation else None)
-    pairs = jnp.asarray(_round_robin(m))
+    order, inverse = (jnp.asarray(x) for x in _round_robin(m))
     tol = m * float(jnp.finfo(dtype).eps)
     rot = jnp.eye(m, dtype=dtype) if with_rotation else None
 
-    def one_round(carry, pair):
+    def one_round(carry, perm):
         s, rw, rot, off = carry
-        a, b = pair[:, 0], pair[:, 1]
-        a_big = s[a] >= s[b]
-        big = jnp.where(a_big, a, b)
-        small = jnp.where(a_big, b, a)
-        s_big, s_small = s[big], s[small]
-        r_big, r_small = rw[big], rw[small]
-        rho = jnp.exp(s_small - s_big).astype(dtype)  # in [0, 1]: no overflow whatever the grading
-        gamma = jnp.sum(r_big * r_small, axis=1)
-        one_minus = (1.0 - rho) * (1.0 + rho)
-        den = one_minus + jnp.sqrt(one_minus**2 + 4.0 * (rho * gamma) ** 2)
-        tau = jnp.where(den > 0, -2.0 * gamma / jnp.where(den > 0, den, 1.0), 0.0)
-        t = tau * rho
-        cs = 1.0 / jnp.sqrt(1.0 + t * t)
-        sn = cs * t
-        # x_big' = cs x_big - sn x_small and x_small' = sn x_big + cs x_small, with the scales factored out:
-        # as rho -> 0 the small row is projected off the big one (Gram-Schmidt) and the big row is unchanged.
-        new_big = r_big - (tau * rho * rho)[:, None] * r_small
-        new_small = tau[:, None] * r_big + r_small
-        nb = jnp.linalg.norm(new_big, axis=1)
-        ns = jnp.linalg.norm(new_small, axis=1)
-        s_big = s_big + jnp.log(jnp.where(nb > 0, cs * nb, 1.0).astype(acc))
-        s_small = s_small + jnp.log(jnp.where(ns > 0, cs * ns, 1.0).astype(acc))
-        new_big = new_big / jnp.where(nb > 0, nb, 1.0)[:, None]
-        new_small = new_small / jnp.where(ns > 0, ns, 1.0)[:, None]
-        s = s.at[big].set(s_big).at[small].set(s_small)
-        rw = rw.at[big].set(new_big).at[small].set(new_small)
-        if rot is not None:
-            g_big, g_small = rot[big], rot[small]
-            rot = rot.at[big].set(cs[:, None] * g_big - sn[:, None] * g_small)
-            rot = rot.at[small].set(sn[:, None] * g_big + cs[:, None] * g_small)
-        return (s, rw, rot, jnp.maximum(off, jnp.max(jnp.abs(gamma)))), None
+        forward, backward = perm
+        s, rw, rot, gamma = _rotate_pairs(s[forward], rw[forward], None if rot is None else rot[forward], dtype, acc)
+        rot = None if rot is None else rot[backward]
+        return (s[backward], rw[backward], rot, jnp.maximum(off, gamma)), None
 
     def sweep(state):
         s, rw, rot, _, count = state
-        (s, rw, rot, off), _ = jax.lax.scan(one_round, (s, rw, rot, jnp.zeros((), dtype)), pairs)
+        (s, rw, rot, off), _ = jax.lax.scan(one_round, (s, rw, rot, jnp.zeros((), dtype)), (order, inverse))
         return s, rw, rot, off, count + 1
 
     def not_done(state):
@@ -412,6 +427,12 @@ def ensemble_log_svals(ensemble, seed_key: jax.Array, *, prefixes: bool = False,
     References:
         Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``, MATH.md section 2).
     """
+    return _ensemble_log_svals(ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name,
+                               precision)
+
+
+@functools.partial(jax.jit, static_argnames=("prefixes", "return_frames", "dtype", "precision"))
+def _ensemble_log_svals(ensemble, seed_key, prefixes: bool, return_frames: bool, dtype: str, precision):
     dtype = jnp.dtype(dtype)
     key_state, key_layers = jax.random.split(realisation_key(seed_key))
     frame = jnp.eye(ensemble.max_width, ensemble.input_width, dtype=dtype)

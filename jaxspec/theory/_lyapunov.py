@@ -22,22 +22,27 @@ import numpy as np
 from scipy import special, stats
 
 from jaxspec.errors import InputError
+from jaxspec.theory._expansions import large_n_complex_exponents, large_n_exponents
 
 __all__ = [
     "CountLaw",
     "LayerTheory",
     "binomial_count_law",
     "complex_gaussian_exponents",
+    "complex_gaussian_variance",
     "count_law_theory",
+    "count_laws",
     "ensemble_count_laws",
     "fixed_count_law",
     "gaussian_exponents",
+    "gaussian_variance",
     "lyapunov_exponents",
     "masked_exponents",
     "orthogonal_exponents",
     "per_layer_variance",
     "predicted_stderr",
     "prob_active_at_least",
+    "product_theory",
 ]
 
 CONDITIONS = ("K>=i", "K>=k", "none")
@@ -148,23 +153,71 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
     return LayerTheory(exponents, np.where(weight_sum > 0, variance, np.nan), prob)
 
 
-def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *, large_n: bool = False) -> np.ndarray:
     """Newman's spectrum of real Ginibre products: ``(1/2) log sigma2 + (1/2)[log(2/n) + psi((n-i+1)/2)]``.
+
+    Args:
+        n: width ``N``.
+        sigma2: weight variance times fan-in.
+        k: number of exponents (default ``n``).
+        large_n: return the large-N expansion ``(1/2) log sigma2 + (1/2) log(1 - (i-1)/N) - 1/(2N)`` instead
+            of the exact sum (see :func:`jaxspec.theory.large_n_exponents`).
+
+    Returns:
+        ``(k,)`` float64 exponents.
 
     Example:
         >>> np.round(gaussian_exponents(8)[:2], 6)
         array([-0.065088, -0.141569])
+
+    References:
+        Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 104 (1986).
     """
     k = _check_k(k, n)
+    if large_n:
+        return large_n_exponents(n, 1.0, sigma2, k)
     i = np.arange(1, k + 1)
     return 0.5 * np.log(sigma2) + 0.5 * (np.log(2.0 / n) + special.digamma((n - i + 1) / 2.0))
 
 
-def complex_gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
-    """Complex Ginibre products (``E|z|^2 = sigma2/n``): ``(1/2) log sigma2 + (1/2)[psi(n-i+1) - log n]``."""
+def complex_gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
+                               large_n: bool = False) -> np.ndarray:
+    """Complex Ginibre products (``E|z|^2 = sigma2/n``): ``(1/2) log sigma2 + (1/2)[psi(n-i+1) - log n]``.
+
+    ``|R_ii|^2 ~ (sigma2/n) Gamma(n-i+1, 1)``, whence the digamma of an integer argument. ``large_n`` gives
+    ``(1/2) log sigma2 + (1/2)[log(1 - (i-1)/N) - 1/(2N)]``.
+
+    References:
+        Newman, CMP 104 (1986); Forrester, "Lyapunov exponents for products of complex Gaussian random
+        matrices", J. Stat. Phys. 151 (2013).
+    """
     k = _check_k(k, n)
+    if large_n:
+        return large_n_complex_exponents(n, sigma2, k)
     i = np.arange(1, k + 1)
     return 0.5 * np.log(sigma2) + 0.5 * (special.digamma(n - i + 1.0) - np.log(n))
+
+
+def gaussian_variance(n: int, k: int | None = None) -> np.ndarray:
+    """``(k,)`` per-layer variance of ``log|R_ii|`` for real Ginibre layers: ``psi1((n-i+1)/2)/4``.
+
+    Example:
+        >>> np.round(gaussian_variance(8, 1), 6)
+        array([0.070985])
+
+    References:
+        Newman, CMP 104 (1986) (Bartlett decomposition; MATH.md section 2).
+    """
+    k = _check_k(k, n)
+    i = np.arange(1, k + 1)
+    return 0.25 * special.polygamma(1, (n - i + 1) / 2.0)
+
+
+def complex_gaussian_variance(n: int, k: int | None = None) -> np.ndarray:
+    """``(k,)`` per-layer variance of ``log|R_ii|`` for complex Ginibre layers: ``psi1(n-i+1)/4``."""
+    k = _check_k(k, n)
+    i = np.arange(1, k + 1)
+    return 0.25 * special.polygamma(1, n - i + 1.0)
 
 
 def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
@@ -174,18 +227,110 @@ def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> n
 
 
 def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None = None, *,
-                     condition: str = "K>=i", fixed_count: int | None = None) -> np.ndarray:
+                     condition: str = "K>=i", fixed_count: int | None = None, large_n: bool = False) -> np.ndarray:
     """Masked Gaussian products ``x -> D W x`` with Bernoulli(p) gates (or exactly ``fixed_count`` active).
 
     ``lambda_i = (1/2) log sigma2 + (1/2) log(2/n) + (1/2) E_K[psi((K-i+1)/2) | convention]``.
 
+    Args:
+        n: width ``N``.
+        p: gate probability (zero-bias ReLU: ``1/2``).
+        sigma2: weight variance times fan-in.
+        k: number of exponents.
+        condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
+        fixed_count: exactly ``K`` active units per layer instead of Bernoulli gates.
+        large_n: the large-N expansion instead of the exact sum (Bernoulli: ``p``; fixed count: the
+            ``K x K`` Ginibre expansion shifted by ``(1/2) log(K/N)``).
+
+    Returns:
+        ``(k,)`` float64 exponents.
+
     Example:
         >>> np.round(masked_exponents(16, 0.5, k=2), 6)
         array([-0.434772, -0.521208])
+
+    References:
+        Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 (MATH.md section 1).
     """
     k = _check_k(k, n)
+    if large_n:
+        if fixed_count is None:
+            return large_n_exponents(n, p, sigma2, k)
+        count = int(fixed_count)
+        out = np.full(k, -np.inf)
+        m = min(k, count)
+        out[:m] = large_n_exponents(count, 1.0, sigma2 * count / n, m)
+        return out
     law = binomial_count_law(n, n, p) if fixed_count is None else fixed_count_law(n, n, fixed_count)
     return count_law_theory([law], k, sigma2=sigma2, condition=condition).exponents
+
+
+def count_laws(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
+               counts: Sequence[int] | None = None) -> list[CountLaw]:
+    """Per-layer count laws of a (masked) Gaussian product with widths ``(n_0, ..., n_L)``.
+
+    Args:
+        widths: ``(n_0, ..., n_L)``; layer ``l`` maps ``n_l -> n_{l+1}``.
+        p: gate probability, scalar or one per layer (``1`` for an ungated layer, ``1/2`` for ReLU).
+        counts: deterministic active counts ``K_1..K_L`` (overrides ``p``).
+
+    Returns:
+        ``L`` :class:`CountLaw` values.
+
+    Example:
+        >>> [law.fan_in for law in count_laws((4, 6, 8), p=0.5)]
+        [4, 6]
+    """
+    widths = tuple(int(n) for n in widths)
+    depth = len(widths) - 1
+    if depth < 1 or min(widths) < 1:
+        raise InputError(f"widths must hold at least two positive entries, got {widths}")
+    if counts is not None:
+        counts = [int(c) for c in counts]
+        if len(counts) != depth:
+            raise InputError(f"counts needs one entry per layer ({depth}), got {len(counts)}")
+        for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True)):
+            if not 0 <= c <= n:
+                raise InputError(f"counts[{l}] = {c} must lie in [0, {n}]")
+        return [fixed_count_law(widths[l], widths[l + 1], counts[l]) for l in range(depth)]
+    ps = np.broadcast_to(np.asarray(p, float), (depth,)) if np.ndim(p) == 0 else np.asarray(p, float)
+    if ps.shape != (depth,):
+        raise InputError(f"p needs one entry per layer ({depth}), got {ps.shape[0]}")
+    if not np.all((ps > 0) & (ps <= 1)):
+        raise InputError(f"p must lie in (0, 1], got {p}")
+    return [fixed_count_law(widths[l], widths[l + 1], widths[l + 1]) if ps[l] == 1.0
+            else binomial_count_law(widths[l], widths[l + 1], float(ps[l])) for l in range(depth)]
+
+
+def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0, counts: Sequence[int] | None = None,
+                   sigma2: float | Sequence[float] = 1.0, k: int | None = None,
+                   condition: str = "K>=i") -> LayerTheory:
+    """Exponents, per-layer variances and ``P(counted)`` of a product with variable widths and gates.
+
+    The convenient form of :func:`count_law_theory` for deterministic per-layer counts (``counts``), variable
+    widths, and layer-dependent gate probabilities: ``lambda_i`` is the layer average of
+    ``(1/2) log(2 sigma2_l / n_l) + (1/2) E psi((K_l - i + 1)/2)`` over the layers the convention counts.
+
+    Args:
+        widths: ``(n_0, ..., n_L)``.
+        p: gate probability, scalar or per layer.
+        counts: deterministic active counts per layer (overrides ``p``).
+        sigma2: weight variance times fan-in, scalar or per layer.
+        k: number of indices (default ``min(widths)``).
+        condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
+
+    Returns:
+        :class:`LayerTheory`.
+
+    Example:
+        >>> np.round(product_theory((8, 8, 8), counts=(8, 8)).exponents[:2], 6)
+        array([-0.065088, -0.141569])
+
+    References:
+        Haas et al., arXiv:2602.12384 (MATH.md section 1: deterministic gates and variable widths).
+    """
+    laws = count_laws(widths, p=p, counts=counts)
+    return count_law_theory(laws, _check_k(k, min(int(n) for n in widths)), sigma2=sigma2, condition=condition)
 
 
 def ensemble_count_laws(ensemble) -> list[CountLaw] | None:

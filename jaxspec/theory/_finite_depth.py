@@ -1,0 +1,118 @@
+"""Finite depth: offsets of the true singular values, gaps, separation and alignment rates.
+
+For a rotation-invariant product on ``R^N`` (Gaussian, or Gaussian behind gates independent of the weights),
+once ``L * gap >> 1`` (MATH.md section 2)
+
+    E log s_i(M_L) = L lambda_i + c_i,    c_i = (1/2)[psi((N - i + 1)/2) - psi(i/2)],
+
+independent of ``p`` and ``sigma2``. Why: for a Haar frame ``Q`` independent of ``M``, the QR sums
+``sum_l log|R_ii|`` (unbiased for ``L lambda_i``) equal ``log s_i(M) + Delta_i`` with
+``Delta_i = log|det B_i| - log|det B_{i-1}|``, ``B_i`` the top-left ``i x i`` block of a Haar orthogonal matrix;
+Wilks' decomposition ``|det B_i|^2 ~ prod_{j<=i} Beta((i+1-j)/2, (N-i)/2)`` gives ``E Delta_i = -c_i``. Hence
+``(1/L) log s_i(M_L)`` is biased by ``c_i / L`` while the QR estimator is not.
+
+Gaps ``lambda_i - lambda_{i+1}`` set the growth rate of ``log(s_i/s_{i+1})``; ``lambda_1 - lambda_2`` is also the
+alignment slope: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const`` (Oseledets).
+
+References:
+    Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384;
+    Wilks, "Certain generalizations in the analysis of variance", Biometrika 24 (1932).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from jaxspec.errors import InputError
+
+__all__ = [
+    "alignment_slope",
+    "predicted_log_svals",
+    "predicted_separation",
+    "separation_depth",
+    "separation_rate",
+    "singular_value_offsets",
+    "spectral_gaps",
+]
+
+
+def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
+    """``(k,)`` offsets ``c_i = (1/2)[psi((n-i+1)/2) - psi(i/2)]`` of ``E log s_i(M_L) = L lambda_i + c_i``.
+
+    Args:
+        n: input width ``n_0`` of the product (the dimension of the Haar frame).
+        k: number of indices (default ``n``).
+
+    Returns:
+        ``(k,)`` float64 offsets; ``c_{n+1-i} = -c_i``.
+
+    Example:
+        >>> np.round(singular_value_offsets(8, 4), 5)
+        array([1.60981, 0.84019, 0.44315, 0.14019])
+
+    References:
+        Haas et al., arXiv:2602.12384 (finite-depth corrections; MATH.md section 2).
+    """
+    n = int(n)
+    k = n if k is None else int(k)
+    if not 1 <= k <= n:
+        raise InputError(f"k must lie in [1, {n}], got {k}")
+    i = np.arange(1, k + 1)
+    return 0.5 * (special.digamma((n - i + 1) / 2.0) - special.digamma(i / 2.0))
+
+
+def predicted_log_svals(exponents, offsets, depth) -> np.ndarray:
+    """``E log s_i(M_L) ~ L lambda_i + c_i`` for one depth (``(k,)``) or an array of depths (``(D, k)``)."""
+    exponents = np.asarray(exponents, float)
+    offsets = np.asarray(offsets, float)
+    depth = np.asarray(depth, float)
+    return depth[..., None] * exponents + offsets
+
+
+def spectral_gaps(exponents) -> np.ndarray:
+    """``(k-1,)`` gaps ``lambda_i - lambda_{i+1}`` (the per-layer growth rates of ``log(s_i/s_{i+1})``).
+
+    Example:
+        >>> from jaxspec.theory import gaussian_exponents
+        >>> np.round(spectral_gaps(gaussian_exponents(4)), 6)
+        array([0.193147, 0.306853, 0.693147])
+    """
+    exponents = np.asarray(exponents, float)
+    return exponents[:-1] - exponents[1:]
+
+
+def separation_rate(exponents, i: int = 1) -> float:
+    """Per-layer growth rate ``lambda_i - lambda_{i+1}`` of ``log(s_i/s_{i+1})``: ``s_i/s_{i+1} ~ e^{L gap}``."""
+    exponents = np.asarray(exponents, float)
+    if not 1 <= int(i) < exponents.shape[0]:
+        raise InputError(f"i must lie in [1, {exponents.shape[0] - 1}], got {i}")
+    return float(exponents[int(i) - 1] - exponents[int(i)])
+
+
+def alignment_slope(exponents) -> float:
+    """``lambda_1 - lambda_2``: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const``.
+
+    References:
+        Oseledets (1968); Haas et al., arXiv:2602.12384 (MATH.md section 3).
+    """
+    return separation_rate(exponents, 1)
+
+
+def predicted_separation(exponents, offsets, depth) -> np.ndarray:
+    """``E log(s_i/s_{i+1}) ~ L (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``: ``(k-1,)`` or ``(D, k-1)``."""
+    pred = predicted_log_svals(exponents, offsets, depth)
+    return pred[..., :-1] - pred[..., 1:]
+
+
+def separation_depth(exponents, offsets, log_ratio: float, i: int = 1) -> float:
+    """Depth at which ``E log(s_i/s_{i+1})`` reaches ``log_ratio``: ``(log_ratio - c_i + c_{i+1}) / gap_i``.
+
+    Example:
+        >>> from jaxspec.theory import gaussian_exponents
+        >>> round(separation_depth(gaussian_exponents(16), singular_value_offsets(16), np.log(10.0)), 1)
+        45.7
+    """
+    gap = separation_rate(exponents, i)
+    offsets = np.asarray(offsets, float)
+    return float((log_ratio - offsets[i - 1] + offsets[i]) / gap)

@@ -1,0 +1,150 @@
+"""Exact moments of ``||J u||^2`` for zero-bias ReLU networks (and any masked Gaussian product).
+
+For a fixed unit input direction ``u`` and sign-symmetric iid Gaussian weights, layer ``l`` (fan-in ``n_l``,
+``K_{l+1}`` active units) multiplies ``||J u||^2`` by an independent ``(sigma2 / n_l) chi^2_{K_{l+1}}``
+(MATH.md section 2), so with He init (``sigma2 = 2``, ``K ~ Bin(n, 1/2)``)
+
+    E ||J u||^2 = prod_l sigma2 E[K_{l+1}] / n_l            (= 1 for equal widths),
+    E ||J u||^4 = prod_l sigma2^2 E[K(K + 2)] / n_l^2      (= prod_l (1 + 5/n_l) for equal widths),
+    E ||J u||^{2m} = prod_l (sigma2 / n_l)^m E[K (K+2) ... (K + 2m - 2)],
+    E log ||J u||^2 = sum_l [log(2 sigma2 / n_l) + E psi(K/2)],   Var = sum_l [E psi1(K/2) + Var psi(K/2)],
+
+the log moments conditioned on every ``K_l >= 1`` (else ``J u = 0``; that probability is returned). Hanin and
+Nica's large-width forms ``-(5/2) beta`` and ``5 beta`` (``beta = sum_l 1/n_l``) are offered as an option; they
+are poor at small widths.
+
+References:
+    Hanin, Nica, "Products of many large random matrices and gradients in deep neural networks", CMP 376
+    (2020); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import special
+
+from jaxspec.errors import InputError
+from jaxspec.theory._lyapunov import CountLaw, count_laws
+
+__all__ = [
+    "LogNormMoments",
+    "count_law_log_norm_moments",
+    "norm_power_moment",
+    "relu_log_norm_moments",
+]
+
+
+class LogNormMoments(NamedTuple):
+    """Moments of ``||J u||^2`` for a fixed unit ``u``.
+
+    Attributes:
+        mean: ``E log||J u||^2`` given ``J u != 0``.
+        variance: ``Var log||J u||^2`` given ``J u != 0``.
+        second: ``E ||J u||^2``.
+        fourth: ``E ||J u||^4``.
+        prob_nonzero: ``P(every K_l >= 1)``.
+        per_layer_mean: ``(L,)`` per-layer contributions to ``mean``.
+        per_layer_variance: ``(L,)`` per-layer contributions to ``variance``.
+    """
+
+    mean: float
+    variance: float
+    second: float
+    fourth: float
+    prob_nonzero: float
+    per_layer_mean: np.ndarray
+    per_layer_variance: np.ndarray
+
+
+def _rising_even(counts: np.ndarray, m: int) -> np.ndarray:
+    """``K (K+2) ... (K+2m-2) = E[(chi^2_K)^m]``."""
+    out = np.ones_like(counts, dtype=float)
+    for j in range(m):
+        out = out * (counts + 2.0 * j)
+    return out
+
+
+def norm_power_moment(laws: Sequence[CountLaw], power: int, *, sigma2: float | Sequence[float] = 2.0) -> float:
+    """``E ||J u||^{2 power} = prod_l (sigma2_l / n_l)^power E[K (K+2) ... (K + 2 power - 2)]`` (exact).
+
+    Example:
+        >>> from jaxspec.theory import count_laws
+        >>> laws = count_laws((8, 8, 8, 8), p=0.5)
+        >>> round(norm_power_moment(laws, 2), 10) == round((1 + 5 / 8) ** 3, 10)
+        True
+    """
+    if int(power) != power or power < 0:
+        raise InputError(f"power must be a non-negative integer, got {power}")
+    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
+    total = 1.0
+    for law, s2 in zip(laws, sigma2, strict=True):
+        counts = np.arange(law.pmf.shape[0], dtype=float)
+        total *= (s2 / law.fan_in) ** power * float(np.sum(law.pmf * _rising_even(counts, int(power))))
+    return float(total)
+
+
+def count_law_log_norm_moments(laws: Sequence[CountLaw], *, sigma2: float | Sequence[float] = 2.0,
+                               large_n: bool = False) -> LogNormMoments:
+    """Exact moments of ``||J u||^2`` for a masked Gaussian product with the given per-layer count laws.
+
+    Args:
+        laws: one :class:`jaxspec.theory.CountLaw` per layer.
+        sigma2: weight variance times fan-in (scalar or per layer).
+        large_n: replace the log moments by Hanin-Nica's ``-(5/2) beta`` and ``5 beta`` (ReLU/He only).
+
+    Returns:
+        :class:`LogNormMoments`.
+    """
+    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
+    means, variances = [], []
+    prob = 1.0
+    for law, s2 in zip(laws, sigma2, strict=True):
+        counts = np.arange(1, law.pmf.shape[0], dtype=float)
+        w = law.pmf[1:]
+        alive = float(w.sum())
+        if alive == 0:
+            raise InputError("a layer has no active unit with probability one: J u = 0")
+        w = w / alive
+        prob *= alive
+        term = np.log(2.0 * s2 / law.fan_in) + special.digamma(counts / 2.0)
+        mean = float(np.sum(w * term))
+        means.append(mean)
+        variances.append(float(np.sum(w * special.polygamma(1, counts / 2.0)) + np.sum(w * (term - mean) ** 2)))
+    means, variances = np.asarray(means), np.asarray(variances)
+    if large_n:
+        beta = np.array([1.0 / law.fan_in for law in laws])
+        means, variances = -2.5 * beta, 5.0 * beta
+    return LogNormMoments(float(means.sum()), float(variances.sum()), norm_power_moment(laws, 1, sigma2=sigma2),
+                          norm_power_moment(laws, 2, sigma2=sigma2), prob, means, variances)
+
+
+def relu_log_norm_moments(widths: Sequence[int], *, sigma2: float = 2.0, final_activation: bool = True,
+                          large_n: bool = False) -> LogNormMoments:
+    """Exact moments of ``log||J u||^2`` and ``||J u||^{2,4}`` for a zero-bias ReLU network at initialisation.
+
+    Args:
+        widths: ``(n_0, ..., n_L)``.
+        sigma2: weight variance times fan-in (He: 2).
+        final_activation: whether the last layer is ReLU too (as in :func:`jaxspec.relu_net`); else linear.
+        large_n: Hanin-Nica's large-width log moments instead of the exact digamma/trigamma sums.
+
+    Returns:
+        :class:`LogNormMoments`; per layer at ``n = 8``: mean ``-0.39878``, variance ``1.24699``.
+
+    Example:
+        >>> m = relu_log_norm_moments((32, 32))
+        >>> round(m.mean, 5), round(m.variance, 5)
+        (-0.08254, 0.1775)
+
+    References:
+        Hanin, Nica, CMP 376 (2020); MATH.md section 2.
+    """
+    widths = tuple(int(n) for n in widths)
+    depth = len(widths) - 1
+    p = [0.5] * depth
+    if not final_activation:
+        p[-1] = 1.0
+    return count_law_log_norm_moments(count_laws(widths, p=p), sigma2=sigma2, large_n=large_n)

@@ -1,0 +1,156 @@
+"""The wide-first regime: the spectrum of ``J J^T`` when the width grows before the depth.
+
+Normalise ``J J^T`` to spectral mean 1 (``sigma2 p = 1``). For free factors of mean 1 the variances of the
+spectral distributions add under multiplication (``phi(abab) = phi(a^2) + phi(b^2) - 1``), and each layer
+``D W`` contributes ``(1/p - 1)`` from the gates plus ``1`` from a Gaussian ``W W^T`` (Marchenko-Pastur) or ``0``
+from an orthogonal one. Hence (Pennington, Schoenholz, Ganguli)
+
+    Var = L   (linear, Gaussian),   0 (linear, orthogonal),   2L (ReLU, Gaussian),   L (ReLU, orthogonal),
+
+ReLU being gates with ``p = 1/2`` in this limit. The linear Gaussian spectrum is Fuss-Catalan: moments
+``binom((L+1)m, m)/(Lm + 1)``, top edge ``(L+1)^(L+1)/L^L``. There is no exponential separation here; the
+crossover to the Lyapunov regime is ``L/N ~ 1``.
+
+At finite width the exact second moment of the masked Gaussian product follows from a linear recursion on
+``(E tr A^2, E (tr A)^2)`` for ``A_l = D_l W_l A_{l-1} W_l^T D_l`` (Wick's theorem; gates independent of the
+weights): :func:`jjt_moments`.
+
+References:
+    Pennington, Schoenholz, Ganguli, "Resurrecting the sigmoid in deep learning through dynamical isometry",
+    NeurIPS 2017, and "The emergence of spectral universality in deep networks", AISTATS 2018;
+    Penson, Zyczkowski, "Product of Ginibre matrices: Fuss-Catalan and Raney distributions", PRE 83 (2011).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import special
+
+from jaxspec.errors import InputError
+
+__all__ = [
+    "JJtMoments",
+    "fuss_catalan_moment",
+    "jjt_moments",
+    "linear_gaussian_top_edge",
+    "wide_spectral_variance",
+]
+
+ACTIVATIONS = ("linear", "relu")
+WEIGHTS = ("gaussian", "orthogonal")
+
+
+def _check_depth(depth: int) -> int:
+    if int(depth) != depth or depth < 1:
+        raise InputError(f"depth must be a positive integer, got {depth}")
+    return int(depth)
+
+
+def wide_spectral_variance(depth: int, *, activation: str = "linear", weights: str = "gaussian",
+                           p: float | None = None) -> float:
+    """Variance of the spectrum of ``J J^T`` normalised to mean 1, width to infinity first.
+
+    Args:
+        depth: number of layers ``L``.
+        activation: ``"linear"`` or ``"relu"`` (gates with ``p = 1/2``).
+        weights: ``"gaussian"`` or ``"orthogonal"``.
+        p: gate probability of a masked product (overrides ``activation``).
+
+    Returns:
+        ``L [(1/p - 1) + 1_{Gaussian}]``: ``L``, ``0``, ``2L``, ``L`` for linear/ReLU x Gaussian/orthogonal.
+
+    Example:
+        >>> [wide_spectral_variance(3, activation=a, weights=w) for a in ("linear", "relu")
+        ...  for w in ("gaussian", "orthogonal")]
+        [3.0, 0.0, 6.0, 3.0]
+
+    References:
+        Pennington, Schoenholz, Ganguli, NeurIPS 2017 and AISTATS 2018.
+    """
+    depth = _check_depth(depth)
+    if activation not in ACTIVATIONS:
+        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    if weights not in WEIGHTS:
+        raise InputError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    if p is None:
+        p = 0.5 if activation == "relu" else 1.0
+    if not 0 < p <= 1:
+        raise InputError(f"p must lie in (0, 1], got {p}")
+    per_layer = (1.0 / p - 1.0) + (1.0 if weights == "gaussian" else 0.0)
+    return float(depth * per_layer)
+
+
+def linear_gaussian_top_edge(depth: int) -> float:
+    """Top edge ``(L+1)^(L+1) / L^L`` of the Fuss-Catalan spectrum of ``J J^T`` (linear Gaussian, mean 1).
+
+    Example:
+        >>> linear_gaussian_top_edge(1)
+        4.0
+
+    References:
+        Penson, Zyczkowski, PRE 83 (2011).
+    """
+    depth = _check_depth(depth)
+    return float(np.exp((depth + 1) * np.log(depth + 1.0) - depth * np.log(float(depth))))
+
+
+def fuss_catalan_moment(depth: int, order: int) -> float:
+    """``m``-th moment ``binom((L+1)m, m) / (Lm + 1)`` of the wide linear Gaussian ``J J^T`` spectrum."""
+    depth = _check_depth(depth)
+    order = int(order)
+    log_binom = special.gammaln((depth + 1) * order + 1) - special.gammaln(order + 1) - special.gammaln(
+        depth * order + 1)
+    return float(np.exp(log_binom) / (depth * order + 1))
+
+
+class JJtMoments(NamedTuple):
+    """Exact finite-width moments of ``J J^T`` for a masked Gaussian product of width ``n``.
+
+    Attributes:
+        mean: ``E (1/n) tr J J^T``.
+        second: ``E (1/n) tr (J J^T)^2``.
+        spectral_variance: ``second / mean^2 - 1`` (tends to :func:`wide_spectral_variance` as ``n`` grows).
+    """
+
+    mean: float
+    second: float
+    spectral_variance: float
+
+
+def jjt_moments(n: int, depth: int, *, p: float = 1.0, sigma2: float | None = None) -> JJtMoments:
+    """Exact ``E (1/n) tr (J J^T)^{1,2}`` for ``J = D_L W_L ... D_1 W_1`` at finite width ``n``.
+
+    ``W_l`` has iid ``N(0, sigma2/n)`` entries, ``D_l`` iid Bernoulli(``p``) gates. With ``B = W A W^T``
+    (``s = sigma2/n``): ``E tr B^2 = s^2[n (tr A)^2 + (n^2 + n) tr A^2]``, ``E (tr B)^2 = s^2[n^2 (tr A)^2 +
+    2n tr A^2]``, ``E sum_i B_ii^2 = n s^2[(tr A)^2 + 2 tr A^2]``, and the gates mix these with weights
+    ``p^2`` and ``p - p^2``.
+
+    Args:
+        n: width.
+        depth: number of layers.
+        p: gate probability.
+        sigma2: weight variance times fan-in (default ``1/p``, spectral mean 1).
+
+    Returns:
+        :class:`JJtMoments`.
+
+    Example:
+        >>> round(jjt_moments(10**6, 3).spectral_variance, 4)
+        3.0
+    """
+    depth = _check_depth(depth)
+    if not 0 < p <= 1:
+        raise InputError(f"p must lie in (0, 1], got {p}")
+    sigma2 = 1.0 / p if sigma2 is None else float(sigma2)
+    n = float(n)
+    s = sigma2 / n
+    tr_sq, sq_tr, tr = n, n * n, n  # A_0 = I: tr A^2, (tr A)^2, tr A
+    for _ in range(depth):
+        diag_sq = n * s * s * (sq_tr + 2.0 * tr_sq)
+        new_tr_sq = p * p * s * s * (n * sq_tr + (n * n + n) * tr_sq) + (p - p * p) * diag_sq
+        new_sq_tr = p * p * s * s * (n * n * sq_tr + 2.0 * n * tr_sq) + (p - p * p) * diag_sq
+        tr_sq, sq_tr, tr = new_tr_sq, new_sq_tr, p * s * n * tr
+    mean, second = tr / n, tr_sq / n
+    return JJtMoments(mean, second, second / mean**2 - 1.0)
