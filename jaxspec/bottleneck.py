@@ -31,7 +31,8 @@ Thresholds (documented defaults).
 
 Training. :func:`train_weight_decay` minimises ``(1/N) sum_j ||f(x_j) - y_j||^2 + lambda ||theta||^2`` through
 :func:`jaxspec.training.train` (any optax optimizer). :func:`bottleneck_target` draws ``f = h o g`` through a
-``k``-dimensional middle (bottleneck rank ``k``), or a rank-``k`` linear map.
+``k``-dimensional middle (bottleneck rank ``k``), or a rank-``k`` linear map; :func:`jaxspec.data.digits` is the
+real-data target.
 
 References:
     Jacot, "Bottleneck Structure in Learned Features: Low-Dimension vs Regularity Tradeoff", NeurIPS 2023,
@@ -41,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -55,6 +57,7 @@ from jaxspec.networks import ACTIVATIONS, apply_activation, init_mlp, mlp_apply,
 __all__ = [
     "BottleneckInequality",
     "BottleneckReport",
+    "BottleneckTask",
     "JacobianPseudoDet",
     "RankFit",
     "RepresentationRanks",
@@ -241,7 +244,12 @@ def layer_singular_values(params) -> jax.Array:
     References:
         Jacot, arXiv:2305.19008 (the weight spectra of the bottleneck structure).
     """
-    padded = pad_params(_as_layers(params))
+    return _layer_singular_values(_as_layers(params))
+
+
+@jax.jit
+def _layer_singular_values(params) -> jax.Array:
+    padded = pad_params(params)
     return jax.vmap(lambda w: jnp.linalg.svd(w, compute_uv=False))(padded.weights)
 
 
@@ -302,6 +310,14 @@ def representation_ranks(params, x: jax.Array, *, activation: str = "relu", nega
         Jacot, arXiv:2305.19008 (middle representations are ``R0``-dimensional).
     """
     rtol = _check_rtol("rtol", rtol)
+    params = _as_layers(params)
+    _check_activation(activation)
+    x = _check_batch(params, x)
+    return _representation_ranks(params, x, rtol, activation, negative_slope, precision)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "negative_slope", "precision"))
+def _representation_ranks(params, x, rtol, activation, negative_slope, precision) -> RepresentationRanks:
     hs = representations(params, x, activation=activation, negative_slope=negative_slope, precision=precision)
     batch = hs[0].shape[0]
     width = max(h.shape[1] for h in hs)
@@ -356,6 +372,11 @@ def jacobian_pseudo_logdet(params, x: jax.Array, *, activation: str = "relu", ne
     _check_activation(activation)
     rtol = _check_rtol("rtol", rtol)
     x = _check_batch(params, x)
+    return _jacobian_pseudo_logdet(params, x, rtol, activation, negative_slope, precision)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "negative_slope", "precision"))
+def _jacobian_pseudo_logdet(params, x, rtol, activation, negative_slope, precision) -> JacobianPseudoDet:
     jac = _input_jacobians(params, x, activation, negative_slope, precision)
     s = jax.vmap(lambda j: jnp.linalg.svd(j, compute_uv=False))(jac)
     rank = _numerical_rank(s, rtol)
@@ -390,9 +411,16 @@ def bottleneck_inequality(params, x: jax.Array, *, activation: str = "relu", neg
         Jacot, arXiv:2305.19008 (the inequality behind the bottleneck structure).
     """
     params = _as_layers(params)
-    jd = jacobian_pseudo_logdet(params, x, activation=activation, negative_slope=negative_slope, rtol=rtol,
-                                precision=precision)
-    s = layer_singular_values(params)  # (L, N)
+    _check_activation(activation)
+    rtol = _check_rtol("rtol", rtol)
+    x = _check_batch(params, x)
+    return _bottleneck_inequality(params, x, rtol, activation, negative_slope, precision)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "negative_slope", "precision"))
+def _bottleneck_inequality(params, x, rtol, activation, negative_slope, precision) -> BottleneckInequality:
+    jd = _jacobian_pseudo_logdet(params, x, rtol, activation, negative_slope, precision)
+    s = _layer_singular_values(params)  # (L, N)
     depth = s.shape[0]
     norm_sq = parameter_norm_sq(params)
     bias_sq = norm_sq - jnp.sum(s**2)
@@ -578,16 +606,35 @@ def fit_rank_terms(depths: Sequence[int], norm_sq: Sequence[float]) -> RankFit:
 # Targets and training.
 
 
+class BottleneckTask(NamedTuple):
+    """A regression task of known bottleneck rank.
+
+    Attributes:
+        x: ``(N, d)`` inputs.
+        y: ``(N, d_out)`` targets, ``y = mlp_apply(teacher, x, activation=activation)``.
+        teacher: the target network as a list of layer dicts; one of its weight matrices has rank ``k``.
+        activation: ``"relu"`` or ``"linear"`` (static).
+        rank: ``k``, the bottleneck rank (static).
+    """
+
+    x: jax.Array
+    y: jax.Array
+    teacher: list
+    activation: str
+    rank: int
+
+
 def bottleneck_target(key: jax.Array, num_points: int, *, input_dim: int = 8, bottleneck_dim: int = 2,
                       output_dim: int = 8, hidden: int = 32, kind: str = "relu",
-                      dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+                      dtype=jnp.float32) -> BottleneckTask:
     """A regression task of known bottleneck rank ``k``: ``y = f(x)``, ``f = h o g``, ``g: R^d -> R^k``.
 
     ``kind="relu"``: ``g`` and ``h`` are random bias-free ReLU nets with one hidden layer of width ``hidden``
-    (``d -> hidden -> k`` and ``k -> hidden -> output_dim``), so ``f`` is piecewise linear with
-    ``rank Jf(x) <= k`` everywhere. ``kind="linear"``: ``f(x) = A x`` with ``A = h g`` of rank ``k`` drawn with
-    Gaussian factors. Inputs are standard Gaussian; outputs are scaled to mean squared norm ``output_dim``
-    (unit per coordinate).
+    (``d -> hidden -> k`` and ``k -> hidden -> d_out``, the last layer of each linear), so the teacher is the
+    depth-3 ReLU net ``d -> hidden -> hidden -> d_out`` whose middle weight ``W_h1 W_g2`` has rank ``k``, and
+    ``rank Jf(x) <= k`` everywhere. ``kind="linear"``: ``f(x) = A x`` with ``A = H G`` of rank ``k`` (Gaussian
+    factors). Inputs are standard Gaussian; the teacher's last layer is scaled so that the outputs have unit mean
+    square per coordinate.
 
     Args:
         key: PRNG key.
@@ -598,12 +645,12 @@ def bottleneck_target(key: jax.Array, num_points: int, *, input_dim: int = 8, bo
         dtype: array dtype.
 
     Returns:
-        ``x (N, d)``, ``y (N, d_out)``.
+        :class:`BottleneckTask`.
 
     Example:
-        >>> x, y = bottleneck_target(jax.random.key(0), 64, input_dim=6, bottleneck_dim=2, output_dim=5)
-        >>> x.shape, y.shape
-        ((64, 6), (64, 5))
+        >>> task = bottleneck_target(jax.random.key(0), 64, input_dim=6, bottleneck_dim=2, output_dim=5)
+        >>> task.x.shape, task.y.shape, task.rank
+        ((64, 6), (64, 5), 2)
 
     References:
         Jacot, arXiv:2305.19008 (functions of bottleneck rank ``k`` factor through ``R^k``).
@@ -622,13 +669,16 @@ def bottleneck_target(key: jax.Array, num_points: int, *, input_dim: int = 8, bo
     if kind == "linear":
         g = init_mlp(kg, (input_dim, bottleneck_dim), activation="linear", dtype=dtype)
         h = init_mlp(kh, (bottleneck_dim, output_dim), activation="linear", dtype=dtype)
-        y = mlp_apply(h, mlp_apply(g, x, activation="linear"), activation="linear")
+        teacher = [{"w": jnp.matmul(h[0]["w"], g[0]["w"], precision=HIGHEST)}]
     else:
         g = init_mlp(kg, (input_dim, hidden, bottleneck_dim), dtype=dtype)
         h = init_mlp(kh, (bottleneck_dim, hidden, output_dim), dtype=dtype)
-        y = mlp_apply(h, mlp_apply(g, x))
-    scale = jnp.sqrt(jnp.mean(jnp.sum(y**2, axis=1)) / output_dim)
-    return x, y / scale
+        # g's last layer is linear, so it merges with h's first layer into one rank-k weight.
+        teacher = [g[0], {"w": jnp.matmul(h[0]["w"], g[1]["w"], precision=HIGHEST)}, h[1]]
+    y = mlp_apply(teacher, x, activation=kind)
+    scale = jnp.sqrt(jnp.mean(y**2))
+    teacher[-1] = {"w": teacher[-1]["w"] / scale}
+    return BottleneckTask(x, y / scale, teacher, kind, int(bottleneck_dim))
 
 
 def weight_decay_loss(params, x: jax.Array, y: jax.Array, *, activation: str = "relu",
@@ -682,8 +732,8 @@ def train_weight_decay(params, x: jax.Array, y: jax.Array, *, activation: str = 
         :class:`jaxspec.training.TrainResult`.
 
     Example:
-        >>> x, y = bottleneck_target(jax.random.key(0), 32, input_dim=4, bottleneck_dim=1, output_dim=3)
-        >>> res = train_weight_decay(init_mlp(jax.random.key(1), (4, 8, 8, 3)), x, y, num_steps=20,
+        >>> task = bottleneck_target(jax.random.key(0), 32, input_dim=4, bottleneck_dim=1, output_dim=3)
+        >>> res = train_weight_decay(init_mlp(jax.random.key(1), (4, 8, 8, 3)), task.x, task.y, num_steps=20,
         ...                          log_every=10, progress=False)
         >>> res.loss.shape
         (3,)

@@ -63,6 +63,7 @@ __all__ = [
     "mse_output_gradient",
     "optimal_escape_direction",
     "project_to_sphere",
+    "ridge_target",
     "train_from_small_init",
     "unit_circle_example",
     "unit_circle_rank_two_direction",
@@ -301,8 +302,12 @@ def escape_stats(params, x: jax.Array, g: jax.Array, *, activation: str = "relu"
     params = _check_params(params)
     _check_activation(activation)
     x, g = _check_data(params, x, g)
-    rho = project_to_sphere(params)
-    return _escape_stats(rho, x, g, activation, precision)
+    return _escape_stats_jit(params, x, g, activation, precision)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "precision"))
+def _escape_stats_jit(params, x, g, activation, precision) -> EscapeStats:
+    return _escape_stats(project_to_sphere(params), x, g, activation, precision)
 
 
 def _escape_stats(rho, x, g, activation, precision) -> EscapeStats:
@@ -654,9 +659,18 @@ def layer_ratios(params, x: jax.Array, *, activation: str = "relu", precision=HI
     References:
         Bantzis, Simon, Jacot, arXiv:2505.21722 (``s_1(W_l) >~ l^(1/4) s_2(W_l)`` at the optimal escape).
     """
+    params = _check_params(params)
+    _check_activation(activation)
+    x = jnp.asarray(x)
+    if x.ndim != 2 or x.shape[1] != params[0]["w"].shape[1]:
+        raise InputError(f"x must have shape (N, {params[0]['w'].shape[1]}), got {x.shape}")
+    return _layer_ratios(params, x, activation, precision)
+
+
+@functools.partial(jax.jit, static_argnames=("activation", "precision"))
+def _layer_ratios(params, x, activation, precision) -> LayerRatios:
     from jaxspec.bottleneck import layer_singular_values, representations
 
-    params = _check_params(params)
     s = layer_singular_values(params)
     second = s[:, 1] if s.shape[1] > 1 else jnp.zeros(s.shape[0], s.dtype)
     ratio = jnp.where(second > 0, s[:, 0] / jnp.where(second > 0, second, 1.0), jnp.inf)
@@ -668,6 +682,48 @@ def layer_ratios(params, x: jax.Array, *, activation: str = "relu", precision=HI
         total = jnp.sum(sh**2)
         act_tail.append(jnp.where(total > 0, 1.0 - sh[0] ** 2 / jnp.where(total > 0, total, 1.0), 0.0))
     return LayerRatios(ratio, weight_tail, jnp.stack(act_tail))
+
+
+def ridge_target(key: jax.Array, num_points: int, *, input_dim: int = 8, output_dim: int = 4,
+                 amplitudes: Sequence[float] = (4.0, 2.0, 1.0), dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+    """A teacher of separated scales for saddle-to-saddle runs: ``y = sum_k a_k u_k relu(v_k . x)``.
+
+    ``v_k`` (orthonormal in ``R^d``) and ``u_k`` (orthonormal in ``R^{d_out}``) are random; inputs lie on the unit
+    sphere. Each ridge is one rank-one feature, and the amplitudes set the order (and the plateau lengths) in
+    which gradient descent from a small initialisation picks them up.
+
+    Args:
+        key: PRNG key.
+        num_points: ``N``.
+        input_dim, output_dim: ``d``, ``d_out`` (both at least ``len(amplitudes)``).
+        amplitudes: ``a_k > 0``, one per ridge.
+        dtype: array dtype.
+
+    Returns:
+        ``x (N, d)``, ``y (N, d_out)``.
+
+    Example:
+        >>> x, y = ridge_target(jax.random.key(0), 32)
+        >>> x.shape, y.shape
+        ((32, 8), (32, 4))
+
+    References:
+        Bantzis, Simon, Jacot, arXiv:2505.21722 (saddle-to-saddle, one rank per escape).
+    """
+    num_points = _positive_int("num_points", num_points)
+    amps = np.asarray(amplitudes, dtype=np.float64).ravel()
+    if amps.size < 1 or not np.all(np.isfinite(amps)) or np.any(amps <= 0):
+        raise InputError(f"amplitudes must be positive numbers, got {amplitudes!r}")
+    k = amps.size
+    if _positive_int("input_dim", input_dim) < k or _positive_int("output_dim", output_dim) < k:
+        raise InputError(f"input_dim and output_dim must be at least len(amplitudes) = {k}")
+    kx, kv, ku = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (num_points, input_dim), jnp.float32).astype(dtype)
+    x = x / jnp.linalg.norm(x, axis=1, keepdims=True)
+    v = jnp.linalg.qr(jax.random.normal(kv, (input_dim, k), jnp.float32))[0].astype(dtype)
+    u = jnp.linalg.qr(jax.random.normal(ku, (output_dim, k), jnp.float32))[0].astype(dtype)
+    features = jnp.maximum(jnp.matmul(x, v, precision=HIGHEST), 0.0) * jnp.asarray(amps, dtype)  # (N, k)
+    return x, jnp.matmul(features, u.T, precision=HIGHEST)
 
 
 # ----------------------------------------------------------------------------------------------------------
