@@ -314,6 +314,10 @@ class DynamicsComparison(NamedTuple):
             ``|relative_error|``.
         target: ``(R,)`` the fixed points ``s_r / c_r``.
         start_index: ``(R,)`` the record where each mode's predictions start.
+        half_time: dict ``"measured"`` or a prediction name -> ``(R,)``: the time when ``sigma_r`` first
+            reaches half its target after the start (linear interpolation between records; NaN if never).
+        half_time_error: dict name -> ``(R,)``: ``(t_half_measured - t_0) / (t_half_predicted - t_0) - 1``, the
+            relative error of the predicted learning time of each mode (``t_0`` its start).
     """
 
     time: np.ndarray
@@ -323,6 +327,24 @@ class DynamicsComparison(NamedTuple):
     max_relative_error: dict[str, np.ndarray]
     target: np.ndarray
     start_index: np.ndarray
+    half_time: dict[str, np.ndarray]
+    half_time_error: dict[str, np.ndarray]
+
+
+def _half_times(time, values, starts, target) -> np.ndarray:
+    out = np.full(values.shape[1], np.nan)
+    for r in range(values.shape[1]):
+        t, v = time[starts[r]:], values[starts[r]:, r]
+        above = np.nonzero(v >= target[r] / 2)[0]
+        if above.size == 0:
+            continue
+        i = above[0]
+        if i == 0:
+            out[r] = t[0]
+        else:
+            frac = (target[r] / 2 - v[i - 1]) / (v[i] - v[i - 1])
+            out[r] = t[i - 1] + frac * (t[i] - t[i - 1])
+    return out
 
 
 PREDICTIONS = ("mode_ode", "mode_ode_kernel", "balanced", "saxe", "arora")
@@ -434,4 +456,9 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = {k: measured / p - 1.0 for k, p in predicted.items()}
     max_rel = {k: np.array([np.nanmax(np.abs(e[starts[r]:, r])) for r in range(rank)]) for k, e in rel.items()}
-    return DynamicsComparison(time, measured, predicted, rel, max_rel, target, starts)
+    half = {"measured": _half_times(time, measured, starts, target)}
+    half.update({k: _half_times(time, p, starts, target) for k, p in predicted.items()})
+    t0 = time[starts]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half_err = {k: (half["measured"] - t0) / (half[k] - t0) - 1.0 for k in predicted}
+    return DynamicsComparison(time, measured, predicted, rel, max_rel, target, starts, half, half_err)

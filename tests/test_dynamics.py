@@ -92,6 +92,7 @@ def test_balanced_aligned_small_init_follows_saxe_and_arora_within_two_percent(d
     names = ["balanced", "mode_ode", "arora"] + (["saxe"] if depth == 2 else [])
     for name in names:
         assert np.all(cmp.max_relative_error[name] < 0.02), (name, cmp.max_relative_error[name])
+        assert np.all(np.abs(cmp.half_time_error[name]) < 0.01), (name, cmp.half_time_error[name])
     # Where the error comes from: GD on aligned layers is exactly the discrete mode recursion ...
     discrete = dynamics.mode_gd(factors, s, lr, steps, 100)
     np.testing.assert_allclose(cmp.measured, discrete.sigma, rtol=1e-9)
@@ -126,14 +127,21 @@ def test_unbalanced_aligned_init_conserves_imbalances_and_follows_the_mode_ode()
 
 
 def test_compare_dynamics_rejects_bad_input():
-    result, _, _ = _aligned_run(2, balanced_factors([1e-2] * 3, 2), 1e-2, 20, 10)
+    from jaxspec.training import TrainResult
+
+    tracked = {"sigma": jnp.ones((3, 2)), "u": jnp.ones((3, 4, 2)), "v": jnp.ones((3, 6, 2)),
+               "factors": jnp.ones((3, 2, 2))}
+    result = TrainResult(None, None, jnp.arange(3) * 10, jnp.ones(3), tracked)
     sxx, syx = np.eye(6), np.zeros((4, 6))
     with pytest.raises(InputError, match="start_index"):
-        dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1, start_index=5)
+        dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1, start_index=2)
     with pytest.raises(InputError, match="learning_rate"):
         dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2)
     with pytest.raises(InputError, match="make_tracker"):
         dynamics.compare_dynamics(result._replace(tracked=None), sigma_xx=sxx, sigma_yx=syx, depth=2,
                                   learning_rate=0.1)
+    with pytest.raises(InputError, match="unknown predictions"):
+        dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1,
+                                  predictions=("magic",))
     with pytest.raises(InputError, match="depth"):
         dynamics.balanced_mode_ode(jnp.linspace(0, 1, 3), jnp.ones(1), jnp.ones(1), depth=0)

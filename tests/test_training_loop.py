@@ -46,9 +46,14 @@ def test_any_optax_optimizer_equals_a_plain_python_loop():
     res = train(loss, params, opt, num_steps=30, log_every=6, track_fn=track, progress=False)
     p, state = params, opt.init(params)
     losses, svs = [loss(p)], [track(p)["sv"]]
-    for k in range(1, 31):
+
+    @jax.jit
+    def step(p, state):
         updates, state = opt.update(jax.grad(loss)(p), state, p)
-        p = optax.apply_updates(p, updates)
+        return optax.apply_updates(p, updates), state
+
+    for k in range(1, 31):
+        p, state = step(p, state)
         if k % 6 == 0:
             losses.append(loss(p))
             svs.append(track(p)["sv"])

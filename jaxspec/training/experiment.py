@@ -180,43 +180,61 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
 
 def _make_data(cfg: TrainConfig, dtype):
     if cfg.data == "teacher":
-        ds, teacher = data_lib.teacher(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.input_dim,
-                                       cfg.output_dim, cfg.num_samples, cfg.teacher_sv, dtype=dtype)
-        return ds, (teacher.u, teacher.v)
+        ds, _ = data_lib.teacher(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.input_dim,
+                                 cfg.output_dim, cfg.num_samples, cfg.teacher_sv, dtype=dtype)
+        return ds
     whiten_dim = cfg.whiten_dim if cfg.whiten_dim else None
     if cfg.data == "digits":
         ds = data_lib.digits(whiten_dim=whiten_dim, limit=cfg.limit, dtype=dtype)
     else:
         ds = data_lib.load_mnist(cfg.mnist_path, limit=cfg.limit, whiten_dim=whiten_dim, dtype=dtype)
-    return ds, None
+    return ds
 
 
-def _target_basis(ds, basis):
-    if basis is not None:
-        return basis
+def _target_modes(ds):
+    """Singular vectors and values of the least-squares target map ``Sigma_yx Sigma_xx^{-1}``."""
     sxx, syx = (np.asarray(a, dtype=np.float64) for a in data_lib.input_output_statistics(ds))
     target = np.linalg.lstsq(sxx.T, syx.T, rcond=None)[0].T
-    u, _, vt = np.linalg.svd(target)
-    return u, vt.T
+    u, s, vt = np.linalg.svd(target)
+    return (u, vt.T), s
 
 
-def alignment_start_index(result: TrainResult, target_basis, threshold: float = 0.9) -> np.ndarray:
+def alignment_start_index(result: TrainResult, target_basis, threshold: float = 0.9, *, target_strengths=None,
+                          cluster_rtol: float = 0.1) -> np.ndarray:
     """Per mode, the first record where the end-to-end mode is aligned with the target's mode.
 
-    Alignment of mode ``r``: ``|<u_r, u*_r>| |<v_r, v*_r>| >= threshold``. Modes are predicted independently,
-    so each prediction can start once its own mode has aligned (the decoupled regime).
+    Alignment of mode ``r``: ``||P_U u_r|| ||P_V v_r|| >= threshold`` with ``P_U``, ``P_V`` the projections on the
+    target's singular vectors of the modes whose strengths are within ``cluster_rtol`` of ``s_r`` (chained
+    along the sorted strengths): ``|<u_r, u*_r>| |<v_r, v*_r>|`` for well-separated targets, and the subspace
+    overlap for nearly degenerate ones (class-balanced labels), whose individual singular vectors are not
+    defined. Modes are predicted independently, so each prediction can start once its own mode has aligned.
+
+    Args:
+        result: a run tracked with ``u`` and ``v``.
+        target_basis: ``(U* (d_out, >= k), V* (d_in, >= k))``.
+        threshold: alignment needed.
+        target_strengths: ``(>= k,)`` the target's singular values (default: all modes distinct).
+        cluster_rtol: relative gap below which neighbouring target modes form one cluster.
 
     Returns:
         ``(R,)`` ints; 0 for a mode that starts aligned, the last record but one for a mode that never aligns.
     """
     u, v = np.asarray(result.tracked["u"]), np.asarray(result.tracked["v"])
     k = u.shape[-1]
-    tu, tv = (np.asarray(b)[:, :k] for b in target_basis)
-    overlap = np.abs(np.einsum("tir,ir->tr", u, tu)) * np.abs(np.einsum("tir,ir->tr", v, tv))
+    tu, tv = (np.asarray(b) for b in target_basis)
+    cluster = np.arange(tu.shape[1])
+    if target_strengths is not None:
+        strengths = np.asarray(target_strengths, dtype=float)
+        for r in range(1, strengths.size):
+            close = abs(strengths[r - 1] - strengths[r]) <= cluster_rtol * abs(strengths[r - 1])
+            cluster[r] = cluster[r - 1] if close else r
     last = u.shape[0] - 2
     starts = []
     for r in range(k):
-        ok = np.nonzero(overlap[:, r] >= threshold)[0]
+        members = np.nonzero(cluster == cluster[r])[0]
+        overlap = (np.linalg.norm(np.einsum("ti,im->tm", u[:, :, r], tu[:, members]), axis=1)
+                   * np.linalg.norm(np.einsum("ti,im->tm", v[:, :, r], tv[:, members]), axis=1))
+        ok = np.nonzero(overlap >= threshold)[0]
         starts.append(min(int(ok[0]), last) if ok.size else last)
     return np.asarray(starts, dtype=int)
 
@@ -249,17 +267,16 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
     if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
         raise InputError("dtype float64 needs 64-bit JAX (jax.config.update('jax_enable_x64', True))")
     dtype = jnp.dtype(cfg.dtype)
-    ds, basis = _make_data(cfg, dtype)
-    basis = _target_basis(ds, basis)
+    ds = _make_data(cfg, dtype)
+    # For the teacher, Sigma_yx is the teacher's map: these are its modes (up to signs), completed to a basis.
+    basis, strengths = _target_modes(ds)
     widths = (ds.input_dim,) + (cfg.width,) * (cfg.depth - 1) + (ds.output_dim,)
     key = jax.random.fold_in(jax.random.key(cfg.seed), 2)
     if cfg.init == "aligned":
         rank = min(cfg.top_k, *widths)
         ratios = cfg.imbalance ** (np.arange(cfg.depth) - (cfg.depth - 1) / 2)
         # sigma_r(0) = sigma0 s_r / s_1: distinct modes, so the singular vectors are well defined from the start.
-        strengths = np.linalg.svd(np.asarray(data_lib.input_output_statistics(ds)[1], np.float64),
-                                  compute_uv=False)[:rank]
-        factors = balanced_factors(cfg.sigma0 * strengths / strengths[0], cfg.depth) * ratios[:, None]
+        factors = balanced_factors(cfg.sigma0 * strengths[:rank] / strengths[0], cfg.depth) * ratios[:, None]
         params = aligned_init(widths, np.asarray(basis[0])[:, :rank], np.asarray(basis[1])[:, :rank], factors,
                               key=key, dtype=dtype)
     else:
@@ -272,7 +289,7 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
                    track_fn=tracker, progress=progress, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume)
     if cfg.predict_from == -1:
-        start = alignment_start_index(result, basis)
+        start = alignment_start_index(result, basis, target_strengths=strengths)
     elif cfg.predict_from > len(result.steps) - 2:
         raise InputError(f"predict_from={cfg.predict_from} is past the last record but one "
                          f"({len(result.steps) - 2})")
@@ -304,6 +321,9 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str
         variables[f"predicted_{name}"] = (("step", "mode"), pred)
         variables[f"relative_error_{name}"] = (("step", "mode"), comparison.relative_error[name])
         variables[f"max_relative_error_{name}"] = ("mode", comparison.max_relative_error[name])
+        variables[f"half_time_{name}"] = ("mode", comparison.half_time[name])
+        variables[f"half_time_error_{name}"] = ("mode", comparison.half_time_error[name])
+    variables["half_time_measured"] = ("mode", comparison.half_time["measured"])
     coords = {"step": steps, "time": ("step", comparison.time), "mode": np.arange(1, tr["sigma"].shape[1] + 1),
               "layer": np.arange(1, tr["factors"].shape[1] + 1),
               "pair": np.arange(1, tr["balancedness"].shape[1] + 1)}
@@ -368,7 +388,7 @@ def plot_dynamics(ds, path: str | Path, title: str | None = None, predictions=No
     ax.set_xlabel("gradient-flow time t = step x learning rate")
     ax.set_ylabel("end-to-end singular value sigma_r(t)")
     ax.set_title("measured (thick) vs predicted (thin)")
-    ax.legend(fontsize=7, loc="center right")
+    ax.legend(fontsize=7, loc="lower right")
     ax = axes[1]
     for r in range(sigma.shape[1]):
         color = colors[r % len(colors)]
