@@ -423,7 +423,8 @@ def _bottleneck_inequality(params, x, rtol, activation, negative_slope, precisio
     s = _layer_singular_values(params)  # (L, N)
     depth = s.shape[0]
     norm_sq = parameter_norm_sq(params)
-    bias_sq = norm_sq - jnp.sum(s**2)
+    # The slack carries ||b||^2 exactly (not as a difference of two sums, which would round below zero).
+    bias_sq = parameter_norm_sq([p["b"] for p in params if "b" in p]) if any("b" in p for p in params) else 0.0
     keep = jnp.arange(s.shape[1])[None, None, :] < jd.rank[:, None, None]  # (B, 1, N)
     s2 = jnp.broadcast_to(s**2, keep.shape[:1] + s.shape)
     # s_i(W_l) > 0 for i <= k because k <= rank Jf(x) <= rank W_l; a zero here would show as a negative margin.

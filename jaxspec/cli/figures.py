@@ -8,7 +8,9 @@ import typer
 
 # Modules of jaxspec.reproduce that each add one ``jaxspec figures <name>`` command.
 FIGURE_MODULES: tuple[str, ...] = ("jaxspec.reproduce.dynamics",
-                                   "jaxspec.reproduce.init",)
+                                   "jaxspec.reproduce.init",
+                                   "jaxspec.reproduce.bottleneck",
+                                   "jaxspec.reproduce.saddle",)
 
 
 def register(app: typer.Typer) -> None:
