@@ -15,6 +15,7 @@ from jaxspec.networks import (
     gates,
     init_gain,
     init_mlp,
+    init_padded_mlp,
     mlp_apply,
     network_layer_stack,
     pad_params,
@@ -163,3 +164,13 @@ def test_bad_arguments_raise_input_error():
         mlp_apply(params, jnp.ones(5))
     with pytest.raises(InputError):
         fixed_gates_apply(params, [], jnp.ones(3))
+
+
+def test_stacked_init_equals_list_init_for_equal_widths():
+    padded = init_padded_mlp(jax.random.key(13), (6,) * 5, bias=True, bias_std=0.2, dtype=jnp.float64)
+    listed = pad_params(init_mlp(jax.random.key(13), (6,) * 5, bias=True, bias_std=0.2, dtype=jnp.float64))
+    np.testing.assert_array_equal(padded.weights, listed.weights)
+    np.testing.assert_array_equal(padded.biases, listed.biases)
+    ragged = init_padded_mlp(jax.random.key(13), (3, 7, 5), dtype=jnp.float64)
+    assert ragged.widths == (3, 7, 5)
+    assert np.all(np.asarray(ragged.weights[0, :, 3:]) == 0) and np.all(np.asarray(ragged.weights[1, 5:]) == 0)
