@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "jaxspec.cli.figures",
     "jaxspec.cli.sweep",
     "jaxspec.cli.train",
+    "jaxspec.cli.ufm",
 )
 
 EXIT_BAD_INPUT = 2

@@ -42,6 +42,7 @@ from jaxspec.ufm._curvature import (
     kronecker_factors,
     kronecker_hessian,
     layer_eigenpairs,
+    layer_top_eigenvalues,
     per_sample_jacobians,
 )
 from jaxspec.ufm._model import (
@@ -56,6 +57,7 @@ from jaxspec.ufm._model import (
     layer_weight,
     loss,
     make_ufm,
+    map_layers,
     predict,
     regulariser,
     targets,
@@ -96,10 +98,12 @@ __all__ = [
     "labels",
     "layer_block",
     "layer_eigenpairs",
+    "layer_top_eigenvalues",
     "layer_features",
     "layer_weight",
     "loss",
     "make_ufm",
+    "map_layers",
     "per_sample_jacobians",
     "predict",
     "regulariser",

@@ -23,6 +23,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -135,6 +136,7 @@ def effective_classifiers(ufm: UFM, params: UFMParams) -> jax.Array:
     return jnp.swapaxes(jac.mean(axis=-1), 0, 1)
 
 
+@functools.partial(jax.jit, static_argnames=("geometry",))
 def collapse_metrics(ufm: UFM, params: UFMParams, geometry: str = "orthogonal") -> NeuralCollapse:
     """NC1-NC4 of the input features of every layer of a deep UFM.
 

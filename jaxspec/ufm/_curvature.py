@@ -27,10 +27,12 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxspec import hessian
 from jaxspec.errors import InputError
@@ -39,8 +41,10 @@ from jaxspec.ufm._model import (
     UFM,
     UFMParams,
     _check_layer,
+    _is_head,
     layer_block,
     layer_features,
+    map_layers,
     predict,
     with_layer,
 )
@@ -60,6 +64,7 @@ __all__ = [
     "kronecker_factors",
     "kronecker_hessian",
     "layer_eigenpairs",
+    "layer_top_eigenvalues",
     "per_sample_jacobians",
 ]
 
@@ -96,9 +101,9 @@ class GradientCoefficients(NamedTuple):
 
 def _downstream_map(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
     """``A = W_L W_{L-1} ... W_{l+1}`` (``K x d``), the identity for the head."""
-    if layer == ufm.depth - 1:
+    if _is_head(ufm, layer):
         return jnp.eye(ufm.num_classes, dtype=params.head.dtype)
-    num = ufm.depth - 2 - layer
+    num = ufm.depth - 2 - layer  # a traced layer makes this a while loop, which is fine here
 
     def right_multiply(j, a):
         return jnp.matmul(a, params.hidden[ufm.depth - 2 - j], precision=HIGHEST)
@@ -174,9 +179,9 @@ def _split_factors(ufm: UFM, params: UFMParams, layer: int):
     K, N = ufm.num_classes, ufm.num_samples
     jac = per_sample_jacobians(ufm, params, layer)  # [c', i, P]
     delta = class_mean_gradients(ufm, params, layer)  # [c, c', P]
-    eye = jnp.eye(K, dtype=bool)
-    class_rows = delta[eye] / jnp.sqrt(K)
-    cross_rows = delta[~eye] / jnp.sqrt(K)
+    off_rows, off_cols = np.nonzero(~np.eye(K, dtype=bool))  # static indices keep this jittable
+    class_rows = delta[np.arange(K), np.arange(K)] / jnp.sqrt(K)
+    cross_rows = delta[off_rows, off_cols] / jnp.sqrt(K)
     sample_means = jnp.repeat(jnp.swapaxes(delta, 0, 1), ufm.per_class, axis=1)  # [c', i, P]
     within_rows = (jac - sample_means).reshape(K * N, -1) / jnp.sqrt(N)
     return class_rows, cross_rows, within_rows
@@ -338,6 +343,48 @@ def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: int, k: int | None = No
         num_steps = min(size, 2 * k + 20)
     return hessian.lanczos_eigh(hessian.hessian_matvec(restricted, weight), weight, k, num_steps=num_steps,
                                 key=key)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_steps", "regularised"))
+def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, num_steps: int | None = None,
+                          regularised: bool = False, key: jax.Array | None = None) -> jax.Array:
+    """Top ``k`` eigenvalues of every layer's Hessian by Lanczos, ``(L, k)`` descending.
+
+    Jitted (``k``, ``num_steps``, ``regularised`` static). The hidden layers share one vmapped Lanczos; the
+    head gets its own.
+
+    Args:
+        ufm: the model (any activation).
+        params: :class:`UFMParams`.
+        k: eigenvalues per layer (default ``K^2``; at most ``K d``, the size of the head).
+        num_steps: Lanczos steps (default ``min(P, 2k + 20)`` per layer).
+        regularised: include the weight decay.
+        key: PRNG key.
+
+    Returns:
+        ``(L, k)``; predicted for the linear UFM at collapse: ``K^2`` copies of ``lam_W gamma / (1 - gamma)``
+        then zeros (plus ``lam_W`` when regularised).
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm, collapsed_params
+        >>> ufm = make_ufm(2, 10, 3, 1e-2, width=3)
+        >>> layer_top_eigenvalues(ufm, collapsed_params(ufm), 5).round(5)[0]
+        Array([0.05262, 0.05262, 0.05262, 0.05262, 0.     ], dtype=float32)
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
+    head_size = ufm.num_classes * ufm.width
+    k = min(ufm.num_classes**2, head_size) if k is None else k
+    if not (isinstance(k, int) and 1 <= k <= head_size):
+        raise InputError(f"k must be an integer between 1 and the head size K d = {head_size}, got {k!r}")
+    key = jax.random.key(0) if key is None else key
+
+    def one_layer(layer, layer_key):
+        return layer_eigenpairs(ufm, params, layer, k, num_steps=num_steps, regularised=regularised,
+                                key=layer_key).eigenvalues
+
+    return map_layers(ufm, one_layer, key)
 
 
 def gradient_outlier_overlap(ufm: UFM, params: UFMParams, layer: int, eigenvectors=None, *,

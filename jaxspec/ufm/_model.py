@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxspec.errors import InputError
@@ -39,6 +40,7 @@ __all__ = [
     "layer_weight",
     "loss",
     "make_ufm",
+    "map_layers",
     "predict",
     "regulariser",
     "targets",
@@ -94,7 +96,7 @@ class UFMParams(NamedTuple):
 
 
 def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: float | None = None,
@@ -139,7 +141,8 @@ def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: 
         raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise InputError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    return UFM(float(lam_w), float(lam_h), num_classes, per_class, depth, width, activation, dtype)
+    return UFM(float(lam_w), float(lam_h), int(num_classes), int(per_class), int(depth), int(width), activation,
+               dtype)
 
 
 def labels(ufm: UFM) -> jax.Array:
@@ -244,24 +247,43 @@ def init_params(ufm: UFM, key: jax.Array, scale: float = 1.0) -> UFMParams:
                      head=std * jax.random.normal(k_o, (K, d), dt))
 
 
-def _check_layer(ufm: UFM, layer: int) -> None:
+def _check_layer(ufm: UFM, layer) -> None:
+    if isinstance(layer, jax.Array) and layer.ndim == 0 and jnp.issubdtype(layer.dtype, jnp.integer):
+        return  # a traced index: a hidden layer (vmap over layers); the head needs a Python int
     if not (_is_int(layer) and 0 <= layer < ufm.depth):
         raise InputError(f"layer must be an integer in [0, {ufm.depth - 1}] (0-based; {ufm.depth - 1} is the "
                          f"head), got {layer!r}")
 
 
+def _is_head(ufm: UFM, layer) -> bool:
+    return _is_int(layer) and int(layer) == ufm.depth - 1
+
+
 def layer_weight(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
-    """The weight matrix of layer ``layer`` (0-based; ``L-1`` is the head)."""
+    """The weight matrix of layer ``layer`` (0-based; ``L-1`` is the head; a traced integer means a hidden layer)."""
     _check_layer(ufm, layer)
-    return params.head if layer == ufm.depth - 1 else params.hidden[layer]
+    return params.head if _is_head(ufm, layer) else params.hidden[layer]
 
 
 def with_layer(ufm: UFM, params: UFMParams, layer: int, weight: jax.Array) -> UFMParams:
-    """``params`` with layer ``layer`` replaced by ``weight``."""
+    """``params`` with layer ``layer`` replaced by ``weight`` (a traced integer ``layer`` means a hidden layer)."""
     _check_layer(ufm, layer)
-    if layer == ufm.depth - 1:
+    if _is_head(ufm, layer):
         return params._replace(head=weight)
     return params._replace(hidden=params.hidden.at[layer].set(weight))
+
+
+def map_layers(ufm: UFM, fn, key: jax.Array):
+    """``fn(layer, key)`` for every layer, stacked along a leading axis ``L``.
+
+    The hidden layers share shapes, so one vmapped (and compiled) body serves all of them; the head follows.
+    """
+    keys = jax.random.split(key, ufm.depth)
+    head = jax.tree.map(lambda x: x[None], fn(ufm.depth - 1, keys[-1]))
+    if ufm.depth == 1:
+        return head
+    hidden = jax.vmap(fn)(jnp.arange(ufm.depth - 1), keys[:-1])
+    return jax.tree.map(lambda h, t: jnp.concatenate([h, t], axis=0), hidden, head)
 
 
 def layer_block(ufm: UFM, params: UFMParams, layer: int, *, regularised: bool = False):
@@ -273,7 +295,8 @@ def layer_block(ufm: UFM, params: UFMParams, layer: int, *, regularised: bool = 
     Args:
         ufm: the model.
         params: :class:`UFMParams`.
-        layer: 0-based layer index.
+        layer: 0-based layer index (a Python int; or a traced integer scalar for a hidden layer, so that
+            one compiled function serves every hidden layer under ``vmap``).
         regularised: include the ``(lam_W/2) ||W_l||^2`` term.
 
     Returns:

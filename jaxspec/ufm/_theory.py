@@ -42,6 +42,7 @@ class CollapsedOptimum(NamedTuple):
 
     Attributes:
         gamma: end-to-end gain (``f = gamma Y``).
+        one_minus_gamma: ``1 - gamma`` to full relative precision (it sets the outlier ``lam_W gamma/(1-gamma)``).
         sigma2: squared scale of every weight matrix (also the non-zero eigenvalue of each ``W_l^T W_l``).
         s2: squared norm of each feature column.
         loss: total regularised loss at the optimum.
@@ -57,6 +58,7 @@ class CollapsedOptimum(NamedTuple):
     """
 
     gamma: float
+    one_minus_gamma: float
     sigma2: float
     s2: float
     loss: float
@@ -103,6 +105,11 @@ def solve_gamma(num_classes: int, per_class: int, depth: int, lam_w: float, lam_
 def _one_minus_gamma(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: float) -> float:
     K, n, L = num_classes, per_class, depth
     log_rhs = L * math.log(lam_w * K) + math.log(lam_h * K * n)
+    if L == 1:  # (1 - gamma)^2 = rhs, a collapsed solution needs gamma > 0
+        if log_rhs >= 0:
+            raise InputError(f"no collapsed optimum: lam_W K * lam_H K n = {math.exp(log_rhs):.4g} >= 1; the only "
+                             f"minimiser is zero (weaken lam_W or lam_H)")
+        return math.exp(0.5 * log_rhs)
     # In u = log(1 - gamma) the left side is (L-1) log(1 - e^u) + (L+1) u: no underflow for tiny lam.
     u_peak = math.log1p(-(L - 1) / (2.0 * L))
 
@@ -153,7 +160,7 @@ def collapsed_optimum(ufm: UFM) -> CollapsedOptimum:
     s2 = g1 / (lam_h * K * n)
     data = 0.5 * one_minus**2
     total = data + 0.5 * L * lam_w * K * sigma2 + 0.5 * lam_h * K * n * s2
-    return CollapsedOptimum(gamma=gamma, sigma2=sigma2, s2=s2, loss=total, data_loss=data,
+    return CollapsedOptimum(gamma=gamma, one_minus_gamma=one_minus, sigma2=sigma2, s2=s2, loss=total, data_loss=data,
                             outlier=lam_w * gamma / one_minus, outlier_multiplicity=K * K,
                             weight_gram=sigma2, feature_gram=n * s2, gram_multiplicity=K,
                             gauss_newton_ranks=(K, K * (K - 1), 0), gradient_weight=1.0 / K,

@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -21,7 +22,7 @@ from jaxspec import hessian
 from jaxspec.errors import InputError
 from jaxspec.ufm._collapse import NeuralCollapse, collapse_metrics
 from jaxspec.ufm._curvature import alignment_matrix, gradient_coefficients, gram_eigenvalues
-from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, layer_block, loss
+from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, layer_block, loss, map_layers
 
 __all__ = ["Diagnostics", "diagnostics", "train_ufm"]
 
@@ -61,9 +62,10 @@ def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
     return k
 
 
+@functools.partial(jax.jit, static_argnames=("num_eigenvalues",))
 def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = None,
                 key: jax.Array | None = None) -> Diagnostics:
-    """Per-layer curvature, alignment and collapse diagnostics (pure; usable as a training ``track_fn``).
+    """Per-layer curvature, alignment and collapse diagnostics (jitted, pure; a training ``track_fn``).
 
     Args:
         ufm: the model.
@@ -86,24 +88,22 @@ def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = No
         Garrod & Keating, arXiv:2404.06106.
     """
     k = _num_tracked(ufm, num_eigenvalues)
-    K = ufm.num_classes
     key = jax.random.key(0) if key is None else key
-    eigenvalues, overlaps_data, overlaps_total, aligns, weights = [], [], [], [], []
-    for layer in range(ufm.depth):
+
+    def one_layer(layer, layer_key):
         weight, restricted = layer_block(ufm, params, layer)
         _, regularised = layer_block(ufm, params, layer, regularised=True)
         pairs = hessian.lanczos_eigh(hessian.hessian_matvec(restricted, weight), weight, k,
-                                     num_steps=min(weight.size, 2 * k + 20), key=jax.random.fold_in(key, layer))
-        top = jax.tree.map(lambda v: v[: K * K], pairs.eigenvectors)
-        eigenvalues.append(pairs.eigenvalues)
-        overlaps_data.append(hessian.gradient_overlap(jax.grad(restricted)(weight), top))
-        overlaps_total.append(hessian.gradient_overlap(jax.grad(regularised)(weight), top))
-        aligns.append(alignment_matrix(ufm, params, layer))
-        weights.append(gradient_coefficients(ufm, params, layer).weights)
-    return Diagnostics(loss=loss(ufm, params), data_loss=data_loss(ufm, params),
-                       top_eigenvalues=jnp.stack(eigenvalues), alignment=jnp.stack(aligns),
-                       gradient_weights=jnp.stack(weights), overlap_data=jnp.stack(overlaps_data),
-                       overlap_total=jnp.stack(overlaps_total), collapse=collapse_metrics(ufm, params),
+                                     num_steps=min(weight.size, 2 * k + 20), key=layer_key)
+        top = pairs.eigenvectors[: ufm.num_classes**2]
+        return (pairs.eigenvalues, hessian.gradient_overlap(jax.grad(restricted)(weight), top),
+                hessian.gradient_overlap(jax.grad(regularised)(weight), top),
+                alignment_matrix(ufm, params, layer), gradient_coefficients(ufm, params, layer).weights)
+
+    eigenvalues, overlap_data, overlap_total, aligns, weights = map_layers(ufm, one_layer, key)
+    return Diagnostics(loss=loss(ufm, params), data_loss=data_loss(ufm, params), top_eigenvalues=eigenvalues,
+                       alignment=aligns, gradient_weights=weights, overlap_data=overlap_data,
+                       overlap_total=overlap_total, collapse=collapse_metrics(ufm, params),
                        gram=gram_eigenvalues(ufm, params))
 
 
