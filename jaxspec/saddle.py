@@ -57,6 +57,7 @@ __all__ = [
     "escape_speed",
     "escape_stats",
     "escape_step",
+    "first_plateau_direction",
     "layer_ratios",
     "localised_loss",
     "mse_loss",
@@ -626,6 +627,36 @@ def detect_plateaus(loss, *, rate_tol: float = 0.05, min_length: int = 3) -> Pla
         else:
             t += 1
     return Plateaus(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), rate)
+
+
+def first_plateau_direction(result, *, rate_tol: float = 0.05, min_length: int = 3) -> tuple[Params, int]:
+    """The parameters at the end of the first plateau of a :func:`train_from_small_init` run.
+
+    Args:
+        result: the :class:`jaxspec.training.TrainResult` of :func:`train_from_small_init` with
+            ``track_params=True``.
+        rate_tol, min_length: as in :func:`detect_plateaus`.
+
+    Returns:
+        ``(params, record)``: the tracked parameters at the last record of the first plateau (the saddle at the
+        origin) and that record's index (``result.steps[record]`` is the step).
+
+    Example:
+        >>> x, g = unit_circle_example()
+        >>> p0 = [{"w": 1e-3 * q["w"]} for q in init_mlp(jax.random.key(0), (2, 8, 8, 1))]
+        >>> res = train_from_small_init(p0, x, -8.0 * g, step_scale=1.5, num_steps=600, progress=False)
+        >>> params, record = first_plateau_direction(res)
+        >>> len(params), 0 <= record < res.steps.shape[0]
+        (3, True)
+
+    References:
+        Bantzis, Simon, Jacot, arXiv:2505.21722.
+    """
+    tracked = getattr(result, "tracked", None)
+    if not isinstance(tracked, dict) or "params" not in tracked:
+        raise InputError("the run must come from train_from_small_init(..., track_params=True)")
+    end = int(detect_plateaus(result.loss, rate_tol=rate_tol, min_length=min_length).end[0])
+    return [jax.tree.map(lambda a: a[end], p) for p in tracked["params"]], end
 
 
 def dominant_counts(singular_values: jax.Array, *, rtol: float = 0.1) -> jax.Array:

@@ -162,6 +162,20 @@ def test_detect_plateaus_on_a_staircase():
     assert 170 < pl.end[1] < 200 < pl.start[2] < 230 and pl.end[2] == 299
 
 
+def test_first_plateau_direction_reads_the_tracked_parameters_at_the_end_of_the_first_plateau():
+    from jaxspec.training import TrainResult
+
+    t = np.arange(120)
+    loss = 1.0 - 0.5 / (1 + np.exp(-(t - 60) / 2.0))
+    tracked = {"params": [{"w": jnp.asarray(t, jnp.float64)[:, None, None] * jnp.ones((1, 2, 3))}]}
+    res = TrainResult(None, None, jnp.asarray(t), jnp.asarray(loss), tracked)
+    params, record = sd.first_plateau_direction(res, rate_tol=0.05, min_length=10)
+    assert record == sd.detect_plateaus(loss, rate_tol=0.05, min_length=10).end[0] and 40 < record < 60
+    np.testing.assert_array_equal(params[0]["w"], np.full((2, 3), float(record)))
+    with pytest.raises(InputError):
+        sd.first_plateau_direction(TrainResult(None, None, jnp.asarray(t), jnp.asarray(loss), None))
+
+
 def test_layer_ratios_of_diagonal_layers_and_dominant_counts():
     params = [{"w": jnp.diag(jnp.array([3.0, 1.0, 0.5], jnp.float64))},
               {"w": jnp.array([[2.0, 0.0, 0.0]], jnp.float64)}]

@@ -51,7 +51,9 @@ class BottleneckSizes:
         digits_dim: PCA-whitened input dimension of digits.
         steps: Adam steps per network.
         learning_rate: initial Adam step (cosine-decayed to 1% of it).
-        weight_decay: ``lambda`` of ``(1/N) sum ||f(x) - y||^2 + lambda ||theta||^2``.
+        weight_decay: ``lambda`` of ``(1/N) sum ||f(x) - y||^2 + lambda ||theta||^2`` (synthetic targets).
+        digits_weight_decay: ``lambda`` for digits (ten centred one-hot outputs: a smaller ``lambda`` keeps the
+            deep nets from dropping classes, since each unit of rank costs about ``lambda L``).
         input_dim: input (and output) dimension of the synthetic targets.
         bottleneck_dim: ``k`` of the synthetic targets.
     """
@@ -64,6 +66,7 @@ class BottleneckSizes:
     steps: int = 8000
     learning_rate: float = 3e-3
     weight_decay: float = 1e-2
+    digits_weight_decay: float = 2e-3
     input_dim: int = 8
     bottleneck_dim: int = 2
 
@@ -105,7 +108,12 @@ def _task(target: str, sizes: BottleneckSizes, seed: int):
     return jnp.asarray(x, jnp.float32), jnp.asarray(x @ a.T, jnp.float32), "linear", a
 
 
-def _train_one(x, y, activation: str, depth: int, sizes: BottleneckSizes, seed: int, progress: bool) -> dict:
+def _weight_decay(target: str, sizes: BottleneckSizes) -> float:
+    return sizes.digits_weight_decay if target == "relu_digits" else sizes.weight_decay
+
+
+def _train_one(x, y, activation: str, depth: int, sizes: BottleneckSizes, seed: int, progress: bool,
+               weight_decay: float) -> dict:
     import jax
     import optax
 
@@ -116,7 +124,7 @@ def _train_one(x, y, activation: str, depth: int, sizes: BottleneckSizes, seed: 
     params = init_mlp(jax.random.key(1000 * seed + depth), widths, activation=activation)
     schedule = optax.cosine_decay_schedule(sizes.learning_rate, sizes.steps, alpha=0.01)
     start = time.perf_counter()
-    res = train_weight_decay(params, x, y, activation=activation, weight_decay=sizes.weight_decay,
+    res = train_weight_decay(params, x, y, activation=activation, weight_decay=weight_decay,
                              num_steps=sizes.steps, optimizer=optax.adam(schedule), log_every=sizes.steps // 20,
                              progress=progress)
     rep = bottleneck_report(res.params, x, activation=activation)
@@ -181,7 +189,7 @@ def _dataset(target: str, runs: list[dict], sizes: BottleneckSizes, extra: dict)
         coords={"depth": depths, "layer": np.arange(1, max_l + 1), "index": np.arange(1, n_sv + 1),
                 "representation": np.arange(max_l + 1), "rep_index": np.arange(1, n_rep + 1),
                 "input": np.arange(n_in), "record": runs[0]["steps"]},
-        attrs={"target": target, "weight_decay": sizes.weight_decay, "width": sizes.width, "steps": sizes.steps,
+        attrs={"target": target, "weight_decay": _weight_decay(target, sizes), "width": sizes.width, "steps": sizes.steps,
                "jacobian_rtol": 1e-3, "representation_rtol": 1e-2, **extra},
     )
     return ds
@@ -208,13 +216,14 @@ def _plot_weights(results: dict, sizes: BottleneckSizes, path: Path) -> None:
             ax.axhline(1.0, color="k", ls="--", lw=0.8)
             ax.set_yscale("log")
             ax.set_ylim(1e-3, 10)
-            ax.set_title(f"{target}, L = {run['depth']}: plateau {_plateau_count(sv)}", fontsize=8)
+            ax.set_title(f"{target} (lambda {results[target]['weight_decay']:g}), L = {run['depth']}: "
+                         f"plateau {_plateau_count(sv)}", fontsize=7)
             ax.set_xlabel("layer l")
             if col == 0:
                 ax.set_ylabel("singular values of W_l")
             if row == 0 and col == 0:
                 ax.legend(fontsize=6, ncol=2)
-    fig.suptitle(f"Weight spectra after training with weight decay {sizes.weight_decay:g} (dashed: 1). "
+    fig.suptitle("Weight spectra after training with weight decay lambda (dashed: 1). "
                  "Bottleneck: R0 singular values near 1, the rest small; 'plateau' = median #{s_i > 0.5} over "
                  "the middle layers", fontsize=9)
     fig.tight_layout()
@@ -229,24 +238,23 @@ def _plot_representations(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     targets = list(results)
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.6 * len(targets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 4.0), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for ax, target in zip(axes[0], targets, strict=True):
         runs = results[target]["runs"]
         for i, run in enumerate(runs):
             c = cmap(i / max(len(runs) - 1, 1))
             pos = np.arange(run["rep_rank"].size) / run["depth"]
-            ax.plot(pos, run["rep_rank"], "o-", ms=3, color=c, label=f"L = {run['depth']} numerical rank")
-            ax.plot(pos, run["rep_stable_rank"], "s--", ms=2, lw=0.8, color=c, alpha=0.7,
-                    label=f"L = {run['depth']} stable rank")
+            ax.plot(pos, run["rep_rank"], "o-", ms=3, color=c, label=f"L = {run['depth']}")
+            ax.plot(pos, run["rep_stable_rank"], "s--", ms=2, lw=0.8, color=c, alpha=0.7)
         k = results[target].get("bottleneck_rank")
         if k is not None:
             ax.axhline(k, color="k", ls=":", lw=1, label=f"k = {k}")
-        ax.set_yscale("log")
+        ax.set_ylim(0, None)
         ax.set_xlabel("relative depth l / L (0 = input, 1 = output)")
         ax.set_ylabel("rank of the representation H_l")
-        ax.set_title(target, fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        ax.set_title(f"{target}: numerical (solid) and stable (dashed) rank", fontsize=9)
+        ax.legend(fontsize=6, ncol=2, loc="upper center")
     fig.suptitle("Representation rank across layers (numerical: #{s_i > 1e-2 s_1}; stable: ||H||_F^2/||H||_2^2)",
                  fontsize=9)
     fig.tight_layout()
@@ -280,7 +288,7 @@ def _plot_norm(results: dict, sizes: BottleneckSizes, path: Path) -> None:
             s = np.linalg.svd(a, compute_uv=False)
             s = s[s > 1e-5 * s[0]]  # A is a float32 product of rank-k factors
             fine = np.arange(2, int(depths.max() * 1.05) + 1)
-            opt = [d * np.sum(deep_linear_weight_decay_optimum(s, int(d), sizes.weight_decay) ** (2.0 / d))
+            opt = [d * np.sum(deep_linear_weight_decay_optimum(s, int(d), entry["weight_decay"]) ** (2.0 / d))
                    for d in fine]
             ax.plot(fine, opt, "k--", lw=1, label="exact optimum at this lambda")
             ax.plot(grid, s.size * grid + 2 * np.sum(np.log(s)), "k:", lw=1,
@@ -290,17 +298,18 @@ def _plot_norm(results: dict, sizes: BottleneckSizes, path: Path) -> None:
         ax.set_title(target, fontsize=9)
         ax.legend(fontsize=6)
         ax = axes[1, col]
+        cmap = plt.get_cmap("viridis")
+        top = 0.0
         for i, r in enumerate(runs):
-            jitter = (np.arange(r["ineq_lhs"].size) / r["ineq_lhs"].size - 0.5) * 0.6
-            ax.plot(r["depth"] + jitter, r["ineq_rhs"], ".", ms=2, color="C1", alpha=0.5,
-                    label="||theta||^2 - L k - 2 log|Jf(x)|_+" if i == 0 else None)
-            ax.plot(r["depth"] + jitter, r["ineq_lhs"], ".", ms=2, color="C0", alpha=0.5,
-                    label="sum_l e_l" if i == 0 else None)
-        ax.set_xlabel("depth L (points: inputs x)")
-        ax.set_ylabel("both sides of the inequality")
-        ax.set_title(f"min margin rhs - lhs = {min(float(r['ineq_margin'].min()) for r in runs):.3g} (>= 0)",
-                     fontsize=8)
-        ax.legend(fontsize=6, markerscale=4)
+            ax.plot(r["ineq_lhs"], r["ineq_rhs"], ".", ms=3, alpha=0.6, color=cmap(i / max(len(runs) - 1, 1)),
+                    label=f"L = {r['depth']}")
+            top = max(top, float(np.max(r["ineq_rhs"])), float(np.max(r["ineq_lhs"])))
+        ax.plot([0, top], [0, top], "k--", lw=1, label="equality")
+        ax.set_xlabel("sum_l e_l")
+        ax.set_ylabel("||theta||^2 - L k - 2 log|Jf(x)|_+")
+        ax.set_title(f"one point per input: all on or above the diagonal; min margin "
+                     f"{min(float(r['ineq_margin'].min()) for r in runs):.2g}", fontsize=8)
+        ax.legend(fontsize=6, markerscale=3)
     fig.suptitle("||theta||^2 = L R0 + R1 + O(1/L) and the per-network inequality (k = rank Jf(x) at 1e-3)",
                  fontsize=9)
     fig.tight_layout()
@@ -350,13 +359,15 @@ def run(out_dir: str | Path = "figures/bottleneck", full: bool = False, seed: in
         x, y, activation, matrix = _task(target, sizes, seed)
         runs = []
         for depth in sizes.depths:
-            runs.append(_train_one(x, y, activation, depth, sizes, seed, progress=False))
+            runs.append(_train_one(x, y, activation, depth, sizes, seed, progress=False,
+                                   weight_decay=_weight_decay(target, sizes)))
             bar.update(1)
         fit = fit_rank_terms([r["depth"] for r in runs], [r["norm_sq"] for r in runs])
         k = None if target == "relu_digits" else sizes.bottleneck_dim
         entry = {"runs": runs, "fit": fit._asdict(), "matrix": matrix, "bottleneck_rank": k}
         results[target] = entry
         extra = {"activation": activation, "bottleneck_rank": -1 if k is None else k}
+        entry["weight_decay"] = _weight_decay(target, sizes)
         _dataset(target, runs, sizes, extra).to_netcdf(out / f"bottleneck_{target}.nc", engine="scipy")
         per_depth = []
         for r in runs:
@@ -371,7 +382,8 @@ def run(out_dir: str | Path = "figures/bottleneck", full: bool = False, seed: in
                 "norm_sq": r["norm_sq"], "final_data_loss": float(r["data_loss"][-1]),
                 "seconds": r["seconds"]})
         fit_d = {k_: (v.tolist() if isinstance(v, np.ndarray) else v) for k_, v in fit._asdict().items()}
-        record = {"activation": activation, "bottleneck_rank": k, "fit": fit_d, "depths": per_depth}
+        record = {"activation": activation, "bottleneck_rank": k, "weight_decay": _weight_decay(target, sizes),
+                  "fit": fit_d, "depths": per_depth}
         if matrix is not None:
             s = np.linalg.svd(matrix, compute_uv=False)
             s = s[s > 1e-5 * s[0]]  # A is a float32 product of rank-k factors
