@@ -97,8 +97,8 @@ def test_guard_reports_a_too_large_explicit_reortho_every():
 
 
 def test_auto_reortho_reruns_with_smaller_m_when_the_guard_trips():
-    # A fixed network whose first layers are isotropic (the pilot sees no spread) and whose later layers stretch
-    # one direction hard: the pilot over-estimates m, the guard must catch it and re-run.
+    # A fixed network whose first layers are isotropic (the pilot sees no spread) and whose later layers
+    # stretch two directions hard: the pilot over-estimates m, the guard must catch it and re-run.
     n, depth = 8, 88
     weights = [np.eye(n) for _ in range(40)] + [np.diag(np.r_[np.full(2, 3.0), np.full(n - 2, 0.3)])] * 48
     ens = jaxspec.fixed_network(weights)
