@@ -114,7 +114,8 @@ def log_gamma_variates(
     Every variate gets ``attempts`` independent proposals drawn in one batch; the first accepted one is kept
     (this *is* the rejection sampler), and a ``while_loop`` redraws the rare variates that rejected them all.
     For ``a < 1``, ``log X = log Y + log(U) / a`` with ``Y ~ Gamma(a + 1)``, which stays finite where ``X``
-    itself would underflow.
+    itself would underflow. The normals and uniforms are drawn in float32 and cast, as the ensembles draw
+    their weights, so float32 and float64 runs share realisations (a float64 run is a rounding reference).
 
     Args:
         key: a PRNG key.
@@ -142,8 +143,8 @@ def log_gamma_variates(
 
     def propose(key, lead):
         key_x, key_u = jax.random.split(key)
-        x = jax.random.normal(key_x, lead + a.shape, dtype)
-        u = jax.random.uniform(key_u, lead + a.shape, dtype)
+        x = jax.random.normal(key_x, lead + a.shape, jnp.float32).astype(dtype)
+        u = jax.random.uniform(key_u, lead + a.shape, jnp.float32).astype(dtype)
         w = c * x
         positive = w > -1
         log1p_w = jnp.log1p(jnp.where(positive, w, 0.0))
@@ -165,7 +166,7 @@ def log_gamma_variates(
         return key, done | ok, jnp.where(take, val, log_y)
 
     _, _, log_y = jax.lax.while_loop(lambda s: ~jnp.all(s[1]), redraw, (key_loop, done, log_y))
-    u = jax.random.uniform(key_boost, a.shape, dtype, minval=jnp.finfo(dtype).tiny)
+    u = jax.random.uniform(key_boost, a.shape, jnp.float32, minval=jnp.finfo(jnp.float32).tiny).astype(dtype)
     return jnp.where(boost, log_y + jnp.log(u) / a, log_y)
 
 
