@@ -152,3 +152,23 @@ def test_mkdocs_build_strict(tmp_path):
     names, _ = documented_objects(directives)
     members = names - set(directives)  # module headings may be hidden (show_root_heading: false); members never
     assert sorted(members - anchors) == []
+
+
+# Pages whose ```python blocks are complete programs (the capability pages may show fragments).
+RUNNABLE_PAGES = ("index.md", "spectra.md", "concepts.md")
+
+
+def _python_blocks():
+    for name in RUNNABLE_PAGES:
+        text = (ROOT / "docs" / name).read_text(encoding="utf-8")
+        for number, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.DOTALL)):
+            yield pytest.param(block, id=f"{name}-{number}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", list(_python_blocks()))
+def test_documentation_examples_run(source, tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
