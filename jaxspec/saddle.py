@@ -235,7 +235,7 @@ def localised_loss(params, x: jax.Array, g: jax.Array, *, activation: str = "rel
 
     Example:
         >>> x, g = unit_circle_example()
-        >>> float(localised_loss(unit_circle_rank_two_direction(), x, g))
+        >>> round(float(localised_loss(unit_circle_rank_two_direction(), x, g)), 6)
         -0.5
 
     References:
@@ -294,7 +294,7 @@ def escape_stats(params, x: jax.Array, g: jax.Array, *, activation: str = "relu"
     Example:
         >>> x, g = unit_circle_example()
         >>> st = escape_stats(unit_circle_rank_two_direction(), x, g)
-        >>> round(float(st.speed), 6), st.layer_norms_sq.tolist()
+        >>> round(float(st.speed), 6), [round(v, 6) for v in st.layer_norms_sq.tolist()]
         (0.5, [1.0, 1.0, 1.0])
 
     References:
@@ -595,9 +595,9 @@ def detect_plateaus(loss, *, rate_tol: float = 0.05, min_length: int = 3) -> Pla
         :class:`Plateaus` (record indices, inclusive).
 
     Example:
-        >>> p = detect_plateaus([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1])
-        >>> p.start.tolist(), p.end.tolist()
-        ([0, 3, 7], [2, 6, 9])
+        >>> p = detect_plateaus([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1], min_length=2)
+        >>> p.start.tolist(), p.end.tolist()  # the records right after a drop (3 and 7) are not flat
+        ([0, 4, 8], [2, 6, 9])
 
     References:
         Bantzis, Simon, Jacot, arXiv:2505.21722 (saddle-to-saddle dynamics).
@@ -684,7 +684,7 @@ def layer_ratios(params, x: jax.Array, *, activation: str = "relu", precision=HI
 
     Example:
         >>> lr = layer_ratios([{"w": jnp.diag(jnp.array([2.0, 1.0]))}], jnp.eye(2), activation="linear")
-        >>> lr.s1_over_s2.tolist(), lr.weight_tail_energy.tolist()
+        >>> lr.s1_over_s2.tolist(), [round(v, 6) for v in lr.weight_tail_energy.tolist()]
         ([2.0], [0.2])
 
     References:

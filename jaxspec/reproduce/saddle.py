@@ -192,7 +192,11 @@ def _plot_ratios(escapes: dict, plateau: dict, path: Path) -> None:
         ax2.plot(layers, at, ":", marker="s", ms=3, color=color, alpha=0.8, label="  activations")
     layers = np.arange(1, depth + 1)
     ax1.plot(layers, layers**0.25, "k--", lw=1.5, label="l^(1/4) (the lower bound on s_1/s_2)")
-    ax1.set_xscale("log")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_xticks(layers)
+        ax.set_xticklabels([str(v) for v in layers])
+        ax.minorticks_off()
     ax1.set_yscale("log")
     ax1.set_xlabel("layer l")
     ax1.set_ylabel("s_1(W_l) / s_2(W_l)")
@@ -200,7 +204,6 @@ def _plot_ratios(escapes: dict, plateau: dict, path: Path) -> None:
                   fontsize=8)
     ax1.legend(fontsize=6)
     ax2.plot(layers, layers**-0.5, "k--", lw=1.5, label="l^(-1/2)")
-    ax2.set_xscale("log")
     ax2.set_yscale("log")
     ax2.set_xlabel("layer l")
     ax2.set_ylabel("non-leading energy 1 - s_1^2 / sum s_i^2")
@@ -214,7 +217,8 @@ def _plot_ratios(escapes: dict, plateau: dict, path: Path) -> None:
 
 def _shade_plateaus(ax, steps, plateaus) -> None:
     for i, (a, b) in enumerate(zip(plateaus.start, plateaus.end, strict=True)):
-        ax.axvspan(steps[a], steps[b], color="0.85", zorder=0, label="detected plateaus" if i == 0 else None)
+        ax.axvspan(steps[a], steps[b], color="0.88" if i % 2 == 0 else "0.75", zorder=0,
+                   label="detected plateaus (alternating shades)" if i == 0 else None)
 
 
 def _plot_first_plateau(plateau: dict, optimal_speed: float, path: Path) -> None:
@@ -233,10 +237,11 @@ def _plot_first_plateau(plateau: dict, optimal_speed: float, path: Path) -> None
     ax1.set_ylabel("loss")
     ax1.set_yscale("log")
     ax1.legend(fontsize=7)
-    ax2.plot(steps, np.maximum(run["speed"], 1e-12), "C1-", label="speed -L0 of theta / ||theta|| on the sphere")
+    ax2.plot(steps, run["speed"], "C1-", label="speed -L0 of theta projected on ||theta||^2 = L")
     ax2.axhline(optimal_speed, color="k", ls=":", label=f"optimal escape speed {optimal_speed:.4g} (ascent)")
     ax2.axvline(end, color="C3", ls="--")
-    ax2.set_yscale("log")
+    # symlog: a random initial direction can have a (tiny) negative speed.
+    ax2.set_yscale("symlog", linthresh=1e-9)
     ax2.set_xlabel("GD step (eta = c ||theta||^(2-L))")
     ax2.set_ylabel("escape speed")
     ax2.legend(fontsize=7)
