@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "jaxspec.cli.sweep",
     "jaxspec.cli.train",
     "jaxspec.cli.ufm",
+    "jaxspec.cli.theory",
 )
 
 EXIT_BAD_INPUT = 2

@@ -39,6 +39,7 @@ from jaxspec.theory._lyapunov import (
     count_law_theory,
     count_laws,
     ensemble_count_laws,
+    expected_counted_fraction,
     fixed_count_law,
     gaussian_exponents,
     gaussian_variance,
@@ -49,6 +50,7 @@ from jaxspec.theory._lyapunov import (
     predicted_stderr,
     prob_active_at_least,
     product_theory,
+    relu_survival,
 )
 from jaxspec.theory._moments import (
     LogNormMoments,
@@ -79,6 +81,7 @@ __all__ = [
     "count_laws",
     "ensemble_count_laws",
     "estimator_covariance",
+    "expected_counted_fraction",
     "fixed_count_law",
     "fuss_catalan_moment",
     "gaussian_exponents",
@@ -103,6 +106,7 @@ __all__ = [
     "prob_active_at_least",
     "product_theory",
     "relu_log_norm_moments",
+    "relu_survival",
     "separation_depth",
     "separation_rate",
     "singular_value_offsets",

@@ -28,6 +28,8 @@ from jaxspec.theory._lyapunov import (
     _ensemble_theory,
     count_law_theory,
     ensemble_count_laws,
+    expected_counted_fraction,
+    relu_survival,
 )
 
 __all__ = [
@@ -105,4 +107,10 @@ def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1, cond
     if getattr(ensemble, "name", None) == "orthogonal":
         return np.zeros((k, k))
     laws = ensemble_count_laws(ensemble)
-    return layer_covariance(laws, k, sigma2=float(ensemble.sigma2), condition=condition) / (depth * seeds)
+    cov = layer_covariance(laws, k, sigma2=float(ensemble.sigma2), condition=condition) / (depth * seeds)
+    if getattr(ensemble, "name", None) == "relu-net":
+        # Dead ReLU networks stop counting layers: first order, the counted fraction f_i replaces P_i.
+        fraction = expected_counted_fraction(ensemble, k, condition)
+        prob = theory.prob_counted
+        cov = cov * np.outer(prob, prob) * relu_survival(ensemble).mean() / np.outer(fraction, fraction)
+    return cov

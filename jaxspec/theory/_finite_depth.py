@@ -79,7 +79,8 @@ def spectral_gaps(exponents) -> np.ndarray:
         array([0.193147, 0.306853, 0.693147])
     """
     exponents = np.asarray(exponents, float)
-    return exponents[:-1] - exponents[1:]
+    with np.errstate(invalid="ignore"):  # -inf - (-inf): no gap between two collapsed indices (NaN)
+        return exponents[:-1] - exponents[1:]
 
 
 def separation_rate(exponents, i: int = 1) -> float:
@@ -102,7 +103,8 @@ def alignment_slope(exponents) -> float:
 def predicted_separation(exponents, offsets, depth) -> np.ndarray:
     """``E log(s_i/s_{i+1}) ~ L (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``: ``(k-1,)`` or ``(D, k-1)``."""
     pred = predicted_log_svals(exponents, offsets, depth)
-    return pred[..., :-1] - pred[..., 1:]
+    with np.errstate(invalid="ignore"):
+        return pred[..., :-1] - pred[..., 1:]
 
 
 def separation_depth(exponents, offsets, log_ratio: float, i: int = 1) -> float:

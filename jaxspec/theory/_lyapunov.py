@@ -33,6 +33,7 @@ __all__ = [
     "count_law_theory",
     "count_laws",
     "ensemble_count_laws",
+    "expected_counted_fraction",
     "fixed_count_law",
     "gaussian_exponents",
     "gaussian_variance",
@@ -43,6 +44,7 @@ __all__ = [
     "predicted_stderr",
     "prob_active_at_least",
     "product_theory",
+    "relu_survival",
 ]
 
 CONDITIONS = ("K>=i", "K>=k", "none")
@@ -405,16 +407,57 @@ def prob_active_at_least(ensemble, k: int | None = None) -> np.ndarray | None:
     return None if theory is None else theory.prob_counted
 
 
+def relu_survival(ensemble) -> np.ndarray:
+    """``(L,)`` probability that a zero-bias ReLU network is still alive before layer ``l``.
+
+    Once a layer has ``K_l = 0`` the activation is exactly zero and every later gate is off (the state is
+    absorbing), so layer ``l`` can only be counted if ``K_m >= 1`` for every ``m < l``:
+    ``S_l = prod_{m<l} (1 - 2^{-n_{m+1}})``. Ensembles with gates independent of the state never die (ones).
+    """
+    depth = len(ensemble.widths) - 1
+    if getattr(ensemble, "name", None) != "relu-net":
+        return np.ones(depth)
+    dead = 0.5 ** np.asarray(ensemble.widths[1:], float)
+    return np.concatenate([[1.0], np.cumprod(1.0 - dead)[:-1]])
+
+
+def expected_counted_fraction(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+    """``(k,)`` expected fraction of the ``L`` layers that enter index ``i``'s estimate, or ``None``.
+
+    ``P_i`` (:class:`LayerTheory`'s ``prob_counted``) for ensembles whose gates ignore the state; for ReLU
+    networks ``(1/L) sum_l S_l P_l(counted)`` with the survival :func:`relu_survival`.
+    """
+    _check_condition(condition)
+    theory = _ensemble_theory(ensemble, k, condition)
+    if theory is None:
+        return None
+    if getattr(ensemble, "name", None) != "relu-net":
+        return theory.prob_counted
+    k = theory.exponents.shape[0]
+    survival = relu_survival(ensemble)
+    laws = ensemble_count_laws(ensemble)
+    fraction = np.zeros(k)
+    for law, alive in zip(laws, survival, strict=True):
+        fraction += alive * count_law_theory([law], k, condition=condition).prob_counted
+    return fraction / len(laws)
+
+
 def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i") -> np.ndarray | None:
     """Predicted standard error of the engine's mean over ``seeds`` at the ensemble's depth ``L``.
 
-    ``sqrt(v_i / (L P_i seeds))`` with ``P_i`` the probability that a layer is counted (exact for
-    ``reortho_every = 1``; the per-layer terms are independent).
+    ``sqrt(v_i / (L f_i seeds))`` with ``f_i`` the expected fraction of counted layers
+    (:func:`expected_counted_fraction`: ``P_i``, times the survival of ReLU networks). Exact for
+    ``reortho_every = 1`` when the counted number of layers is deterministic (the per-layer terms are
+    independent); first order in ``1/(L f_i)`` otherwise.
+
+    References:
+        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384 (MATH.md section 2).
     """
     _check_condition(condition)
     theory = _ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None
     depth = len(ensemble.widths) - 1
+    fraction = expected_counted_fraction(ensemble, k, condition)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(theory.variance / (depth * theory.prob_counted * seeds))
+        return np.sqrt(theory.variance / (depth * fraction * seeds))

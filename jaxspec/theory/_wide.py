@@ -96,13 +96,23 @@ def linear_gaussian_top_edge(depth: int) -> float:
     return float(np.exp((depth + 1) * np.log(depth + 1.0) - depth * np.log(float(depth))))
 
 
-def fuss_catalan_moment(depth: int, order: int) -> float:
-    """``m``-th moment ``binom((L+1)m, m) / (Lm + 1)`` of the wide linear Gaussian ``J J^T`` spectrum."""
+def fuss_catalan_moment(depth: int, order: int, *, log: bool = False) -> float:
+    """``m``-th moment ``binom((L+1)m, m) / (Lm + 1)`` of the wide linear Gaussian ``J J^T`` spectrum.
+
+    Args:
+        depth: number of layers ``L``.
+        order: the moment's order ``m``.
+        log: return the logarithm (finite for any order).
+
+    Example:
+        >>> round(fuss_catalan_moment(2, 2), 12)
+        3.0
+    """
     depth = _check_depth(depth)
     order = int(order)
-    log_binom = special.gammaln((depth + 1) * order + 1) - special.gammaln(order + 1) - special.gammaln(
-        depth * order + 1)
-    return float(np.exp(log_binom) / (depth * order + 1))
+    log_moment = (special.gammaln((depth + 1) * order + 1) - special.gammaln(order + 1)
+                  - special.gammaln(depth * order + 1) - np.log(depth * order + 1.0))
+    return float(log_moment) if log else float(np.exp(log_moment))
 
 
 class JJtMoments(NamedTuple):
