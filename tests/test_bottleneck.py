@@ -246,3 +246,13 @@ def test_bad_arguments_raise_input_error():
         bn.bottleneck_target(jax.random.key(0), 10, input_dim=2, bottleneck_dim=3, output_dim=4)
     with pytest.raises(InputError):
         bn.train_weight_decay(params, jnp.ones((2, 3)), jnp.ones((2, 3)), num_steps=1)
+
+
+def test_figures_commands_are_registered():
+    import typer
+
+    from jaxspec.cli.main import build_app
+
+    command = typer.main.get_command(build_app())
+    figures = command.commands["figures"]
+    assert {"bottleneck", "saddle"} <= set(figures.commands)

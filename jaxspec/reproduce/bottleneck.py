@@ -254,7 +254,7 @@ def _plot_representations(results: dict, path: Path) -> None:
         ax.set_xlabel("relative depth l / L (0 = input, 1 = output)")
         ax.set_ylabel("rank of the representation H_l")
         ax.set_title(f"{target}: numerical (solid) and stable (dashed) rank", fontsize=9)
-        ax.legend(fontsize=6, ncol=2, loc="upper center")
+        ax.legend(fontsize=6, ncol=2, loc="best", framealpha=0.6)
     fig.suptitle("Representation rank across layers (numerical: #{s_i > 1e-2 s_1}; stable: ||H||_F^2/||H||_2^2)",
                  fontsize=9)
     fig.tight_layout()

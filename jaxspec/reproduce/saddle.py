@@ -237,11 +237,16 @@ def _plot_first_plateau(plateau: dict, optimal_speed: float, path: Path) -> None
     ax1.set_ylabel("loss")
     ax1.set_yscale("log")
     ax1.legend(fontsize=7)
-    ax2.plot(steps, run["speed"], "C1-", label="speed -L0 of theta projected on ||theta||^2 = L")
+    speed = run["speed"]
+    # A random initial direction can have a (tiny) negative speed: plot |speed|, dotted where negative.
+    ax2.plot(steps, np.where(speed > 0, speed, np.nan), "C1-",
+             label="speed -L0 of theta projected on ||theta||^2 = L")
+    if np.any(speed <= 0):
+        ax2.plot(steps, np.where(speed <= 0, np.abs(speed), np.nan), color="0.4", ls=":",
+                 label="|speed| where it is negative")
     ax2.axhline(optimal_speed, color="k", ls=":", label=f"optimal escape speed {optimal_speed:.4g} (ascent)")
     ax2.axvline(end, color="C3", ls="--")
-    # symlog: a random initial direction can have a (tiny) negative speed.
-    ax2.set_yscale("symlog", linthresh=1e-9)
+    ax2.set_yscale("log")
     ax2.set_xlabel("GD step (eta = c ||theta||^(2-L))")
     ax2.set_ylabel("escape speed")
     ax2.legend(fontsize=7)
