@@ -47,7 +47,7 @@ def test_train_zarr_output_and_fixed_gates(capsys, tmp_path):
                              "--out", str(tmp_path), "--quiet")
     assert code == 0, err
     assert "wrote" in out and "mode_ode" in out
-    ds = xr.open_zarr(tmp_path / "trajectories.zarr")
+    ds = xr.open_zarr(tmp_path / "trajectories.zarr", consolidated=False)
     assert ds["factors"].dims == ("step", "layer", "mode") and ds.sizes["step"] == 5
 
 

@@ -72,28 +72,30 @@ def _overview(results: dict, path: Path) -> None:
               if n in results]
     if not panels:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    shown = {"mode_ode": ("--", "mode ODE, measured factors"),
+             "mode_ode_kernel": ("-.", "mode ODE, measured kernel ratio"),
+             "arora": (":", "Arora end-to-end law")}
     for ax, name in zip(axes[0], panels, strict=True):
         ds = results[name]["dataset"]
         t = ds["time"].values
         for r in range(ds.sizes["mode"]):
             c = colors[r % len(colors)]
-            ax.plot(t, ds["sigma"].values[:, r], color=c, lw=2.4, alpha=0.5,
-                    label="measured" if r == 0 else None)
-            ax.plot(t, ds["predicted_mode_ode_kernel"].values[:, r], color=c, ls="--", lw=1.2,
-                    label="mode ODE (measured factors, kernel ratio)" if r == 0 else None)
-            ax.plot(t, ds["predicted_balanced"].values[:, r], color=c, ls=":", lw=1.2,
-                    label="balanced L-layer law" if r == 0 else None)
+            ax.plot(t, ds["sigma"].values[:, r], color=c, lw=2.6, alpha=0.45, label="measured" if r == 0 else None)
+            for pred, (style, label) in shown.items():
+                ax.plot(t, ds[f"predicted_{pred}"].values[:, r], color=c, ls=style, lw=1.1,
+                        label=label if r == 0 else None)
             ax.axhline(ds["target_strength"].values[r], color=c, lw=0.5, ls=(0, (1, 4)))
-        err = results[name]["max_relative_error"]["mode_ode_kernel"]
-        ax.set_title(f"{EXPERIMENTS[name][0]}\nmax rel. error (mode ODE): " + ", ".join(f"{e:.1%}" for e in err),
-                     fontsize=8)
+        errs = results[name]["max_relative_error"]
+        lines = [f"{EXPERIMENTS[name][0]}"] + [
+            f"max rel. error, {shown[p][1]}: " + ", ".join(f"{e:.0%}" for e in errs[p]) for p in shown]
+        ax.set_title("\n".join(lines), fontsize=7)
         ax.set_xlabel("gradient-flow time t = step x learning rate")
         ax.set_ylabel("end-to-end singular value sigma_r")
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Decoupled singular-value dynamics: measured (thick) vs predicted from the aligned state "
-                 "(thin); colour = mode", fontsize=10)
+    fig.suptitle("Decoupled singular-value dynamics: measured (thick) against predictions started when each mode "
+                 "aligns with the target (thin); colour = mode", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
