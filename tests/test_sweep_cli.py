@@ -163,3 +163,16 @@ def test_two_hosts_under_jax_distributed_equal_one_host(reference, tmp_path):
     assert {store.read_chunk(i)[0]["process_index"] for i in store.done_chunks()} == {0, 1}  # each wrote its part
     for name in VARIABLES:
         np.testing.assert_array_equal(ds[name].values, expected[name].isel(seed=slice(0, 8)).values, err_msg=name)
+
+
+@pytest.mark.slow
+def test_large_chunks_on_more_cpu_devices_than_cores_do_not_deadlock(tmp_path):
+    # 625 runs per device make jaxlib split each batched QR over the intra-op pool that the four devices share;
+    # without mini-batches this hung for ever on a 2-core machine.
+    spec_file = tmp_path / "big.toml"
+    spec_file.write_text('seeds = 1250\n[params]\nwidth = 16\ndepth = 20\nk = 4\n[axes]\nsigma2 = [1.0, 2.0]\n')
+    done = subprocess.run(_cli(spec_file, "--out", tmp_path / "big", "--devices", 4, "--quiet"),
+                          env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=500)
+    assert done.returncode == 0, done.stderr
+    ds = load_sweep(tmp_path / "big")
+    assert ds.attrs["complete"] and ds.attrs["num_chunks"] == 1 and ds.attrs["devices_used"] == [4]

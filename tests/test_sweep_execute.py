@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import jaxspec
+import jaxspec.sweeps
 from jaxspec import theory
 from jaxspec.sweeps import (
     Kernel,
@@ -226,3 +227,20 @@ def test_hosts_launched_on_their_own_need_an_explicit_chunk_size(tmp_path):
     with pytest.raises(jaxspec.InputError, match="explicit chunk_size"):
         run_sweep(_toy_spec(), tmp_path / "x", progress=False, process_index=0, process_count=2)
     assert not (tmp_path / "x").exists()
+
+
+def test_cpu_minibatches_give_the_same_numbers(tmp_path, lyap_reference, monkeypatch):
+    # Several CPU devices map over mini-batches that keep jaxlib's batched LAPACK calls unsplit; force tiny ones
+    # (QR cost 2 N k^2 = 72 flop per run -> 2 runs per mini-batch) and check nothing changes.
+    from jaxspec.sweeps import execute
+
+    _, reference = lyap_reference
+    monkeypatch.setattr(execute, "_LAPACK_SPLIT_FLOP", 150)
+    spec = SweepSpec(**LYAP)
+    plan_group = jaxspec.sweeps.make_plan(spec).groups[0]
+    assert execute.cpu_minibatch(spec, plan_group, execute.local_mesh(4)) == 2
+    assert execute.cpu_minibatch(spec, plan_group, execute.local_mesh(1)) is None
+    for chunk_size in (32, 20):  # 8 runs per device (4 mini-batches), 5 (2 and a remainder)
+        ds = run_sweep(spec, tmp_path / f"m{chunk_size}", progress=False, chunk_size=chunk_size)
+        for name in ("exponents", "counted_layers", "rates"):
+            np.testing.assert_array_equal(ds[name].values, reference[name].values, err_msg=name)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ from jaxspec.sweeps.plan import Group, padded_size, point_indices
 from jaxspec.sweeps.spec import SweepSpec
 from jaxspec.sweeps.store import SweepStore, load_sweep, provenance
 
-__all__ = ["BATCH_AXIS", "group_output_shapes", "local_mesh", "make_group_runner", "run_key", "run_sweep"]
+__all__ = ["BATCH_AXIS", "CpuLapackWarning", "cpu_minibatch", "group_output_shapes", "local_mesh", "make_group_runner",
+           "run_key", "run_sweep"]
 
 BATCH_AXIS = "runs"
 
@@ -89,7 +91,8 @@ _RUNNERS: dict[tuple, Callable] = {}
 
 def _cached_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     """One jitted runner per (sweep numbers, static shape, devices), reused across calls in a process."""
-    key = (spec.fingerprint(), tuple(sorted(group.static.items())), tuple(d.id for d in mesh.devices.flat))
+    key = (spec.fingerprint(), tuple(sorted(group.static.items())), tuple(d.id for d in mesh.devices.flat),
+           cpu_minibatch(spec, group, mesh))
     if key not in _RUNNERS:
         if len(_RUNNERS) >= 64:
             _RUNNERS.clear()
@@ -97,8 +100,46 @@ def _cached_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     return _RUNNERS[key]
 
 
+# jaxlib's batched LAPACK kernels (QR, SVD... on CPU) split a batch whose estimated cost reaches this many
+# flop over XLA's intra-op thread pool and block the calling pool thread until the pieces finish. Each CPU
+# device also executes on that pool, so with several devices every pool thread can end up waiting for pieces
+# that no free thread will run: a deadlock (observed with 4 virtual devices on 2 cores). Below the threshold
+# the kernels run inline.
+_LAPACK_SPLIT_FLOP = 200_000
+
+
+class CpuLapackWarning(UserWarning):
+    """A kernel's LAPACK calls are large enough to deadlock jaxlib on several CPU devices."""
+
+
+def cpu_minibatch(spec: SweepSpec, group: Group, mesh: Mesh) -> int | None:
+    """Runs per vmapped mini-batch on each device, or ``None`` for one vmap over the device's whole shard.
+
+    Only CPU meshes of several devices are limited: the mini-batch keeps every batched LAPACK call of the
+    kernel below jaxlib's threshold for splitting it over the shared thread pool (see ``_LAPACK_SPLIT_FLOP``).
+    Mini-batches change nothing in the numbers (each run is computed on its own).
+    """
+    kernel = spec.kernel_object()
+    if mesh.devices.size == 1 or mesh.devices.flat[0].platform != "cpu" or kernel.lapack_cost is None:
+        return None
+    static, _ = _split_params(spec, group)
+    cost = int(kernel.lapack_cost(static, spec.record))
+    if cost <= 0:
+        return None
+    if cost >= _LAPACK_SPLIT_FLOP:
+        warnings.warn(f"kernel {kernel.name!r} makes LAPACK calls of about {cost} flop per run, which jaxlib splits "
+                      f"over the thread pool shared by {mesh.devices.size} CPU devices and may deadlock; on a CPU "
+                      "run with devices=1", CpuLapackWarning, stacklevel=3)
+        return 1
+    return max(1, (_LAPACK_SPLIT_FLOP - 1) // cost)
+
+
 def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     """The jitted, sharded batch function of one group: ``(dynamic, point_ids, seeds) -> {variable: (B, ...)}``.
+
+    Each device computes its own contiguous shard of the batch (``shard_map`` over the ``"runs"`` axis, no
+    communication): one ``vmap`` over the shard, or ``lax.map`` over mini-batches of :func:`cpu_minibatch`
+    runs.
 
     Args:
         spec: the sweep.
@@ -112,12 +153,21 @@ def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     kernel = spec.kernel_object()
     static, _ = _split_params(spec, group)
     base_seed = spec.seed
+    minibatch = cpu_minibatch(spec, group, mesh)
 
     def one_run(dynamic, point_id, seed):
         return kernel.fn({**static, **dynamic}, run_key(base_seed, point_id, seed))
 
-    sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    return jax.jit(jax.vmap(one_run), in_shardings=sharding, out_shardings=sharding)
+    def shard(dynamic, point_ids, seeds):
+        if minibatch is None or minibatch >= point_ids.shape[0]:
+            return jax.vmap(one_run)(dynamic, point_ids, seeds)
+        return jax.lax.map(lambda args: one_run(*args), (dynamic, point_ids, seeds), batch_size=minibatch)
+
+    spec_runs = PartitionSpec(BATCH_AXIS)
+    # No collectives: each device's runs are independent, so kernels need no varying-axis annotations.
+    sharded = jax.shard_map(shard, mesh=mesh, in_specs=spec_runs, out_specs=spec_runs, check_vma=False)
+    sharding = NamedSharding(mesh, spec_runs)
+    return jax.jit(sharded, in_shardings=sharding, out_shardings=sharding)
 
 
 @functools.lru_cache(maxsize=256)

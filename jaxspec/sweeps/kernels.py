@@ -142,6 +142,10 @@ class Kernel:
             chunks to a memory budget.
         theory: optional ``(params, record) -> {variable: (dims, array)}`` of closed-form predictions for one
             grid point (Python values), stored next to the simulations.
+        lapack_cost: optional ``(static params, record) -> int``: the largest cost (flop, as jaxlib estimates
+            it: ``2 m n^2`` for a QR of an ``m x n`` matrix) that one run adds to a batched LAPACK call. On a
+            CPU mesh of several devices the executor keeps such batches below jaxlib's threshold for splitting
+            them over the shared thread pool (which can deadlock); ``None`` means no LAPACK calls.
     """
 
     name: str
@@ -151,6 +155,7 @@ class Kernel:
     check: Callable[[Mapping[str, Any], Mapping[str, Any], tuple[str, ...]], None] | None = None
     run_bytes: Callable[[Mapping[str, Any], tuple[str, ...]], int] | None = None
     theory: Callable[[Mapping[str, Any], tuple[str, ...]], dict[str, tuple[tuple[str, ...], np.ndarray]]] | None = None
+    lapack_cost: Callable[[Mapping[str, Any], tuple[str, ...]], int] | None = None
 
     @property
     def static_names(self) -> tuple[str, ...]:
@@ -353,6 +358,24 @@ def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> i
     return 2 * (item * layer_terms + depth * per_depth + acc * 3 * k + svals) + 1024
 
 
+def _lyapunov_lapack_cost(static: Mapping[str, Any], record: tuple[str, ...]) -> int:
+    """Largest per-run cost of a batched LAPACK call (jaxlib's estimate ``2 m n^2`` for ``geqrf``/``orgqr``)."""
+    n, depth = static["width"], static["depth"]
+    k = n if static.get("k") is None else static["k"]
+    costs = [0]
+    method = static.get("method", "direct")
+    if method in ("direct", "gaussian_frame"):
+        # QR of the (N, k) frame; the Cholesky backends keep a Householder fallback, computed under vmap too.
+        costs.append(2 * n * k * k)
+    if static["ensemble"] == "orthogonal" and method == "direct":
+        costs.append(2 * n**3)  # a Haar layer is the QR of an N x N Gaussian
+    if {"svals", "svals_prefixes"} & set(record):
+        costs.append(2 * n**3)
+    if "alignment" in record:
+        costs.append(depth * 8 * n**3)  # one SVD per prefix, L of them per run
+    return max(costs)
+
+
 def _lyapunov_theory(params: Mapping[str, Any], record: tuple[str, ...]) -> dict:
     from jaxspec import theory
 
@@ -409,4 +432,5 @@ LYAPUNOV = register_kernel(Kernel(
     check=_lyapunov_check,
     run_bytes=_lyapunov_run_bytes,
     theory=_lyapunov_theory,
+    lapack_cost=_lyapunov_lapack_cost,
 ))
