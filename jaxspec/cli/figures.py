@@ -10,7 +10,8 @@ import typer
 FIGURE_MODULES: tuple[str, ...] = ("jaxspec.reproduce.dynamics",
                                    "jaxspec.reproduce.init",
                                    "jaxspec.reproduce.bottleneck",
-                                   "jaxspec.reproduce.saddle",)
+                                   "jaxspec.reproduce.saddle",
+                                   "jaxspec.reproduce.ufm",)
 
 
 def register(app: typer.Typer) -> None:
