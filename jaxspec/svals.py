@@ -20,9 +20,9 @@ very different scales the rotation degenerates gracefully into Gram-Schmidt, so 
 relative accuracy of a few ``eps * cond`` (Demmel-Veselic) instead of ``eps * s_1 / s_i``. Rotations use a
 round-robin ordering, ``r / 2`` disjoint pairs at a time (vectorised).
 
-Rank collapse: the layer function reports its active count ``K_l`` (as for the engine); ``rank M <= min_l K_l``,
-so the log singular values beyond ``min_l K_l`` are exactly ``-inf`` and are reported as such (never by
-thresholding rounding noise).
+Rank collapse: the layer function reports its active count ``K_l`` (as for the engine);
+``rank M <= min_l K_l``, so the log singular values beyond ``min_l K_l`` are exactly ``-inf`` and are reported
+as such (never by thresholding rounding noise).
 
 Entry points: :func:`stratified_scan` (generic, any ``apply_layer`` with the signature of
 :func:`jaxspec.engine.benettin_scan`, e.g. ``jax.jvp`` tangents of a network), :func:`product_log_svals`
@@ -31,8 +31,8 @@ with the engine's keys).
 
 References:
     Loh, Gubernatis, Scalettar et al., "Stable matrix-multiplication algorithms for low-temperature numerical
-    simulations of fermions" (1989); Bai, Chen, Scalettar, Yamazaki, "Numerical methods for quantum Monte Carlo
-    simulations of the Hubbard model" (2009) (pre-pivoting); Demmel, Veselic, "Jacobi's method is more
+    simulations of fermions" (1989); Bai, Chen, Scalettar, Yamazaki, "Numerical methods for quantum Monte
+    Carlo simulations of the Hubbard model" (2009) (pre-pivoting); Demmel, Veselic, "Jacobi's method is more
     accurate than QR", SIAM J. Matrix Anal. Appl. 13 (1992); Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian
     Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
@@ -149,10 +149,10 @@ def graded_step(graded: GradedProduct, image: jax.Array, active_count) -> Graded
                          jnp.minimum(graded.min_active, jnp.asarray(active_count, jnp.int32)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _round_robin(m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The circle method for ``m`` (even) rows: ``m - 1`` rounds of ``m / 2`` disjoint pairs covering every pair
-    once. Returns ``(order, inverse)``, each ``(m - 1, m)``: round ``t`` pairs ``order[t, 2q]`` with
+    """The circle method for ``m`` (even) rows: ``m - 1`` rounds of ``m / 2`` disjoint pairs covering every
+    pair once. Returns ``(order, inverse)``, each ``(m - 1, m)``: round ``t`` pairs ``order[t, 2q]`` with
     ``order[t, 2q + 1]``, and ``inverse[t]`` undoes the reordering."""
     players = list(range(m))
     order = []
@@ -197,7 +197,8 @@ def _rotate_pairs(s, rw, rot, dtype, acc):
     if rot is not None:
         rot2 = rot.reshape(half, 2, -1)
         g_big, g_small = swap(rot2), swap_small(rot2)
-        g_big, g_small = cs[:, None] * g_big - sn[:, None] * g_small, sn[:, None] * g_big + cs[:, None] * g_small
+        g_big, g_small = (cs[:, None] * g_big - sn[:, None] * g_small,
+                          sn[:, None] * g_big + cs[:, None] * g_small)
         rot = jnp.stack([jnp.where(fb, g_big, g_small), jnp.where(fb, g_small, g_big)], 1).reshape(rot.shape)
     return s_out.reshape(-1), rw_out.reshape(rw.shape), rot, jnp.max(jnp.abs(gamma))
 
@@ -224,7 +225,8 @@ def _jacobi_rows(log_scale: jax.Array, rows: jax.Array, with_rotation: bool):
     def one_round(carry, perm):
         s, rw, rot, off = carry
         forward, backward = perm
-        s, rw, rot, gamma = _rotate_pairs(s[forward], rw[forward], None if rot is None else rot[forward], dtype, acc)
+        rot = None if rot is None else rot[forward]
+        s, rw, rot, gamma = _rotate_pairs(s[forward], rw[forward], rot, dtype, acc)
         rot = None if rot is None else rot[backward]
         return (s[backward], rw[backward], rot, jnp.maximum(off, gamma)), None
 

@@ -56,7 +56,8 @@ def test_relu_net_is_the_exact_p_half_instance():
     # Width 16: a layer with every unit off (which kills the network for ever) has probability 2^-16.
     ens = jaxspec.relu_net(width=16, depth=400)
     _check_spectrum(ens, seeds=16)
-    np.testing.assert_allclose(theory.lyapunov_exponents(ens), theory.masked_exponents(16, 0.5, 2.0), rtol=1e-14)
+    np.testing.assert_allclose(theory.lyapunov_exponents(ens), theory.masked_exponents(16, 0.5, 2.0),
+                               rtol=1e-14)
 
 
 @pytest.mark.slow
@@ -78,6 +79,27 @@ def test_relu_net_death_and_counted_layers():
 def test_variable_widths_masked():
     widths = tuple([8, 12, 6, 10] * 100) + (8,)
     _check_spectrum(jaxspec.masked(widths=widths, p=0.7, sigma2=1.3), seeds=16)
+
+
+def test_complex_gaussian_by_an_independent_qr_simulation():
+    # Complex Ginibre layers (E|z|^2 = sigma2/n) are outside the ensembles: a direct scan of complex QRs.
+    n, depth, seeds, sigma2 = 4, 300, 16, 1.7
+
+    def one_seed(key):
+        def layer(q, key):
+            re_key, im_key = jax.random.split(key)
+            w = (jax.random.normal(re_key, (n, n)) + 1j * jax.random.normal(im_key, (n, n))) * jnp.sqrt(
+                sigma2 / (2 * n))
+            q, r = jnp.linalg.qr(w @ q)
+            return q, jnp.log(jnp.abs(jnp.diagonal(r)))
+
+        _, logs = jax.lax.scan(layer, jnp.eye(n, dtype=jnp.complex128), jax.random.split(key, depth))
+        return logs.mean(0)
+
+    rates = jax.jit(jax.vmap(one_seed))(jax.random.split(jax.random.key(4), seeds))
+    se = np.sqrt(theory.complex_gaussian_variance(n) / (depth * seeds))
+    z = _z(np.asarray(rates).mean(0), theory.complex_gaussian_exponents(n, sigma2), se)
+    assert np.all(np.abs(z) < Z_MAX), z
 
 
 def test_issue2_acceptance_cli_lyapunov_reproduces_newman(capsys):
@@ -152,7 +174,8 @@ def test_offsets_visible_in_finite_depth_singular_values(rng):
     n, depth, seeds = 4, 100, 1024
     ens = jaxspec.gaussian(width=n, depth=depth)
     keys = seed_keys(7, seeds)
-    log_s = np.asarray(jax.jit(jax.vmap(lambda key: ensemble_log_svals(ens, key, dtype=jnp.float64).log_svals))(keys))
+    one = jax.vmap(lambda key: ensemble_log_svals(ens, key, dtype=jnp.float64).log_svals)
+    log_s = np.asarray(jax.jit(one)(keys))
     lam, c, v = theory.gaussian_exponents(n), theory.singular_value_offsets(n), theory.gaussian_variance(n)
     # Var log s_i(M_L) = L v_i - Var(Delta_i) <= L v_i: a conservative predicted standard error.
     se = np.sqrt(depth * v / seeds)
@@ -160,8 +183,8 @@ def test_offsets_visible_in_finite_depth_singular_values(rng):
     assert np.all(np.abs(z) < Z_MAX), z
     # Without the offset the top index is rejected: (1/L) log s_1 is biased by c_1/L.
     assert _z(log_s.mean(0)[0], depth * lam[0], se[0]) > Z_MAX
-    # Paired with the QR sums of the same realisations (Haar frame), log s_i - QR_i = -Delta_i is independent of
-    # the product, with mean c_i and the Haar-block variance (predicted by an independent Monte Carlo).
+    # Paired with the QR sums of the same realisations (Haar frame), log s_i - QR_i = -Delta_i is independent
+    # of the product, with mean c_i and the Haar-block variance (predicted by an independent Monte Carlo).
     config = make_config(n, max_k=n, dtype="float64")
     sums = jax.jit(jax.vmap(lambda key: ensemble_frame_sums(ens, key, config).log_r_sum))(keys)
     diff = log_s - np.asarray(sums)
@@ -198,7 +221,8 @@ def test_alignment_slope_is_the_top_gap():
     slopes = np.polyfit(window, log_sin.T, 1)[0]
     # The slope of one seed has no closed-form variance: its standard error is the spread across the
     # independent seeds (a t-test with 255 degrees of freedom).
-    z = _z(slopes.mean(), -theory.alignment_slope(theory.gaussian_exponents(n)), slopes.std(ddof=1) / np.sqrt(seeds))
+    expected = -theory.alignment_slope(theory.gaussian_exponents(n))
+    z = _z(slopes.mean(), expected, slopes.std(ddof=1) / np.sqrt(seeds))
     assert abs(z) < Z_MAX, z
 
 

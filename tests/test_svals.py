@@ -55,7 +55,8 @@ def deep_reference(deep_product):
     return _mp_prefix_log_svals(*deep_product, depths={1, 7, 30, 55, DEPTH})
 
 
-def test_matches_mpmath_where_a_plain_svd_is_wrong_and_frames_are_singular_vectors(deep_product, deep_reference):
+def test_matches_mpmath_where_a_plain_svd_is_wrong_and_frames_are_singular_vectors(deep_product,
+                                                                                   deep_reference):
     weights, masks = deep_product
     reference = deep_reference[DEPTH]
     # The singular values span ~50 orders of magnitude, far beyond float64's 16 digits.
@@ -81,7 +82,8 @@ def test_masked_product_with_rank_collapse_matches_mpmath(deep_product):
     masks[:, :3] = 1.0
     masks[7, 3:] = 0.0  # one layer with K = 3: rank 3 for ever
     reference = _mp_prefix_log_svals(weights, masks, {DEPTH}, dps=150)[DEPTH][:3]
-    out = np.asarray(product_log_svals(jnp.asarray(weights), jnp.asarray(masks), return_frames=True).log_svals)
+    out = product_log_svals(jnp.asarray(weights), jnp.asarray(masks), return_frames=True)
+    out = np.asarray(out.log_svals)
     np.testing.assert_allclose(out[:3], reference, rtol=0, atol=1e-12)
     assert np.all(np.isneginf(out[3:]))  # exact zeros, reported from the mask counts
 
@@ -92,7 +94,8 @@ def test_prefixes_equal_per_prefix_computations_and_mpmath(deep_product, deep_re
     assert prefix.shape == (DEPTH, WIDTH)
     for l, reference in deep_reference.items():
         np.testing.assert_allclose(prefix[l - 1], reference, rtol=0, atol=1e-12)
-    full = np.asarray(product_log_svals(jnp.asarray(weights), jnp.asarray(masks), return_frames=True).log_svals)
+    full = product_log_svals(jnp.asarray(weights), jnp.asarray(masks), return_frames=True).log_svals
+    full = np.asarray(full)
     np.testing.assert_allclose(prefix[-1], full, rtol=0, atol=1e-12)
     part = np.asarray(product_log_svals(jnp.asarray(weights[:30]), jnp.asarray(masks[:30]),
                                         prefixes=True).log_svals)
@@ -168,7 +171,8 @@ def test_matrix_free_layer_through_stratified_scan_equals_explicit_stack(deep_pr
         def forward(x):
             return jnp.tanh(weights[index] @ x)
 
-        h_new, tangents = jax.vmap(lambda t: jax.jvp(forward, (h,), (t,)), in_axes=1, out_axes=(None, 1))(frame)
+        push = jax.vmap(lambda t: jax.jvp(forward, (h,), (t,)), in_axes=1, out_axes=(None, 1))
+        h_new, tangents = push(frame)
         return h_new, tangents, WIDTH
 
     h0 = jnp.asarray(np.random.default_rng(8).normal(size=WIDTH))

@@ -23,15 +23,17 @@ def run_cli(capsys, *argv):
 
 
 def test_theory_json_masked(capsys):
-    code, out, _ = run_cli(capsys, "theory", "--ensemble", "masked", "--width", "16", "--p", "0.5", "--k", "4",
-                           "--depth", "500", "--seeds", "4", "--json")
+    code, out, _ = run_cli(capsys, "theory", "--ensemble", "masked", "--width", "16", "--p", "0.5",
+                           "--k", "4", "--depth", "500", "--seeds", "4", "--json")
     assert code == 0
     payload = json.loads(out)
     np.testing.assert_allclose(payload["exponents"], [-0.434772, -0.521208, -0.627332, -0.757833], atol=5e-7)
     ens = jaxspec.masked(width=16, depth=500, p=0.5)
-    np.testing.assert_allclose(payload["per_layer_sd"], np.sqrt(theory.per_layer_variance(ens, 4)), rtol=1e-12)
-    np.testing.assert_allclose(payload["prob_active_at_least"], theory.prob_active_at_least(ens, 4), rtol=1e-12)
-    np.testing.assert_allclose(payload["predicted_stderr"], theory.predicted_stderr(ens, 4, seeds=4), rtol=1e-12)
+    expected = {"per_layer_sd": np.sqrt(theory.per_layer_variance(ens, 4)),
+                "prob_active_at_least": theory.prob_active_at_least(ens, 4),
+                "predicted_stderr": theory.predicted_stderr(ens, 4, seeds=4)}
+    for key, value in expected.items():
+        np.testing.assert_allclose(payload[key], value, rtol=1e-12)
     np.testing.assert_allclose(payload["offsets"], theory.singular_value_offsets(16, 4), rtol=1e-12)
     assert payload["separation_rate"] == pytest.approx(payload["exponents"][0] - payload["exponents"][1])
     assert payload["config"]["p"] == 0.5 and payload["config"]["condition"] == "K>=i"

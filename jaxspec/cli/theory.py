@@ -1,4 +1,5 @@
-"""``jaxspec theory`` (closed forms of an ensemble) and ``jaxspec svals`` (exact finite-depth singular values)."""
+"""``jaxspec theory`` (closed forms of an ensemble) and ``jaxspec svals`` (exact finite-depth singular
+values)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ def _nan_array(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: float | None, sigma2: float | None,
-                   fixed_count: int | None, condition: str, seeds: int, large_n: bool) -> dict:
+def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: float | None,
+                   sigma2: float | None, fixed_count: int | None, condition: str, seeds: int,
+                   large_n: bool) -> dict:
     """The JSON payload of ``jaxspec theory``: exponents, per-layer sd, ``P(K >= i)``, offsets, rates."""
     import jaxspec
     from jaxspec import theory
@@ -78,8 +80,9 @@ def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: floa
     }
     if ensemble == "relu-net":
         moments = theory.relu_log_norm_moments((width,) * (depth + 1), sigma2=s2, large_n=large_n)
-        payload["relu_log_norm"] = {"mean": moments.mean, "variance": moments.variance, "second": moments.second,
-                                    "fourth": moments.fourth, "prob_nonzero": moments.prob_nonzero}
+        payload["relu_log_norm"] = {"mean": moments.mean, "variance": moments.variance,
+                                    "second": moments.second, "fourth": moments.fourth,
+                                    "prob_nonzero": moments.prob_nonzero}
     return payload
 
 
@@ -137,8 +140,8 @@ def svals_payload(ensemble: str | None, width: int | None, depth: int | None, se
             out = product_log_svals(weights, masks, prefixes=prefixes)
             layers = len(weights)
         else:
-            out = product_log_svals(jnp.asarray(weights, dtype), None if masks is None else jnp.asarray(masks, dtype),
-                                    prefixes=prefixes)
+            stack_masks = None if masks is None else jnp.asarray(masks, dtype)
+            out = product_log_svals(jnp.asarray(weights, dtype), stack_masks, prefixes=prefixes)
             layers = weights.shape[0]
         theory_pred, config = None, {"npz": str(npz), "depth": layers, "dtype": dtype}
     else:
@@ -176,7 +179,7 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(None, help="number of exponents (default: the width)"),
         p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
         sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
-        fixed_count: int = typer.Option(None, "--fixed-count", help="masked: exactly K active units per layer"),
+        fixed_count: int = typer.Option(None, "--fixed-count", help="masked: exactly K active units"),
         condition: str = typer.Option("K>=i", help="rank-collapse convention: K>=i, K>=k or none"),
         seeds: int = typer.Option(1, help="seeds, for the predicted standard error of the mean"),
         large_n: bool = typer.Option(False, "--large-n", help="large-N expansions instead of the exact sums"),
@@ -206,10 +209,11 @@ def register(app: typer.Typer) -> None:
         ensemble: str = typer.Option(None, help="gaussian, orthogonal, masked or relu-net"),
         width: int = typer.Option(None, help="layer width N"),
         depth: int = typer.Option(None, help="number of layers L"),
-        seed: int = typer.Option(0, help="random seed (the realisation of seed 0 of jaxspec lyapunov --seed)"),
+        seed: int = typer.Option(0, help="random seed (seed 0 of jaxspec lyapunov --seed)"),
         p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
         sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
-        npz: Path = typer.Option(None, help=".npz with 'weights' (L, N, N) [+ 'masks' (L, N)] or weights_0.."),
+        npz: Path = typer.Option(  # noqa: B008
+            None, help=".npz with 'weights' (L, N, N) [+ 'masks' (L, N)] or weights_0, weights_1, ..."),
         prefixes: bool = typer.Option(False, "--prefixes", help="also every prefix A_l ... A_1"),
         dtype: str = typer.Option("float64", help="float64 (default, exact to ~1e-12) or float32"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),

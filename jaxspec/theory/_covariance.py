@@ -6,7 +6,8 @@ through ``K``. With ``a_i(K)`` the indicator that the convention counts the laye
 ``P_i = E a_i``, the engine's estimate ``lambda_hat_i`` (a ratio of sums over ``L`` independent layers) has,
 to first order in ``1/L``,
 
-    L Cov(lambda_hat_i, lambda_hat_j) = E[a_i a_j ((m_i - lambda_i)(m_j - lambda_j) + delta_ij psi1/4)] / (P_i P_j),
+    L Cov(lambda_hat_i, lambda_hat_j)
+        = E[a_i a_j ((m_i - lambda_i)(m_j - lambda_j) + delta_ij psi1/4)] / (P_i P_j),
 
 averaged over the layers' laws; the diagonal is ``v_i / P_i`` (:func:`jaxspec.theory.predicted_stderr`).
 
@@ -71,8 +72,8 @@ def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
         alive = dof >= 1
         admit = np.broadcast_to(counts >= k, dof.shape) if condition == "K>=k" else alive
         safe = np.where(alive, dof, 1) / 2.0
-        centred = np.where(admit, 0.5 * np.log(2.0 * s2 / law.fan_in) + 0.5 * special.digamma(safe) - lam[:, None],
-                           0.0)  # (k, K+1)
+        mean_term = 0.5 * np.log(2.0 * s2 / law.fan_in) + 0.5 * special.digamma(safe)
+        centred = np.where(admit, mean_term - lam[:, None], 0.0)  # (k, K+1)
         weighted = centred * law.pmf[None, :]
         total += weighted @ centred.T
         total += np.diag((np.where(admit, 0.25 * special.polygamma(1, safe), 0.0) * law.pmf[None, :]).sum(1))
@@ -87,7 +88,8 @@ def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
     return cov
 
 
-def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i") -> np.ndarray | None:
+def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1,
+                         condition: str = "K>=i") -> np.ndarray | None:
     """``(k, k)`` predicted covariance of :func:`jaxspec.lyapunov_spectrum`'s mean exponents, or ``None``.
 
     ``layer_covariance / (L seeds)`` (``reortho_every = 1``); Haar-orthogonal ensembles give zeros.

@@ -1,6 +1,6 @@
 """Large-N expansions of the masked-product spectrum (an option; the exact digamma sums are the default).
 
-For Bernoulli(p) gates, ``K ~ Binomial(N, p)`` concentrates at ``pN`` and ``psi(x) = log x - 1/(2x) + O(x^-2)``,
+For Bernoulli(p) gates, ``K ~ Binomial(N, p)`` concentrates at ``pN`` and ``psi(x) = log x - 1/(2x) + ...``,
 so the exact ``lambda_i = (1/2) log(2 sigma2 / N) + (1/2) E psi((K - i + 1)/2)`` becomes (MATH.md section 1)
 
     lambda_i ~ (1/2) log(sigma2 p) + (1/2) log(1 - (i - 1)/(pN)) - (3 - p)/(4 p N),

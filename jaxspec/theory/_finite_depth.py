@@ -7,12 +7,12 @@ once ``L * gap >> 1`` (MATH.md section 2)
 
 independent of ``p`` and ``sigma2``. Why: for a Haar frame ``Q`` independent of ``M``, the QR sums
 ``sum_l log|R_ii|`` (unbiased for ``L lambda_i``) equal ``log s_i(M) + Delta_i`` with
-``Delta_i = log|det B_i| - log|det B_{i-1}|``, ``B_i`` the top-left ``i x i`` block of a Haar orthogonal matrix;
-Wilks' decomposition ``|det B_i|^2 ~ prod_{j<=i} Beta((i+1-j)/2, (N-i)/2)`` gives ``E Delta_i = -c_i``. Hence
-``(1/L) log s_i(M_L)`` is biased by ``c_i / L`` while the QR estimator is not.
+``Delta_i = log|det B_i| - log|det B_{i-1}|``, ``B_i`` the top-left ``i x i`` block of a Haar orthogonal
+matrix; Wilks' decomposition ``|det B_i|^2 ~ prod_{j<=i} Beta((i+1-j)/2, (N-i)/2)`` gives
+``E Delta_i = -c_i``. Hence ``(1/L) log s_i(M_L)`` is biased by ``c_i / L`` while the QR estimator is not.
 
-Gaps ``lambda_i - lambda_{i+1}`` set the growth rate of ``log(s_i/s_{i+1})``; ``lambda_1 - lambda_2`` is also the
-alignment slope: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const`` (Oseledets).
+Gaps ``lambda_i - lambda_{i+1}`` set the growth rate of ``log(s_i/s_{i+1})``; ``lambda_1 - lambda_2`` is also
+the alignment slope: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const`` (Oseledets).
 
 References:
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384;
@@ -84,7 +84,7 @@ def spectral_gaps(exponents) -> np.ndarray:
 
 
 def separation_rate(exponents, i: int = 1) -> float:
-    """Per-layer growth rate ``lambda_i - lambda_{i+1}`` of ``log(s_i/s_{i+1})``: ``s_i/s_{i+1} ~ e^{L gap}``."""
+    """Per-layer growth rate of ``log(s_i/s_{i+1})``: ``lambda_i - lambda_{i+1}``."""
     exponents = np.asarray(exponents, float)
     if not 1 <= int(i) < exponents.shape[0]:
         raise InputError(f"i must lie in [1, {exponents.shape[0] - 1}], got {i}")

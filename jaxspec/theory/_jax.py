@@ -1,8 +1,8 @@
 """Jittable closed forms (``jax.scipy.special``), for sweeps that ``vmap`` over ``sigma2`` and ``p``.
 
 The numpy/scipy functions of :mod:`jaxspec.theory` are the reference (float64, exact sums); these are the same
-formulas written with traced ``sigma2`` and ``p`` and static shapes (``n``, ``k``), so a sweep can evaluate the
-theory inside its jitted kernel.
+formulas written with traced ``sigma2`` and ``p`` and static shapes (``n``, ``k``), so a sweep can evaluate
+the theory inside its jitted kernel.
 
 References:
     Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384.

@@ -155,7 +155,8 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
     return LayerTheory(exponents, np.where(weight_sum > 0, variance, np.nan), prob)
 
 
-def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *, large_n: bool = False) -> np.ndarray:
+def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
+                       large_n: bool = False) -> np.ndarray:
     """Newman's spectrum of real Ginibre products: ``(1/2) log sigma2 + (1/2)[log(2/n) + psi((n-i+1)/2)]``.
 
     Args:
@@ -229,7 +230,8 @@ def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> n
 
 
 def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None = None, *,
-                     condition: str = "K>=i", fixed_count: int | None = None, large_n: bool = False) -> np.ndarray:
+                     condition: str = "K>=i", fixed_count: int | None = None,
+                     large_n: bool = False) -> np.ndarray:
     """Masked Gaussian products ``x -> D W x`` with Bernoulli(p) gates (or exactly ``fixed_count`` active).
 
     ``lambda_i = (1/2) log sigma2 + (1/2) log(2/n) + (1/2) E_K[psi((K-i+1)/2) | convention]``.
@@ -304,8 +306,9 @@ def count_laws(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
             else binomial_count_law(widths[l], widths[l + 1], float(ps[l])) for l in range(depth)]
 
 
-def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0, counts: Sequence[int] | None = None,
-                   sigma2: float | Sequence[float] = 1.0, k: int | None = None,
+def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
+                   counts: Sequence[int] | None = None, sigma2: float | Sequence[float] = 1.0,
+                   k: int | None = None,
                    condition: str = "K>=i") -> LayerTheory:
     """Exponents, per-layer variances and ``P(counted)`` of a product with variable widths and gates.
 
@@ -332,7 +335,8 @@ def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0, c
         Haas et al., arXiv:2602.12384 (MATH.md section 1: deterministic gates and variable widths).
     """
     laws = count_laws(widths, p=p, counts=counts)
-    return count_law_theory(laws, _check_k(k, min(int(n) for n in widths)), sigma2=sigma2, condition=condition)
+    k = _check_k(k, min(int(n) for n in widths))
+    return count_law_theory(laws, k, sigma2=sigma2, condition=condition)
 
 
 def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
@@ -442,7 +446,8 @@ def expected_counted_fraction(ensemble, k: int | None = None, condition: str = "
     return fraction / len(laws)
 
 
-def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i") -> np.ndarray | None:
+def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1,
+                     condition: str = "K>=i") -> np.ndarray | None:
     """Predicted standard error of the engine's mean over ``seeds`` at the ensemble's depth ``L``.
 
     ``sqrt(v_i / (L f_i seeds))`` with ``f_i`` the expected fraction of counted layers

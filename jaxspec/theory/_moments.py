@@ -10,8 +10,8 @@ For a fixed unit input direction ``u`` and sign-symmetric iid Gaussian weights, 
     E log ||J u||^2 = sum_l [log(2 sigma2 / n_l) + E psi(K/2)],   Var = sum_l [E psi1(K/2) + Var psi(K/2)],
 
 the log moments conditioned on every ``K_l >= 1`` (else ``J u = 0``; that probability is returned). Hanin and
-Nica's large-width forms ``-(5/2) beta`` and ``5 beta`` (``beta = sum_l 1/n_l``) are offered as an option; they
-are poor at small widths.
+Nica's large-width forms ``-(5/2) beta`` and ``5 beta`` (``beta = sum_l 1/n_l``) are offered as an option;
+they are poor at small widths.
 
 References:
     Hanin, Nica, "Products of many large random matrices and gradients in deep neural networks", CMP 376
@@ -67,7 +67,8 @@ def _rising_even(counts: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
-def norm_power_moment(laws: Sequence[CountLaw], power: int, *, sigma2: float | Sequence[float] = 2.0) -> float:
+def norm_power_moment(laws: Sequence[CountLaw], power: int, *,
+                      sigma2: float | Sequence[float] = 2.0) -> float:
     """``E ||J u||^{2 power} = prod_l (sigma2_l / n_l)^power E[K (K+2) ... (K + 2 power - 2)]`` (exact).
 
     Example:
@@ -112,13 +113,15 @@ def count_law_log_norm_moments(laws: Sequence[CountLaw], *, sigma2: float | Sequ
         term = np.log(2.0 * s2 / law.fan_in) + special.digamma(counts / 2.0)
         mean = float(np.sum(w * term))
         means.append(mean)
-        variances.append(float(np.sum(w * special.polygamma(1, counts / 2.0)) + np.sum(w * (term - mean) ** 2)))
+        trigamma = float(np.sum(w * special.polygamma(1, counts / 2.0)))
+        variances.append(trigamma + float(np.sum(w * (term - mean) ** 2)))
     means, variances = np.asarray(means), np.asarray(variances)
     if large_n:
         beta = np.array([1.0 / law.fan_in for law in laws])
         means, variances = -2.5 * beta, 5.0 * beta
-    return LogNormMoments(float(means.sum()), float(variances.sum()), norm_power_moment(laws, 1, sigma2=sigma2),
-                          norm_power_moment(laws, 2, sigma2=sigma2), prob, means, variances)
+    second = norm_power_moment(laws, 1, sigma2=sigma2)
+    fourth = norm_power_moment(laws, 2, sigma2=sigma2)
+    return LogNormMoments(float(means.sum()), float(variances.sum()), second, fourth, prob, means, variances)
 
 
 def relu_log_norm_moments(widths: Sequence[int], *, sigma2: float = 2.0, final_activation: bool = True,

@@ -2,8 +2,8 @@
 
 Normalise ``J J^T`` to spectral mean 1 (``sigma2 p = 1``). For free factors of mean 1 the variances of the
 spectral distributions add under multiplication (``phi(abab) = phi(a^2) + phi(b^2) - 1``), and each layer
-``D W`` contributes ``(1/p - 1)`` from the gates plus ``1`` from a Gaussian ``W W^T`` (Marchenko-Pastur) or ``0``
-from an orthogonal one. Hence (Pennington, Schoenholz, Ganguli)
+``D W`` contributes ``(1/p - 1)`` from the gates plus ``1`` from a Gaussian ``W W^T`` (Marchenko-Pastur) or
+``0`` from an orthogonal one. Hence (Pennington, Schoenholz, Ganguli)
 
     Var = L   (linear, Gaussian),   0 (linear, orthogonal),   2L (ReLU, Gaussian),   L (ReLU, orthogonal),
 
