@@ -12,6 +12,7 @@ expect a gain only where cores are idle.
 Usage:
     python benchmarks/sweep_throughput.py                      # 1 and 4 devices, 10,000 runs
     python benchmarks/sweep_throughput.py --devices 1 2 4 8 --seeds 20 --chunk-size 1024
+    python benchmarks/sweep_throughput.py --method chi          # exact-in-law chi sampler, O(k) per layer
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ import time
 from pathlib import Path
 
 
-def spec_dict(seeds: int, chunk_size: int | None) -> dict:
+def spec_dict(seeds: int, chunk_size: int | None, method: str = "direct") -> dict:
     return {
         "name": "throughput", "seeds": seeds, "seed": 0, "chunk_size": chunk_size,
-        "params": {"ensemble": "masked", "k": 4, "dtype": "float32"},
+        "params": {"ensemble": "masked", "k": 4, "dtype": "float32", "method": method},
         "axes": {"width": [8, 16], "depth": [50, 100], "sigma2": [0.5, 1.0, 1.5, 2.0, 4.0],
                  "p": [0.2, 0.4, 0.6, 0.8, 1.0]},
     }
 
 
-def worker(devices: int, seeds: int, chunk_size: int | None, out: Path) -> dict:
+def worker(devices: int, seeds: int, chunk_size: int | None, out: Path, method: str = "direct") -> dict:
     """Run the sweep on ``devices`` fake CPU devices in this process; return the measurements."""
     import jax
 
@@ -52,7 +53,7 @@ def worker(devices: int, seeds: int, chunk_size: int | None, out: Path) -> dict:
     monitoring.register_event_duration_secs_listener(on_duration)
     from jaxspec.sweeps import SweepSpec, run_sweep
 
-    spec = SweepSpec.from_dict(spec_dict(seeds, chunk_size))
+    spec = SweepSpec.from_dict(spec_dict(seeds, chunk_size, method))
     start = time.perf_counter()
     ds = run_sweep(spec, out, devices=devices, progress=False)
     wall = time.perf_counter() - start
@@ -60,7 +61,7 @@ def worker(devices: int, seeds: int, chunk_size: int | None, out: Path) -> dict:
     compile_time = sum(compile_seconds)
     return {
         "devices": devices, "runs": spec.num_runs, "chunks": ds.attrs["num_chunks"], "wall_s": wall,
-        "runs_per_s": spec.num_runs / wall, "compile_s": compile_time,
+        "method": method, "runs_per_s": spec.num_runs / wall, "compile_s": compile_time,
         "compute_runs_per_s": spec.num_runs / max(wall - compile_time, 1e-9),
         "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
     }
@@ -71,24 +72,25 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--seeds", type=int, default=100, help="seeds per grid point (100 points)")
     parser.add_argument("--chunk-size", type=int, default=None, help="runs per chunk (default: memory budget)")
+    parser.add_argument("--method", default="direct", help="engine method: direct, gaussian_frame or chi")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
-        print(json.dumps(worker(args.worker, args.seeds, args.chunk_size, args.out)))
+        print(json.dumps(worker(args.worker, args.seeds, args.chunk_size, args.out, args.method)))
         return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for devices in args.devices:
             command = [sys.executable, __file__, "--worker", str(devices), "--seeds", str(args.seeds),
-                       "--out", str(Path(tmp) / f"d{devices}")]
+                       "--method", args.method, "--out", str(Path(tmp) / f"d{devices}")]
             if args.chunk_size:
                 command += ["--chunk-size", str(args.chunk_size)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"{r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, {r['wall_s']:.1f} s wall "
+            print(f"{r['method']}, {r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, {r['wall_s']:.1f} s wall "
                   f"-> {r['runs_per_s']:.0f} runs/s end to end; compile {r['compile_s']:.1f} s -> "
                   f"{r['compute_runs_per_s']:.0f} runs/s computing ({r['backend']}, {r['cpu_count']} cores)",
                   flush=True)

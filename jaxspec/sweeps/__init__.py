@@ -22,7 +22,14 @@ References:
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
-from jaxspec.sweeps.execute import group_output_shapes, local_mesh, make_group_runner, run_key, run_sweep
+from jaxspec.sweeps.execute import (
+    CpuLapackWarning,
+    group_output_shapes,
+    local_mesh,
+    make_group_runner,
+    run_key,
+    run_sweep,
+)
 from jaxspec.sweeps.kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
 from jaxspec.sweeps.plan import Chunk, Group, SweepPlan, make_plan, point_params
 from jaxspec.sweeps.report import draw_report
@@ -32,6 +39,7 @@ from jaxspec.sweeps.store import PartialSweepWarning, SweepStore, load_sweep, mi
 __all__ = [
     "KERNELS",
     "Chunk",
+    "CpuLapackWarning",
     "Group",
     "Kernel",
     "Parameter",
