@@ -13,7 +13,7 @@ from jaxspec.reproduce.ufm import print_summary, run
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="figures/ufm", help="output directory")
-    parser.add_argument("--full", action="store_true", help="GPU sizes: more classes, deeper, longer training")
+    parser.add_argument("--full", action="store_true", help="GPU sizes: more classes, longer runs")
     parser.add_argument("--seed", type=int, default=0, help="base random seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()

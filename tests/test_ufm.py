@@ -1,5 +1,5 @@
-"""jaxspec.ufm against its oracles: the public check values of MATH.md section 6, jax.hessian, independent numpy
-implementations, exact collapse identities, and gradient descent reaching the analytic optimum."""
+"""jaxspec.ufm against its oracles: the public check values of MATH.md section 6, jax.hessian, independent
+numpy implementations, exact collapse identities, and gradient descent reaching the analytic optimum."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def random_basis(rng, d, k):
     return np.linalg.qr(rng.standard_normal((d, k)))[0]
 
 
-# --- closed form ---------------------------------------------------------------------------------------------
+# --- closed form --------------------------------------------------------------------------------------------
 
 
 def test_public_check_values(check_model):
@@ -47,7 +47,8 @@ def test_public_check_values(check_model):
     np.testing.assert_allclose(eigs[:, :9], opt.outlier, rtol=1e-12)
     np.testing.assert_allclose(eigs[:, 9], 0.0, atol=1e-12)
     np.testing.assert_allclose(ufm.gram_eigenvalues(check_model, params), opt.weight_gram, rtol=1e-12)
-    np.testing.assert_allclose(ufm.feature_gram_eigenvalues(check_model, params), opt.feature_gram, rtol=1e-12)
+    feature_gram = ufm.feature_gram_eigenvalues(check_model, params)
+    np.testing.assert_allclose(feature_gram, opt.feature_gram, rtol=1e-12)
 
 
 @pytest.mark.parametrize("K, n, L, lam_w, lam_h", [(3, 40, 5, 1e-2, 1e-2), (2, 3, 1, 0.1, 0.05),
@@ -84,7 +85,7 @@ def test_collapsed_params_are_a_critical_point_for_any_frame(rng):
                                    ufm.targets(model), atol=1e-14)
 
 
-# --- curvature -----------------------------------------------------------------------------------------------
+# --- curvature ----------------------------------------------------------------------------------------------
 
 
 def per_layer(model, fn):
@@ -131,13 +132,13 @@ def test_gauss_newton_ranks_and_gradient_weights_at_collapse(rng):
     def measure(layer):
         split = ufm.gauss_newton_split(model, params, layer)
         coeffs = ufm.gradient_coefficients(model, params, layer)
-        return (split.ranks, split.class_eigenvalues, split.cross_eigenvalues, coeffs.weights, coeffs.residual,
-                ufm.alignment_matrix(model, params, layer))
+        return (split.ranks, split.class_eigenvalues, split.cross_eigenvalues, coeffs.weights,
+                coeffs.residual, ufm.alignment_matrix(model, params, layer))
 
     hidden, head = per_layer(model, measure)
-    for ranks, class_eigs, cross_eigs, weights, residual, align in zip(
-            *(np.concatenate([np.asarray(h), np.asarray(t)[None]]) for h, t in zip(hidden, head, strict=True)),
-            strict=True):
+    stacked = [np.concatenate([np.asarray(h), np.asarray(t)[None]])
+               for h, t in zip(hidden, head, strict=True)]
+    for ranks, class_eigs, cross_eigs, weights, residual, align in zip(*stacked, strict=True):
         assert tuple(int(r) for r in ranks) == opt.gauss_newton_ranks == (3, 6, 0)
         # Class and cross-class parts: K + K(K-1) = K^2 equal eigenvalues, the outliers.
         np.testing.assert_allclose(class_eigs, opt.outlier, rtol=1e-12)
@@ -159,7 +160,7 @@ def test_class_mean_gradients_are_the_outlier_eigenvectors(rng):
     np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-13)  # orthogonal, as predicted
 
 
-# --- neural collapse -----------------------------------------------------------------------------------------
+# --- neural collapse ----------------------------------------------------------------------------------------
 
 
 def numpy_collapse(h, classes, K, classifier):
@@ -204,10 +205,11 @@ def test_nc4_counts_argmax_disagreements():
     h = jnp.array([[1.0, 0.9, 0.0, 0.2], [0.0, 0.1, 1.0, 0.8]])
     classes = jnp.array([0, 0, 1, 1])
     decisions = jnp.array([0, 1, 1, 1])  # the second sample is nearer the class-0 mean
-    assert float(jax.jit(ufm.feature_collapse, static_argnums=2)(h, classes, 2, jnp.eye(2), decisions).nc4) == 0.25
+    collapse = jax.jit(ufm.feature_collapse, static_argnums=2)
+    assert float(collapse(h, classes, 2, jnp.eye(2), decisions).nc4) == 0.25
 
 
-# --- training ------------------------------------------------------------------------------------------------
+# --- training -----------------------------------------------------------------------------------------------
 
 
 def test_gradient_descent_from_random_init_reaches_the_analytic_optimum():
@@ -233,7 +235,7 @@ def test_diagnostics_at_collapse_show_every_prediction():
     np.testing.assert_allclose(diag.loss, opt.loss, rtol=1e-13)
 
 
-# --- CLI -----------------------------------------------------------------------------------------------------
+# --- CLI ----------------------------------------------------------------------------------------------------
 
 
 def test_cli_prints_the_check_values(capsys):

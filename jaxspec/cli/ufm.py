@@ -1,4 +1,4 @@
-"""``jaxspec ufm``: the collapsed optimum of a deep linear UFM, its predictions beside Lanczos measurements."""
+"""``jaxspec ufm``: the collapsed optimum of a deep linear UFM, predictions beside Lanczos measurements."""
 
 from __future__ import annotations
 
@@ -91,15 +91,16 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="seed of the Lanczos start vectors"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
-        """Deep linear UFM at its collapsed optimum: gamma, loss, layer-wise Hessian outliers (Lanczos) and Gram
-        eigenvalues, each beside its closed form (Garrod & Keating, arXiv:2404.06106)."""
+        """Deep linear UFM at its collapsed optimum: gamma, loss, layer-wise Hessian outliers (Lanczos) and
+        Gram eigenvalues, each beside its closed form (Garrod & Keating, arXiv:2404.06106)."""
         payload = run_ufm(num_classes, per_class, depth, lam, lam_w, lam_h, width, dtype, lanczos_steps, seed)
         if json_out:
             print_json(payload)
             return
         cfg, out = payload["config"], payload["outlier"]
         print(f"deep linear UFM: K={cfg['K']} n={cfg['n']} L={cfg['L']} d={cfg['d']} lam_W={cfg['lam_w']:g} "
-              f"lam_H={cfg['lam_h']:g} ({cfg['dtype']}, {payload['wall_seconds']:.2f} s on {payload['backend']})")
+              f"lam_H={cfg['lam_h']:g} ({cfg['dtype']}, {payload['wall_seconds']:.2f} s on "
+              f"{payload['backend']})")
         print(f"gamma = {payload['gamma']:.6f}   loss: theory {payload['loss']['theory']:.6f}, "
               f"at the analytic point {payload['loss']['measured']:.6f}"
               + ("" if payload["loss"]["collapsed_is_global"] else "   (the zero solution is lower: 0.5)"))

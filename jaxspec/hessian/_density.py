@@ -1,7 +1,7 @@
 """Spectral density by stochastic Lanczos quadrature (SLQ), and the Hutchinson trace estimator.
 
-SLQ. For a unit probe ``v`` and ``m`` Lanczos steps from ``v``, the tridiagonal ``T = S diag(theta) S^T`` gives
-the Gauss quadrature ``v^T f(A) v ~ sum_i tau_i f(theta_i)`` with nodes ``theta_i`` and weights
+SLQ. For a unit probe ``v`` and ``m`` Lanczos steps from ``v``, the tridiagonal ``T = S diag(theta) S^T``
+gives the Gauss quadrature ``v^T f(A) v ~ sum_i tau_i f(theta_i)`` with nodes ``theta_i`` and weights
 ``tau_i = S[0, i]^2`` (exact for polynomials of degree ``<= 2m - 1``). Averaged over Rademacher probes it
 estimates the spectral density ``(1/P) sum_j delta(x - lambda_j)``; the weights of each probe sum to 1 and the
 nodes interlace the spectrum, so the estimate is a probability measure inside ``[lambda_min, lambda_max]``.
@@ -40,7 +40,8 @@ class SpectralQuadrature(NamedTuple):
 
     Attributes:
         nodes: ``(probes, m)`` Ritz values.
-        weights: ``(probes, m)`` squared first components of the tridiagonal's eigenvectors; each row sums to 1.
+        weights: ``(probes, m)`` squared first components of the tridiagonal's eigenvectors; each row sums to
+            1.
     """
 
     nodes: jax.Array

@@ -1,8 +1,8 @@
 """Lanczos tridiagonalisation with full reorthogonalisation, and extreme eigenpairs of symmetric operators.
 
 Why our own loop rather than ``matfree.decomp.tridiag_sym``: Hessians of collapsed models have eigenvalues of
-high multiplicity (``K^2`` equal outliers per layer in a deep UFM) and an exact null space. A Krylov space then
-closes after a few steps (one step per distinct eigenvalue seen by the start vector), the residual norm
+high multiplicity (``K^2`` equal outliers per layer in a deep UFM) and an exact null space. A Krylov space
+then closes after a few steps (one step per distinct eigenvalue seen by the start vector), the residual norm
 ``beta`` falls to rounding level and a plain recurrence divides zero by zero. Here a breakdown
 (``beta <= breakdown_tol * ||A||``) sets that ``beta`` to zero and restarts from a fresh random vector
 orthogonalised against the whole basis; the tridiagonal matrix becomes block diagonal and later blocks find
@@ -14,10 +14,10 @@ so the basis stays orthonormal to rounding and no spurious copies ("ghosts") app
 ``m`` steps in dimension ``P``; storage ``m P``.
 
 References:
-    Lanczos, J. Res. Nat. Bur. Standards 45 (1950); Paige, "Accuracy and effectiveness of the Lanczos algorithm
-    for the symmetric eigenproblem", Linear Algebra Appl. 34 (1980); Golub & Van Loan, Matrix Computations,
-    section 10.1; Giraud, Langou, Rozloznik, "The loss of orthogonality in the Gram-Schmidt orthogonalization
-    process", Comput. Math. Appl. 50 (2005) (CGS2).
+    Lanczos, J. Res. Nat. Bur. Standards 45 (1950); Paige, "Accuracy and effectiveness of the Lanczos
+    algorithm for the symmetric eigenproblem", Linear Algebra Appl. 34 (1980); Golub & Van Loan, Matrix
+    Computations, section 10.1; Giraud, Langou, Rozloznik, "The loss of orthogonality in the Gram-Schmidt
+    orthogonalization process", Comput. Math. Appl. 50 (2005) (CGS2).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class Eigenpairs(NamedTuple):
 def _orthogonalise(basis: jax.Array, vector: jax.Array, precision) -> jax.Array:
     # Classical Gram-Schmidt twice ("twice is enough"): orthogonal to rounding against every stored row.
     for _ in range(2):
-        vector = vector - jnp.matmul(jnp.matmul(basis, vector, precision=precision), basis, precision=precision)
+        coefficients = jnp.matmul(basis, vector, precision=precision)
+        vector = vector - jnp.matmul(coefficients, basis, precision=precision)
     return vector
 
 
@@ -162,8 +163,8 @@ def tridiagonal_matrix(tri: Tridiagonal) -> jax.Array:
 
 
 def lanczos_eigh(matvec: Callable[[Pytree], Pytree], params_like: Pytree, k: int, *, which: str = "top",
-                 num_steps: int | None = None, key: jax.Array | None = None, breakdown_tol: float | None = None,
-                 precision=HIGHEST) -> Eigenpairs:
+                 num_steps: int | None = None, key: jax.Array | None = None,
+                 breakdown_tol: float | None = None, precision=HIGHEST) -> Eigenpairs:
     """The ``k`` largest (or smallest) eigenpairs of a symmetric pytree operator, by Lanczos.
 
     Extreme eigenvalues converge first; ``num_steps`` (default ``min(P, max(2k + 20, 40))``) trades accuracy

@@ -259,7 +259,8 @@ def dense_matrix(matvec: Matvec, params_like: Pytree) -> jax.Array:
 
 
 def dense_hessian(loss_fn: Callable[[Pytree], jax.Array], params: Pytree) -> jax.Array:
-    """The full Hessian as a ``(P, P)`` matrix (``jax.hessian`` of the flattened loss): the small-model oracle.
+    """The full Hessian as a ``(P, P)`` matrix (``jax.hessian`` of the flattened loss): the small-model
+    oracle.
 
     Args:
         loss_fn: ``params -> scalar``.

@@ -1,15 +1,17 @@
 """Reproduce the low-dimensional spectra of deep unconstrained feature models and of a small MLP on digits.
 
-``jaxspec figures ufm [--out DIR] [--full]`` (or ``python scripts/reproduce_ufm.py``) trains a deep **linear** and
-a deep **ReLU** UFM by full-batch gradient descent from a random initialisation, tracking per layer the top
-eigenvalues of the data Hessian (Lanczos on Hessian-vector products), the alignment ``f_cc'`` of the class-mean
-directions, the gradient-outlier overlap and NC1, then trains a small ReLU MLP on scikit-learn's digits (bundled,
-no download) for several numbers of classes. It writes
+``jaxspec figures ufm [--out DIR] [--full]`` (or ``python scripts/reproduce_ufm.py``) trains a deep **linear**
+and a deep **ReLU** UFM by full-batch gradient descent from a random initialisation, tracking per layer the
+top eigenvalues of the data Hessian (Lanczos on Hessian-vector products), the alignment ``f_cc'`` of the
+class-mean directions, the gradient-outlier overlap and NC1, then trains a small ReLU MLP on scikit-learn's
+digits (bundled, no download) for several numbers of classes. It writes
 
-* ``ufm_spectrum.png``: every eigenvalue of each layer's Hessian (weight decay included) after training, beside
-  the predicted bulk ``lam_W`` and ``K^2`` outliers at ``lam_W / (1 - gamma)``, and the SLQ density of the full
-  Hessian (all parameters, features included);
-* ``ufm_outliers_training.png``: the top eigenvalues of one layer during training: the ``K^2`` outliers separate
+* ``ufm_spectrum.png``: every eigenvalue of each layer's Hessian (weight decay included) after training,
+  beside
+  the predicted bulk ``lam_W`` and ``K^2`` outliers at ``lam_W / (1 - gamma)``, and the SLQ density of the
+  full Hessian (all parameters, features included);
+* ``ufm_outliers_training.png``: the top eigenvalues of one layer during training: the ``K^2`` outliers
+  separate
   from the bulk and, for the linear UFM, equalise at the prediction; for the ReLU UFM they separate but do not
   equalise (measured, not predicted);
 * ``ufm_alignment.png``: ``f_cc'`` rising to 1 and the gradient-outlier overlaps;
@@ -84,27 +86,37 @@ def default_sizes(full: bool = False) -> UFMSizes:
                     digits_classes=(2, 3, 4, 5, 6, 7, 8, 9, 10), digits_hidden=64, digits_steps=10000)
 
 
-def count_outliers(eigenvalues: np.ndarray, max_count: int, floor: float = 1e-9) -> int:
-    """Number of eigenvalues above the largest relative gap among the top ``max_count + 1``.
+def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
+                   floor: float = 1e-9) -> tuple[int, float]:
+    """Outliers: the eigenvalues before the largest ratio ``lambda_i / lambda_{i+1}`` with ``i >= min_count``.
 
-    The outliers are the eigenvalues before the largest ratio ``lambda_i / lambda_{i+1}`` (values below
-    ``floor * lambda_1`` are clipped to it, so an exact null space does not make an infinite gap).
+    ``min_count`` skips gaps inside what is known to be in the outlier cluster: the class part of the
+    Gauss-Newton matrix alone has rank ``C``, and with ``min_count = C + 1`` a strongly separated sub-cluster
+    of ``C`` (for example the head's ``C`` copies of the global-feature-mean direction) is not mistaken for
+    the whole cluster. Values below ``floor * lambda_1`` are clipped, so an exact null space does not make an
+    infinite gap.
 
     Args:
         eigenvalues: descending eigenvalues.
         max_count: the largest count considered.
+        min_count: the smallest count considered.
         floor: relative floor.
 
     Returns:
-        The count, between 1 and ``max_count``.
+        ``(count, gap)``: the count and the ratio ``lambda_count / lambda_{count+1}`` (how clear the edge is).
 
     Example:
         >>> count_outliers(np.array([5.0, 4.0, 3.0, 0.01, 0.009, 0.008]), 5)
-        3
+        (3, 300.0)
+        >>> count_outliers(np.array([50.0, 4.0, 3.0, 0.01, 0.009, 0.008]), 5, min_count=2)
+        (3, 300.0)
     """
-    values = np.asarray(eigenvalues, float)[: max_count + 1]
+    values = np.asarray(eigenvalues, float)
+    values = values[np.isfinite(values)][: max_count + 1]
     values = np.maximum(values, floor * values[0])
-    return int(np.argmax(np.log(values[:-1] / values[1:])) + 1)
+    ratios = values[:-1] / values[1:]
+    index = min_count - 1 + int(np.argmax(ratios[min_count - 1:]))
+    return index + 1, float(ratios[index])
 
 
 def _pyplot():
@@ -116,7 +128,7 @@ def _pyplot():
     return plt
 
 
-# --- deep UFM ------------------------------------------------------------------------------------------------
+# --- deep UFM -----------------------------------------------------------------------------------------------
 
 
 def _train_ufms(sizes: UFMSizes, seed: int, progress: bool) -> dict:
@@ -182,7 +194,8 @@ def _plot_spectrum(runs: dict, theory, sizes: UFMSizes, path: Path) -> None:
         grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 2000)
         density = np.asarray(hessian.spectral_density(quad, grid, 0.01 * (hi - lo)))
         ax.semilogy(grid, np.maximum(density, 1e-8), color=color, label=f"{activation} UFM (SLQ)")
-    ax.axvline(sizes.lam / theory.one_minus_gamma, color="k", ls="--", lw=1, label="layer-wise outlier (theory)")
+    ax.axvline(sizes.lam / theory.one_minus_gamma, color="k", ls="--", lw=1,
+               label="layer-wise outlier (theory)")
     ax.set_ylim(1e-6, None)
     ax.set_xlabel("eigenvalue of the full Hessian (all parameters)")
     ax.set_ylabel("spectral density")
@@ -233,15 +246,13 @@ def _plot_alignment(runs: dict, sizes: UFMSizes, path: Path) -> None:
         axes[1].plot(steps, np.asarray(res.tracked.overlap_data).mean(axis=1), ls, color="tab:blue",
                      label=f"{activation}: data gradient")
         axes[1].plot(steps, np.asarray(res.tracked.overlap_total).mean(axis=1), ls, color="tab:orange",
-                     label=f"{activation}: full gradient (with decay)")
+                     label=f"{activation}: full gradient (-> 0 at the optimum)")
     axes[0].axhline(1.0, color="k", ls=":", lw=1, label="theory (collapse): 1")
-    axes[0].set_xscale("symlog", linthresh=max(1, sizes.steps // sizes.records))
     axes[0].set_xlabel("GD step")
     axes[0].set_ylabel(r"mean over $c, c'$ of $f_{cc'}$")
     axes[0].set_title(r"$f_{cc'} = |v^T H v|^2 / (\|v\|^2 \|Hv\|^2)$, $v$ = class-mean gradients")
     axes[0].legend(fontsize=6, ncol=2)
     axes[1].axhline(1.0, color="k", ls=":", lw=1, label="theory (data gradient at collapse): 1")
-    axes[1].set_xscale("symlog", linthresh=max(1, sizes.steps // sizes.records))
     axes[1].set_xlabel("GD step")
     axes[1].set_ylabel(r"$\|P_{top} g\|^2 / \|g\|^2$ (mean over layers)")
     axes[1].set_title(f"gradient in the top-{sizes.num_classes ** 2} Hessian subspace")
@@ -260,7 +271,7 @@ def _plot_nc1(runs: dict, sizes: UFMSizes, path: Path) -> None:
         res = runs[activation]["result"]
         nc1 = np.asarray(res.tracked.collapse.nc1)
         for layer in range(sizes.depth):
-            ax.semilogy(np.asarray(res.steps), np.maximum(nc1[:, layer], 1e-16), ls, color=colors[layer],
+            ax.semilogy(np.asarray(res.steps), np.maximum(nc1[:, layer], 1e-15), ls, color=colors[layer],
                         label=f"{activation}, " + ("H (input)" if layer == 0 else f"h after layer {layer}"))
     ax.set_xlabel("GD step")
     ax.set_ylabel(r"NC1 = Tr$(\Sigma_W \Sigma_B^+)/K$")
@@ -299,7 +310,7 @@ def _ufm_dataset(runs: dict, theory, sizes: UFMSizes):
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-# --- digits MLP ----------------------------------------------------------------------------------------------
+# --- digits MLP ---------------------------------------------------------------------------------------------
 
 
 def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
@@ -315,9 +326,11 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
     images = images / 16.0
     images = (images - images.mean(axis=0)).astype(np.float32)
     hidden = sizes.digits_hidden
-    out = {"classes": [], "head_eigs": [], "hidden_eigs": [], "head_count": [], "hidden_count": [],
-           "accuracy": [], "loss": []}
+    out = {key: [] for key in ("classes", "accuracy", "loss")}
+    for name in ("head", "hidden", "full"):
+        out.update({f"{name}_{what}": [] for what in ("eigs", "count", "gap", "count_any", "gap_any")})
     max_c = max(sizes.digits_classes)
+    k = 2 * max_c**2 + 10
     for num_classes in sizes.digits_classes:
         mask = targets < num_classes
         x = jnp.asarray(images[mask])
@@ -338,35 +351,41 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
             return 0.5 * jnp.mean(jnp.sum((predict(p) - y) ** 2, axis=1))
 
         def loss(p, data_loss=data_loss):
-            return data_loss(p) + 0.5 * sizes.digits_weight_decay * sum(jnp.sum(layer["w"] ** 2) for layer in p)
+            decay = sum(jnp.sum(layer["w"] ** 2) for layer in p)
+            return data_loss(p) + 0.5 * sizes.digits_weight_decay * decay
 
         res = train(loss, params, optax.adam(1e-3), num_steps=sizes.digits_steps,
                     log_every=max(1, sizes.digits_steps // 10), progress=progress)
         p = res.params
         accuracy = float(jnp.mean(jnp.argmax(predict(p), axis=1) == targets[mask]))
-        k = min(2 * max_c**2 + 10, hidden * hidden)
-        eigs = {}
-        for name, index in (("head", 2), ("hidden", 1)):
-            block, block_fn = hessian.block_loss(data_loss, p, hessian.path_mask(p, index, "w"))
-            size = sum(b.size for b in block)
+        blocks = {"head": hessian.block_loss(data_loss, p, hessian.path_mask(p, 2, "w")),
+                  "hidden": hessian.block_loss(data_loss, p, hessian.path_mask(p, 1, "w")),
+                  "full": (p, data_loss)}
+        for name, (block, block_fn) in blocks.items():
+            size = hessian.num_parameters(block)
             kk = min(k, size)
             top = jax.jit(lambda b, f=block_fn, kk=kk, size=size: hessian.lanczos_eigh(
                 hessian.hessian_matvec(f, b), b, kk, num_steps=min(size, 2 * kk + 20)).eigenvalues)(block)
-            eigs[name] = np.full(k, np.nan)
-            eigs[name][:kk] = np.asarray(top)
-        limit = 2 * num_classes**2 + 10
+            eigs = np.full(k, np.nan)
+            eigs[:kk] = np.asarray(top)
+            limit = min(2 * num_classes**2 + 10, kk - 1)
+            # Beyond the first C (the class sub-cluster, often split off by the global feature mean), and
+            # anywhere (which may stop right after that sub-cluster).
+            count, gap = count_outliers(eigs, limit, min_count=num_classes + 1)
+            count_any, gap_any = count_outliers(eigs, limit)
+            out[f"{name}_eigs"].append(eigs)
+            out[f"{name}_count"].append(count)
+            out[f"{name}_gap"].append(gap)
+            out[f"{name}_count_any"].append(count_any)
+            out[f"{name}_gap_any"].append(gap_any)
         out["classes"].append(num_classes)
-        out["head_eigs"].append(eigs["head"])
-        out["hidden_eigs"].append(eigs["hidden"])
-        head_valid = eigs["head"][np.isfinite(eigs["head"])]
-        out["head_count"].append(count_outliers(head_valid, min(limit, head_valid.size - 1)))
-        out["hidden_count"].append(count_outliers(eigs["hidden"], min(limit, k - 1)))
         out["accuracy"].append(accuracy)
         out["loss"].append(float(res.loss[-1]))
         if num_classes == max_c:
-            quad = jax.jit(lambda q, key: hessian.slq(hessian.hessian_matvec(data_loss, q), q,
-                                                      num_steps=sizes.slq_steps * 2, num_probes=sizes.slq_probes,
-                                                      key=key))(p, jax.random.key(seed + 2))
+            density = jax.jit(lambda q, key: hessian.slq(hessian.hessian_matvec(data_loss, q), q,
+                                                         num_steps=2 * sizes.slq_steps,
+                                                         num_probes=sizes.slq_probes, key=key))
+            quad = density(p, jax.random.key(seed + 2))
             out["slq"] = quad
             out["num_params"] = hessian.num_parameters(p)
     return out
@@ -386,8 +405,9 @@ def _plot_digits(digits: dict, path: Path) -> None:
     c_max = digits["classes"][-1]
     ax = axes[0]
     ax.semilogy(grid, np.maximum(density, 1e-10), color="tab:blue", label="SLQ density")
-    ax.plot(digits["head_eigs"][-1][: c_max**2], np.full(c_max**2, 2e-6), "|", color="tab:red", ms=12,
-            label=f"head-layer top {c_max ** 2} (Lanczos)")
+    full_top = digits["full_eigs"][-1][: digits["full_count"][-1]]
+    ax.plot(full_top, np.full(full_top.size, 2e-6), "|", color="tab:red", ms=12,
+            label=f"{full_top.size} outliers counted (Lanczos)")
     ax.set_ylim(1e-7, None)
     ax.set_xlabel("eigenvalue of the full Hessian (data term)")
     ax.set_ylabel("spectral density")
@@ -410,10 +430,19 @@ def _plot_digits(digits: dict, path: Path) -> None:
     fine = np.linspace(c.min(), c.max(), 100)
     ax.plot(fine, fine**2, "k--", lw=1, label="$C^2$ (UFM layer-wise prediction)")
     ax.plot(fine, fine, "k:", lw=1, label="$C$")
-    ax.plot(c, digits["head_count"], "o-", color="tab:red", label="head layer (measured)")
-    ax.plot(c, digits["hidden_count"], "s-", color="tab:green", label="last hidden layer (measured)")
+    ax.plot(c, digits["head_count_any"], "x", color="tab:red", ms=8,
+            label="head layer, largest gap anywhere")
+    for name, marker, color, label in (("head", "o", "tab:red", "head layer"),
+                                       ("hidden", "s", "tab:green", "last hidden layer"),
+                                       ("full", "^", "tab:blue", "full Hessian")):
+        counts, gaps = np.asarray(digits[f"{name}_count"]), np.asarray(digits[f"{name}_gap"])
+        ax.plot(c, counts, "-", color=color, lw=1)
+        clear = gaps >= 2.0
+        ax.plot(c[clear], counts[clear], marker, color=color, label=f"{label} (gap >= 2)")
+        ax.plot(c[~clear], counts[~clear], marker, color=color, mfc="none",
+                label=f"{label} (gap < 2: no clear edge)")
     ax.set_xlabel("number of classes C")
-    ax.set_ylabel("outliers counted (largest spectral gap)")
+    ax.set_ylabel(r"outliers counted (largest gap $\lambda_i/\lambda_{i+1}$, $i > C$)")
     ax.set_title("outlier count against the number of classes")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -425,10 +454,14 @@ def _digits_dataset(digits: dict):
     import xarray as xr
 
     return xr.Dataset(
-        {"head_eigenvalues": (("classes", "rank"), np.stack(digits["head_eigs"])),
-         "hidden_eigenvalues": (("classes", "rank"), np.stack(digits["hidden_eigs"])),
-         "head_outlier_count": (("classes",), np.asarray(digits["head_count"])),
-         "hidden_outlier_count": (("classes",), np.asarray(digits["hidden_count"])),
+        {**{f"{name}_eigenvalues": (("classes", "rank"), np.stack(digits[f"{name}_eigs"]))
+            for name in ("head", "hidden", "full")},
+         **{f"{name}_outlier_count": (("classes",), np.asarray(digits[f"{name}_count"]))
+            for name in ("head", "hidden", "full")},
+         **{f"{name}_gap_ratio": (("classes",), np.asarray(digits[f"{name}_gap"]))
+            for name in ("head", "hidden", "full")},
+         **{f"{name}_outlier_count_any_gap": (("classes",), np.asarray(digits[f"{name}_count_any"]))
+            for name in ("head", "hidden", "full")},
          "train_accuracy": (("classes",), np.asarray(digits["accuracy"])),
          "final_loss": (("classes",), np.asarray(digits["loss"])),
          "slq_nodes": (("probe", "node"), np.asarray(digits["slq"].nodes)),
@@ -437,7 +470,7 @@ def _digits_dataset(digits: dict):
         attrs={"num_params_full_hessian": int(digits["num_params"])})
 
 
-# --- driver --------------------------------------------------------------------------------------------------
+# --- driver -------------------------------------------------------------------------------------------------
 
 
 def _summary(runs: dict, theory, digits: dict, sizes: UFMSizes, seconds: float) -> dict:
@@ -459,31 +492,41 @@ def _summary(runs: dict, theory, digits: dict, sizes: UFMSizes, seconds: float) 
             "gram_final": np.asarray(tr.gram)[-1].tolist(),
             "seconds": run_["seconds"],
         }
-    summary["digits"] = {"classes": digits["classes"], "head_outlier_count": digits["head_count"],
-                         "hidden_outlier_count": digits["hidden_count"], "train_accuracy": digits["accuracy"],
+    summary["digits"] = {"classes": digits["classes"], "train_accuracy": digits["accuracy"],
                          "predicted_count": [c * c for c in digits["classes"]]}
+    for name in ("head", "hidden", "full"):
+        summary["digits"][f"{name}_outlier_count"] = digits[f"{name}_count"]
+        summary["digits"][f"{name}_gap_ratio"] = digits[f"{name}_gap"]
+        summary["digits"][f"{name}_outlier_count_any_gap"] = digits[f"{name}_count_any"]
     return summary
 
 
 def _markdown(summary: dict) -> str:
     th = summary["theory"]
     lines = ["# Deep UFM and digits: spectra beside predictions", "",
-             f"Linear theory: gamma = {th['gamma']:.6f}, loss = {th['loss']:.6f}, outlier = {th['outlier']:.6f} "
-             f"x {th['outlier_multiplicity']}, Gram = {th['weight_gram']:.6f} x {th['gram_multiplicity']}.", "",
-             "| model | final loss | layer | outliers (min..max) | first bulk | NC1 | mean f_cc' | overlap (data) |",
+             f"Linear theory: gamma = {th['gamma']:.6f}, loss = {th['loss']:.6f}, "
+             f"outlier = {th['outlier']:.6f} x {th['outlier_multiplicity']}, "
+             f"Gram = {th['weight_gram']:.6f} x {th['gram_multiplicity']}.", "",
+             "| model | final loss | layer | outliers (min..max) | first bulk | NC1 | mean f_cc' "
+             "| overlap (data) |",
              "|---|---|---|---|---|---|---|---|"]
     for activation, row in summary["ufm"].items():
         for layer, outs in enumerate(row["outliers_per_layer"]):
             bulk = row["first_bulk_eigenvalue"]
-            lines.append(f"| {activation} | {row['final_loss']:.6f} | {layer + 1} | {min(outs):.6f}..{max(outs):.6f} "
-                         f"| {'-' if bulk is None else format(bulk[layer], '.2e')} | {row['nc1_final'][layer]:.2e} "
+            bulk_cell = "-" if bulk is None else format(bulk[layer], ".2e")
+            lines.append(f"| {activation} | {row['final_loss']:.6f} | {layer + 1} "
+                         f"| {min(outs):.6f}..{max(outs):.6f} | {bulk_cell} | {row['nc1_final'][layer]:.2e} "
                          f"| {row['f_cc_final_mean'][layer]:.4f} | {row['overlap_data_final'][layer]:.4f} |")
     dg = summary["digits"]
-    lines += ["", "| digits classes C | C^2 | head outliers | last-hidden outliers | train accuracy |",
-              "|---|---|---|---|---|"]
-    for c, p, h, hd, acc in zip(dg["classes"], dg["predicted_count"], dg["head_outlier_count"],
-                                dg["hidden_outlier_count"], dg["train_accuracy"], strict=True):
-        lines.append(f"| {c} | {p} | {h} | {hd} | {acc:.3f} |")
+    lines += ["", "Outliers = eigenvalues before the largest gap lambda_i / lambda_(i+1), i > C (gap ratio "
+              "in brackets; in square brackets the count with the largest gap anywhere).", "",
+              "| digits classes C | C^2 | head outliers | last-hidden outliers "
+              "| full-Hessian outliers | train accuracy |", "|---|---|---|---|---|---|"]
+    for i, c in enumerate(dg["classes"]):
+        cells = " | ".join(f"{dg[f'{n}_outlier_count'][i]} ({dg[f'{n}_gap_ratio'][i]:.2f}) "
+                           f"[{dg[f'{n}_outlier_count_any_gap'][i]}]"
+                           for n in ("head", "hidden", "full"))
+        lines.append(f"| {c} | {c * c} | {cells} | {dg['train_accuracy'][i]:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -546,7 +589,7 @@ def register(figures_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="base random seed"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
-        """Deep UFM Hessian outliers, f_cc', NC1 during training; outliers of a ReLU MLP on digits vs classes."""
+        """Deep UFM Hessian outliers, f_cc', NC1 in training; outliers of a ReLU MLP on digits vs classes."""
         summary = run(out, full=full, seed=seed, progress=not quiet)
         print_summary(summary)
         print(f"wrote ufm_spectrum.png, ufm_outliers_training.png, ufm_alignment.png, ufm_nc1.png, "

@@ -4,8 +4,8 @@ The deep UFM (linear or ReLU, bias-free, MSE with weight and feature decay) is t
 Keating derive the bulk-plus-outliers Hessian spectra, deep neural collapse and the alignment of gradient
 descent with the outlier eigenspace in closed form. This package gives the analytic collapsed optimum
 (:func:`collapsed_optimum`, :func:`collapsed_params`), full-batch training with tracked diagnostics
-(:func:`train_ufm`), NC1-NC4 per layer, the Kronecker layer-wise Hessian, the Gauss-Newton class / cross-class /
-within-class split, the gradient's coefficients on the class-mean basis, ``f_cc'`` and the gradient-outlier
+(:func:`train_ufm`), NC1-NC4 per layer, the Kronecker layer-wise Hessian, the Gauss-Newton class / cross-class
+/ within-class split, the gradient's coefficients on the class-mean basis, ``f_cc'`` and the gradient-outlier
 overlap, so that every prediction sits beside its measurement.
 
 Example:
@@ -109,5 +109,6 @@ __all__ = [
     "regulariser",
     "solve_gamma",
     "targets",
+    "train_ufm",
     "with_layer",
 ]

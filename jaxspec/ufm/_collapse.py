@@ -4,7 +4,8 @@ For the features ``h_i`` entering a layer, class means ``mu_c``, global mean ``m
 
 * NC1 (variability collapse): ``Tr(Sigma_W Sigma_B^+) / K`` with ``Sigma_W`` the within-class and ``Sigma_B``
   the between-class covariance (centred means).
-* NC2 (geometry): ``equinorm`` = std / mean of the class-mean norms, ``angle`` = Frobenius distance between the
+* NC2 (geometry): ``equinorm`` = std / mean of the class-mean norms, ``angle`` = Frobenius distance between
+  the
   normalised Gram matrix of the means and the normalised target Gram: the identity for an orthogonal frame
   (bias-free MSE UFMs; uncentred means) or ``I - 11^T / K`` for a simplex ETF (centred means).
 * NC3 (self-duality): ``|| C^T / ||C||_F - M / ||M||_F ||_F`` with ``M`` the ``d x K`` matrix of means (as in

@@ -1,7 +1,7 @@
 """Layer-wise curvature of the deep UFM: Kronecker Hessian, Gauss-Newton split, gradients on class means.
 
-For layer ``l`` with input features ``h_i`` and (linear) downstream map ``A = W_L ... W_{l+1}`` (``A = I_K`` for
-the head), the output is linear in ``W_l``, so the layer-wise data Hessian is exactly Gauss-Newton:
+For layer ``l`` with input features ``h_i`` and (linear) downstream map ``A = W_L ... W_{l+1}`` (``A = I_K``
+for the head), the output is linear in ``W_l``, so the layer-wise data Hessian is exactly Gauss-Newton:
 
     H_l = (A^T A) (x) Av[h h^T],    Av[h h^T] = (1/N) sum_i h_i h_i^T,
 
@@ -15,9 +15,10 @@ Class-mean decomposition (Papyan). With ``delta_{i,c'} = d f_{c'}(x_i) / d W_l``
       + (1/K) sum_{c != c'} delta_{c,c'} delta_{c,c'}^T     (cross-class,  rank K(K-1))
       + (1/N) sum_i sum_c' (delta_{i,c'} - delta_{c,c'})(...)^T   (within-class, rank 0).
 
-At collapse the ``K^2`` vectors ``delta_{c,c'} = a_{c'} (x) hbar_c`` (``a_{c'} = A^T e_{c'}``, ``hbar_c`` the class
-mean of the layer's input) are orthogonal with equal norms: they are the outlier eigenvectors. The data
-gradient ``(1/N) sum_i A^T r_i h_i^T`` lies on the ``K`` class directions ``delta_{c,c}`` with weight ``1/K`` each.
+At collapse the ``K^2`` vectors ``delta_{c,c'} = a_{c'} (x) hbar_c`` (``a_{c'} = A^T e_{c'}``, ``hbar_c`` the
+class mean of the layer's input) are orthogonal with equal norms: they are the outlier eigenvectors. The data
+gradient ``(1/N) sum_i A^T r_i h_i^T`` lies on the ``K`` class directions ``delta_{c,c}`` with weight ``1/K``
+each.
 
 References:
     Garrod & Keating, arXiv:2404.06106; Papyan, "Measurements of three-level hierarchical structure in the
@@ -89,7 +90,8 @@ class GradientCoefficients(NamedTuple):
     """The data gradient of one layer expanded on the class-mean basis ``delta_{c,c'} / ||delta_{c,c'}||``.
 
     Attributes:
-        coefficients: ``(K, K)`` least-squares coefficients, ``[c, c']`` for sample class ``c``, output ``c'``.
+        coefficients: ``(K, K)`` least-squares coefficients, ``[c, c']`` for sample class ``c``, output
+            ``c'``.
         weights: ``(K, K)`` squared coefficients normalised to sum to 1 (predicted: ``1/K`` on the diagonal).
         residual: ``()`` fraction ``||g - sum coef b||^2 / ||g||^2`` of the gradient outside the basis.
     """
@@ -206,7 +208,8 @@ def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Arr
     return tuple(jnp.matmul(r.T, r, precision=HIGHEST) for r in rows)
 
 
-def gauss_newton_split(ufm: UFM, params: UFMParams, layer: int, rtol: float | None = None) -> GaussNewtonSplit:
+def gauss_newton_split(ufm: UFM, params: UFMParams, layer: int,
+                       rtol: float | None = None) -> GaussNewtonSplit:
     """Eigenvalues and ranks of the class / cross-class / within-class Gauss-Newton parts of one layer.
 
     Eigenvalues are squared singular values of the stacked factor vectors (never of the ``P x P`` matrices,
@@ -254,8 +257,8 @@ def gradient_coefficients(ufm: UFM, params: UFMParams, layer: int) -> GradientCo
         layer: 0-based layer index.
 
     Returns:
-        :class:`GradientCoefficients` (predicted at collapse: weight ``1/K`` on each ``c = c'`` and 0 elsewhere,
-        residual 0).
+        :class:`GradientCoefficients` (predicted at collapse: weight ``1/K`` on each ``c = c'`` and 0
+        elsewhere, residual 0).
 
     Example:
         >>> from jaxspec.ufm import make_ufm, collapsed_params
@@ -316,8 +319,8 @@ def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: int, k: int | None = No
         params: :class:`UFMParams`.
         layer: 0-based layer index.
         k: number of eigenpairs (default ``K^2``, the predicted outliers).
-        num_steps: Lanczos steps (default ``min(P, 2k + 20)``: each copy of a repeated eigenvalue needs its own
-            restart block).
+        num_steps: Lanczos steps (default ``min(P, 2k + 20)``: each copy of a repeated eigenvalue needs its
+            own restart block).
         regularised: include the weight decay (shifts every eigenvalue by ``lam_W``).
         key: PRNG key of the Lanczos start and restart vectors.
 

@@ -2,7 +2,7 @@
 
 Data: ``K`` classes of ``n`` samples each, ``N = K n``, sample ``i = c n + j`` has class ``c``; targets
 ``Y = I_K (x) 1_n^T`` (``K x N``). The features ``H`` (``d x N``) are free parameters. Layers
-``W_1, ..., W_{L-1}`` are ``d x d`` (stored stacked as ``hidden``, scanned over) and the head ``W_L`` is ``K x d``:
+``W_1, ..., W_{L-1}`` are ``d x d`` (stacked as ``hidden``, scanned over) and the head ``W_L`` is ``K x d``:
 
     h^(0) = H,   h^(l) = act(W_l h^(l-1))  (l = 1..L-1),   f = W_L h^(L-1),
     loss = 1/(2N) ||f - Y||_F^2 + (lam_W/2) sum_l ||W_l||_F^2 + (lam_H/2) ||H||_F^2,
@@ -141,8 +141,8 @@ def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: 
         raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise InputError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    return UFM(float(lam_w), float(lam_h), int(num_classes), int(per_class), int(depth), int(width), activation,
-               dtype)
+    return UFM(float(lam_w), float(lam_h), int(num_classes), int(per_class), int(depth), int(width),
+               activation, dtype)
 
 
 def labels(ufm: UFM) -> jax.Array:
@@ -222,7 +222,8 @@ def loss(ufm: UFM, params: UFMParams) -> jax.Array:
 
 
 def init_params(ufm: UFM, key: jax.Array, scale: float = 1.0) -> UFMParams:
-    """Random Gaussian parameters: layers with variance ``scale^2 / fan_in``, features with variance ``scale^2``.
+    """Random Gaussian parameters: layers with variance ``scale^2 / fan_in``, features with variance
+    ``scale^2``.
 
     Args:
         ufm: the model.
@@ -260,13 +261,13 @@ def _is_head(ufm: UFM, layer) -> bool:
 
 
 def layer_weight(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
-    """The weight matrix of layer ``layer`` (0-based; ``L-1`` is the head; a traced integer means a hidden layer)."""
+    """The weight of layer ``layer`` (0-based; ``L-1`` is the head; a traced integer means a hidden layer)."""
     _check_layer(ufm, layer)
     return params.head if _is_head(ufm, layer) else params.hidden[layer]
 
 
 def with_layer(ufm: UFM, params: UFMParams, layer: int, weight: jax.Array) -> UFMParams:
-    """``params`` with layer ``layer`` replaced by ``weight`` (a traced integer ``layer`` means a hidden layer)."""
+    """``params`` with layer ``layer`` replaced by ``weight`` (a traced integer means a hidden layer)."""
     _check_layer(ufm, layer)
     if _is_head(ufm, layer):
         return params._replace(head=weight)

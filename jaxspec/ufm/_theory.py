@@ -5,13 +5,14 @@ At the collapsed optimum the class means form an orthogonal frame, ``f = gamma Y
 
     gamma^(L-1) (1 - gamma)^(L+1) = (lam_W K)^L (lam_H K n)        (the root nearest 1),
 
-and ``W_l = sigma U U^T`` (``l < L``), ``W_L = sigma U^T``, ``H = s U (x) 1_n^T`` for any ``d x K`` orthonormal
-``U``, with ``sigma^2 = gamma (1 - gamma) / (lam_W K)`` and ``s^2 = gamma (1 - gamma) / (lam_H K n)``. Then
+and ``W_l = sigma U U^T`` (``l < L``), ``W_L = sigma U^T``, ``H = s U (x) 1_n^T`` for any ``d x K``
+orthonormal ``U``, with ``sigma^2 = gamma (1 - gamma) / (lam_W K)`` and
+``s^2 = gamma (1 - gamma) / (lam_H K n)``. Then
 ``loss = (1 - gamma)^2 / 2 + L lam_W K sigma^2 / 2 + lam_H K n s^2 / 2``; each layer's data Hessian is
 ``(A^T A) (x) Av[h h^T]`` of rank ``K^2`` with all non-zero eigenvalues ``lam_W gamma / (1 - gamma)``; every
-Gram matrix ``W_l^T W_l`` has ``K`` eigenvalues ``sigma^2`` and ``H H^T`` has ``K`` eigenvalues ``n s^2``; the
-Gauss-Newton class / cross-class / within-class parts have ranks ``K``, ``K(K-1)``, ``0``; the data gradient
-lies on the ``K`` class directions with weight ``1/K`` each.
+Gram matrix ``W_l^T W_l`` has ``K`` eigenvalues ``sigma^2`` and ``H H^T`` has ``K`` eigenvalues ``n s^2``;
+the Gauss-Newton class / cross-class / within-class parts have ranks ``K``, ``K(K-1)``, ``0``; the data
+gradient lies on the ``K`` class directions with weight ``1/K`` each.
 
 The left side is largest at ``gamma* = (L-1)/(2L)``; when the right side exceeds that maximum there is no
 collapsed critical point and the only minimiser is zero (loss 1/2). Computed on the host in float64: this is
@@ -42,7 +43,8 @@ class CollapsedOptimum(NamedTuple):
 
     Attributes:
         gamma: end-to-end gain (``f = gamma Y``).
-        one_minus_gamma: ``1 - gamma`` to full relative precision (it sets the outlier ``lam_W gamma/(1-gamma)``).
+        one_minus_gamma: ``1 - gamma`` to full relative precision (it sets the outlier
+            ``lam_W gamma/(1-gamma)``).
         sigma2: squared scale of every weight matrix (also the non-zero eigenvalue of each ``W_l^T W_l``).
         s2: squared norm of each feature column.
         loss: total regularised loss at the optimum.
@@ -107,8 +109,8 @@ def _one_minus_gamma(num_classes: int, per_class: int, depth: int, lam_w: float,
     log_rhs = L * math.log(lam_w * K) + math.log(lam_h * K * n)
     if L == 1:  # (1 - gamma)^2 = rhs, a collapsed solution needs gamma > 0
         if log_rhs >= 0:
-            raise InputError(f"no collapsed optimum: lam_W K * lam_H K n = {math.exp(log_rhs):.4g} >= 1; the only "
-                             f"minimiser is zero (weaken lam_W or lam_H)")
+            raise InputError(f"no collapsed optimum: lam_W K * lam_H K n = {math.exp(log_rhs):.4g} >= 1; "
+                             f"the only minimiser is zero (weaken lam_W or lam_H)")
         return math.exp(0.5 * log_rhs)
     # In u = log(1 - gamma) the left side is (L-1) log(1 - e^u) + (L+1) u: no underflow for tiny lam.
     u_peak = math.log1p(-(L - 1) / (2.0 * L))
@@ -118,9 +120,9 @@ def _one_minus_gamma(num_classes: int, per_class: int, depth: int, lam_w: float,
 
     peak = log_lhs(u_peak)
     if log_rhs > peak:
-        raise InputError(f"no collapsed optimum: (lam_W K)^L (lam_H K n) = {math.exp(log_rhs):.4g} exceeds the "
-                         f"maximum {math.exp(peak):.4g} of gamma^(L-1)(1-gamma)^(L+1); the only minimiser is zero "
-                         f"(weaken lam_W or lam_H)")
+        raise InputError(f"no collapsed optimum: (lam_W K)^L (lam_H K n) = {math.exp(log_rhs):.4g} exceeds "
+                         f"the maximum {math.exp(peak):.4g} of gamma^(L-1)(1-gamma)^(L+1); the only "
+                         f"minimiser is zero (weaken lam_W or lam_H)")
     if log_rhs == peak:
         return math.exp(u_peak)
     # log_lhs increases from -inf (u -> -inf) to its peak at u_peak; the root nearest gamma = 1 is below it.
@@ -160,7 +162,8 @@ def collapsed_optimum(ufm: UFM) -> CollapsedOptimum:
     s2 = g1 / (lam_h * K * n)
     data = 0.5 * one_minus**2
     total = data + 0.5 * L * lam_w * K * sigma2 + 0.5 * lam_h * K * n * s2
-    return CollapsedOptimum(gamma=gamma, one_minus_gamma=one_minus, sigma2=sigma2, s2=s2, loss=total, data_loss=data,
+    return CollapsedOptimum(gamma=gamma, one_minus_gamma=one_minus, sigma2=sigma2, s2=s2, loss=total,
+                            data_loss=data,
                             outlier=lam_w * gamma / one_minus, outlier_multiplicity=K * K,
                             weight_gram=sigma2, feature_gram=n * s2, gram_multiplicity=K,
                             gauss_newton_ranks=(K, K * (K - 1), 0), gradient_weight=1.0 / K,

@@ -2,8 +2,8 @@
 
 The loop is :func:`jaxspec.training.train` (a jitted optax ``lax.scan``); :func:`diagnostics` is its
 ``track_fn``: per layer, the top eigenvalues of the data Hessian (Lanczos on Hessian-vector products), the
-alignment ``f_cc'`` of the class-mean directions, the gradient's weights on them, the gradient-outlier overlaps,
-NC1-NC4 and the Gram eigenvalues.
+alignment ``f_cc'`` of the class-mean directions, the gradient's weights on them, the gradient-outlier
+overlaps, NC1-NC4 and the Gram eigenvalues.
 
 References:
     Garrod & Keating, arXiv:2404.06106; Gur-Ari, Roberts, Dyer, arXiv:1812.04754.
@@ -15,7 +15,6 @@ import functools
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from jaxspec import hessian
@@ -55,7 +54,9 @@ class Diagnostics(NamedTuple):
 
 def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
     smallest_layer = ufm.num_classes * ufm.width  # the head; hidden layers have d^2 >= K d entries
-    k = min(ufm.num_classes**2 + ufm.num_classes, smallest_layer) if num_eigenvalues is None else num_eigenvalues
+    k = num_eigenvalues
+    if k is None:
+        k = min(ufm.num_classes**2 + ufm.num_classes, smallest_layer)
     if not (isinstance(k, int) and ufm.num_classes**2 <= k <= smallest_layer):
         raise InputError(f"num_eigenvalues must be an integer between K^2 = {ufm.num_classes ** 2} and the "
                          f"smallest layer size {smallest_layer}, got {num_eigenvalues!r}")
