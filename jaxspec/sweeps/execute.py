@@ -28,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import socket
 import time
@@ -234,8 +235,6 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
     Example:
         >>> ds = run_sweep(spec, "out", devices=4)               # doctest: +SKIP
     """
-    import dataclasses
-
     if not isinstance(spec, SweepSpec):
         raise InputError(f"run_sweep needs a SweepSpec, got {type(spec).__name__}")
     if chunk_size is not None:
