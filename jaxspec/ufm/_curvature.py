@@ -369,10 +369,12 @@ def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, 
         then zeros (plus ``lam_W`` when regularised).
 
     Example:
-        >>> from jaxspec.ufm import make_ufm, collapsed_params
+        >>> from jaxspec.ufm import collapsed_optimum, collapsed_params, make_ufm
         >>> ufm = make_ufm(2, 10, 3, 1e-2, width=3)
-        >>> layer_top_eigenvalues(ufm, collapsed_params(ufm), 5).round(5)[0]
-        Array([0.05262, 0.05262, 0.05262, 0.05262, 0.     ], dtype=float32)
+        >>> round(collapsed_optimum(ufm).outlier, 5)
+        0.26603
+        >>> [round(float(x), 5) for x in layer_top_eigenvalues(ufm, collapsed_params(ufm), 5)[0]]
+        [0.26603, 0.26603, 0.26603, 0.26603, 0.0]
 
     References:
         Garrod & Keating, arXiv:2404.06106.
