@@ -467,10 +467,9 @@ def shared_weights_spectrum(
         masks: ``(B, L, N)`` 0/1 gates of each input (e.g. ReLU derivatives at each input).
         k: number of growth rates.
         seed: seed of the shared initial Haar frame.
-        reortho_every: positive int, or ``"auto"``: the largest ``m`` that keeps each block's log condition
-        number
-            within :func:`jaxspec.engine.reortho_limits`'s budget, from a ``pilot_layers`` pilot with ``m =
-            1``; a tripped guard re-runs with a smaller ``m``, an explicit ``m`` warns.
+        reortho_every: positive int, or ``"auto"``: the largest ``m`` that keeps each block's log
+            condition number within :func:`jaxspec.engine.reortho_limits`'s budget, from a ``pilot_layers``
+            pilot with ``m = 1``; a tripped guard re-runs with a smaller ``m``, an explicit ``m`` warns.
         qr: ``"auto"`` (CholeskyQR2 when every layer has at least ``k`` active units, else Householder) or a
             backend of :mod:`jaxspec.qr`.
         dtype, precision, condition: as in :func:`jaxspec.lyapunov_spectrum`.

@@ -156,8 +156,8 @@ def cholesky_qr2(
     Args:
         frame: ``(..., n, k)`` with ``k <= n``.
         precision: matmul precision (``HIGHEST`` by default).
-        batch_axis_name: name of an enclosing ``vmap`` axis that shares the fallback decision (see module
-        doc).
+        batch_axis_name: name of an enclosing ``vmap`` axis that shares the fallback decision (see the
+            module docstring).
 
     Returns:
         ``(Q (..., n, k), R (..., k, k))`` with a positive diagonal unless the fallback ran.

@@ -155,9 +155,9 @@ def test_float32_agrees_with_float64_in_distribution():
 
 
 def test_jit_equals_no_jit():
-    ens = jaxspec.masked(width=5, depth=40, p=0.7)
-    a = jaxspec.lyapunov_spectrum(ens, seeds=3, dtype="float64", jit=True)
-    b = jaxspec.lyapunov_spectrum(ens, seeds=3, dtype="float64", jit=False)
+    ens = jaxspec.masked(width=5, depth=9, p=0.7)  # eager mode runs the scan op by op: keep it short
+    a = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", jit=True)
+    b = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", jit=False)
     np.testing.assert_allclose(np.asarray(a.exponents), np.asarray(b.exponents), atol=1e-12)
     np.testing.assert_array_equal(np.asarray(a.active_counts), np.asarray(b.active_counts))
 
