@@ -1,0 +1,132 @@
+"""The peers jaxspec is measured against, each given the same workload.
+
+* ``numpy_*``: a plain numpy implementation of the same algorithm, one QR per layer (stacked matmuls and
+  numpy's batched ``linalg.qr``, so it is the best plain-numpy form, not a strawman). Random numbers come from
+  numpy's own generator (PCG64 + ziggurat); float32 and float64 runs draw float32 numbers, so they share a
+  realisation and the float64 run is a rounding reference.
+* ``lyapax_*``: lyapax's ``lyapunov_spectrum`` (Benettin/QR over a one-step map, tangents by ``jax.jvp``),
+  given the same map: the state carries the layer index as an extra coordinate behind ``stop_gradient`` (its
+  tangent block is zero, so it adds an exponent of ``-inf`` that never enters the top ``k``), and the
+  initial tangent frame is jaxspec's, passed through lyapax's ``resume`` checkpoint. So lyapax sees exactly the
+  matrices and the frame that jaxspec's direct path sees, and vmaps over seeds/inputs under one ``jit``.
+
+References:
+    lyapax (PyPI ``lyapax``), ``lyapax.core.lyapunov_spectrum``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxspec.engine import frame_key, initial_frame, realisation_key
+from jaxspec.ensembles import layer_key
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+# ------------------------------------------------------------------------------------------------------------
+# numpy
+
+
+def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
+                   dtype=np.float32, seed: int = 0) -> np.ndarray:
+    """Masked (``p < 1``) or Gaussian products, all seeds at once: ``(seeds, k)`` exponents (``K >= i``)."""
+    rng = np.random.default_rng(seed)
+    q = np.linalg.qr(rng.standard_normal((seeds, n, k), dtype=np.float32).astype(dtype))[0]
+    scale = dtype(np.sqrt(sigma2 / n))
+    idx = np.arange(1, k + 1)
+    sums = np.zeros((seeds, k))
+    counts = np.zeros((seeds, k))
+    for _ in range(depth):
+        w = rng.standard_normal((seeds, n, n), dtype=np.float32).astype(dtype, copy=False) * scale
+        y = np.matmul(w, q)
+        if p < 1:
+            gates = rng.random((seeds, n), dtype=np.float32) < p
+            active = gates.sum(1)
+            y *= gates[:, :, None]
+        else:
+            active = np.full(seeds, n)
+        q, r = np.linalg.qr(y)
+        log_r = np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
+        valid = active[:, None] >= idx
+        sums += np.where(valid, log_r, 0.0)
+        counts += valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / np.where(counts > 0, counts, np.nan)
+
+
+def numpy_fixed(weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """One network, many inputs: one ``(N, N) x (N, B k)`` GEMM and a batched QR per layer; ``(B, k)``."""
+    weights = weights.astype(dtype)
+    masks = masks.astype(dtype)
+    b, depth, n = masks.shape
+    k = frame.shape[-1]
+    stacked = np.broadcast_to(frame.astype(dtype)[:, None, :], (n, b, k)).copy()  # (N, B, k)
+    sums = np.zeros((b, k))
+    for l in range(depth):
+        y = (weights[l] @ stacked.reshape(n, b * k)).reshape(n, b, k) * masks[:, l].T[:, :, None]
+        q, r = np.linalg.qr(np.ascontiguousarray(y.transpose(1, 0, 2)))
+        sums += np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
+        stacked = np.ascontiguousarray(q.transpose(1, 0, 2))
+    return sums / depth
+
+
+# ------------------------------------------------------------------------------------------------------------
+# lyapax
+
+
+def _lyapax_run(step, state0, frame, depth, k):
+    import lyapax  # noqa: PLC0415 (optional bench extra)
+    from lyapax.core import LyapunovCheckpoint  # noqa: PLC0415
+
+    y0 = jnp.concatenate([frame, jnp.zeros((1, k), frame.dtype)])
+    checkpoint = LyapunovCheckpoint(state=state0, Y=y0, cum_log_growth=jnp.zeros((k,), frame.dtype),
+                                    elapsed_time=jnp.zeros((), frame.dtype), dt=1.0)
+    return lyapax.lyapunov_spectrum(step, state0, 1.0, depth, k=k, resume=checkpoint).exponents
+
+
+def lyapax_ensemble(ensemble, keys: jax.Array, k: int, dtype=jnp.float32):
+    """lyapax on the same layers (``ensemble.layer`` with the engine's keys) and the same initial frames.
+
+    Returns a jitted zero-argument callable giving ``(seeds, k)`` exponents, sorted descending per seed (lyapax
+    keeps every index, rank-collapsed ones included, with no conditioning).
+    """
+    n = ensemble.max_width
+    depth = ensemble.depth
+
+    def one(seed_key):
+        _, key_layers = jax.random.split(realisation_key(seed_key))
+        frame = initial_frame(frame_key(seed_key), ensemble.input_width, n, k, dtype)
+
+        def step(state):
+            t = jax.lax.stop_gradient(state[-1])
+            index = t.astype(jnp.int32)
+            _, weight, mask = ensemble.layer(None, layer_key(key_layers, index), index, dtype)
+            x = mask * jnp.matmul(weight, state[:-1], precision=HIGHEST)
+            return jnp.concatenate([x, (t + 1)[None]])
+
+        return _lyapax_run(step, jnp.zeros((n + 1,), dtype), frame, depth, k)
+
+    run = jax.jit(jax.vmap(one))
+    return lambda: run(keys)
+
+
+def lyapax_fixed(weights: jax.Array, inputs: jax.Array, frame: jax.Array, dtype=jnp.float32):
+    """lyapax on a zero-bias ReLU MLP ``h -> relu(W_l h)`` at many inputs (vmapped), same initial frame."""
+    weights = jnp.asarray(weights, dtype)
+    frame = jnp.asarray(frame, dtype)
+    depth = weights.shape[0]
+    k = frame.shape[-1]
+
+    def one(x):
+        def step(state):
+            t = jax.lax.stop_gradient(state[-1])
+            h = jnp.maximum(jnp.matmul(weights[t.astype(jnp.int32)], state[:-1], precision=HIGHEST), 0.0)
+            return jnp.concatenate([h, (t + 1)[None]])
+
+        return _lyapax_run(step, jnp.concatenate([x.astype(dtype), jnp.zeros((1,), dtype)]), frame, depth, k)
+
+    run = jax.jit(jax.vmap(one))
+    return lambda: run(jnp.asarray(inputs, dtype))

@@ -1,0 +1,218 @@
+"""The benchmark workloads W1-W3 (issue 10): sizes, jaxspec variants, peers and float64 references."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import Timing, max_abs_diff, time_it
+from peers import lyapax_ensemble, lyapax_fixed, numpy_ensemble, numpy_fixed
+
+import jaxspec
+from jaxspec import theory
+from jaxspec.engine import (
+    ensemble_frame_sums,
+    exponents_from_sums,
+    frame_key,
+    initial_frame,
+    make_config,
+    realisation_key,
+    seed_keys,
+)
+from jaxspec.ensembles import FixedStack
+from jaxspec.fast import shared_weights_spectrum
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+SIZES = {
+    # name: (full, quick)
+    "W1": (dict(width=512, depth=64, inputs=32, k=32), dict(width=256, depth=32, inputs=16, k=16)),
+    "W2": (dict(width=128, depth=1000, seeds=32, k=128), dict(width=64, depth=250, seeds=8, k=64)),
+    "W3": (dict(width=1024, depth=100, seeds=4, k=16), dict(width=512, depth=50, seeds=2, k=16)),
+}
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    workload: str
+    impl: str
+    timing: Timing | None
+    flops: float
+    accuracy: float | None = None  # max |float32 - float64 reference| (same realisation)
+    law_z: float | None = None  # fast paths: max |z| against the direct path's float64 mean (another realisation)
+    note: str = ""
+    role: str = "jaxspec"  # jaxspec | numpy | lyapax | roofline
+    seconds: float | None = None  # for rows without a timing (roofline)
+
+    @property
+    def time(self) -> float:
+        return self.timing.median if self.timing is not None else self.seconds
+
+
+def _flops(width: int, depth: int, batch: int, k: int) -> float:
+    """``2 n^2 k`` per layer, input and seed (the frame product alone)."""
+    return 2.0 * width**2 * k * depth * batch
+
+
+# ------------------------------------------------------------------------------------------------------------
+# W1: one fixed ReLU MLP, many inputs.
+
+
+def w1_network(width: int, depth: int, inputs: int, seed: int = 0):
+    """He-initialised zero-bias ReLU MLP, its inputs and gates (float32 forward, as lyapax recomputes it)."""
+    key_w, key_x = jax.random.split(jax.random.key(seed))
+    weights = jax.random.normal(key_w, (depth, width, width), jnp.float32) * jnp.float32(np.sqrt(2.0 / width))
+    x = jax.random.normal(key_x, (inputs, width), jnp.float32)
+
+    @jax.jit
+    def gates(x):
+        def body(h, w):
+            pre = jnp.matmul(h, w.T, precision=HIGHEST)
+            return jnp.maximum(pre, 0.0), (pre > 0).astype(jnp.float32)
+
+        _, masks = jax.lax.scan(body, x, weights)
+        return jnp.swapaxes(masks, 0, 1)  # (inputs, depth, width)
+
+    return weights, x, gates(x)
+
+
+def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
+    width, depth, inputs, k = spec["width"], spec["depth"], spec["inputs"], spec["k"]
+    weights, x, masks = w1_network(width, depth, inputs)
+    flops = _flops(width, depth, inputs, k)
+    frame = initial_frame(frame_key(seed_keys(0, 1)[0]), width, width, k, jnp.float32)
+    ref = np.asarray(shared_weights_spectrum(weights, masks, k=k, dtype="float64", reortho_every=1,
+                                             qr="householder").exponents)
+    rows = []
+
+    def add(impl, fn, note="", role="jaxspec", sort=False):
+        log(f"  W1 {impl} ...")
+        timing = time_it(fn, repeats)
+        got = np.asarray(timing.result)
+        acc = max_abs_diff(np.sort(got, -1), np.sort(ref, -1)) if sort else max_abs_diff(got, ref)
+        rows.append(Row("W1", impl, timing, flops, acc, note=note, role=role))
+
+    # Straightforward engine: vmap the per-realisation engine over per-input FixedStacks (batched weights).
+    cfg = make_config(k, max_k=width)
+    keys = jnp.broadcast_to(seed_keys(0, 1)[0], (inputs,))
+
+    @jax.jit
+    def per_input(masks):
+        stacks = FixedStack(weights=jnp.broadcast_to(weights, (inputs,) + weights.shape), masks=masks,
+                            widths=(width,) * (depth + 1))
+        sums = jax.vmap(lambda s, key: ensemble_frame_sums(s, key, cfg))(stacks, keys)
+        return exponents_from_sums(sums)
+
+    add("engine, per-input vmap (weights batched), Householder, m=1", lambda: per_input(masks),
+        "the straightforward form")
+    for qr, m, note in [("householder", 1, "stacked frames: one GEMM per layer"),
+                        ("cholesky2", 1, "stacked + CholeskyQR2"),
+                        ("auto", "auto", "default of shared_weights_spectrum")]:
+        add(f"stacked, qr={qr}, reortho={m}",
+            lambda qr=qr, m=m: shared_weights_spectrum(weights, masks, k=k, qr=qr, reortho_every=m).exponents,
+            note)
+    auto = shared_weights_spectrum(weights, masks, k=k)
+    rows[-1].note += f" (resolved: qr={auto.config.qr}, m={auto.config.reortho_every})"
+    if peers:
+        add("numpy (stacked GEMM + batched QR)", lambda: numpy_fixed(np.asarray(weights), np.asarray(masks),
+                                                                   np.asarray(frame)), role="numpy")
+        add("lyapax.lyapunov_spectrum (jvp map, vmap inputs)", lyapax_fixed(weights, x, frame), role="lyapax",
+            sort=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------------
+# W2 / W3: random ensembles.
+
+
+def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, peers: bool, log=print,
+                   rng_share: bool = False) -> list[Row]:
+    width, depth = ens.max_width, ens.depth
+    flops = _flops(width, depth, seeds, k)
+    ref = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64")
+    ref_exps = np.asarray(ref.exponents)
+    full_rows = np.all(np.asarray(ref.counted_layers) == depth, axis=0)  # indices never rank-collapsed
+    se = theory.predicted_stderr(ens, k, seeds=seeds)
+    rows = []
+    for label, kw in variants:
+        log(f"  {name} {label} ...")
+        timing = time_it(lambda kw=kw: jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, **kw).exponents, repeats)
+        got = np.asarray(timing.result)
+        method = kw.get("method", "direct")
+        if method == "direct":
+            acc, law = max_abs_diff(got, ref_exps), None
+        else:
+            res64 = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64",
+                                              **{a: b for a, b in kw.items() if a != "dtype"})
+            acc = max_abs_diff(got, np.asarray(res64.exponents))
+            with np.errstate(invalid="ignore"):
+                z = (np.asarray(res64.mean) - np.asarray(ref.mean)) / (np.sqrt(2.0) * se)
+            law = float(np.nanmax(np.abs(z)))
+        rows.append(Row(name, label, timing, flops, acc, law_z=law))
+    if rng_share:
+        log(f"  {name} RNG alone ...")
+        keys = seed_keys(0, seeds)
+
+        @jax.jit
+        def draw(keys):
+            def one(seed_key):
+                _, key_layers = jax.random.split(realisation_key(seed_key))
+
+                def body(total, index):
+                    _, w, mask = ens.layer(None, jaxspec.ensembles.layer_key(key_layers, index), index,
+                                           jnp.float32)
+                    return total + jnp.sum(w) + jnp.sum(mask), None
+
+                return jax.lax.scan(body, jnp.float32(0), jnp.arange(depth))[0]
+
+            return jax.vmap(one)(keys)
+
+        timing = time_it(lambda: draw(keys), repeats)
+        rows.append(Row(name, "RNG alone: every W_l and gate of the direct path", timing, flops, role="rng"))
+    if peers:
+        log(f"  {name} numpy ...")
+        p = float(getattr(ens, "p", 1.0))
+        sigma2 = float(ens.sigma2)
+        timing = time_it(lambda: numpy_ensemble(width, depth, seeds, k, p=p, sigma2=sigma2), repeats)
+        np64 = numpy_ensemble(width, depth, seeds, k, p=p, sigma2=sigma2, dtype=np.float64)
+        rows.append(Row(name, "numpy (seeds batched, one QR per layer)", timing, flops,
+                        max_abs_diff(timing.result, np64), role="numpy"))
+        log(f"  {name} lyapax ...")
+        timing = time_it(lyapax_ensemble(ens, seed_keys(0, seeds), k), repeats)
+        lx = np.sort(np.asarray(timing.result), -1)[:, ::-1]
+        # lyapax has no rank-collapse convention: compare on the indices no layer collapsed.
+        count = int(full_rows.sum())
+        acc = max_abs_diff(lx[:, :count], np.sort(ref_exps[:, full_rows], -1)[:, ::-1])
+        rows.append(Row(name, "lyapax.lyapunov_spectrum (jvp map, vmap seeds)", timing, flops, acc,
+                        role="lyapax", note=f"accuracy on the {count} never-collapsed indices"))
+    return rows
+
+
+def run_w2(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
+    ens = jaxspec.masked(width=spec["width"], depth=spec["depth"], p=0.5, sigma2=2.0)
+    variants = [
+        ("direct (default: Householder, m=1)", {}),
+        ("direct, reortho=auto, qr=auto", dict(reortho_every="auto", qr="auto")),
+        ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
+        ("fast: chi-law R factors (method='auto')", dict(method="auto")),
+    ]
+    return _ensemble_rows("W2", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
+
+
+def run_w3(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
+    ens = jaxspec.gaussian(width=spec["width"], depth=spec["depth"])
+    variants = [
+        ("direct (default: Householder, m=1)", {}),
+        ("direct, reortho=auto, qr=auto", dict(reortho_every="auto", qr="auto")),
+        ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
+        ("fast: chi-law R factors (method='auto')", dict(method="auto")),
+    ]
+    return _ensemble_rows("W3", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
+
+
+RUNNERS: dict[str, Callable] = {"W1": run_w1, "W2": run_w2, "W3": run_w3}
