@@ -2,13 +2,14 @@
 
 Two rewrites, applied to every loaded docstring before it is parsed (loaded by ``mkdocs.yml``):
 
-* **``Example:`` sections.** The house style opens doctest blocks with the singular ``Example:``. Griffe's Google
-  parser only knows ``Examples:`` and would render the singular one as an admonition whose ``>>>`` lines become
-  Markdown block quotes (and whose printed lists, such as ``[(5, 3), (5, 8)]``, broken cross-references).
+* **``Example:`` sections.** The house style opens doctest blocks with the singular ``Example:``. Griffe's
+  Google parser only knows ``Examples:`` and would render the singular one as an admonition whose ``>>>``
+  lines become Markdown block quotes (and whose printed lists, such as ``[(5, 3), (5, 8)]``, broken
+  cross-references).
 * **Sphinx roles.** ``:func:`name```, ``:class:`~a.b.C``` and friends become Markdown cross-references
-  ``[`name`][jaxspec.module.name]`` when the target is rendered by the API reference (a member of a module that
-  ``docs/api`` documents, listed in that module's ``__all__``), and plain code otherwise, so that a reference to
-  a private helper can never break ``mkdocs build --strict``.
+  ``[`name`][jaxspec.module.name]`` when the target is rendered by the API reference (a member of a module
+  that ``docs/api`` documents, listed in that module's ``__all__``), and plain code otherwise, so that a
+  reference to a private helper can never break ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 import griffe
 
 _SINGULAR_EXAMPLE = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
-_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):`(?P<tilde>~?)(?P<target>[\w.]+?)(?:\(\))?`")
+_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):"
+                   r"`(?P<tilde>~?)(?P<target>[\w.]+?)(?:\(\))?`")
 _API_DIR = Path(__file__).resolve().parents[1] / "docs" / "api"
 _DIRECTIVE = re.compile(r"^:::\s+([\w.]+)[ \t]*\n(?P<options>(?:[ \t]+.*\n)*)", re.MULTILINE)
 

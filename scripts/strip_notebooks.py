@@ -1,4 +1,4 @@
-"""Strip outputs, execution counts and run metadata from notebooks, so that the repository stores only sources.
+"""Strip outputs, execution counts and run metadata from notebooks: the repository stores only sources.
 
 Usage:
     python scripts/strip_notebooks.py                 # every examples/*.ipynb, in place

@@ -1,11 +1,11 @@
 """The documentation site: the API reference covers every public name, and ``mkdocs build --strict`` passes.
 
-Public names are those in ``jaxspec.__all__`` and in the ``__all__`` of every public submodule (a dotted path with
-no component starting with an underscore). The API reference is the set of ``::: module`` directives in
+Public names are those in ``jaxspec.__all__`` and in the ``__all__`` of every public submodule (a dotted path
+with no component starting with an underscore). The API reference is the set of ``::: module`` directives in
 ``docs/api/*.md``; mkdocstrings renders each module with ``filters: public``, i.e. exactly its ``__all__``. A
-name is covered when its module has a directive, or when it is the same object as a name of a documented module
-(a re-export such as ``jaxspec.lyapunov_spectrum`` is ``jaxspec.engine.lyapunov_spectrum``). The strict build
-then checks that every covered name really has an anchor in the rendered HTML.
+name is covered when its module has a directive, or when it is the same object as a name of a documented
+module (a re-export such as ``jaxspec.lyapunov_spectrum`` is ``jaxspec.engine.lyapunov_spectrum``). The strict
+build then checks that every covered name really has an anchor in the rendered HTML.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def _submodules(package: str) -> list[str]:
 def api_directives() -> dict[str, bool]:
     """``{identifier: renders_members}`` for every ``::: identifier`` in docs/api.
 
-    ``members: false`` renders the docstring only; ``show_submodules: true`` also renders every public submodule
-    (with its members), as if each had its own directive.
+    ``members: false`` renders the docstring only; ``show_submodules: true`` also renders every public
+    submodule (with its members), as if each had its own directive.
     """
     found: dict[str, bool] = {}
     for page in sorted(API_DIR.glob("*.md")):
@@ -113,8 +113,8 @@ def test_every_public_name_is_in_the_api_reference():
             if f"{module_name}.{member}" in names or id(obj) in object_ids:
                 continue
             missing.append(f"{module_name}.{member}")
-    assert not missing, ("public names missing from the API reference (add `::: <module>` to a page in docs/api "
-                         f"and that page to the nav of mkdocs.yml): {missing}")
+    assert not missing, ("public names missing from the API reference (add `::: <module>` to a page in "
+                         f"docs/api and that page to the nav of mkdocs.yml): {missing}")
 
 
 def test_every_api_page_is_in_the_nav():
@@ -136,7 +136,8 @@ def _mkdocs_missing() -> str | None:
 def test_mkdocs_build_strict(tmp_path):
     missing = _mkdocs_missing()
     if missing:
-        pytest.skip(f"{missing} is not installed: pip install mkdocs-material 'mkdocstrings[python]' to build the docs")
+        pytest.skip(f"{missing} is not installed: pip install mkdocs-material 'mkdocstrings[python]' "
+                    "to build the docs")
     site = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
@@ -150,7 +151,8 @@ def test_mkdocs_build_strict(tmp_path):
     anchors = set(re.findall(r'id="(jaxspec[\w.]*)"', html))
     directives = api_directives()
     names, _ = documented_objects(directives)
-    members = names - set(directives)  # module headings may be hidden (show_root_heading: false); members never
+    # Module headings may be hidden (show_root_heading: false); members never are.
+    members = names - set(directives)
     assert sorted(members - anchors) == []
 
 
@@ -169,6 +171,6 @@ def _python_blocks():
 @pytest.mark.parametrize("source", list(_python_blocks()))
 def test_documentation_examples_run(source, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -1,9 +1,10 @@
 """The example notebooks: each opens with a Colab badge and a guarded install cell, is stored without outputs,
-and executes top to bottom (at the reduced size that ``JAXSPEC_NOTEBOOK_SMALL=1`` selects) without a failing cell.
+and executes top to bottom (at the reduced size that ``JAXSPEC_NOTEBOOK_SMALL=1`` selects) without a failing
+cell.
 
 Execution uses nbclient with the ``python3`` kernel of the running interpreter (jupyter_client substitutes
-``sys.executable`` for the kernelspec's ``python``), in a temporary working directory so that figures and sweep
-outputs never land in the repository.
+``sys.executable`` for the kernelspec's ``python``), in a temporary working directory so that figures and
+sweep outputs never land in the repository.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _source(cell: dict) -> str:
 def test_examples_directory_holds_the_promised_notebooks():
     names = {p.stem for p in NOTEBOOKS}
     assert sorted(set(EXPECTED) - names) == [], "notebooks promised by the documentation are missing"
-    assert sorted(names - set(EXPECTED)) == [], "unexpected notebooks: add them to EXPECTED and to docs/index.md"
+    assert sorted(names - set(EXPECTED)) == [], "unexpected notebooks: add them to EXPECTED and docs/index.md"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -46,7 +47,7 @@ def test_notebook_opens_with_colab_badge_and_guarded_install(path):
     cells = _load(path)["cells"]
     first, second = cells[0], cells[1]
     assert first["cell_type"] == "markdown"
-    assert COLAB_URL.format(name=path.stem) in _source(first), "the first cell must carry the Open in Colab badge"
+    assert COLAB_URL.format(name=path.stem) in _source(first), "the first cell must carry the Colab badge"
     assert "colab-badge.svg" in _source(first)
     install = _source(second)
     assert second["cell_type"] == "code"
@@ -74,8 +75,8 @@ def test_notebook_executes(path, tmp_path):
 
     nb = nbformat.read(path, as_version=4)
     env = dict(os.environ, JAXSPEC_NOTEBOOK_SMALL="1")
-    # The notebooks' programs are tiny, so XLA's LLVM optimisation passes dominate their cost (an engine program
-    # compiles in ~7 s at the default level, ~1.5 s at -O0); CI compiles them unoptimised.
+    # The notebooks' programs are tiny, so XLA's LLVM optimisation passes dominate their cost (an engine
+    # program compiles in ~7 s at the default level, ~1.5 s at -O0); CI compiles them unoptimised.
     env["XLA_FLAGS"] = " ".join(filter(None, [env.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
     # The kernel should draw with the inline backend, as on Colab, not with the test suite's Agg.
     env.pop("MPLBACKEND", None)
