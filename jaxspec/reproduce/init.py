@@ -43,6 +43,9 @@ class InitSizes:
         width: ``N`` of figures (a), (c), (d).
         depth: ``L`` of figures (a) and (c).
         seeds: independent networks / products per curve.
+        alignment_seeds: independent networks / products per curve of figure (c).
+        gaussian_alignment_width: width of the Gaussian product of figure (c) (small, so that
+            ``depth * (lambda_1 - lambda_2) >> 1``).
         k: number of singular values shown in (a).
         separation_widths: widths of figure (b).
         separation_depth_over_width: ``L / N`` reached in (b).
@@ -52,13 +55,15 @@ class InitSizes:
         aligned_decay: per-layer log decay of the shared singular values.
     """
 
-    width: int = 16
+    width: int = 24
     depth: int = 160
     seeds: int = 16
+    alignment_seeds: int = 32
+    gaussian_alignment_width: int = 8
     k: int = 4
     separation_widths: tuple[int, ...] = (16, 24, 32)
     separation_depth_over_width: float = 4.0
-    segment_depth: int = 48
+    segment_depth: int = 96
     segments: int = 4
     aligned_noise: float = 0.3
     aligned_decay: float = 0.1
@@ -67,8 +72,9 @@ class InitSizes:
 def default_sizes(full: bool = False) -> InitSizes:
     """CPU-sized defaults (about a minute), or paper-scale sizes for a GPU with ``full``."""
     if full:
-        return InitSizes(width=64, depth=1000, seeds=64, k=6, separation_widths=(16, 32, 64, 128),
-                         separation_depth_over_width=6.0, segment_depth=300, segments=6)
+        return InitSizes(width=64, depth=1000, seeds=64, alignment_seeds=128, gaussian_alignment_width=16, k=6,
+                         separation_widths=(16, 32, 64, 128), separation_depth_over_width=6.0, segment_depth=500,
+                         segments=6)
     return InitSizes()
 
 
@@ -182,25 +188,37 @@ def _programs():
     def alignment(keys_relu, keys_gauss, sizes, dtype):
         n, depth, dt = sizes.width, sizes.depth, jnp.dtype(dtype)
         w, m = _relu_stacks(keys_relu, depth, n, dt)
-        g = _gaussian_stacks(keys_gauss, depth, n, dt)
+        g = _gaussian_stacks(keys_gauss, depth, sizes.gaussian_alignment_width, dt)
         return jax.vmap(pair)(w, m), jax.vmap(pair)(g, jnp.ones(g.shape[:3], dt))
 
-    @functools.partial(jax.jit, static_argnames=("sizes", "dtype"))
-    def sandwich(keys_gauss, keys_relu, keys_aligned, sizes, dtype):
-        n, d, dt = sizes.width, sizes.segment_depth, jnp.dtype(dtype)
-        depth = 2 * d
-        ones = jnp.ones((sizes.seeds, depth, n), dt)
-        stacks = {"gaussian": (_gaussian_stacks(keys_gauss, depth, n, dt), ones),
-                  "relu": _relu_stacks(keys_relu, depth, n, dt),
-                  "aligned": (_aligned_stacks(keys_aligned, depth, n, sizes.aligned_decay, sizes.aligned_noise, dt),
-                              ones)}
+    # The three constructions of figure (d) are drawn by separate programs and measured by one shared program
+    # (compiling all of it as a single XLA program took minutes on a CPU).
+    stack_programs = {
+        "gaussian": jax.jit(lambda keys, sizes, dt: (_gaussian_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
+                                                     None), static_argnums=(1, 2)),
+        "relu": jax.jit(lambda keys, sizes, dt: _relu_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
+                        static_argnums=(1, 2)),
+        "aligned": jax.jit(lambda keys, sizes, dt: (_aligned_stacks(keys, 2 * sizes.segment_depth, sizes.width,
+                                                                    sizes.aligned_decay, sizes.aligned_noise, dt),
+                                                    None), static_argnums=(1, 2)),
+    }
+
+    @functools.partial(jax.jit, static_argnames=("split", "boundaries", "k"))
+    def measure_segments(w, m, split, boundaries, k):
+        sw = jax.vmap(lambda a, b: split_sandwich(a, b, split))(w, m)
+        seg = jax.vmap(lambda a, b: segment_alignment(a, b, boundaries, k))(w, m)
+        return {"ratio": sw.ratio, "lower": sw.lower, "upper": sw.upper, "r_a": sw.r_a, "r_b": sw.r_b,
+                "overlaps": jnp.abs(seg.overlaps), "seg_ratio": seg.sandwich.ratio}
+
+    def sandwich(keys, sizes, dtype):
+        dt = jnp.dtype(dtype)
+        depth = 2 * sizes.segment_depth
         boundaries = tuple(int(b) for b in np.linspace(0, depth, sizes.segments + 1))
         out = {}
-        for name, (w, m) in stacks.items():
-            sw = jax.vmap(lambda a, b: split_sandwich(a, b, d))(w, m)
-            seg = jax.vmap(lambda a, b: segment_alignment(a, b, boundaries, min(4, n)))(w, m)
-            out[name] = {"ratio": sw.ratio, "lower": sw.lower, "upper": sw.upper, "r_a": sw.r_a, "r_b": sw.r_b,
-                         "overlaps": jnp.abs(seg.overlaps), "seg_ratio": seg.sandwich.ratio}
+        for name, program in stack_programs.items():
+            w, m = program(keys[name], sizes, dt)
+            m = jnp.ones(w.shape[:3], dt) if m is None else m
+            out[name] = measure_segments(w, m, sizes.segment_depth, boundaries, min(4, sizes.width))
         return out
 
     return SimpleNamespace(scaling=scaling, separation=separation, alignment=alignment, sandwich=sandwich)
@@ -231,8 +249,8 @@ def separation_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
 
 def alignment_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
     """Figure (c): prefix (right) and suffix (left) alignment sines for ReLU MLPs and Gaussian products."""
-    relu, gauss = _programs().alignment(_seed_keys(seed, "c-relu", sizes.seeds),
-                                        _seed_keys(seed, "c-gauss", sizes.seeds), sizes=sizes, dtype=dtype)
+    relu, gauss = _programs().alignment(_seed_keys(seed, "c-relu", sizes.alignment_seeds),
+                                        _seed_keys(seed, "c-gauss", sizes.alignment_seeds), sizes=sizes, dtype=dtype)
     return {"relu_prefix": np.asarray(relu[0]), "relu_suffix": np.asarray(relu[1]),
             "gaussian_prefix": np.asarray(gauss[0]), "gaussian_suffix": np.asarray(gauss[1])}
 
@@ -240,8 +258,8 @@ def alignment_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
 def sandwich_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
     """Figure (d) and the overlaps: split sandwiches and adjacent-segment overlap matrices per construction."""
     s = sizes.seeds
-    out = _programs().sandwich(_seed_keys(seed, "d-gauss", s), _seed_keys(seed, "d-relu", s),
-                               _seed_keys(seed, "d-aligned", s), sizes=sizes, dtype=dtype)
+    keys = {name: _seed_keys(seed, f"d-{name}", s) for name in ("gaussian", "relu", "aligned")}
+    out = _programs().sandwich(keys, sizes, dtype)
     return {name: {key: np.asarray(v) for key, v in entry.items()} for name, entry in out.items()}
 
 
@@ -292,10 +310,16 @@ def _fig_scaling(path, sizes, data, lam, offsets):
             ax.plot(l, lam[i] + offsets[i] / l, color="k", lw=0.7, ls="-.", alpha=0.6,
                     label="lambda_i + c_i / L" if i == 0 else None)
             ax.text(depth * 1.01, lam[i], f"i={i + 1}", color=c, va="center", fontsize=8)
+        alive = np.isfinite(data[f"{name}_sv"][:, -1]).mean(0)  # seeds with rank >= i at depth L
+        ax.text(0.02, 0.02, "seeds with s_i(J_L) > 0 (no rank collapse): "
+                + ", ".join(f"i={i + 1}: {100 * a:.0f}%" for i, a in enumerate(alive))
+                + "\nexact curves average those seeds; QR curves condition on K_l >= i",
+                transform=ax.transAxes, fontsize=7.5, va="bottom")
         ax.set_title(title)
         ax.set_xlabel("depth L")
         ax.set_xlim(0, depth * 1.08)
-        summary[name] = {"sv_at_L": sv_m[-1].tolist(), "sv_se_at_L": sv_se[-1].tolist(),
+        summary[name] = {"fraction_full_rank_at_L": alive.tolist(),
+                         "sv_at_L": sv_m[-1].tolist(), "sv_se_at_L": sv_se[-1].tolist(),
                          "qr_at_L": qr_m[-1].tolist(), "qr_se_at_L": qr_se[-1].tolist()}
     axes[0].set_ylabel("per-layer log singular value")
     lo = min(lam[: sizes.k].min() - 0.15, -0.4)
@@ -331,7 +355,7 @@ def _fig_separation(path, sizes, data, theories):
                            "theory_at_L": float(depth * (lam[0] - lam[1]) + off[0] - off[1])}
     ax.plot([], [], color="gray", ls="--", label="theory L(lambda_1 - lambda_2) + c_1 - c_2")
     x = np.linspace(0, sizes.separation_depth_over_width, 50)
-    ax.plot(x, x, color="k", lw=0.8, ls=":", label="large-N slope 1/(2p) = 1 per unit L/N")
+    ax.plot(x, x, color="k", lw=0.8, ls=":", label="N -> infinity limit: slope 1/(2p) = 1 per unit L/N")
     ax.set_xlabel("L / N")
     ax.set_ylabel("log(s_1 / s_2)")
     ax.set_title("(b) spectral separation of ReLU-MLP Jacobians (He, p = 1/2)")
@@ -349,7 +373,8 @@ def _fig_alignment(path, sizes, data, gaps):
     l = np.arange(1, depth + 1)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     summary = {}
-    styles = {"relu": ("tab:red", "ReLU MLP"), "gaussian": ("tab:blue", "Gaussian product")}
+    styles = {"relu": ("tab:red", f"ReLU MLP, N = {sizes.width}"),
+              "gaussian": ("tab:blue", f"Gaussian product, N = {sizes.gaussian_alignment_width}")}
     for ax, side in zip(axes, ["prefix", "suffix"], strict=True):
         for name, (color, label) in styles.items():
             sines = data[f"{name}_{side}"]
@@ -362,9 +387,10 @@ def _fig_alignment(path, sizes, data, gaps):
             x, m, se = x[order], m[order], se[order]
             ax.plot(x, m, color=color, lw=1.6, label=f"{label}: mean log sin")
             ax.fill_between(x, m - se, m + se, color=color, alpha=0.25)
-            lo, hi = max(4, depth // 16), depth // 2
-            slope, intercept = _window_slope(x, m, lo, hi)
             gap = gaps[name]
+            # The rate is asymptotic: fit where l * gap >~ 1, and away from the far end (l -> L).
+            lo, hi = max(4, int(np.ceil(1 / gap))), depth - max(int(np.ceil(1 / gap)), depth // 4)
+            slope, intercept = _window_slope(x, m, lo, hi)
             ref = (x >= 1) & (x <= depth - 1)
             anchor = np.mean(m[(x >= lo) & (x <= hi)] + gap * x[(x >= lo) & (x <= hi)])
             ax.plot(x[ref], anchor - gap * x[ref], color=color, ls="--", lw=1.0,
@@ -376,7 +402,8 @@ def _fig_alignment(path, sizes, data, gaps):
                      else "left vectors: sin angle(u_1(A_L...A_{l+1}), u_1(J_L))")
         ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("log sin angle")
-    fig.suptitle(f"(c) singular-vector alignment along depth, N = {sizes.width}, L = {depth}, {sizes.seeds} seeds")
+    fig.suptitle(f"(c) singular-vector alignment along depth, L = {depth}, "
+                 f"{sizes.alignment_seeds} seeds (bands: +-1 s.e.)")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -412,7 +439,7 @@ def _fig_sandwich(path, sizes, data):
                          "fraction_bounds_hold": float(held)}
     axes[0].set_ylabel("sandwich quantity")
     axes[0].set_ylim(0, 1.6)
-    axes[0].legend(fontsize=7.5, loc="upper right")
+    axes[-1].legend(fontsize=7.5, loc="lower right")
     fig.suptitle(f"(d) sandwich s_1(AB)/(s_1(A)s_1(B)) and its bounds, N = {sizes.width}, {sizes.seeds} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -424,8 +451,8 @@ def _fig_overlaps(path, sizes, data):
     import matplotlib.pyplot as plt
 
     names = ["gaussian", "relu", "aligned"]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    for ax, name in zip(axes, names, strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
+    for index, (ax, name) in enumerate(zip(axes, names, strict=True)):
         mean = data[name]["overlaps"].mean(axis=(0, 1))  # over seeds and adjacent pairs
         im = ax.imshow(mean, vmin=0, vmax=1, cmap="magma")
         k = mean.shape[0]
@@ -437,10 +464,13 @@ def _fig_overlaps(path, sizes, data):
                         color="w" if mean[i, j] < 0.6 else "k", fontsize=8)
         ax.set_title(name)
         ax.set_xlabel("earlier segment: left basis U_j")
-        ax.set_ylabel("later segment: right basis V_{j+1}")
+        if index == 0:
+            ax.set_ylabel("later segment: right basis V_{j+1}")
     fig.colorbar(im, ax=axes, shrink=0.8, label="mean |<v_i(P_{j+1}), u_j(P_j)>|")
-    fig.suptitle(f"overlaps between adjacent segments ({sizes.segments} segments of {2 * sizes.segment_depth} layers; "
-                 f"Haar level ~ {np.sqrt(2 / (np.pi * sizes.width)):.2f})", fontsize=10)
+    seg = 2 * sizes.segment_depth // sizes.segments
+    fig.suptitle(f"overlaps between adjacent segments: {sizes.segments} segments of ~{seg} layers, N = {sizes.width}, "
+                 f"mean over seeds and pairs (Haar level E|c| ~ {np.sqrt(2 / (np.pi * sizes.width)):.2f})",
+                 fontsize=10)
     fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
@@ -449,7 +479,9 @@ def _dataset(sizes, a, b, c, d, lam, offsets, gaps, theories):
     import xarray as xr
 
     depth = sizes.depth
-    coords = {"seed": np.arange(sizes.seeds), "depth": np.arange(1, depth + 1), "index": np.arange(1, sizes.k + 1),
+    coords = {"seed": np.arange(sizes.seeds), "alignment_seed": np.arange(sizes.alignment_seeds),
+              "depth": np.arange(1, depth + 1), "suffix_start": np.arange(depth),
+              "index": np.arange(1, sizes.k + 1),
               "segment_depth": np.arange(1, sizes.segment_depth + 1)}
     dv = {
         "masked_log_svals": (("seed", "depth", "index"), a["masked_sv"]),
@@ -458,10 +490,10 @@ def _dataset(sizes, a, b, c, d, lam, offsets, gaps, theories):
         "relu_qr_log_r": (("seed", "depth", "index"), a["relu_qr"]),
         "theory_exponents": (("index",), lam[: sizes.k]),
         "theory_offsets": (("index",), offsets[: sizes.k]),
-        "relu_prefix_sin": (("seed", "depth"), c["relu_prefix"]),
-        "relu_suffix_sin": (("seed", "depth"), c["relu_suffix"]),
-        "gaussian_prefix_sin": (("seed", "depth"), c["gaussian_prefix"]),
-        "gaussian_suffix_sin": (("seed", "depth"), c["gaussian_suffix"]),
+        "relu_prefix_sin": (("alignment_seed", "depth"), c["relu_prefix"]),
+        "relu_suffix_sin": (("alignment_seed", "suffix_start"), c["relu_suffix"]),
+        "gaussian_prefix_sin": (("alignment_seed", "depth"), c["gaussian_prefix"]),
+        "gaussian_suffix_sin": (("alignment_seed", "suffix_start"), c["gaussian_suffix"]),
     }
     for name in ("gaussian", "relu", "aligned"):
         for key in ("ratio", "lower", "upper", "r_a", "r_b"):
@@ -540,7 +572,7 @@ def run(out_dir, full: bool = False, *, sizes: InitSizes | None = None, seed: in
     lam = theory.lyapunov_exponents(a["ensemble"], n)
     offsets = singular_value_offsets(n)
     gaps = {"relu": float(lam[0] - lam[1]),
-            "gaussian": float(-np.diff(theory.gaussian_exponents(n, k=2))[0])}
+            "gaussian": float(-np.diff(theory.gaussian_exponents(sizes.gaussian_alignment_width, k=2))[0])}
     theories = {}
     for w in sizes.separation_widths:
         th = network_theory((w,) * 3, k=2, final_activation=True)
