@@ -5,16 +5,17 @@ Separation forces alignment (MATH.md section 3). For two factors with ``c = |<v_
 
     c  <=  s_1(AB) / (s_1(A) s_1(B))  <=  c + r_A + r_B,
 
-so near-multiplicativity plus strong separation (small ``r``) forces the top right vector of ``A`` onto the top
-left vector of ``B``. Inside one product, the top right singular vector of the prefix ``J_l = A_l ... A_1``
-converges (Oseledets) with ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const``; suffix
-products ``A_L ... A_{l+1}`` share the output-side basis likewise.
+so near-multiplicativity plus strong separation (small ``r``) forces the top right vector of ``A`` onto
+the top left vector of ``B``. Inside one product, the top right singular vector of the prefix
+``J_l = A_l ... A_1`` converges (Oseledets) with
+``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const``; suffix products
+``A_L ... A_{l+1}`` share the output-side basis likewise.
 
 Numerics. Every sine is the norm of a projection residual, ``sigma((I - U U^T) V)``, never
 ``sqrt(1 - cos^2)`` (which floors near ``1e-8``). Products are formed with per-layer rescaling (no overflow);
-their top singular pairs are then accurate while ``s_k / s_1`` stays well above machine precision, which is the
-regime the alignment rates live in (``log sin`` is resolved down to about ``L * eps``). Finite-depth singular
-values far below ``eps * s_1`` need :mod:`jaxspec.svals` instead.
+their top singular pairs are then accurate while ``s_k / s_1`` stays well above machine precision, which is
+the regime the alignment rates live in (``log sin`` is resolved down to about ``L * eps``). Finite-depth
+singular values far below ``eps * s_1`` need :mod:`jaxspec.svals` instead.
 
 All functions are pure ``jnp`` on arrays with arbitrary leading batch dimensions (inputs, seeds), or take one
 product's layers and are meant to be ``vmap``-ed over seeds/inputs.
@@ -60,7 +61,8 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def subspace_sines(u: jax.Array, v: jax.Array) -> jax.Array:
-    """Sines of the principal angles between ``span(u)`` and ``span(v)``, ascending, from projection residuals.
+    """Sines of the principal angles between ``span(u)`` and ``span(v)``, ascending, from projection
+    residuals.
 
     Args:
         u: ``(..., n, p)`` orthonormal columns.
@@ -104,7 +106,11 @@ def principal_angles(u: jax.Array, v: jax.Array) -> jax.Array:
 
 
 def top_singular_pairs(m: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Top-``k`` singular triplets of ``(..., a, b)`` matrices: ``(u (..., a, k), s (..., k), v (..., b, k))``."""
+    """Top-``k`` singular triplets of ``(..., a, b)`` matrices.
+
+    Returns:
+        ``(u (..., a, k), s (..., k), v (..., b, k))``.
+    """
     u, s, vt = jnp.linalg.svd(m, full_matrices=False)
     return u[..., :k], s[..., :k], jnp.swapaxes(vt, -1, -2)[..., :k]
 
@@ -206,7 +212,8 @@ def prefix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int 
 
 
 def suffix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int = 1) -> jax.Array:
-    """Sines between the top-``k`` left singular subspaces of suffixes ``S_l = A_L ... A_{l+1}`` and of ``J_L``.
+    """Sines between the top-``k`` left singular subspaces of suffixes ``S_l = A_L ... A_{l+1}`` and of
+    ``J_L``.
 
     Returns:
         ``(L, k)`` sines, row ``l`` for ``S_l`` (``l = 0..L-1``; row 0 is the whole product, so 0).
@@ -378,5 +385,6 @@ def split_sandwich(weights: jax.Array, masks: jax.Array | None, split: int) -> S
     _, s_a, v_a = top_singular_pairs(after, 2)
     u_b, s_b, _ = top_singular_pairs(before, 2)
     s_ab = jnp.linalg.svd(jnp.matmul(after, before, precision=HIGHEST), compute_uv=False)[..., 0]
-    return sandwich_from_parts(jnp.log(s_ab) + after_scale + before_scale, jnp.log(s_a) + after_scale[:, None],
+    return sandwich_from_parts(jnp.log(s_ab) + after_scale + before_scale,
+                               jnp.log(s_a) + after_scale[:, None],
                                jnp.log(s_b) + before_scale[:, None], v_a[..., 0], u_b[..., 0])

@@ -118,7 +118,9 @@ def separation_ratios(log_svals, width: int | None = None) -> tuple[np.ndarray, 
 
 
 def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
-    """Finite-depth offsets ``c_i = (1/2)[psi((n - i + 1)/2) - psi(i/2)]`` of ``E log s_i(M_L) = L lambda_i + c_i``.
+    """Finite-depth offsets ``c_i = (1/2)[psi((n - i + 1)/2) - psi(i/2)]``.
+
+    They enter ``E log s_i(M_L) = L lambda_i + c_i``.
 
     Valid for rotation-invariant products once ``L * gap >> 1``; independent of ``p`` and ``sigma2``.
 
@@ -152,8 +154,9 @@ class NetworkTheory(NamedTuple):
     model: str
 
 
-def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: float = 2.0, k: int | None = None,
-                   final_activation: bool = False, bias: bool = False, condition: str = "K>=i") -> NetworkTheory:
+def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: float = 2.0,
+                   k: int | None = None, final_activation: bool = False, bias: bool = False,
+                   condition: str = "K>=i") -> NetworkTheory:
     """The theory next to a network's Jacobian spectrum at initialisation.
 
     Zero-bias ReLU with sign-symmetric iid weights is the masked model with ``p = 1/2`` for every volume

@@ -191,7 +191,8 @@ def mlp_tangent_layer(padded: PaddedMLP, *, activation: str = "relu", negative_s
             return jnp.where(gated, apply_activation(pre, activation, negative_slope), pre) * ok
 
         # The primal does not depend on the tangent, so it stays unbatched (computed once).
-        h_new, frame_new = jax.vmap(lambda t: jax.jvp(layer, (h,), (t,)), in_axes=-1, out_axes=(None, -1))(frame)
+        tangent_map = jax.vmap(lambda t: jax.jvp(layer, (h,), (t,)), in_axes=-1, out_axes=(None, -1))
+        h_new, frame_new = tangent_map(frame)
         pre = jnp.matmul(w, h, precision=precision) + b
         gate = activation_derivative(pre, activation, negative_slope) * ok
         count = jnp.where(gated, jnp.sum(gate != 0), out_widths[index])
@@ -210,7 +211,8 @@ def _padded_input(padded: PaddedMLP, x: jax.Array, dtype) -> jax.Array:
 
 
 def network_frame_sums(padded: PaddedMLP, x: jax.Array, frame: jax.Array, config: JacobianConfig):
-    """The engine's :class:`jaxspec.engine.FrameSums` for ``J(x)``, one input. Pure; vmap it over inputs/seeds.
+    """The engine's :class:`jaxspec.engine.FrameSums` for ``J(x)``, one input. Pure; vmap it over
+    inputs/seeds.
 
     Args:
         padded: the network.
@@ -230,7 +232,8 @@ def network_frame_sums(padded: PaddedMLP, x: jax.Array, frame: jax.Array, config
     return sums
 
 
-def network_prefix_svals(padded: PaddedMLP, x: jax.Array, config: JacobianConfig, *, return_frames: bool = False):
+def network_prefix_svals(padded: PaddedMLP, x: jax.Array, config: JacobianConfig, *,
+                         return_frames: bool = False):
     """Exact singular values of ``J_l(x)`` (every prefix if ``config.prefixes``), by :mod:`jaxspec.svals`.
 
     Runs ``jaxspec.svals.stratified_scan`` on :func:`mlp_tangent_layer` with the full ``(N, n_0)`` input frame
@@ -284,7 +287,8 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
 
 
 def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation: str = "relu",
-                      negative_slope: float = 0.01, final_activation: bool = False, singular_values: bool = True,
+                      negative_slope: float = 0.01, final_activation: bool = False,
+                      singular_values: bool = True,
                       prefixes: bool = True, reortho_every: int = 1, condition: str = "K>=i",
                       dtype: str = "float32", precision: str = "highest", seed: int = 0) -> JacobianSpectrum:
     """Top-``k`` growth rates and exact singular values of ``J_l(x)`` for a batch of inputs, matrix-free.
@@ -325,7 +329,8 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
         raise InputError(f"xs must have shape (batch, {padded.widths[0]}), got {xs.shape}")
     config = make_jacobian_config(padded, k=k, activation=activation, negative_slope=negative_slope,
                                   final_activation=final_activation, singular_values=singular_values,
-                                  prefixes=prefixes, reortho_every=reortho_every, condition=condition, dtype=dtype,
+                                  prefixes=prefixes, reortho_every=reortho_every, condition=condition,
+                                  dtype=dtype,
                                   precision=precision)
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
@@ -346,7 +351,8 @@ def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) 
     if dtype not in ("float32", "float64"):
         raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
     if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InputError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first")
+        raise InputError("dtype float64 needs 64-bit JAX: call "
+                         "jax.config.update('jax_enable_x64', True) first")
     if options.get("precision", "highest") not in PRECISIONS:
         raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {options['precision']!r}")
     every = options.get("reortho_every", 1)
@@ -382,12 +388,14 @@ def dense_prefix_jacobians(params, x: jax.Array, *, activation: str = "relu", ne
     Returns:
         ``(L, N, n_0)`` padded prefix Jacobians (rows beyond ``n_l`` are zero); entry ``L - 1`` is ``J(x)``.
     """
-    return _dense_prefix_jacobians(pad_params(params), jnp.asarray(x), activation, negative_slope, final_activation)
+    return _dense_prefix_jacobians(pad_params(params), jnp.asarray(x), activation, negative_slope,
+                                   final_activation)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activation):
-    g = gates(padded, x, activation=activation, negative_slope=negative_slope, final_activation=final_activation)
+    g = gates(padded, x, activation=activation, negative_slope=negative_slope,
+              final_activation=final_activation)
     num_gated = g.shape[0]
     masks = jnp.concatenate([g, jnp.ones((padded.depth - num_gated, padded.max_width), g.dtype)])
     masks = masks * padded.row_valid()

@@ -95,7 +95,8 @@ def apply_activation(pre: jax.Array, activation: str = "relu", negative_slope: f
     raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
 
 
-def activation_derivative(pre: jax.Array, activation: str = "relu", negative_slope: float = 0.01) -> jax.Array:
+def activation_derivative(pre: jax.Array, activation: str = "relu",
+                          negative_slope: float = 0.01) -> jax.Array:
     """``phi'(pre)`` elementwise, with ``phi'(0) = negative_slope`` (0 for ReLU), matching ``jax.jvp``."""
     one = jnp.ones_like(pre)
     if activation == "relu":
@@ -173,7 +174,8 @@ def init_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = "relu",
             jnp.asarray(sigma2 / n_in, dtype))
         layer = {"w": w}
         if bias:
-            layer["b"] = jax.random.normal(key_b, (n_out,), jnp.float32).astype(dtype) * jnp.asarray(bias_std, dtype)
+            draw = jax.random.normal(key_b, (n_out,), jnp.float32).astype(dtype)
+            layer["b"] = draw * jnp.asarray(bias_std, dtype)
         params.append(layer)
     return params
 
@@ -278,7 +280,8 @@ def pad_params(params: Params) -> PaddedMLP:
     widths = mlp_widths(params)
     n = max(widths)
     dtype = params[0]["w"].dtype
-    weights = jnp.stack([jnp.pad(p["w"], ((0, n - p["w"].shape[0]), (0, n - p["w"].shape[1]))) for p in params])
+    weights = jnp.stack([jnp.pad(p["w"], ((0, n - p["w"].shape[0]), (0, n - p["w"].shape[1])))
+                         for p in params])
     biases = None
     if "b" in params[0]:
         biases = jnp.stack([jnp.pad(p["b"], (0, n - p["b"].shape[0])) for p in params]).astype(dtype)
@@ -335,7 +338,7 @@ def _linear(w, b, h, precision):
 
 def _forward(params, x, activation, negative_slope, final_activation, precision, *, gate_list=None,
              collect_gates=False):
-    """Shared forward pass: returns ``(y, gates)``; with ``gate_list`` the gates are frozen instead of computed."""
+    """Shared forward pass, returns ``(y, gates)``; with ``gate_list`` the gates are frozen, not computed."""
     _check_activation(activation)
     if isinstance(params, PaddedMLP):
         return _forward_padded(params, x, activation, negative_slope, final_activation, precision,
@@ -398,7 +401,8 @@ def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> jax.Arra
     """``(L, ..., N)`` stacked gates, ones for an ungated last layer."""
     n, depth = padded.max_width, padded.depth
     if isinstance(gate_list, (list, tuple)):
-        ones_shape = jnp.shape(gate_list[0])[:-1] + (padded.widths[-1],) if gate_list else (padded.widths[-1],)
+        last = (padded.widths[-1],)
+        ones_shape = jnp.shape(gate_list[0])[:-1] + last if gate_list else last
         gl = list(gate_list)
         if len(gl) == depth - 1:
             gl.append(jnp.ones(ones_shape, padded.weights.dtype))
@@ -507,7 +511,8 @@ def network_layer_stack(params, gate_list, *, dtype=None) -> FixedStack:
 
     Returns:
         :class:`jaxspec.FixedStack` with ``weights (L, N, N)``, ``masks (L, N)``. For ReLU the masks are in
-        ``{0, 1}``; leaky-ReLU masks hold the slope (the engine's active count ``K_l`` then counts every unit).
+        ``{0, 1}``; leaky-ReLU masks hold the slope (the engine's active count ``K_l`` then counts
+        every unit).
 
     Example:
         >>> params = init_mlp(jax.random.key(0), (4, 8, 8, 3))
@@ -566,7 +571,8 @@ class MLP(nn.Module):
 
     def setup(self):
         self.layers = self.param("layers", lambda key: init_mlp(
-            key, self.widths, activation=self.activation, bias=self.bias, gain=self.gain, init=self.weight_init,
+            key, self.widths, activation=self.activation, bias=self.bias, gain=self.gain,
+            init=self.weight_init,
             negative_slope=self.negative_slope, bias_std=self.bias_std, dtype=self.param_dtype))
 
     def __call__(self, x: jax.Array) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Alignment against oracles: scipy's principal angles, exact rotations, the sandwich inequality, Oseledets rates."""
+"""Alignment against oracles: scipy's angles, exact rotations, the sandwich inequality, Oseledets rates."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def test_tiny_angles_resolved_by_projection_residuals():
         got = float(subspace_sines(jnp.asarray(u), jnp.asarray(v))[0])
         assert abs(got - np.sin(theta)) <= 1e-15 * np.sin(theta) + 1e-30
         # sqrt(1 - cos^2) would floor near 1e-8; the residual does not.
-        np.testing.assert_allclose(float(principal_angles(jnp.asarray(u), jnp.asarray(v))[0]), theta, rtol=1e-12)
+        np.testing.assert_allclose(float(principal_angles(jnp.asarray(u), jnp.asarray(v))[0]), theta,
+                                   rtol=1e-12)
 
 
 def test_batched_angles_equal_a_loop(rng):
@@ -111,13 +112,15 @@ def test_scaled_prefix_and_suffix_products_equal_explicit_products(rng):
     m = np.eye(4)
     for l in range(7):
         m = (d[l][:, None] * w[l]) @ m
-        np.testing.assert_allclose(np.exp(float(scales[l])) * np.asarray(prefixes[l]), m, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.exp(float(scales[l])) * np.asarray(prefixes[l]), m, rtol=1e-12,
+                                   atol=1e-14)
     suffixes, sscales = scaled_suffix_products(jnp.asarray(w), jnp.asarray(d))
     for l in range(7):
         s = np.eye(4)
         for j in range(l, 7):
             s = (d[j][:, None] * w[j]) @ s
-        np.testing.assert_allclose(np.exp(float(sscales[l])) * np.asarray(suffixes[l]), s, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(np.exp(float(sscales[l])) * np.asarray(suffixes[l]), s, rtol=1e-12,
+                                   atol=1e-14)
 
 
 def test_prefix_alignment_matches_dense_svd(rng):
@@ -175,7 +178,8 @@ def test_segment_sandwich_matches_dense_and_independent_overlaps_are_haar_like()
         dense = sandwich(jnp.asarray(seg[j + 1]), jnp.asarray(seg[j]))
         np.testing.assert_allclose(float(res.sandwich.ratio[0, j]), float(dense.ratio), rtol=1e-10)
         np.testing.assert_allclose(float(res.sandwich.upper[0, j]), float(dense.upper), rtol=1e-10)
-    ratio, lower, upper = (np.asarray(x) for x in (res.sandwich.ratio, res.sandwich.lower, res.sandwich.upper))
+    ratio, lower, upper = (np.asarray(x) for x in (res.sandwich.ratio, res.sandwich.lower,
+                                                   res.sandwich.upper))
     assert np.all(lower <= ratio + 1e-12) and np.all(ratio <= upper + 1e-12)
     # Independent segments: v_1(A) is Haar on the sphere given B, so E |<v_1(A), u_1(B)>|^2 = 1/n exactly,
     # with Var = E c^4 - (1/n)^2 = 3/(n(n+2)) - 1/n^2.

@@ -47,7 +47,8 @@ def test_growth_rates_equal_dense_volumes_for_every_prefix(activation, bias):
                              singular_values=False, seed=7)
     n = max(widths)
     for b, q0 in enumerate(_frames(7, 3, 6, n, k)):
-        prefixes = np.asarray(dense_prefix_jacobians(params, xs[b], activation=activation, negative_slope=0.1))
+        prefixes = np.asarray(dense_prefix_jacobians(params, xs[b], activation=activation,
+                                                     negative_slope=0.1))
         counts = np.asarray(spec.active_counts[b])
         for l in range(len(widths) - 1):
             if counts[: l + 1].min() < k:  # collapsed rank: the K>=i convention drops layers (tested below)
@@ -59,14 +60,16 @@ def test_growth_rates_equal_dense_volumes_for_every_prefix(activation, bias):
                                                               negative_slope=0.1), rtol=1e-12)
     # Active counts come from the gates (the linear last layer counts its full width).
     g = gates(params, xs, activation=activation, negative_slope=0.1)
-    np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, :-1], np.stack([(d != 0).sum(-1) for d in g], 1))
+    np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, :-1],
+                                  np.stack([(d != 0).sum(-1) for d in g], 1))
     np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, -1], widths[-1])
 
 
 def test_dense_prefixes_end_in_jacfwd():
     params = init_mlp(jax.random.key(2), (5, 8, 8, 4), dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(3), (5,), jnp.float64)
-    np.testing.assert_allclose(np.asarray(dense_prefix_jacobians(params, x))[-1, :4], dense_jacobian(params, x),
+    np.testing.assert_allclose(np.asarray(dense_prefix_jacobians(params, x))[-1, :4],
+                               dense_jacobian(params, x),
                                rtol=1e-12, atol=1e-14)
     assert dense_jacobian(params, jnp.stack([x, x])).shape == (2, 4, 5)
 
@@ -92,7 +95,8 @@ def test_relu_network_exponents_match_masked_half_theory_with_zscores():
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *nets)
     xs = jax.random.normal(jax.random.key(7), (seeds, width), jnp.float64)
     frames = jnp.stack([input_frame(jax.random.key(200 + s), nets[0], k, jnp.float64) for s in range(seeds)])
-    config = JacobianConfig(k=k, final_activation=True, dtype="float64", singular_values=False, prefixes=False)
+    config = JacobianConfig(k=k, final_activation=True, dtype="float64", singular_values=False,
+                            prefixes=False)
     sums = jax.jit(jax.vmap(lambda p, x, f: network_frame_sums(p, x, f, config)))(stacked, xs, frames)
     rates = np.asarray(exponents_from_sums(sums, "K>=i"))
     ens = jaxspec.relu_net(width=width, depth=depth)

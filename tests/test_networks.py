@@ -1,4 +1,4 @@
-"""MLPs and their fixed-gates view against exact oracles: jax.jacfwd, the forward pass itself, the init law."""
+"""MLPs and their fixed-gates view against exact oracles: jax.jacfwd, the forward pass, the init law."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_fixed_gates_network_reproduces_the_network_and_is_linear(activation):
     # Gates frozen at x0: an exactly linear map y = J(x0) x, for any x.
     g0 = gates(params, xs[0], **kw)
     jac = jax.jacfwd(lambda x: mlp_apply(params, x, **kw))(xs[0])
-    np.testing.assert_allclose(fixed_gates_apply(params, g0, xs), xs @ np.asarray(jac).T, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(fixed_gates_apply(params, g0, xs), xs @ np.asarray(jac).T, rtol=1e-12,
+                               atol=1e-13)
 
 
 def test_fixed_gates_gradient_in_params_matches_dense_formula():
@@ -84,13 +85,15 @@ def test_padded_scan_form_equals_list_form(activation):
     padded = pad_params(params)
     xs = jax.random.normal(jax.random.key(8), (3, WIDTHS[0]), jnp.float64)
     kw = dict(activation=activation, negative_slope=0.1)
-    np.testing.assert_allclose(mlp_apply(padded, xs, **kw), mlp_apply(params, xs, **kw), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(mlp_apply(padded, xs, **kw), mlp_apply(params, xs, **kw), rtol=1e-13,
+                               atol=1e-14)
     stacked = gates(padded, xs, **kw)
     assert stacked.shape == (len(params) - 1, 3, max(WIDTHS))
     for l, g in enumerate(gates(params, xs, **kw)):
         np.testing.assert_array_equal(stacked[l][:, : g.shape[-1]], g)
         assert np.all(np.asarray(stacked[l][:, g.shape[-1]:]) == 0)  # padding rows are closed gates
-    np.testing.assert_allclose(fixed_gates_apply(padded, stacked, xs), mlp_apply(params, xs, **kw), rtol=1e-13,
+    np.testing.assert_allclose(fixed_gates_apply(padded, stacked, xs), mlp_apply(params, xs, **kw),
+                               rtol=1e-13,
                                atol=1e-14)
     for a, b in zip(unpad_params(padded), params, strict=True):
         np.testing.assert_array_equal(a["w"], b["w"])
@@ -117,7 +120,8 @@ def test_relu_gates_and_stack_feed_the_engine():
 def test_init_variance_matches_gain(init, activation, expected):
     assert init_gain(activation, init) == expected
     n_in = 400
-    params = init_mlp(jax.random.key(10), (n_in, 300, 200), activation=activation, init=init, dtype=jnp.float64)
+    params = init_mlp(jax.random.key(10), (n_in, 300, 200), activation=activation, init=init,
+                      dtype=jnp.float64)
     for p in params:
         w = np.asarray(p["w"])
         fan_in = w.shape[1]
@@ -173,4 +177,5 @@ def test_stacked_init_equals_list_init_for_equal_widths():
     np.testing.assert_array_equal(padded.biases, listed.biases)
     ragged = init_padded_mlp(jax.random.key(13), (3, 7, 5), dtype=jnp.float64)
     assert ragged.widths == (3, 7, 5)
-    assert np.all(np.asarray(ragged.weights[0, :, 3:]) == 0) and np.all(np.asarray(ragged.weights[1, 5:]) == 0)
+    assert np.all(np.asarray(ragged.weights[0, :, 3:]) == 0) and np.all(np.asarray(ragged.weights[1,
+                                                                                                  5:]) == 0)

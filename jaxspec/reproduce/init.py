@@ -3,9 +3,9 @@
 ``jaxspec figures init [--out DIR] [--full]`` (or ``python scripts/reproduce_init.py``) writes
 
 * ``init_a_scaling.png``: ``(1/L) log s_i(J_L)`` (exact, stratified) and ``(1/L) sum log|R_ii|`` (QR) against
-  ``L`` for the masked model (``p = 1/2``, ``sigma2 = 2``) and for He-initialised zero-bias ReLU MLPs (Jacobians
-  by ``jax.jvp`` tangents), with the closed-form ``lambda_i``, the finite-depth curve ``lambda_i + c_i / L`` and
-  +-1 standard-error bands across seeds;
+  ``L`` for the masked model (``p = 1/2``, ``sigma2 = 2``) and for He-initialised zero-bias ReLU MLPs
+  (Jacobians by ``jax.jvp`` tangents), with the closed-form ``lambda_i``, the finite-depth curve
+  ``lambda_i + c_i / L`` and +-1 standard-error bands across seeds;
 * ``init_b_separation.png``: ``log(s_1 / s_2)`` against ``L / N`` for several widths, beside
   ``L (lambda_1 - lambda_2) + c_1 - c_2``;
 * ``init_c_alignment.png``: ``log sin angle(v_1(J_l), v_1(J_L))`` against ``l`` (and the left vectors of
@@ -72,8 +72,9 @@ class InitSizes:
 def default_sizes(full: bool = False) -> InitSizes:
     """CPU-sized defaults (about a minute), or paper-scale sizes for a GPU with ``full``."""
     if full:
-        return InitSizes(width=64, depth=1000, seeds=64, alignment_seeds=128, gaussian_alignment_width=16, k=6,
-                         separation_widths=(16, 32, 64, 128), separation_depth_over_width=6.0, segment_depth=500,
+        return InitSizes(width=64, depth=1000, seeds=64, alignment_seeds=128, gaussian_alignment_width=16,
+                         k=6, separation_widths=(16, 32, 64, 128), separation_depth_over_width=6.0,
+                         segment_depth=500,
                          segments=6)
     return InitSizes()
 
@@ -93,7 +94,7 @@ def _seed_keys(seed: int, name: str, count: int):
 
 
 def _relu_networks(keys, widths, dtype):
-    """``S`` He ReLU MLPs stacked as one ``PaddedMLP`` pytree (leading seed axis) and one Gaussian input each."""
+    """``S`` He ReLU MLPs stacked as one ``PaddedMLP`` pytree (leading seed axis), one Gaussian input each."""
     import jax
     import jax.numpy as jnp
 
@@ -112,11 +113,14 @@ def _gaussian_stacks(keys, depth, n, dtype):
     import jax
     import jax.numpy as jnp
 
-    return jax.vmap(lambda key: jax.random.normal(key, (depth, n, n), jnp.float32).astype(dtype) / np.sqrt(n))(keys)
+    def one(key):
+        return jax.random.normal(key, (depth, n, n), jnp.float32).astype(dtype) / np.sqrt(n)
+
+    return jax.vmap(one)(keys)
 
 
 def _relu_stacks(keys, depth, n, dtype):
-    """Weights and the gates at one input of He ReLU MLPs (every layer gated): ``(S, L, N, N)``, ``(S, L, N)``."""
+    """Weights ``(S, L, N, N)`` and gates ``(S, L, N)`` at one input of He ReLU MLPs (every layer gated)."""
     import jax
 
     from jaxspec.networks import gates
@@ -127,7 +131,10 @@ def _relu_stacks(keys, depth, n, dtype):
 
 
 def _aligned_stacks(keys, depth, n, decay, noise, dtype):
-    """Shared singular bases plus noise: ``W_l = Q_{l+1} diag(e^{-decay (i-1)}) Q_l^T + noise G_l / sqrt(n)``."""
+    """Shared singular bases plus noise.
+
+    ``W_l = Q_{l+1} diag(e^{-decay (i-1)}) Q_l^T + noise G_l / sqrt(n)``, Haar ``Q_l``, Gaussian ``G_l``.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -194,12 +201,14 @@ def _programs():
     # The three constructions of figure (d) are drawn by separate programs and measured by one shared program
     # (compiling all of it as a single XLA program took minutes on a CPU).
     stack_programs = {
-        "gaussian": jax.jit(lambda keys, sizes, dt: (_gaussian_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
+        "gaussian": jax.jit(lambda keys, sizes, dt: (_gaussian_stacks(keys, 2 * sizes.segment_depth,
+                                                                      sizes.width, dt),
                                                      None), static_argnums=(1, 2)),
         "relu": jax.jit(lambda keys, sizes, dt: _relu_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
                         static_argnums=(1, 2)),
-        "aligned": jax.jit(lambda keys, sizes, dt: (_aligned_stacks(keys, 2 * sizes.segment_depth, sizes.width,
-                                                                    sizes.aligned_decay, sizes.aligned_noise, dt),
+        "aligned": jax.jit(lambda keys, sizes, dt: (_aligned_stacks(keys, 2 * sizes.segment_depth,
+                                                                    sizes.width, sizes.aligned_decay,
+                                                                    sizes.aligned_noise, dt),
                                                     None), static_argnums=(1, 2)),
     }
 
@@ -225,7 +234,7 @@ def _programs():
 
 
 def scaling_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
-    """Figure (a): prefix ``log s_i`` (exact) and per-layer ``log|R_ii|`` for the masked model and ReLU MLPs."""
+    """Figure (a): prefix ``log s_i`` (exact) and per-layer ``log|R_ii|``, masked model and ReLU MLPs."""
     import jaxspec
 
     s = sizes.seeds
@@ -250,13 +259,14 @@ def separation_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
 def alignment_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
     """Figure (c): prefix (right) and suffix (left) alignment sines for ReLU MLPs and Gaussian products."""
     relu, gauss = _programs().alignment(_seed_keys(seed, "c-relu", sizes.alignment_seeds),
-                                        _seed_keys(seed, "c-gauss", sizes.alignment_seeds), sizes=sizes, dtype=dtype)
+                                        _seed_keys(seed, "c-gauss", sizes.alignment_seeds), sizes=sizes,
+                                        dtype=dtype)
     return {"relu_prefix": np.asarray(relu[0]), "relu_suffix": np.asarray(relu[1]),
             "gaussian_prefix": np.asarray(gauss[0]), "gaussian_suffix": np.asarray(gauss[1])}
 
 
 def sandwich_data(sizes: InitSizes, seed: int, dtype: str) -> dict:
-    """Figure (d) and the overlaps: split sandwiches and adjacent-segment overlap matrices per construction."""
+    """Figure (d) and the overlaps: split sandwiches and adjacent-segment overlaps per construction."""
     s = sizes.seeds
     keys = {name: _seed_keys(seed, f"d-{name}", s) for name in ("gaussian", "relu", "aligned")}
     out = _programs().sandwich(keys, sizes, dtype)
@@ -431,7 +441,9 @@ def _fig_sandwich(path, sizes, data):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("segment depth d (A and B each d layers)")
         ax.set_xscale("log")
-        held = np.mean((entry["lower"] <= entry["ratio"] * (1 + 1e-9)) & (entry["ratio"] <= entry["upper"] * (1 + 1e-9)))
+        slack = 1 + 1e-9  # rounding of the three computed quantities
+        held = np.mean((entry["lower"] <= entry["ratio"] * slack)
+                       & (entry["ratio"] <= entry["upper"] * slack))
         summary[name] = {"ratio_at_max_depth": float(np.mean(entry["ratio"][:, -1])),
                          "overlap_at_max_depth": float(np.mean(entry["lower"][:, -1])),
                          "upper_minus_lower_at_max_depth": float(np.mean(entry["upper"][:, -1]
@@ -440,7 +452,8 @@ def _fig_sandwich(path, sizes, data):
     axes[0].set_ylabel("sandwich quantity")
     axes[0].set_ylim(0, 1.6)
     axes[-1].legend(fontsize=7.5, loc="lower right")
-    fig.suptitle(f"(d) sandwich s_1(AB)/(s_1(A)s_1(B)) and its bounds, N = {sizes.width}, {sizes.seeds} seeds")
+    fig.suptitle(f"(d) sandwich s_1(AB)/(s_1(A)s_1(B)) and its bounds, N = {sizes.width}, "
+                 f"{sizes.seeds} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
@@ -468,7 +481,8 @@ def _fig_overlaps(path, sizes, data):
             ax.set_ylabel("later segment: right basis V_{j+1}")
     fig.colorbar(im, ax=axes, shrink=0.8, label="mean |<v_i(P_{j+1}), u_j(P_j)>|")
     seg = 2 * sizes.segment_depth // sizes.segments
-    fig.suptitle(f"overlaps between adjacent segments: {sizes.segments} segments of ~{seg} layers, N = {sizes.width}, "
+    fig.suptitle(f"overlaps between adjacent segments: {sizes.segments} segments of ~{seg} layers, "
+                 f"N = {sizes.width}, "
                  f"mean over seeds and pairs (Haar level E|c| ~ {np.sqrt(2 / (np.pi * sizes.width)):.2f})",
                  fontsize=10)
     fig.savefig(path, dpi=130, bbox_inches="tight")
@@ -508,7 +522,8 @@ def _dataset(sizes, a, b, c, d, lam, offsets, gaps, theories):
                      "reference": "Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384",
                      "sizes": json.dumps(asdict(sizes)),
                      "gaps": json.dumps({k: float(v) for k, v in gaps.items()}),
-                     "conventions": "log = natural log; depth index l = 1..L; sines from projection residuals; "
+                     "conventions": "log = natural log; depth index l = 1..L; "
+                                    "sines from projection residuals; "
                                     "qr_log_r is per-layer log|R_ii| (NaN where K_l < i)"})
     return ds
 
@@ -596,7 +611,7 @@ def run(out_dir, full: bool = False, *, sizes: InitSizes | None = None, seed: in
 def register(figures_app: typer.Typer) -> None:
     @figures_app.command("init")
     def init_command(
-        out: Path = typer.Option(Path("figures/init"), "--out", help="output directory"),
+        out: Path = typer.Option(Path("figures/init"), "--out", help="output directory"),  # noqa: B008
         full: bool = typer.Option(False, "--full", help="paper-scale sizes (meant for a GPU)"),
         seed: int = typer.Option(0, "--seed", help="base random seed"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
