@@ -273,7 +273,7 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
         prefix_rates = prefix_growth_rates(sums.block_log_r, sizes)
         if config.reortho_every > 1:
             # One value per layer: repeat each block's running average over its layers.
-            prefix_rates = jnp.repeat(prefix_rates, sizes[0], axis=1, total_repeat_length=padded.depth)
+            prefix_rates = jnp.repeat(prefix_rates, config.reortho_every, axis=1)
     log_svals = None
     if config.singular_values:
         svals = jax.vmap(lambda x: network_prefix_svals(padded, x, config))(xs)

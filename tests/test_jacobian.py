@@ -65,6 +65,19 @@ def test_growth_rates_equal_dense_volumes_for_every_prefix(activation, bias):
     np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, -1], widths[-1])
 
 
+def test_reorthonormalisation_interval_does_not_change_growth_rates():
+    params = init_mlp(jax.random.key(12), (10,) * 13, activation="leaky_relu", dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(13), (2, 10), jnp.float64)
+    kw = dict(k=3, activation="leaky_relu", dtype="float64", singular_values=False)
+    every1 = jacobian_spectrum(params, xs, **kw)
+    every4 = jacobian_spectrum(params, xs, reortho_every=4, **kw)
+    np.testing.assert_allclose(every4.growth_rates, every1.growth_rates, rtol=1e-10)
+    # Block-wise prefixes agree with the layer-wise ones at block ends.
+    np.testing.assert_allclose(every4.prefix_growth_rates[:, 3::4], every1.prefix_growth_rates[:, 3::4],
+                               rtol=1e-10)
+    assert every4.prefix_growth_rates.shape == every1.prefix_growth_rates.shape
+
+
 def test_dense_prefixes_end_in_jacfwd():
     params = init_mlp(jax.random.key(2), (5, 8, 8, 4), dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(3), (5,), jnp.float64)
