@@ -1,7 +1,10 @@
 """The peers jaxspec is measured against, each given the same workload.
 
-* ``numpy_*``: a plain numpy implementation of the same algorithm, one QR per layer (stacked matmuls and
-  numpy's batched ``linalg.qr``, so it is the best plain-numpy form, not a strawman). Random numbers come from
+* ``numpy_*_loop``: the plain numpy implementation of the same algorithm: a Python loop over seeds (or
+  inputs) and layers, one ``W @ Q`` and one ``linalg.qr`` per layer, the form issue 10 names as the peer.
+* ``numpy_ensemble`` / ``numpy_fixed``: numpy at its best: seeds batched into ``(S, n, n)`` matmuls and
+  numpy's batched ``linalg.qr``, inputs stacked into one ``(N, N) x (N, B k)`` GEMM per layer. Reported too,
+  so the ratios against plain numpy cannot hide behind a strawman. Random numbers come from
   numpy's own generator (PCG64 + ziggurat); float32 and float64 runs draw float32 numbers, so they share a
   realisation and the float64 run is a rounding reference.
 * ``lyapax_*``: lyapax's ``lyapunov_spectrum`` (Benettin/QR over a one-step map, tangents by ``jax.jvp``),
@@ -48,6 +51,7 @@ def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, si
             y *= gates[:, :, None]
         else:
             active = np.full(seeds, n)
+        y *= (idx <= active[:, None])[:, None, :]  # rank collapse: deterministic completion, as the engine
         q, r = np.linalg.qr(y)
         log_r = np.log(np.abs(np.diagonal(r, axis1=1, axis2=2)))
         valid = active[:, None] >= idx
@@ -55,6 +59,50 @@ def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, si
         counts += valid
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / np.where(counts > 0, counts, np.nan)
+
+
+def numpy_ensemble_loop(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
+                        dtype=np.float32, seed: int = 0) -> np.ndarray:
+    """The plain numpy loop: seed by seed, layer by layer, one ``W @ Q``, gates and one QR; ``(seeds, k)``."""
+    rng = np.random.default_rng(seed)
+    scale = dtype(np.sqrt(sigma2 / n))
+    idx = np.arange(1, k + 1)
+    out = np.empty((seeds, k))
+    for s in range(seeds):
+        q = np.linalg.qr(rng.standard_normal((n, k), dtype=np.float32).astype(dtype))[0]
+        sums, counts = np.zeros(k), np.zeros(k)
+        for _ in range(depth):
+            y = (rng.standard_normal((n, n), dtype=np.float32).astype(dtype, copy=False) * scale) @ q
+            active = n
+            if p < 1:
+                gates = rng.random(n, dtype=np.float32) < p
+                active = int(gates.sum())
+                y *= gates[:, None]
+            y *= idx <= active
+            q, r = np.linalg.qr(y)
+            valid = active >= idx
+            sums += np.where(valid, np.log(np.abs(np.diagonal(r)) + (~valid)), 0.0)
+            counts += valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[s] = sums / np.where(counts > 0, counts, np.nan)
+    return out
+
+
+def numpy_fixed_loop(weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """The plain numpy loop for one network at many inputs: input by input, one ``(N, N) x (N, k)`` product
+    and one QR per layer; ``(B, k)``."""
+    weights = weights.astype(dtype)
+    masks = masks.astype(dtype)
+    b, depth, _ = masks.shape
+    out = np.empty((b, frame.shape[-1]))
+    for i in range(b):
+        q = frame.astype(dtype)
+        sums = 0.0
+        for l in range(depth):
+            q, r = np.linalg.qr(masks[i, l][:, None] * (weights[l] @ q))
+            sums = sums + np.log(np.abs(np.diagonal(r)))
+        out[i] = sums / depth
+    return out
 
 
 def numpy_fixed(weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32) -> np.ndarray:

@@ -50,71 +50,78 @@ def _fmt(x, spec=".3g", none="-") -> str:
     return format(x, spec)
 
 
+PEERS = ("numpy", "numpy_batched", "lyapax")
+PEER_LABELS = {"numpy": "vs numpy loop", "numpy_batched": "vs numpy batched", "lyapax": "vs lyapax"}
+
+
 def workload_table(rows, gemm: float) -> list[str]:
-    """Markdown table of one workload; ratios against the numpy and lyapax rows of the same workload."""
-    peer = {r.role: r.time for r in rows if r.role in ("numpy", "lyapax")}
+    """Markdown table of one workload; ratios against the peers of the same workload, same process."""
+    peer = {r.role: r.time for r in rows if r.role in PEERS}
     flops = rows[0].flops
     lines = [
-        "| implementation | time (median) | [min, max] | GFLOP/s | of GEMM | vs numpy | vs lyapax | "
-        "accuracy vs f64 | law z | note |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| implementation | time (median) | [min, max] | GFLOP/s | of GEMM | "
+        + " | ".join(PEER_LABELS[p] for p in PEERS) + " | accuracy vs f64 | law z | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = r.time
         lo, hi = r.timing.spread if r.timing is not None else (t, t)
         gflops = flops / t / 1e9
-        vs_np = peer.get("numpy", np.nan) / t if r.role != "numpy" else 1.0
-        vs_lx = peer.get("lyapax", np.nan) / t if r.role != "lyapax" else 1.0
+        ratios = " | ".join(f"{_fmt(peer.get(p, np.nan) / t, '.2f')}x" for p in PEERS)
         rate = "-" if r.role == "rng" else f"{gflops:.2f}"
         frac = "-" if r.role == "rng" else f"{gflops / gemm:.1%}"
         lines.append(
-            f"| {r.impl} | {_fmt_time(t)} | [{_fmt_time(lo)}, {_fmt_time(hi)}] | {rate} | {frac} | "
-            f"{_fmt(vs_np, '.2f')}x | {_fmt(vs_lx, '.2f')}x | {_fmt(r.accuracy, '.1e')} | {_fmt(r.law_z, '.2f')} | "
-            f"{r.note} |"
+            f"| {r.impl} | {_fmt_time(t)} | [{_fmt_time(lo)}, {_fmt_time(hi)}] | {rate} | {frac} | {ratios} | "
+            f"{_fmt(r.accuracy, '.1e')} | {_fmt(r.law_z, '.2f')} | {r.note} |"
         )
     roof = flops / (gemm * 1e9)
+    ratios = " | ".join(f"{_fmt(peer.get(p, np.nan) / roof, '.1f')}x" for p in PEERS)
     lines.append(f"| GEMM roofline ({flops / 1e9:.1f} GFLOP at {gemm:.1f} GFLOP/s) | {_fmt_time(roof)} | - | "
-                 f"{gemm:.2f} | 100% | {_fmt(peer.get('numpy', np.nan) / roof, '.1f')}x | "
-                 f"{_fmt(peer.get('lyapax', np.nan) / roof, '.1f')}x | - | - | the bound for the direct path |")
+                 f"{gemm:.2f} | 100% | {ratios} | - | - | the bound for the direct path |")
     return lines
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def targets(results: dict, gemm: float) -> list[str]:
-    """The issue's targets, each with its measurement."""
+    """The issue's targets, each with its measurement. "numpy" is the plain loop the issue names; the batched
+    numpy ratio is given beside it."""
     out = []
     rows = results.get("W1")
     if rows:
         best = min((r for r in rows if r.role == "jaxspec"), key=lambda r: r.time)
         frac = rows[0].flops / best.time / 1e9 / gemm
         out.append(f"- W1 at least 50% of the GEMM rate: best jaxspec row ({best.impl}) reaches **{frac:.0%}** "
-                   f"-> {'met' if frac >= 0.5 else 'NOT met'}.")
+                   f"-> {_verdict(frac >= 0.5)}.")
     for name, rows in results.items():
-        peer = {r.role: r.time for r in rows if r.role in ("numpy", "lyapax")}
+        peer = {r.role: r.time for r in rows if r.role in PEERS}
         js = [r for r in rows if r.role == "jaxspec"]
         if not js or not peer:
             continue
+        default = next((r for r in js if r.default), js[0])
         best = min(js, key=lambda r: r.time)
-        ratios = ", ".join(f"{p} {t / best.time:.1f}x" for p, t in peer.items())
-        ok = all(t / best.time >= 10 for t in peer.values())
-        out.append(f"- {name} at least 10x faster than numpy and lyapax: fastest row ({best.impl}): {ratios} -> "
-                   f"{'met' if ok else 'NOT met'}.")
-        if name == "W2":
-            direct = js[0]
+        for label, row in (("the default", default), ("the fastest row", best)):
+            ratios = ", ".join(f"{p} {t / row.time:.1f}x" for p, t in peer.items())
+            ok = all(peer[p] / row.time >= 10 for p in ("numpy", "lyapax") if p in peer)
+            out.append(f"- {name} at least 10x faster than numpy and lyapax, {label} ({row.impl}): {ratios} -> "
+                       f"{_verdict(ok)}.")
+        if name == "W2" and "numpy" in peer:
+            direct = next(r for r in js if r.impl.startswith("direct"))
             rng = next((r for r in rows if r.role == "rng"), None)
-            share = f"; RNG alone takes {rng.time / direct.time:.0%} of it" if rng else ""
-            if "numpy" in peer:
-                out.append(f"- W2 direct path at least 5x faster than numpy: {peer['numpy'] / direct.time:.1f}x"
-                           f"{share} -> {'met' if peer['numpy'] / direct.time >= 5 else 'NOT met'}.")
-                auto = next(r for r in js if "method='auto'" in r.impl)
-                out.append(f"- W2 `method='auto'` (chi sampler) at least 20x faster than numpy: "
-                           f"{peer['numpy'] / auto.time:.1f}x -> "
-                           f"{'met' if peer['numpy'] / auto.time >= 20 else 'NOT met'} (the shipped default of "
-                           "`lyapunov_spectrum` is still `method='direct'`; see the notes).")
+            share = f"; drawing the W_l and gates alone takes {rng.time / direct.time:.0%} of it" if rng else ""
+            ratio = peer["numpy"] / direct.time
+            out.append(f"- W2 direct path at least 5x faster than numpy: {ratio:.1f}x ({direct.impl}){share} -> "
+                       f"{_verdict(ratio >= 5)}.")
+            ratio = peer["numpy"] / default.time
+            out.append(f"- W2 the default users get ({default.impl}) at least 20x faster than numpy: {ratio:.1f}x "
+                       f"-> {_verdict(ratio >= 20)}.")
     for name, rows in results.items():
         worst = max((r.accuracy for r in rows if r.role == "jaxspec" and r.accuracy is not None), default=None)
         if worst is not None:
             out.append(f"- {name} float32 within 1e-3 of float64: worst jaxspec row {worst:.1e} -> "
-                       f"{'met' if worst <= 1e-3 else 'NOT met'}.")
+                       f"{_verdict(worst <= 1e-3)}.")
     return out
 
 

@@ -9,7 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _common import Timing, max_abs_diff, time_it
-from peers import lyapax_ensemble, lyapax_fixed, numpy_ensemble, numpy_fixed
+from peers import (
+    lyapax_ensemble,
+    lyapax_fixed,
+    numpy_ensemble,
+    numpy_ensemble_loop,
+    numpy_fixed,
+    numpy_fixed_loop,
+)
 
 import jaxspec
 from jaxspec import theory
@@ -46,7 +53,7 @@ class Row:
     accuracy: float | None = None  # max |float32 - float64 reference| (same realisation)
     law_z: float | None = None  # fast paths: max |z| against the direct path's float64 mean (another realisation)
     note: str = ""
-    role: str = "jaxspec"  # jaxspec | numpy | lyapax | roofline
+    role: str = "jaxspec"  # jaxspec | numpy (the plain loop) | numpy_batched | lyapax | rng
     seconds: float | None = None  # for rows without a timing (roofline)
 
     @property
@@ -119,8 +126,11 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     auto = shared_weights_spectrum(weights, masks, k=k)
     rows[-1].note += f" (resolved: qr={auto.config.qr}, m={auto.config.reortho_every})"
     if peers:
-        add("numpy (stacked GEMM + batched QR)", lambda: numpy_fixed(np.asarray(weights), np.asarray(masks),
-                                                                   np.asarray(frame)), role="numpy")
+        w_np, m_np, f_np = np.asarray(weights), np.asarray(masks), np.asarray(frame)
+        add("numpy, plain loop (input by input, one QR per layer)", lambda: numpy_fixed_loop(w_np, m_np, f_np),
+            role="numpy")
+        add("numpy, batched (stacked GEMM + batched QR)", lambda: numpy_fixed(w_np, m_np, f_np),
+            role="numpy_batched")
         add("lyapax.lyapunov_spectrum (jvp map, vmap inputs)", lyapax_fixed(weights, x, frame), role="lyapax",
             sort=True)
     return rows
@@ -134,7 +144,7 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
                    rng_share: bool = False) -> list[Row]:
     width, depth = ens.max_width, ens.depth
     flops = _flops(width, depth, seeds, k)
-    ref = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64")
+    ref = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", method="direct")
     ref_exps = np.asarray(ref.exponents)
     full_rows = np.all(np.asarray(ref.counted_layers) == depth, axis=0)  # indices never rank-collapsed
     se = theory.predicted_stderr(ens, k, seeds=seeds)
@@ -175,13 +185,15 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
         timing = time_it(lambda: draw(keys), repeats)
         rows.append(Row(name, "RNG alone: every W_l and gate of the direct path", timing, flops, role="rng"))
     if peers:
-        log(f"  {name} numpy ...")
         p = float(getattr(ens, "p", 1.0))
         sigma2 = float(ens.sigma2)
-        timing = time_it(lambda: numpy_ensemble(width, depth, seeds, k, p=p, sigma2=sigma2), repeats)
-        np64 = numpy_ensemble(width, depth, seeds, k, p=p, sigma2=sigma2, dtype=np.float64)
-        rows.append(Row(name, "numpy (seeds batched, one QR per layer)", timing, flops,
-                        max_abs_diff(timing.result, np64), role="numpy"))
+        for fn, label, role in [(numpy_ensemble_loop, "numpy, plain loop (seed by seed, one QR per layer)", "numpy"),
+                                (numpy_ensemble, "numpy, batched (seeds batched, one QR per layer)",
+                                 "numpy_batched")]:
+            log(f"  {name} {label} ...")
+            timing = time_it(lambda fn=fn: fn(width, depth, seeds, k, p=p, sigma2=sigma2), repeats)
+            np64 = fn(width, depth, seeds, k, p=p, sigma2=sigma2, dtype=np.float64)
+            rows.append(Row(name, label, timing, flops, max_abs_diff(timing.result, np64), role=role))
         log(f"  {name} lyapax ...")
         timing = time_it(lyapax_ensemble(ens, seed_keys(0, seeds), k), repeats)
         lx = np.sort(np.asarray(timing.result), -1)[:, ::-1]

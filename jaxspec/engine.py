@@ -316,6 +316,11 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
             return (state, frame, jnp.minimum(kmin, active)), active
 
         (state, frame, kmin), actives = jax.lax.scan(one_layer, (state, frame, jnp.int32(big)), block_indices)
+        # Rank collapse (kmin < k): columns beyond kmin lie in the span of the first kmin in exact arithmetic,
+        # so only rounding noise would steer their orthonormal completion. Zero them: the QR then completes Q
+        # deterministically (the exact-arithmetic answer), float32 and float64 runs stay on one realisation,
+        # and the counted R_ii (i <= kmin) are untouched.
+        frame = jnp.where(indices_i <= kmin, frame, jnp.zeros_like(frame))
         q, r = qr(frame)
         log_r = jnp.log(jnp.abs(jnp.diagonal(r))).astype(acc_dtype)
         size = block_indices.shape[0]
@@ -609,7 +614,7 @@ def _guarded_run(ensemble, keys: jax.Array, config: EngineConfig, jit: bool, aut
 def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: int = 0,
                       reortho_every: int | str = 1, dtype: str = "float32", precision: str = "highest",
                       condition: str = "K>=i", rates_every: int | None = None, jit: bool = True,
-                      qr: str = "householder", method: str = "direct") -> LyapunovResult:
+                      qr: str = "householder", method: str = "auto") -> LyapunovResult:
     """Lyapunov exponents of a product of (masked) random or fixed layers, by QR iteration.
 
     Args:
@@ -631,11 +636,15 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         qr: QR backend, ``"householder"`` (default), ``"cholesky2"``, ``"shifted_cholesky3"`` (GEMM-based,
             with a Householder fallback on an ill-conditioned Gram matrix; :mod:`jaxspec.qr`), or ``"auto"``
             (CholeskyQR2 where no layer can have fewer than ``k`` active units, else Householder).
-        method: ``"direct"`` (default: the product itself), or an exact fast sampler of :mod:`jaxspec.fast`
-            for Gaussian and independently-gated masked ensembles: ``"gaussian_frame"`` (``W Q`` drawn as a
-            fresh ``n x k`` Gaussian), ``"chi"`` (independent chi-law ``R`` factors, O(k) per layer), or
-            ``"auto"`` (``"chi"`` where exact, else ``"direct"``). The fast samplers have the same law of the
-            exponents, not the same realisation, and no frame.
+        method: ``"auto"`` (default): ``"chi"`` where it is exact (Gaussian and independently-gated masked
+            ensembles), else ``"direct"``. ``"direct"``: the product itself, one realisation of the
+            matrices. ``"gaussian_frame"`` (``W Q`` drawn as a fresh ``n x k`` Gaussian) and ``"chi"``
+            (independent chi-law ``R`` factors, O(k) per layer) are the exact fast samplers of
+            :mod:`jaxspec.fast`: the same joint law of the exponents at every depth, every ``k``, every
+            rank-collapse convention, but not the realisation of the direct path for a given seed, and no
+            frame. Exponents are all this function returns; use ``method="direct"`` to time or debug the
+            product itself (benchmarks/RESULTS.md: the default is 30-100x faster on Gaussian and masked
+            ensembles).
 
     Returns:
         A :class:`LyapunovResult`; ``result.mean`` is ``(k,)``.

@@ -33,6 +33,7 @@ def test_lyapunov_json_contract(capsys):
     assert payload["config"] == {
         "ensemble": "masked", "width": 6, "depth": 300, "k": 3, "seeds": 4, "p": 0.7, "sigma2": 1.0,
         "reortho": 1, "dtype": "float64", "seed": 0, "condition": "K>=i", "precision": "highest",
+        "method": "auto", "method_resolved": "chi",
     }
     assert payload["wall_seconds"] > 0
     # Exponents come out in descending order of index, as the closed form does.

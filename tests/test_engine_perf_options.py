@@ -15,15 +15,15 @@ from jaxspec.errors import InputError
 
 
 def test_defaults_are_unchanged():
-    res = jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=6, depth=20), seeds=2)
+    res = jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=6, depth=20), seeds=2, method="direct")
     assert (res.config.qr, res.config.method, res.config.reortho_every) == ("householder", "direct", 1)
 
 
 @pytest.mark.parametrize("qr", ["cholesky2", "shifted_cholesky3"])
 def test_qr_backends_give_the_householder_result_in_float64(qr):
     ens = jaxspec.gaussian(width=16, depth=60)
-    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64")
-    res = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", qr=qr)
+    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", method="direct")
+    res = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", qr=qr, method="direct")
     np.testing.assert_allclose(np.asarray(res.exponents), np.asarray(ref.exponents), rtol=1e-10, atol=1e-12)
 
 
@@ -31,13 +31,13 @@ def test_cholesky_backend_falls_back_exactly_on_rank_deficient_masked_layers():
     # p = 0.5, k = width: most layers have K_l < k, so the Gram matrix is singular; the Householder fallback
     # must reproduce the Householder run (same realisation, same conventions).
     ens = jaxspec.masked(width=6, depth=40, p=0.5)
-    ref = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64")
-    res = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", qr="cholesky2")
+    ref = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", method="direct")
+    res = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", qr="cholesky2", method="direct")
     np.testing.assert_allclose(np.asarray(res.exponents), np.asarray(ref.exponents), rtol=1e-10, atol=1e-12)
 
 
 def test_qr_auto_picks_cholesky_only_where_frames_keep_full_rank():
-    kw = dict(seeds=1, qr="auto")
+    kw = dict(seeds=1, qr="auto", method="direct")
     assert jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=4), **kw).config.qr == "cholesky2"
     assert jaxspec.lyapunov_spectrum(jaxspec.masked(width=8, depth=4), **kw).config.qr == "householder"
     fixed = jaxspec.masked(width=8, depth=4, fixed_count=5)
@@ -63,9 +63,9 @@ def test_choose_reortho_every_is_the_largest_m_within_budget():
 
 def test_auto_reortho_equals_every_layer_in_float64_and_float32_stays_within_tolerance():
     ens = jaxspec.gaussian(width=64, depth=200)
-    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64")
-    auto64 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64", reortho_every="auto")
-    auto32 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float32", reortho_every="auto")
+    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64", method="direct")
+    auto64 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64", reortho_every="auto", method="direct")
+    auto32 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float32", reortho_every="auto", method="direct")
     assert auto64.config.reortho_every > 10 and auto32.config.reortho_every > 10
     # Same realisation: in exact arithmetic the block QR telescopes to the per-layer product of diagonals.
     np.testing.assert_allclose(np.asarray(auto64.exponents), np.asarray(ref.exponents), atol=1e-10)
@@ -77,8 +77,8 @@ def test_auto_reortho_uses_a_pilot_for_fixed_networks():
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal((24, 24)) / np.sqrt(24) for _ in range(60)]
     ens = jaxspec.fixed_network(weights)
-    ref = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64")
-    auto = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", reortho_every="auto")
+    ref = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", method="direct")
+    auto = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", reortho_every="auto", method="direct")
     assert auto.config.reortho_every > 1
     np.testing.assert_allclose(np.asarray(auto.exponents), np.asarray(ref.exponents), atol=1e-10)
 
@@ -86,12 +86,12 @@ def test_auto_reortho_uses_a_pilot_for_fixed_networks():
 def test_guard_reports_a_too_large_explicit_reortho_every():
     ens = jaxspec.gaussian(width=16, depth=200)
     with pytest.warns(OrthogonalityWarning, match="log condition"):
-        res = jaxspec.lyapunov_spectrum(ens, seeds=2, reortho_every=25)
+        res = jaxspec.lyapunov_spectrum(ens, seeds=2, reortho_every=25, method="direct")
     assert float(np.max(res.max_block_spread)) > reortho_limits("float32")[1]
     # The auto choice for the same case stays quiet and close to the theory.
     with warnings.catch_warnings():
         warnings.simplefilter("error", OrthogonalityWarning)
-        auto = jaxspec.lyapunov_spectrum(ens, seeds=4, dtype="float64", reortho_every="auto")
+        auto = jaxspec.lyapunov_spectrum(ens, seeds=4, dtype="float64", reortho_every="auto", method="direct")
     z = (np.asarray(auto.mean) - theory.gaussian_exponents(16)) / theory.predicted_stderr(ens, seeds=4)
     assert np.all(np.abs(z) < 4), z
 
@@ -103,11 +103,11 @@ def test_auto_reortho_reruns_with_smaller_m_when_the_guard_trips():
     weights = [np.eye(n) for _ in range(40)] + [np.diag(np.r_[np.full(2, 3.0), np.full(n - 2, 0.3)])] * 48
     ens = jaxspec.fixed_network(weights)
     with pytest.warns(OrthogonalityWarning, match="re-running"):
-        auto = jaxspec.lyapunov_spectrum(ens, k=n, reortho_every="auto")
+        auto = jaxspec.lyapunov_spectrum(ens, k=n, reortho_every="auto", method="direct")
     assert float(np.max(auto.max_block_spread)) <= reortho_limits("float32")[1]
     assert auto.config.reortho_every < 10
     # Same realisation as the per-layer float64 run (the finite-depth QR estimator, transient included).
-    ref = jaxspec.lyapunov_spectrum(ens, k=n, dtype="float64")
+    ref = jaxspec.lyapunov_spectrum(ens, k=n, dtype="float64", method="direct")
     np.testing.assert_allclose(np.asarray(auto.exponents), np.asarray(ref.exponents), atol=1e-4)
     assert np.allclose(np.sort(np.asarray(ref.exponents[0]))[::-1][[0, -1]], np.log([3.0, 0.3]) * 48 / depth,
                        atol=0.03)

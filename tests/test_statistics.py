@@ -28,7 +28,7 @@ def _z(estimate, expected, stderr):
 
 
 def _check_spectrum(ens, *, seeds, k=None, condition="K>=i"):
-    res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", condition=condition)
+    res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", condition=condition, method="direct")
     kk = res.config.k
     z = _z(res.mean, theory.lyapunov_exponents(ens, kk, condition),
            theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition))
