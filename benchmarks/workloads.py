@@ -31,6 +31,7 @@ from jaxspec.engine import (
 )
 from jaxspec.ensembles import FixedStack
 from jaxspec.fast import shared_weights_spectrum
+from jaxspec.jacobian import jacobian_spectrum
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -55,6 +56,7 @@ class Row:
     note: str = ""
     role: str = "jaxspec"  # jaxspec | numpy (the plain loop) | numpy_batched | lyapax | rng
     seconds: float | None = None  # for rows without a timing (roofline)
+    default: bool = False  # the row a user gets without options
 
     @property
     def time(self) -> float:
@@ -123,8 +125,19 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
         add(f"stacked, qr={qr}, reortho={m}",
             lambda qr=qr, m=m: shared_weights_spectrum(weights, masks, k=k, qr=qr, reortho_every=m).exponents,
             note)
+    # The user-facing API for a network: jvp tangents, vmapped over inputs (own random frame per input, so its
+    # float64 reference is its own float64 run).
+    params = [{"w": w} for w in weights]
+    jac = dict(k=k, final_activation=True, singular_values=False, prefixes=False)
+    jac64 = np.asarray(jacobian_spectrum(params, x, dtype="float64", **jac).growth_rates)
+    log("  W1 jaxspec.jacobian_spectrum ...")
+    timing = time_it(lambda: jacobian_spectrum(params, x, **jac).growth_rates, repeats)
+    rows.append(Row("W1", "jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False)",
+                    timing, flops, max_abs_diff(np.asarray(timing.result), jac64),
+                    note="jvp tangents, inputs vmapped (per-input frames)"))
     auto = shared_weights_spectrum(weights, masks, k=k)
     rows[-1].note += f" (resolved: qr={auto.config.qr}, m={auto.config.reortho_every})"
+    rows[-1].default = True
     if peers:
         w_np, m_np, f_np = np.asarray(weights), np.asarray(masks), np.asarray(frame)
         add("numpy, plain loop (input by input, one QR per layer)", lambda: numpy_fixed_loop(w_np, m_np, f_np),
@@ -153,17 +166,17 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
         log(f"  {name} {label} ...")
         timing = time_it(lambda kw=kw: jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, **kw).exponents, repeats)
         got = np.asarray(timing.result)
-        method = kw.get("method", "direct")
-        if method == "direct":
-            acc, law = max_abs_diff(got, ref_exps), None
-        else:
-            res64 = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64",
-                                              **{a: b for a, b in kw.items() if a != "dtype"})
-            acc = max_abs_diff(got, np.asarray(res64.exponents))
+        resolved = jaxspec.lyapunov_spectrum(ens, k=k, seeds=1, **kw).config
+        # The float64 reference: the same realisation and the same resolved estimator (method, m, QR backend).
+        res64 = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", method=resolved.method,
+                                          reortho_every=resolved.reortho_every, qr=resolved.qr)
+        acc, law = max_abs_diff(got, np.asarray(res64.exponents)), None
+        note = f"resolved: method={resolved.method}, m={resolved.reortho_every}, qr={resolved.qr}"
+        if resolved.method != "direct":
             with np.errstate(invalid="ignore"):
                 z = (np.asarray(res64.mean) - np.asarray(ref.mean)) / (np.sqrt(2.0) * se)
             law = float(np.nanmax(np.abs(z)))
-        rows.append(Row(name, label, timing, flops, acc, law_z=law))
+        rows.append(Row(name, label, timing, flops, acc, law_z=law, note=note, default=not kw))
     if rng_share:
         log(f"  {name} RNG alone ...")
         keys = seed_keys(0, seeds)
@@ -205,25 +218,25 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
     return rows
 
 
+ENSEMBLE_VARIANTS = [
+    ("default: lyapunov_spectrum(ens, k, seeds)", {}),
+    ("direct: the product (Householder, m=1)", dict(method="direct")),
+    ("direct, reortho=auto, qr=auto", dict(method="direct", reortho_every="auto", qr="auto")),
+    ("direct, float64", dict(method="direct", dtype="float64")),
+    ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
+    ("fast: chi-law R factors", dict(method="chi")),
+]
+
+
 def run_w2(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     ens = jaxspec.masked(width=spec["width"], depth=spec["depth"], p=0.5, sigma2=2.0)
-    variants = [
-        ("direct (default: Householder, m=1)", {}),
-        ("direct, reortho=auto, qr=auto", dict(reortho_every="auto", qr="auto")),
-        ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
-        ("fast: chi-law R factors (method='auto')", dict(method="auto")),
-    ]
+    variants = ENSEMBLE_VARIANTS
     return _ensemble_rows("W2", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
 
 
 def run_w3(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     ens = jaxspec.gaussian(width=spec["width"], depth=spec["depth"])
-    variants = [
-        ("direct (default: Householder, m=1)", {}),
-        ("direct, reortho=auto, qr=auto", dict(reortho_every="auto", qr="auto")),
-        ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
-        ("fast: chi-law R factors (method='auto')", dict(method="auto")),
-    ]
+    variants = ENSEMBLE_VARIANTS
     return _ensemble_rows("W3", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
 
 

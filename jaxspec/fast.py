@@ -79,7 +79,6 @@ __all__ = [
 ]
 
 FAST_METHODS = ("gaussian_frame", "chi")
-_INPUT_AXIS = "inputs"
 # Up to this padded width the active count is drawn as a sum of Bernoulli gates (cheaper than a binomial
 # sampler's rejection loop on CPU); beyond it, jax.random.binomial. Both are exactly Binomial(n_out, p).
 _BERNOULLI_SUM_MAX_WIDTH = 4096
@@ -401,28 +400,43 @@ def stacked_frame_sums(
     weights = jnp.asarray(weights, dtype)
     masks = jnp.asarray(masks, dtype)
     frame = jnp.asarray(frame, dtype)
-    depth = weights.shape[0]
-    qr = make_qr(config.qr, precision=precision, batch_axis_name=_INPUT_AXIS)
-    frames = jnp.broadcast_to(frame, (masks.shape[0],) + frame.shape[-2:])
+    depth, n = weights.shape[0], weights.shape[-1]
+    batch, k = masks.shape[0], frame.shape[-1]
+    # The frames live side by side as one (N, B, k) array: each layer is a single (N, N) x (N, B k) GEMM with
+    # no transposes; only the QR at a block's end sees them as a (B, N, k) batch.
+    frames = jnp.transpose(jnp.broadcast_to(frame, (batch, n, k)), (1, 0, 2))
+    gates = jnp.transpose(masks, (1, 2, 0))[..., None]  # (L, N, B, 1)
+    counts = jnp.sum(masks > 0, axis=-1, dtype=jnp.int32).T  # (L, B)
+    batched_qr = make_qr(config.qr, precision=precision)
 
-    def one_input(mask_stack, frame):
-        def apply_layer(state, frame, key, index):
-            # ``weights`` is closed over, not batched: under vmap this is a single (N, N) x (N, B k) GEMM.
-            frame = mask_stack[index][:, None] * jnp.matmul(weights[index], frame, precision=precision)
-            return state, frame, jnp.sum(mask_stack[index] > 0)
+    def apply_layer(state, frames, key, index):
+        product = jnp.matmul(weights[index], frames.reshape(n, batch * k), precision=precision)
+        return state, gates[index] * product.reshape(n, batch, k), counts[index]
 
-        return benettin_scan(
-            apply_layer,
-            None,
-            frame,
-            jax.random.key(0),
-            depth,
-            reortho_every=config.reortho_every,
-            record_blocks=config.rates_every is not None,
-            qr=qr,
-        )
+    def qr(frames):
+        q, r = batched_qr(jnp.transpose(frames, (1, 0, 2)))
+        return jnp.transpose(q, (1, 0, 2)), r
 
-    return jax.vmap(one_input, axis_name=_INPUT_AXIS)(masks, frames)
+    sums = benettin_scan(
+        apply_layer,
+        None,
+        frames,
+        jax.random.key(0),
+        depth,
+        reortho_every=config.reortho_every,
+        record_blocks=config.rates_every is not None,
+        qr=qr,
+        batch_shape=(batch,),
+    )
+    # The contract of a vmap over inputs: every field has the inputs axis in front.
+    return sums._replace(
+        depth=jnp.full((batch,), depth, jnp.int32),
+        active_counts=sums.active_counts.T,
+        block_log_r=None if sums.block_log_r is None else jnp.swapaxes(sums.block_log_r, 0, 1),
+        block_size=None if sums.block_size is None else jnp.broadcast_to(sums.block_size, (batch,) +
+                                                                          sums.block_size.shape),
+        frame=jnp.transpose(sums.frame, (1, 0, 2)),
+    )
 
 
 class SharedWeightsResult(NamedTuple):
@@ -457,6 +471,7 @@ def shared_weights_spectrum(
     precision: str = "highest",
     condition: str = "K>=i",
     pilot_layers: int = 16,
+    pilot_inputs: int = 4,
 ) -> SharedWeightsResult:
     """Top-``k`` growth rates of one fixed (gated) network's Jacobian at many inputs, frames stacked per
     layer.
@@ -473,7 +488,7 @@ def shared_weights_spectrum(
         qr: ``"auto"`` (CholeskyQR2 when every layer has at least ``k`` active units, else Householder) or a
             backend of :mod:`jaxspec.qr`.
         dtype, precision, condition: as in :func:`jaxspec.lyapunov_spectrum`.
-        pilot_layers: layers of the pilot run for ``reortho_every="auto"``.
+        pilot_layers, pilot_inputs: layers and inputs of the pilot run for ``reortho_every="auto"``.
 
     Returns:
         :class:`SharedWeightsResult`.
@@ -514,7 +529,8 @@ def shared_weights_spectrum(
     if auto:
         layers = min(depth, pilot_layers)
         pilot = dataclasses.replace(config, reortho_every=1, rates_every=1)
-        _, sums = _stacked_run(weights[:layers], masks[:, :layers], frame, pilot)
+        # The growth-rate spread is a per-layer statistic: a few inputs estimate it as well as all of them.
+        _, sums = _stacked_run(weights[:layers], masks[:pilot_inputs, :layers], frame, pilot)
         log_r = np.asarray(sums.block_log_r, float).reshape(-1, config.k)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)

@@ -54,8 +54,11 @@ def test_choose_reortho_every_is_the_largest_m_within_budget():
     def spread(m):
         return m * 0.11 + 4 * math.sqrt(2 * m * 0.004)
 
-    assert spread(m) <= budget < spread(m + 1)
-    assert choose_reortho_every(mean, var, 5, "float32") == min(m, 5)
+    largest = max(j for j in range(1, 2000) if spread(j) <= budget)
+    # Balanced blocks: as many QRs as with the largest safe m, no short remainder block.
+    assert m == math.ceil(10_000 / math.ceil(10_000 / largest)) and spread(m) <= budget
+    assert choose_reortho_every(mean, var, 5, "float32") == min(largest, 5)
+    assert choose_reortho_every(mean, var, 2 * largest - 2, "float32") == largest - 1  # two equal blocks
     assert choose_reortho_every(np.array([0.0, -np.inf]), var[:2], 100, "float32") == 1
     assert 24 % choose_reortho_every(mean, var, 10_000, "float32", rates_every=24) == 0
     assert choose_reortho_every(mean, var, 10_000, "float64") > m
