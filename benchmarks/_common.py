@@ -38,17 +38,21 @@ def block(x):
     return jax.block_until_ready(x)
 
 
-def time_it(fn: Callable[[], object], repeats: int = 5) -> Timing:
-    """Median-of-``repeats`` wall time of ``fn()`` after a warm-up call (compilation, caches)."""
+def time_it(fn: Callable[[], object], repeats: int = 5, warmup: bool = True) -> Timing:
+    """Median-of-``repeats`` wall time of ``fn()`` after a warm-up call (compilation, caches); ``warmup=False``
+    for code with nothing to compile (numpy), whose first run then counts as one of the ``repeats``."""
     load_before = os.getloadavg()
+    times = []
     start = time.perf_counter()
     result = block(fn())
-    warmup = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
+    first = time.perf_counter() - start
+    if not warmup:
+        times.append(first)
+    while len(times) < repeats:
         start = time.perf_counter()
         block(fn())
         times.append(time.perf_counter() - start)
+    warmup = first
     return Timing(times, warmup, load_before, os.getloadavg(), result)
 
 

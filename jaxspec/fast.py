@@ -406,7 +406,7 @@ def stacked_frame_sums(
     # no transposes; only the QR at a block's end sees them as a (B, N, k) batch.
     frames = jnp.transpose(jnp.broadcast_to(frame, (batch, n, k)), (1, 0, 2))
     gates = jnp.transpose(masks, (1, 2, 0))[..., None]  # (L, N, B, 1)
-    counts = jnp.sum(masks > 0, axis=-1, dtype=jnp.int32).T  # (L, B)
+    counts = jnp.sum(masks != 0, axis=-1, dtype=jnp.int32).T  # (L, B)
     batched_qr = make_qr(config.qr, precision=precision)
 
     def apply_layer(state, frames, key, index):

@@ -40,11 +40,14 @@ from jaxspec.engine import (
     benettin_scan,
     exponents_from_sums,
     initial_frame,
+    make_config,
 )
 from jaxspec.errors import InputError
+from jaxspec.fast import stacked_frame_sums
 from jaxspec.networks import (
     ACTIVATIONS,
     PaddedMLP,
+    _forward_padded,
     activation_derivative,
     apply_activation,
     gates,
@@ -265,7 +268,14 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
     dtype = config.jnp_dtype
     padded = jax.tree.map(lambda a: a.astype(dtype), padded)  # everything in the compute dtype
     frames = jax.vmap(lambda key: input_frame(key, padded, config.k, dtype))(frame_keys)
-    sums = jax.vmap(lambda x, f: network_frame_sums(padded, x, f, config))(xs, frames)
+    # The inputs share the weights: one forward pass gives every D_l(x), then the stacked engine pushes all
+    # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.fast; benchmarks/RESULTS.md, W1).
+    outputs, diagonals = _forward_padded(padded, xs.astype(dtype), config.activation, config.negative_slope,
+                                         config.final_activation, config.lax_precision, all_layers=True)
+    engine_config = make_config(config.k, max_k=padded.max_width, reortho_every=config.reortho_every,
+                                dtype=config.dtype, precision=config.precision, condition=config.condition,
+                                rates_every=config.reortho_every if config.prefixes else None)
+    sums = stacked_frame_sums(padded.weights, jnp.swapaxes(diagonals, 0, 1), frames, engine_config)
     rates = exponents_from_sums(sums, config.condition)
     prefix_rates = None
     if config.prefixes:
@@ -278,9 +288,6 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
     if config.singular_values:
         svals = jax.vmap(lambda x: network_prefix_svals(padded, x, config))(xs)
         log_svals = svals.log_svals[..., : config.k].astype(accumulator_dtype())
-    outputs = mlp_apply(padded, xs.astype(dtype), activation=config.activation,
-                        negative_slope=config.negative_slope, final_activation=config.final_activation,
-                        precision=config.lax_precision)
     return JacobianSpectrum(growth_rates=rates, prefix_growth_rates=prefix_rates, log_svals=log_svals,
                             active_counts=sums.active_counts, min_active=sums.min_active, outputs=outputs,
                             widths=padded.widths, config=config)

@@ -365,7 +365,7 @@ def _forward(params, x, activation, negative_slope, final_activation, precision,
 
 
 def _forward_padded(padded: PaddedMLP, x, activation, negative_slope, final_activation, precision, *,
-                    gate_list=None):
+                    gate_list=None, all_layers: bool = False):
     n, depth = padded.max_width, padded.depth
     n0, n_out = padded.widths[0], padded.widths[-1]
     h = jnp.pad(x, [(0, 0)] * (jnp.ndim(x) - 1) + [(0, n - n0)]).astype(
@@ -394,7 +394,8 @@ def _forward_padded(padded: PaddedMLP, x, activation, negative_slope, final_acti
         xs = xs + (gate_list,)
     h, ds = jax.lax.scan(body, h, xs)
     num_gated = depth if final_activation else depth - 1
-    return h[..., :n_out], ds[:num_gated]
+    # all_layers: the (L, ..., N) diagonals D_l of J = D_L W_L ... D_1 W_1 (ones on an ungated last layer).
+    return h[..., :n_out], ds if all_layers else ds[:num_gated]
 
 
 def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> jax.Array:
