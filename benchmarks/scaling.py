@@ -21,7 +21,7 @@ AXES = {
     "full": (dict(width=[64, 128, 256, 512, 1024], depth=[100, 200, 400, 800, 1600], k=[8, 16, 32, 64, 128],
                   seeds=[1, 2, 4, 8, 16, 32]), dict(width=256, depth=200, k=32, seeds=4)),
 }
-METHODS = {"direct (default)": {}, "fast: chi (method='auto')": dict(method="auto")}
+METHODS = {"direct (the product)": dict(method="direct"), "default (method='auto': chi)": {}}
 
 
 def _time_point(sizes: dict, kw: dict, repeats: int) -> float:
