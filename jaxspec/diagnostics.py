@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import special
 
 from jaxspec import theory
 from jaxspec.errors import InputError
+from jaxspec.theory import singular_value_offsets  # re-exported: the diagnostics' offsets are the theory's
 
 __all__ = [
     "NetworkTheory",
@@ -115,27 +115,6 @@ def separation_ratios(log_svals, width: int | None = None) -> tuple[np.ndarray, 
     ratios = log_svals[..., :-1] - log_svals[..., 1:]
     depth = log_svals.shape[-2]
     return ratios, None if width is None else np.arange(1, depth + 1) / float(width)
-
-
-def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
-    """Finite-depth offsets ``c_i = (1/2)[psi((n - i + 1)/2) - psi(i/2)]``.
-
-    They enter ``E log s_i(M_L) = L lambda_i + c_i``.
-
-    Valid for rotation-invariant products once ``L * gap >> 1``; independent of ``p`` and ``sigma2``.
-
-    Example:
-        >>> np.round(singular_value_offsets(8, 2), 5)
-        array([1.60981, 0.84019])
-
-    References:
-        Haas et al., arXiv:2602.12384 (finite-depth corrections; MATH.md section 2).
-    """
-    k = n if k is None else int(k)
-    if not 1 <= k <= n:
-        raise InputError(f"k must lie in [1, {n}], got {k}")
-    i = np.arange(1, k + 1)
-    return 0.5 * (special.digamma((n - i + 1) / 2.0) - special.digamma(i / 2.0))
 
 
 class NetworkTheory(NamedTuple):

@@ -334,13 +334,8 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         frame = jnp.where(indices_i <= kmin[..., None], frame, jnp.zeros_like(frame))
         q, r = qr(frame)
         log_r = jnp.log(jnp.abs(jnp.diagonal(r, axis1=-2, axis2=-1))).astype(acc_dtype)
-        size = block_indices.shape[0]
-        valid = kmin[..., None] >= indices_i
-        all_k = kmin >= k
-        sums = sums + jnp.where(valid, log_r, 0.0)
-        count = count + jnp.where(valid, size, 0)
-        sums_k = sums_k + jnp.where(all_k[..., None], log_r, 0.0)
-        count_k = count_k + jnp.where(all_k, size, 0)
+        (sums, count, sums_k, count_k), valid = accumulate_block((sums, count, sums_k, count_k), log_r, kmin,
+                                                                 block_indices.shape[0])
         out = (actives, jnp.where(valid, log_r, jnp.nan) if record_blocks else None)
         spread_max = jnp.maximum(spread_max, block_spread(log_r, valid))
         return (state, q.astype(frame.dtype), sums, count, sums_k, count_k, jnp.minimum(kmin_all, kmin),
@@ -370,6 +365,28 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: ja
         block_size=jnp.concatenate(sizes) if record_blocks else None, frame=frame,
         max_block_spread=spread_max,
     )
+
+
+def accumulate_block(totals: tuple, log_r: jax.Array, kmin: jax.Array, size: int) -> tuple[tuple, jax.Array]:
+    """One block's bookkeeping under the rank-collapse conventions (shared by the direct path and the fast
+    samplers).
+
+    Args:
+        totals: ``(log_r_sum, layer_count, log_r_sum_all_k, layer_count_all_k)`` so far, shapes
+            ``(..., k)``, ``(..., k)``, ``(..., k)``, ``(...)``.
+        log_r: ``(..., k)`` the block's ``log|R_ii|``.
+        kmin: ``(...)`` the block's smallest active count.
+        size: layers in the block.
+
+    Returns:
+        ``(totals, valid)``: the updated totals and the ``(..., k)`` mask ``kmin >= i`` of counted indices.
+    """
+    sums, count, sums_k, count_k = totals
+    valid = kmin[..., None] >= jnp.arange(1, log_r.shape[-1] + 1)
+    all_k = kmin >= log_r.shape[-1]
+    totals = (sums + jnp.where(valid, log_r, 0.0), count + jnp.where(valid, size, 0),
+              sums_k + jnp.where(all_k[..., None], log_r, 0.0), count_k + jnp.where(all_k, size, 0))
+    return totals, valid
 
 
 def block_spread(log_r: jax.Array, valid: jax.Array) -> jax.Array:

@@ -50,6 +50,7 @@ from jaxspec.engine import (
     EngineConfig,
     FrameSums,
     OrthogonalityWarning,
+    accumulate_block,
     accumulator_dtype,
     benettin_scan,
     choose_reortho_every,
@@ -233,7 +234,6 @@ def _log_r_scan(
     path's single QR per block returns in exact arithmetic.
     """
     acc_dtype = accumulator_dtype()
-    indices_i = jnp.arange(1, k + 1)
     big = jnp.iinfo(jnp.int32).max
 
     def block(carry, block_indices):
@@ -248,13 +248,8 @@ def _log_r_scan(
         (log_r, kmin), actives = jax.lax.scan(
             one_layer, (jnp.zeros((k,), acc_dtype), jnp.int32(big)), block_indices
         )
-        size = block_indices.shape[0]
-        valid = kmin >= indices_i
-        all_k = kmin >= k
-        sums = sums + jnp.where(valid, log_r, 0.0)
-        count = count + jnp.where(valid, size, 0)
-        sums_k = sums_k + jnp.where(all_k, log_r, 0.0)
-        count_k = count_k + jnp.where(all_k, size, 0)
+        (sums, count, sums_k, count_k), valid = accumulate_block((sums, count, sums_k, count_k), log_r, kmin,
+                                                                 block_indices.shape[0])
         out = (actives, jnp.where(valid, log_r, jnp.nan) if record_blocks else None)
         return (sums, count, sums_k, count_k, jnp.minimum(kmin_all, kmin)), out
 

@@ -14,9 +14,6 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import jaxspec

@@ -7,6 +7,7 @@ assembles them and turns bad input into one line on stderr with exit status 2 (n
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -47,6 +48,9 @@ def fail(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # The CLI only writes figure files: no GUI backend (the library itself leaves the backend to the user, so
+    # notebooks keep their inline display).
+    os.environ.setdefault("MPLBACKEND", "Agg")
     command = typer.main.get_command(build_app())
     try:
         code = command.main(args=argv, prog_name="jaxspec", standalone_mode=False)

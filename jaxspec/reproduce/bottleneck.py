@@ -196,9 +196,6 @@ def _dataset(target: str, runs: list[dict], sizes: BottleneckSizes, extra: dict)
 
 
 def _plot_weights(results: dict, sizes: BottleneckSizes, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     targets = list(results)
@@ -232,9 +229,6 @@ def _plot_weights(results: dict, sizes: BottleneckSizes, path: Path) -> None:
 
 
 def _plot_representations(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     targets = list(results)
@@ -263,9 +257,6 @@ def _plot_representations(results: dict, path: Path) -> None:
 
 
 def _plot_norm(results: dict, sizes: BottleneckSizes, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from jaxspec.bottleneck import deep_linear_weight_decay_optimum

@@ -63,9 +63,6 @@ def _full(cfg: TrainConfig) -> TrainConfig:
 
 
 def _overview(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [n for n in ("linear_teacher_random", "fixed_gates_teacher", "linear_digits", "fixed_gates_digits")

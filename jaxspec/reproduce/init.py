@@ -551,9 +551,6 @@ def run(out_dir, full: bool = False, *, sizes: InitSizes | None = None, seed: in
         raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    import matplotlib
-
-    matplotlib.use("Agg")
     from tqdm.auto import tqdm
 
     from jaxspec import theory

@@ -168,9 +168,6 @@ def _train_run(x, y, depth: int, width: int, init_scale: float, steps: int, step
 
 
 def _plot_ratios(escapes: dict, plateau: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
@@ -222,9 +219,6 @@ def _shade_plateaus(ax, steps, plateaus) -> None:
 
 
 def _plot_first_plateau(plateau: dict, optimal_speed: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     run = plateau["run"]
@@ -258,9 +252,6 @@ def _plot_first_plateau(plateau: dict, optimal_speed: float, path: Path) -> None
 
 
 def _plot_s2s(run: dict, depth: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = run["steps"]

@@ -120,9 +120,6 @@ def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

@@ -226,9 +226,6 @@ def draw_report(source, out_dir: str | Path | None = None, *, verbose: bool = Fa
     Returns:
         The paths of the figures written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from jaxspec.sweeps.store import load_sweep

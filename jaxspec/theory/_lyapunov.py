@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -79,7 +80,15 @@ class LayerTheory(NamedTuple):
 
 def binomial_count_law(fan_in: int, fan_out: int, p: float) -> CountLaw:
     """``K ~ Binomial(fan_out, p)``: independent Bernoulli(p) gates (p = 1/2 for zero-bias ReLU nets)."""
-    return CountLaw(int(fan_in), stats.binom.pmf(np.arange(fan_out + 1), fan_out, p))
+    return CountLaw(int(fan_in), _binomial_pmf(int(fan_out), float(p)))
+
+
+@functools.lru_cache(maxsize=256)
+def _binomial_pmf(fan_out: int, p: float) -> np.ndarray:
+    # One pmf per (fan_out, p), shared by every layer of a deep ensemble (read-only: the cache hands it out).
+    pmf = stats.binom.pmf(np.arange(fan_out + 1), fan_out, p)
+    pmf.flags.writeable = False
+    return pmf
 
 
 def fixed_count_law(fan_in: int, fan_out: int, count: int) -> CountLaw:

@@ -361,9 +361,6 @@ def save_experiment(ds, out_dir: str | Path, fmt: str = "zarr") -> Path:
 
 def plot_dynamics(ds, path: str | Path, title: str | None = None, predictions=None) -> Path:
     """Measured against predicted ``sigma_r(t)`` per mode, the relative errors, and alignment over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     time = ds["time"].values
