@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="W1,W2,W3,micro,scaling", help="comma-separated sections")
     parser.add_argument("--no-peers", action="store_true", help="skip numpy and lyapax")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse the finished workload sections of an interrupted run (benchmarks/.cache)")
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (issue 10: median of >= 5 runs)")
@@ -146,12 +149,23 @@ def main(argv=None) -> int:
     log(f"float32 GEMM 1024^3: {gemm:.1f} GFLOP/s")
 
     results, sizes = {}, {}
+    cache_dir = HERE / ".cache"  # finished sections, so that a crash later in the run loses nothing
+    cache_dir.mkdir(exist_ok=True)
     for name, runner in workloads.RUNNERS.items():
         if name in sections:
             spec = workloads.SIZES[name][0 if mode == "full" else 1]
             sizes[name] = spec
+            cached = cache_dir / f"{mode}_{name}.pkl"
+            if args.reuse and cached.exists():
+                log(f"{name} {spec}: reusing {cached.name}")
+                results[name] = pickle.loads(cached.read_bytes())
+                continue
             log(f"{name} {spec}")
             results[name] = runner(spec, args.repeats, not args.no_peers, log)
+            for row in results[name]:
+                if row.timing is not None:
+                    row.timing.result = None  # arrays of this process: not needed to render
+            cached.write_bytes(pickle.dumps(results[name]))
     gemm_end, _ = gemm_rate()
 
     micro_out = {}
@@ -203,11 +217,9 @@ def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, s
         f"- {info['cpu_count']} CPU cores ({info['processor']}), {info['platform']}; JAX {info['jax']} "
         f"({info['backend']}, {info['devices']}), numpy {info['numpy']}.",
         f"- **No GPU in this session**: every number is CPU-only. {'' if not info['gpu'] else '(GPU seen!)'}",
-        f"- The machine is **shared** with other engineers' jobs: load average (1, 5, 15 min) "
-        f"{tuple(round(x, 1) for x in info['loadavg'])} at the start, "
-        f"{tuple(round(x, 1) for x in os.getloadavg())} at the end, on {info['cpu_count']} cores. Absolute "
-        "times are therefore inflated and noisy; every ratio is measured in this same process, side by side, "
-        "which is what the comparisons rely on.",
+        f"- Load average (1, 5, 15 min) {tuple(round(x, 1) for x in info['loadavg'])} at the start, "
+        f"{tuple(round(x, 1) for x in os.getloadavg())} at the end, on {info['cpu_count']} cores (a load near "
+        "the core count is this benchmark itself). Every ratio is measured in this same process, side by side.",
         f"- float32 GEMM rate (1024^3, precision HIGHEST), measured in this run: **{gemm:.1f} GFLOP/s** at the "
         f"start, {gemm_end:.1f} GFLOP/s after the workloads. Fractions below use the start value.",
         "",
@@ -270,12 +282,18 @@ NOTES = """\
   independently-gated masked ensembles (validated in `tests/test_fast.py`), a different realisation, no frame;
   they never stand in for the product when vectors, alignment or finite-depth singular values are wanted. Their
   GFLOP/s is an *effective* rate (the `2 n^2 k` product they avoid), which is why it can exceed the GEMM rate.
+- *Defaults*: `jaxspec.lyapunov_spectrum` defaults to `method='auto'` (the chi sampler where it is exact, the
+  product otherwise); `shared_weights_spectrum` to `qr='auto'`, `reortho_every='auto'`. The rows name the
+  options and the resolved configuration of each.
+- *Peers*: "numpy loop" is the plain implementation issue 10 names (seed by seed or input by input, one
+  `W @ Q` and one `linalg.qr` per layer); "numpy batched" is numpy at its best (seeds batched, inputs stacked
+  into one GEMM). numpy rows have no warm-up (nothing to compile): all runs are timed.
+- *accuracy*: `max |float32 - float64|` over exponents of the same realisation and the same resolved estimator
+  (method, `m`, QR backend); the ensembles draw in float32, so the float64 run is a pure rounding reference.
 - *law z*: max over indices of `(mean_fast - mean_direct) / (sqrt(2) se)` with the predicted standard error;
   `|z| < 4` means the fast sampler agrees in distribution on this run.
 - lyapax is given the same matrices, gates and initial frame (see `benchmarks/peers.py`); it has no
   rank-collapse convention, so its accuracy is compared on the indices no layer collapsed.
-- The shipped defaults of `jaxspec.lyapunov_spectrum` are unchanged (`method='direct'`, `qr='householder'`,
-  `reortho_every=1`); the rows name the options that give each speed.
 """
 
 
