@@ -34,8 +34,9 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
-                   dtype=np.float32, seed: int = 0) -> np.ndarray:
-    """Masked (``p < 1``) or Gaussian products, all seeds at once: ``(seeds, k)`` exponents (``K >= i``)."""
+                   dtype=np.float32, seed: int = 0, return_counts: bool = False):
+    """Masked (``p < 1``) or Gaussian products, all seeds at once: ``(seeds, k)`` exponents (``K >= i``), and
+    with ``return_counts`` the ``(seeds, k)`` numbers of counted layers (``depth``: index never collapsed)."""
     rng = np.random.default_rng(seed)
     q = np.linalg.qr(rng.standard_normal((seeds, n, k), dtype=np.float32).astype(dtype))[0]
     scale = dtype(np.sqrt(sigma2 / n))
@@ -58,16 +59,19 @@ def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, si
         sums += np.where(valid, log_r, 0.0)
         counts += valid
     with np.errstate(invalid="ignore", divide="ignore"):
-        return sums / np.where(counts > 0, counts, np.nan)
+        out = sums / np.where(counts > 0, counts, np.nan)
+    return (out, counts) if return_counts else out
 
 
 def numpy_ensemble_loop(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
-                        dtype=np.float32, seed: int = 0) -> np.ndarray:
-    """The plain numpy loop: seed by seed, layer by layer, one ``W @ Q``, gates and one QR; ``(seeds, k)``."""
+                        dtype=np.float32, seed: int = 0, return_counts: bool = False):
+    """The plain numpy loop: seed by seed, layer by layer, one ``W @ Q``, gates and one QR; ``(seeds, k)``
+    exponents (and counted layers with ``return_counts``, as :func:`numpy_ensemble`)."""
     rng = np.random.default_rng(seed)
     scale = dtype(np.sqrt(sigma2 / n))
     idx = np.arange(1, k + 1)
     out = np.empty((seeds, k))
+    all_counts = np.empty((seeds, k))
     for s in range(seeds):
         q = np.linalg.qr(rng.standard_normal((n, k), dtype=np.float32).astype(dtype))[0]
         sums, counts = np.zeros(k), np.zeros(k)
@@ -85,7 +89,8 @@ def numpy_ensemble_loop(n: int, depth: int, seeds: int, k: int, *, p: float = 1.
             counts += valid
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s] = sums / np.where(counts > 0, counts, np.nan)
-    return out
+        all_counts[s] = counts
+    return (out, all_counts) if return_counts else out
 
 
 def numpy_fixed_loop(weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32) -> np.ndarray:
