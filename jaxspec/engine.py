@@ -67,6 +67,7 @@ __all__ = [
     "make_config",
     "realisation_key",
     "reortho_limits",
+    "run_with_orthogonality_guard",
     "seed_keys",
 ]
 
@@ -608,35 +609,61 @@ def _auto_reortho_every(ensemble, config: EngineConfig, seed: int, pilot_layers:
     return choose_reortho_every(mean, var, ensemble.depth, config.dtype, config.rates_every)
 
 
-def _guarded_run(ensemble, keys: jax.Array, config: EngineConfig, jit: bool, auto: bool) -> LyapunovResult:
-    """Run, then apply the orthogonality guard: with ``reortho_every > 1``, a block whose log condition number
-    exceeded :func:`reortho_limits`'s guard is re-run with a smaller ``m`` (``"auto"``) or reported with an
-    :class:`OrthogonalityWarning` (an explicit ``m``). Never silent."""
+def run_with_orthogonality_guard(run: Callable, config, auto: bool, *, divisor_of: int | None = None,
+                                 stacklevel: int = 3):
+    """Run, then apply the orthogonality guard of :func:`reortho_limits` (MATH.md section 4). Never silent.
+
+    With ``config.reortho_every > 1``, a block whose log condition number exceeded the guard is re-run with a
+    smaller ``m`` (``auto``: the ``m`` was chosen by ``reortho_every="auto"``) or reported with an
+    :class:`OrthogonalityWarning` (an explicit ``m``: the user's choice is kept).
+
+    Args:
+        run: ``run(config) -> (result, spread)``, ``spread`` the largest block log condition number (a float,
+            or None when not recorded).
+        config: a frozen dataclass with ``reortho_every`` and ``jnp_dtype`` (an :class:`EngineConfig` or
+            :class:`jaxspec.jacobian.JacobianConfig`).
+        auto: whether ``m`` was chosen automatically.
+        divisor_of: a re-run ``m`` must divide this (per-prefix or windowed rates).
+        stacklevel: passed to :func:`warnings.warn`.
+
+    Returns:
+        ``(result, config)`` of the accepted run.
+    """
+    budget, guard = reortho_limits(config.jnp_dtype)
     while True:
+        result, spread = run(config)
+        m = config.reortho_every
+        if m == 1 or spread is None or spread <= guard:
+            return result, config
+        if not auto:
+            dtype = np.dtype(config.jnp_dtype).name
+            warnings.warn(
+                f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
+                f"({dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a smaller "
+                "reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=stacklevel)
+            return result, config
+        smaller = max(1, min(m // 2, int(m * budget / spread)))
+        if divisor_of is not None:
+            smaller = max(d for d in range(1, smaller + 1) if divisor_of % d == 0)
+        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > "
+                      f"{guard:.1f}; re-running with m={smaller}.", OrthogonalityWarning,
+                      stacklevel=stacklevel)
+        config = dataclasses.replace(config, reortho_every=smaller)
+
+
+def _guarded_run(ensemble, keys: jax.Array, config: EngineConfig, jit: bool, auto: bool) -> LyapunovResult:
+    """:func:`_run` (jitted or eager) under :func:`run_with_orthogonality_guard`."""
+
+    def run(config):
         if jit:
             result = _run(ensemble, keys, config)
         else:
             with jax.disable_jit():
                 result = _run(ensemble, keys, config)
-        m = config.reortho_every
-        if m == 1 or result.max_block_spread is None:
-            return result
-        _, guard = reortho_limits(config.jnp_dtype)
-        spread = float(jnp.max(result.max_block_spread))
-        if spread <= guard:
-            return result
-        if not auto:
-            warnings.warn(
-                f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
-                f"({config.dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a "
-                "smaller reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=3)
-            return result
-        smaller = max(1, min(m // 2, int(m * reortho_limits(config.jnp_dtype)[0] / spread)))
-        if config.rates_every is not None:
-            smaller = max(d for d in range(1, smaller + 1) if config.rates_every % d == 0)
-        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > "
-                      f"{guard:.1f}; re-running with m={smaller}.", OrthogonalityWarning, stacklevel=3)
-        config = dataclasses.replace(config, reortho_every=smaller)
+        spread = None if result.max_block_spread is None else float(jnp.max(result.max_block_spread))
+        return result, spread
+
+    return run_with_orthogonality_guard(run, config, auto, divisor_of=config.rates_every, stacklevel=4)[0]
 
 
 def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: int = 0,

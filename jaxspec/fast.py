@@ -49,7 +49,6 @@ import numpy as np
 from jaxspec.engine import (
     EngineConfig,
     FrameSums,
-    OrthogonalityWarning,
     accumulate_block,
     accumulator_dtype,
     benettin_scan,
@@ -59,7 +58,7 @@ from jaxspec.engine import (
     initial_frame,
     make_config,
     realisation_key,
-    reortho_limits,
+    run_with_orthogonality_guard,
     seed_keys,
 )
 from jaxspec.ensembles import Gaussian, Masked, layer_key
@@ -75,6 +74,7 @@ __all__ = [
     "fast_path_eligible",
     "gaussian_frame_sums",
     "log_gamma_variates",
+    "pilot_reortho_every",
     "shared_weights_spectrum",
     "stacked_frame_sums",
 ]
@@ -454,6 +454,36 @@ def _stacked_run(weights, masks, frame, config):
     return exponents_from_sums(sums, config.condition), sums
 
 
+def pilot_reortho_every(weights, masks, frame, config: EngineConfig, *, pilot_layers: int = 16,
+                        pilot_inputs: int = 4, divisor_of: int | None = None) -> int:
+    """``reortho_every="auto"`` for a fixed network at many inputs, from a short per-layer pilot.
+
+    The spread of the growth rates is a per-layer statistic: the first ``pilot_layers`` layers at the first
+    ``pilot_inputs`` inputs, re-orthonormalised every layer, estimate the per-layer means and variances of
+    ``log|R_ii|`` that :func:`jaxspec.engine.choose_reortho_every` turns into the largest safe ``m``.
+
+    Args:
+        weights: ``(L, N, N)``; masks: ``(B, L, N)``; frame: ``(N, k)`` or ``(B, N, k)`` (as
+            :func:`stacked_frame_sums`).
+        config: the run's :class:`~jaxspec.engine.EngineConfig` (its ``reortho_every`` is ignored).
+        pilot_layers, pilot_inputs: size of the pilot.
+        divisor_of: the chosen ``m`` must divide this (e.g. the depth, for per-prefix rates).
+
+    Returns:
+        ``m`` in ``[1, L]``.
+    """
+    depth = weights.shape[0]
+    layers = min(depth, pilot_layers)
+    pilot = dataclasses.replace(config, reortho_every=1, rates_every=1)
+    frame = frame if frame.ndim == 2 else frame[:pilot_inputs]
+    _, sums = _stacked_run(weights[:layers], masks[:pilot_inputs, :layers], frame, pilot)
+    log_r = np.asarray(sums.block_log_r, float).reshape(-1, config.k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (never counted) give m = 1
+        mean, var = np.nanmean(log_r, 0), np.nanvar(log_r, 0)
+    return choose_reortho_every(mean, var, depth, config.dtype, divisor_of)
+
+
 def shared_weights_spectrum(
     weights,
     masks,
@@ -522,38 +552,12 @@ def shared_weights_spectrum(
     )
     frame = initial_frame(frame_key(seed_keys(seed, 1)[0]), n, n, config.k, config.jnp_dtype)
     if auto:
-        layers = min(depth, pilot_layers)
-        pilot = dataclasses.replace(config, reortho_every=1, rates_every=1)
-        # The growth-rate spread is a per-layer statistic: a few inputs estimate it as well as all of them.
-        _, sums = _stacked_run(weights[:layers], masks[:pilot_inputs, :layers], frame, pilot)
-        log_r = np.asarray(sums.block_log_r, float).reshape(-1, config.k)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            m = choose_reortho_every(np.nanmean(log_r, 0), np.nanvar(log_r, 0), depth, dtype)
-        config = dataclasses.replace(config, reortho_every=m)
-    _, guard = reortho_limits(config.jnp_dtype)
-    while True:
+        config = dataclasses.replace(config, reortho_every=pilot_reortho_every(
+            weights, masks, frame, config, pilot_layers=pilot_layers, pilot_inputs=pilot_inputs))
+
+    def run(config):
         exponents, sums = _stacked_run(weights, masks, frame, config)
-        m = config.reortho_every
-        if m == 1:
-            break
-        spread = float(jnp.max(sums.max_block_spread))
-        if spread <= guard:
-            break
-        if not auto:
-            warnings.warn(
-                f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f}; "
-                "the smallest growth rates may be inaccurate",
-                OrthogonalityWarning,
-                stacklevel=2,
-            )
-            break
-        smaller = max(1, min(m // 2, int(m * reortho_limits(config.jnp_dtype)[0] / spread)))
-        warnings.warn(
-            f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > {guard:.1f}; "
-            f"re-running with m={smaller}",
-            OrthogonalityWarning,
-            stacklevel=2,
-        )
-        config = dataclasses.replace(config, reortho_every=smaller)
+        return (exponents, sums), float(jnp.max(sums.max_block_spread))
+
+    (exponents, sums), config = run_with_orthogonality_guard(run, config, auto, stacklevel=3)
     return SharedWeightsResult(exponents, sums, config)

@@ -41,9 +41,10 @@ from jaxspec.engine import (
     exponents_from_sums,
     initial_frame,
     make_config,
+    run_with_orthogonality_guard,
 )
 from jaxspec.errors import InputError
-from jaxspec.fast import stacked_frame_sums
+from jaxspec.fast import pilot_reortho_every, stacked_frame_sums
 from jaxspec.networks import (
     ACTIVATIONS,
     PaddedMLP,
@@ -121,6 +122,8 @@ class JacobianSpectrum:
             without ``prefixes``), or ``None`` without ``singular_values``.
         active_counts: ``(B, L)`` active units ``K_l`` per layer (the width for an ungated layer).
         min_active: ``(B,)`` ``min_l K_l``.
+        max_block_spread: ``(B,)`` the largest log condition number a block of ``reortho_every`` layers grew
+            each input's frame to (the orthogonality guard of :func:`jaxspec.engine.reortho_limits`).
         outputs: ``(B, n_L)`` the network's outputs.
         widths: ``(n_0, ..., n_L)`` (static).
         config: the :class:`JacobianConfig` (static).
@@ -131,6 +134,7 @@ class JacobianSpectrum:
     log_svals: jax.Array | None
     active_counts: jax.Array
     min_active: jax.Array
+    max_block_spread: jax.Array
     outputs: jax.Array
     widths: tuple[int, ...] = struct.field(pytree_node=False)
     config: JacobianConfig = struct.field(pytree_node=False)
@@ -263,19 +267,32 @@ def prefix_growth_rates(block_log_r: jax.Array, block_size: jax.Array) -> jax.Ar
     return total / jnp.where(layers > 0, layers, jnp.nan)
 
 
+def _engine_config(padded: PaddedMLP, config: JacobianConfig):
+    return make_config(config.k, max_k=padded.max_width, reortho_every=config.reortho_every,
+                       dtype=config.dtype, precision=config.precision, condition=config.condition,
+                       rates_every=config.reortho_every if config.prefixes else None)
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
-def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: JacobianConfig) -> JacobianSpectrum:
+def _gates_and_frames(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: JacobianConfig):
+    """One forward pass for every ``D_l(x)``.
+
+    Returns ``(padded, outputs (B, n_L), masks (B, L, N), frames (B, N, k))``, all in the compute dtype.
+    """
     dtype = config.jnp_dtype
     padded = jax.tree.map(lambda a: a.astype(dtype), padded)  # everything in the compute dtype
     frames = jax.vmap(lambda key: input_frame(key, padded, config.k, dtype))(frame_keys)
-    # The inputs share the weights: one forward pass gives every D_l(x), then the stacked engine pushes all
-    # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.fast; benchmarks/RESULTS.md, W1).
     outputs, diagonals = _forward_padded(padded, xs.astype(dtype), config.activation, config.negative_slope,
                                          config.final_activation, config.lax_precision, all_layers=True)
-    engine_config = make_config(config.k, max_k=padded.max_width, reortho_every=config.reortho_every,
-                                dtype=config.dtype, precision=config.precision, condition=config.condition,
-                                rates_every=config.reortho_every if config.prefixes else None)
-    sums = stacked_frame_sums(padded.weights, jnp.swapaxes(diagonals, 0, 1), frames, engine_config)
+    return padded, outputs, jnp.swapaxes(diagonals, 0, 1), frames
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: JacobianConfig) -> JacobianSpectrum:
+    # The inputs share the weights: one forward pass gives every D_l(x), then the stacked engine pushes all
+    # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.fast; benchmarks/RESULTS.md, W1).
+    padded, outputs, masks, frames = _gates_and_frames(padded, xs, frame_keys, config)
+    sums = stacked_frame_sums(padded.weights, masks, frames, _engine_config(padded, config))
     rates = exponents_from_sums(sums, config.condition)
     prefix_rates = None
     if config.prefixes:
@@ -289,15 +306,17 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
         svals = jax.vmap(lambda x: network_prefix_svals(padded, x, config))(xs)
         log_svals = svals.log_svals[..., : config.k].astype(accumulator_dtype())
     return JacobianSpectrum(growth_rates=rates, prefix_growth_rates=prefix_rates, log_svals=log_svals,
-                            active_counts=sums.active_counts, min_active=sums.min_active, outputs=outputs,
+                            active_counts=sums.active_counts, min_active=sums.min_active,
+                            max_block_spread=sums.max_block_spread, outputs=outputs,
                             widths=padded.widths, config=config)
 
 
 def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation: str = "relu",
                       negative_slope: float = 0.01, final_activation: bool = False,
                       singular_values: bool = True,
-                      prefixes: bool = True, reortho_every: int = 1, condition: str = "K>=i",
-                      dtype: str = "float32", precision: str = "highest", seed: int = 0) -> JacobianSpectrum:
+                      prefixes: bool = True, reortho_every: int | str = 1, condition: str = "K>=i",
+                      dtype: str = "float32", precision: str = "highest", seed: int = 0,
+                      pilot_layers: int = 16, pilot_inputs: int = 4) -> JacobianSpectrum:
     """Top-``k`` growth rates and exact singular values of ``J_l(x)`` for a batch of inputs, matrix-free.
 
     Args:
@@ -308,11 +327,18 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
             :func:`jaxspec.networks.mlp_apply`).
         singular_values: also compute exact ``log s_i(J_l)`` by the stratified scan of :mod:`jaxspec.svals`.
         prefixes: return every prefix ``l = 1..L`` (else only the whole network).
-        reortho_every: layers between QRs of the growth-rate scan.
+        reortho_every: layers between QRs of the growth-rate scan, or ``"auto"``: the largest safe ``m``
+            from a pilot of ``pilot_layers`` layers at ``pilot_inputs`` inputs
+            (:func:`jaxspec.fast.pilot_reortho_every`; a divisor of the depth with ``prefixes``, whose
+            per-layer values are then block running averages). With ``m > 1`` the orthogonality guard checks
+            every block: ``"auto"`` re-runs with a smaller ``m``, an explicit ``m`` warns
+            (:class:`jaxspec.engine.OrthogonalityWarning`); never silent. The exact singular values
+            (``singular_values=True``) do not depend on ``m``.
         condition: rank-collapse convention (``"K>=i"``, ``"K>=k"`` or ``"none"``).
         dtype: ``"float32"`` or ``"float64"``.
         precision: matmul precision (``"highest"`` by default).
         seed: seeds the random initial frames (input ``b`` uses ``fold_in(key(seed), b)``).
+        pilot_layers, pilot_inputs: size of the pilot run of ``reortho_every="auto"``.
 
     Returns:
         :class:`JacobianSpectrum`.
@@ -334,14 +360,27 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
         xs = xs[None]
     if xs.ndim != 2 or xs.shape[1] != padded.widths[0]:
         raise InputError(f"xs must have shape (batch, {padded.widths[0]}), got {xs.shape}")
+    auto = isinstance(reortho_every, str)
+    if auto and reortho_every != "auto":
+        raise InputError(f"reortho_every must be a positive integer or 'auto', got {reortho_every!r}")
     config = make_jacobian_config(padded, k=k, activation=activation, negative_slope=negative_slope,
                                   final_activation=final_activation, singular_values=singular_values,
-                                  prefixes=prefixes, reortho_every=reortho_every, condition=condition,
-                                  dtype=dtype,
-                                  precision=precision)
+                                  prefixes=prefixes, reortho_every=1 if auto else reortho_every,
+                                  condition=condition, dtype=dtype, precision=precision)
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
-    return _run(padded, xs, keys, config)
+    divisor = padded.depth if prefixes else None
+    if auto:
+        cast, _, masks, frames = _gates_and_frames(padded, xs[:pilot_inputs], keys[:pilot_inputs], config)
+        m = pilot_reortho_every(cast.weights, masks, frames, _engine_config(padded, config),
+                                pilot_layers=pilot_layers, pilot_inputs=pilot_inputs, divisor_of=divisor)
+        config = dataclasses.replace(config, reortho_every=m)
+
+    def run(config):
+        result = _run(padded, xs, keys, config)
+        return result, float(jnp.max(result.max_block_spread))
+
+    return run_with_orthogonality_guard(run, config, auto, divisor_of=divisor, stacklevel=3)[0]
 
 
 def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) -> JacobianConfig:

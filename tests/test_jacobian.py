@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 import jaxspec
 from jaxspec import theory
-from jaxspec.engine import exponents_from_sums
+from jaxspec.engine import OrthogonalityWarning, exponents_from_sums, reortho_limits
 from jaxspec.errors import InputError
 from jaxspec.jacobian import (
     JacobianConfig,
@@ -115,6 +117,45 @@ def test_relu_network_exponents_match_masked_half_theory_with_zscores():
     ens = jaxspec.relu_net(width=width, depth=depth)
     z = (rates.mean(0) - theory.lyapunov_exponents(ens, k)) / theory.predicted_stderr(ens, k, seeds=seeds)
     assert np.all(np.abs(z) < 4), z
+
+
+def test_auto_reortho_picks_a_long_block_and_keeps_the_per_layer_result():
+    # He-initialised ReLU net: the top-k rates spread slowly, so "auto" takes blocks of many layers; the
+    # estimator (same frames, same realisation) must stay the per-layer one to rounding.
+    params = init_mlp(jax.random.key(21), (32,) * 25, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(22), (6, 32), jnp.float64)
+    kw = dict(k=4, singular_values=False)
+    every1 = jacobian_spectrum(params, xs, dtype="float64", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OrthogonalityWarning)  # the auto choice must not trip its own guard
+        auto64 = jacobian_spectrum(params, xs, dtype="float64", reortho_every="auto", **kw)
+        auto32 = jacobian_spectrum(params, xs, reortho_every="auto", **kw)
+    assert auto64.config.reortho_every > 1 and 24 % auto64.config.reortho_every == 0  # prefixes: a divisor
+    np.testing.assert_allclose(auto64.growth_rates, every1.growth_rates, rtol=1e-10)
+    np.testing.assert_allclose(auto32.growth_rates, every1.growth_rates, atol=1e-4)
+    assert float(np.max(auto32.max_block_spread)) <= reortho_limits("float32")[1]
+    with pytest.raises(InputError):
+        jacobian_spectrum(params, xs, reortho_every="sometimes")
+
+
+def test_orthogonality_guard_reruns_auto_and_reports_an_explicit_interval():
+    # Linear layers: 40 identities (the pilot sees no spread) then 48 that stretch two directions by 3 and
+    # shrink the rest by 0.3. "auto" over-estimates m from the pilot; the guard must catch it and re-run.
+    n = 8
+    weights = [np.eye(n)] * 40 + [np.diag(np.r_[np.full(2, 3.0), np.full(n - 2, 0.3)])] * 48
+    params = [{"w": jnp.asarray(w)} for w in weights]
+    xs = jnp.ones((2, n))
+    kw = dict(k=n, activation="linear", singular_values=False, prefixes=False)
+    with pytest.warns(OrthogonalityWarning, match="re-running"):
+        auto = jacobian_spectrum(params, xs, reortho_every="auto", **kw)
+    assert float(np.max(auto.max_block_spread)) <= reortho_limits("float32")[1]
+    # The same frames re-orthonormalised every layer in float64: the finite-depth estimator, transient included.
+    ref = jacobian_spectrum(params, xs, dtype="float64", **kw)
+    np.testing.assert_allclose(auto.growth_rates, ref.growth_rates, atol=1e-4)
+    assert np.allclose(np.sort(np.asarray(ref.growth_rates), -1)[:, [0, -1]], np.log([0.3, 3.0]) * 48 / 88,
+                       atol=0.05)
+    with pytest.warns(OrthogonalityWarning, match="log condition"):
+        jacobian_spectrum(params, xs, reortho_every=88, **kw)
 
 
 def test_float32_agrees_with_float64():
