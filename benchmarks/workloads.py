@@ -136,14 +136,18 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     # float64 reference is its own float64 run).
     params = [{"w": w} for w in weights]
     jac = dict(k=k, final_activation=True, singular_values=False, prefixes=False)
-    for m in (1, auto.config.reortho_every):
+    for m in (1, "auto"):
         jac["reortho_every"] = m
-        jac64 = np.asarray(jacobian_spectrum(params, x, dtype="float64", **jac).growth_rates)
+        resolved = jacobian_spectrum(params, x, **jac).config.reortho_every
+        # float64 reference: the same frames and the same resolved interval.
+        jac64 = np.asarray(jacobian_spectrum(params, x, dtype="float64", **{**jac, "reortho_every": resolved})
+                           .growth_rates)
         log(f"  W1 jaxspec.jacobian_spectrum m={m} ...")
         timing = time_it(lambda: jacobian_spectrum(params, x, **jac).growth_rates, repeats)
         rows.append(Row("W1", f"jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False, "
-                        f"reortho_every={m})", timing, flops, max_abs_diff(np.asarray(timing.result), jac64),
-                        note="forward pass for every D_l(x), then the stacked engine (per-input random frames)"))
+                        f"reortho_every={m!r})", timing, flops, max_abs_diff(np.asarray(timing.result), jac64),
+                        note="forward pass for every D_l(x), then the stacked engine (per-input random frames)"
+                        + (f"; resolved m={resolved}" if m == "auto" else "")))
 
     if peers:
         w_np, m_np, f_np = np.asarray(weights), np.asarray(masks), np.asarray(frame)
