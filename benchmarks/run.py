@@ -130,7 +130,8 @@ def targets(results: dict, section_gemm: dict) -> list[str]:
         if not js:
             continue
         worst = max(r.accuracy for r in js)
-        conditioned = [r.accuracy_conditioned_se for r in js if getattr(r, "accuracy_conditioned_se", None)]
+        conditioned = [r.accuracy_conditioned_se for r in js
+                       if getattr(r, "accuracy_conditioned_se", None) is not None]
         extra = "" if not conditioned else (
             f" (indices no layer collapsed); on the collapse-conditioned indices (K_l >= i averages) float32 "
             f"moves the seed mean by at most {max(conditioned):.2f} standard errors")
@@ -314,8 +315,8 @@ NOTES = """\
   collapse-conditioned indices (`K >= i`: `log|R_ii|` averaged over the layers with `K_l >= i`) are reported
   as "cond. z se", the largest float32-float64 difference of the seed mean in standard errors of that mean.
   Their per-layer `R_ii` comes from a nearly rank-deficient layer (`K_l` close to `i`), whose relative
-  rounding error is `u ||A|| / |R_ii|`: float32 cannot give them 1e-3 per realisation, and they carry a
-  Monte Carlo error hundreds of times larger.
+  rounding error is `u ||A|| / |R_ii|`: float32 cannot give them 1e-3 per realisation; the "cond." column
+  shows how that rounding compares with their Monte Carlo error.
 - *law z*: max over indices of `(mean_fast - mean_direct) / (sqrt(2) se)` with the predicted standard error;
   `|z| < 4` means the fast sampler agrees in distribution on this run.
 - lyapax is given the same matrices, gates and initial frame (see `benchmarks/peers.py`); it has no
