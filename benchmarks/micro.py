@@ -12,7 +12,7 @@ import numpy as np
 from _common import max_abs_diff, time_it
 
 import jaxspec
-from jaxspec.qr import make_qr
+from jaxspec.engine import make_qr
 
 HIGHEST = jax.lax.Precision.HIGHEST
 

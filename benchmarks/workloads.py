@@ -31,8 +31,8 @@ from jaxspec.engine import (
     seed_keys,
 )
 from jaxspec.ensembles import FixedStack
-from jaxspec.fast import shared_weights_spectrum
-from jaxspec.jacobian import jacobian_spectrum
+from jaxspec.engine import shared_weights_spectrum
+from jaxspec.networks import jacobian_spectrum
 
 HIGHEST = jax.lax.Precision.HIGHEST
 

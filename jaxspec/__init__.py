@@ -3,33 +3,32 @@
 Lyapunov exponents, finite-depth singular values and singular-vector alignment of deep Jacobians (products of
 masked linear maps ``D_l W_l``), each next to its closed form.
 
+The top level holds the entry points and the ensembles; everything else lives in subpackages that read like
+the architecture: :mod:`jaxspec.ensembles` -> :mod:`jaxspec.engine` (scan + QR) -> results, with
+:mod:`jaxspec.theory` and :mod:`jaxspec.analysis` beside them, and :mod:`jaxspec.networks`,
+:mod:`jaxspec.training`, :mod:`jaxspec.hessian`, :mod:`jaxspec.ufm`, :mod:`jaxspec.saddle`,
+:mod:`jaxspec.bottleneck`, :mod:`jaxspec.sweeps`, :mod:`jaxspec.reproduce` and :mod:`jaxspec.cli` on top.
+
 Example:
     >>> import jaxspec
     >>> res = jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=1000), seeds=4)
     >>> theory = jaxspec.theory.lyapunov_exponents(res.ensemble)
 """
 
-from jaxspec import theory
+from jaxspec import analysis, engine, ensembles, networks, theory
+from jaxspec._checks import InputError
 from jaxspec.engine import (
-    CONDITIONS,
-    EngineConfig,
-    FrameSums,
     LyapunovResult,
+    OrthogonalityWarning,
+    SharedWeightsResult,
     benettin_scan,
-    ensemble_frame_sums,
-    exponents_from_sums,
-    frame_key,
-    initial_frame,
     lyapunov_spectrum,
-    make_config,
-    realisation_key,
-    seed_keys,
+    shared_weights_spectrum,
 )
 from jaxspec.ensembles import (
-    ENSEMBLE_NAMES,
+    Ensemble,
     FixedStack,
     Gaussian,
-    LayerStack,
     Masked,
     Orthogonal,
     ReluNet,
@@ -40,37 +39,35 @@ from jaxspec.ensembles import (
     orthogonal,
     relu_net,
 )
-from jaxspec.errors import InputError
+from jaxspec.networks import JacobianSpectrum, jacobian_spectrum
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CONDITIONS",
-    "ENSEMBLE_NAMES",
-    "EngineConfig",
+    "Ensemble",
     "FixedStack",
-    "FrameSums",
     "Gaussian",
     "InputError",
-    "LayerStack",
+    "JacobianSpectrum",
     "LyapunovResult",
     "Masked",
     "Orthogonal",
+    "OrthogonalityWarning",
     "ReluNet",
+    "SharedWeightsResult",
+    "analysis",
     "benettin_scan",
-    "ensemble_frame_sums",
-    "exponents_from_sums",
+    "engine",
+    "ensembles",
     "fixed_network",
-    "frame_key",
     "gaussian",
-    "initial_frame",
+    "jacobian_spectrum",
     "lyapunov_spectrum",
-    "make_config",
     "make_ensemble",
     "masked",
+    "networks",
     "orthogonal",
-    "realisation_key",
     "relu_net",
-    "seed_keys",
+    "shared_weights_spectrum",
     "theory",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxspec.reproduce.dynamics import EXPERIMENTS, run
+from jaxspec.reproduce import EXPERIMENTS, run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

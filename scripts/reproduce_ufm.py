@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from jaxspec.reproduce.ufm import print_summary, run
+from jaxspec.reproduce import print_summary, run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 
 def setup_dtype(dtype: str) -> None:

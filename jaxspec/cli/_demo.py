@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 
 def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
@@ -18,7 +18,7 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
 
     import jaxspec
     from jaxspec import theory
-    from jaxspec.cli.spectrum import spectrum_table
+    from jaxspec.cli._spectrum import spectrum_table
 
     if width < 2 or depth < 1 or seeds < 2:
         raise InputError("demo needs width >= 2, depth >= 1 and seeds >= 2")

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from matfree import stochtrace
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.hessian._lanczos import HIGHEST, lanczos_tridiagonal, tridiagonal_matrix
 from jaxspec.hessian._products import flat_operator, num_parameters
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.hessian._products import flat_operator, num_parameters
 
 __all__ = ["Eigenpairs", "Tridiagonal", "lanczos_eigh", "lanczos_tridiagonal", "tridiagonal_matrix"]

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 __all__ = [
     "block_loss",

@@ -22,7 +22,7 @@ References:
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
-from jaxspec.sweeps.execute import (
+from jaxspec.sweeps._execute import (
     CpuLapackWarning,
     group_output_shapes,
     local_mesh,
@@ -30,11 +30,11 @@ from jaxspec.sweeps.execute import (
     run_key,
     run_sweep,
 )
-from jaxspec.sweeps.kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
-from jaxspec.sweeps.plan import Chunk, Group, SweepPlan, make_plan, point_params
-from jaxspec.sweeps.report import draw_report
-from jaxspec.sweeps.spec import SweepSpec, load_spec, parse_override
-from jaxspec.sweeps.store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame
+from jaxspec.sweeps._kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
+from jaxspec.sweeps._plan import Chunk, Group, SweepPlan, make_plan, point_params
+from jaxspec.sweeps._report import draw_report
+from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override
+from jaxspec.sweeps._store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame
 
 __all__ = [
     "KERNELS",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 __all__ = [
     "large_n_complex_exponents",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 __all__ = [
     "alignment_slope",

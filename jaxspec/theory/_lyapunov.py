@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special, stats
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.theory._expansions import large_n_complex_exponents, large_n_exponents
 
 __all__ = [

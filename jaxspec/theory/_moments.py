@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.theory._lyapunov import CountLaw, count_laws
 
 __all__ = [

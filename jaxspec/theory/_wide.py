@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 __all__ = [
     "JJtMoments",

@@ -6,13 +6,13 @@ Example:
     >>> res = train(lambda w: jnp.sum((w - 1.0) ** 2), jnp.zeros(3), num_steps=50, progress=False)
 """
 
-from jaxspec.training.checkpoint import (
+from jaxspec.training._checkpoint import (
     TrainCheckpoint,
     latest_checkpoint_step,
     restore_checkpoint,
     save_checkpoint,
 )
-from jaxspec.training.experiment import (
+from jaxspec.training._experiment import (
     TrainConfig,
     alignment_start_index,
     load_config,
@@ -21,8 +21,21 @@ from jaxspec.training.experiment import (
     save_experiment,
     to_dataset,
 )
-from jaxspec.training.loop import TrainResult, train
-from jaxspec.training.models import (
+from jaxspec.training._loop import TrainResult, train
+from jaxspec.training._mode_dynamics import (
+    PREDICTIONS,
+    DynamicsComparison,
+    ModeTrajectory,
+    arora_end_to_end,
+    balanced_mode_ode,
+    compare_dynamics,
+    mode_gd,
+    mode_ode,
+    mode_targets,
+    rk4_integrate,
+    saxe_two_layer,
+)
+from jaxspec.training._models import (
     LOSSES,
     MODEL_KINDS,
     Model,
@@ -35,7 +48,7 @@ from jaxspec.training.models import (
     model_apply,
     weight_matrices,
 )
-from jaxspec.training.tracking import (
+from jaxspec.training._tracking import (
     adjacent_alignment,
     balancedness,
     balancedness_norms,
@@ -47,6 +60,17 @@ from jaxspec.training.tracking import (
 )
 
 __all__ = [
+    "PREDICTIONS",
+    "DynamicsComparison",
+    "ModeTrajectory",
+    "arora_end_to_end",
+    "balanced_mode_ode",
+    "compare_dynamics",
+    "mode_gd",
+    "mode_ode",
+    "mode_targets",
+    "rk4_integrate",
+    "saxe_two_layer",
     "LOSSES",
     "MODEL_KINDS",
     "Model",

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.ufm._model import HIGHEST, UFM, UFMParams, _act, labels, layer_features, predict
 
 __all__ = ["GEOMETRIES", "NeuralCollapse", "collapse_metrics", "effective_classifiers", "feature_collapse"]

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxspec import hessian
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.ufm._model import (
     HIGHEST,
     UFM,

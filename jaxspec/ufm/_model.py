@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 
 __all__ = [
     "ACTIVATIONS",

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import brentq
 
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.ufm._model import UFM, UFMParams
 
 __all__ = ["CollapsedOptimum", "collapsed_optimum", "collapsed_params", "solve_gamma"]

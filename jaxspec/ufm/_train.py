@@ -18,7 +18,7 @@ import jax
 import optax
 
 from jaxspec import hessian
-from jaxspec.errors import InputError
+from jaxspec._checks import InputError
 from jaxspec.ufm._collapse import NeuralCollapse, collapse_metrics
 from jaxspec.ufm._curvature import alignment_matrix, gradient_coefficients, gram_eigenvalues
 from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, layer_block, loss, map_layers

@@ -1,0 +1,93 @@
+"""The ``jaxspec`` CLI contract: JSON keys and values, readable output, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxspec import theory
+from jaxspec.cli import main
+
+
+def run_cli(capsys, *argv):
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code or 0, out.out, out.err
+
+
+def test_lyapunov_json_contract(capsys):
+    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "masked", "--width", "6", "--depth", "300",
+                           "--k", "3", "--seeds", "4", "--p", "0.7", "--dtype", "float64", "--json")
+    assert code == 0
+    payload = json.loads(out)
+    for key in ("exponents", "stderr", "theory", "config", "wall_seconds"):
+        assert key in payload
+    assert len(payload["exponents"]) == len(payload["stderr"]) == len(payload["theory"]) == 3
+    np.testing.assert_allclose(payload["theory"], theory.masked_exponents(6, 0.7, k=3), rtol=1e-12)
+    assert payload["config"] == {
+        "ensemble": "masked", "width": 6, "depth": 300, "k": 3, "seeds": 4, "p": 0.7, "sigma2": 1.0,
+        "reortho": 1, "dtype": "float64", "seed": 0, "condition": "K>=i", "precision": "highest",
+        "method": "auto", "method_resolved": "chi",
+    }
+    assert payload["wall_seconds"] > 0
+    # Exponents come out in descending order of index, as the closed form does.
+    z = (np.array(payload["exponents"]) - np.array(payload["theory"])) / np.array(payload["theory_stderr"])
+    assert np.all(np.abs(z) < 4)
+
+
+def test_lyapunov_json_has_null_theory_only_where_no_closed_form(capsys):
+    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "orthogonal", "--width", "4", "--depth", "20",
+                           "--seeds", "2", "--sigma2", "2.0", "--json")
+    payload = json.loads(out)
+    np.testing.assert_allclose(payload["exponents"], 0.5 * np.log(2.0), atol=1e-5)
+    np.testing.assert_allclose(payload["theory"], 0.5 * np.log(2.0), atol=1e-12)
+
+
+def test_lyapunov_table_has_theory_and_z_columns(capsys):
+    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "gaussian", "--width", "4", "--depth", "50",
+                           "--seeds", "2")
+    assert code == 0
+    header = [line for line in out.splitlines() if line.strip().startswith("i ")][0]
+    assert header.split() == ["i", "simulated", "stderr", "theory", "z"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--k", "5"], "k must be"),
+        (["--ensemble", "masked", "--width", "4", "--depth", "10", "--p", "0"], "p must lie"),
+        (["--ensemble", "masked", "--width", "4", "--depth", "10", "--p", "1.5"], "p must lie"),
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "0"], "depth must be"),
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "-3"], "depth must be"),
+        (["--ensemble", "levy", "--width", "4", "--depth", "10"], "unknown ensemble"),
+        (["--ensemble", "gaussian", "--width", "four", "--depth", "10"], "--width"),
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--dtype", "int8"], "dtype"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
+    code, out, err = run_cli(capsys, "lyapunov", *args)
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jaxspec: error:") and message in lines[0]
+
+
+def test_real_process_error_has_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "jaxspec.cli", "lyapunov", "--ensemble", "gaussian",
+                           "--width", "3", "--depth", "5", "--k", "4"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_demo_writes_a_figure_and_prints_theory(capsys, tmp_path):
+    out_png = tmp_path / "demo.png"
+    code, out, _ = run_cli(capsys, "demo", "--out", str(out_png), "--width", "4", "--depth", "60", "--seeds", "2")
+    assert code == 0
+    assert out_png.stat().st_size > 10_000
+    assert out.count("theory") == 3

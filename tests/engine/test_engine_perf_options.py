@@ -1,0 +1,123 @@
+"""The engine's performance options: QR backends, reortho_every='auto', the orthogonality guard, defaults."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import jaxspec
+from jaxspec import theory
+from jaxspec.engine import OrthogonalityWarning, choose_reortho_every, reortho_limits
+from jaxspec import InputError
+
+
+def test_defaults_are_unchanged():
+    res = jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=6, depth=20), seeds=2, method="direct")
+    assert (res.config.qr, res.config.method, res.config.reortho_every) == ("householder", "direct", 1)
+
+
+@pytest.mark.parametrize("qr", ["cholesky2", "shifted_cholesky3"])
+def test_qr_backends_give_the_householder_result_in_float64(qr):
+    ens = jaxspec.gaussian(width=16, depth=60)
+    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", method="direct")
+    res = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", qr=qr, method="direct")
+    np.testing.assert_allclose(np.asarray(res.exponents), np.asarray(ref.exponents), rtol=1e-10, atol=1e-12)
+
+
+def test_cholesky_backend_falls_back_exactly_on_rank_deficient_masked_layers():
+    # p = 0.5, k = width: most layers have K_l < k, so the Gram matrix is singular; the Householder fallback
+    # must reproduce the Householder run (same realisation, same conventions).
+    ens = jaxspec.masked(width=6, depth=40, p=0.5)
+    ref = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", method="direct")
+    res = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", qr="cholesky2", method="direct")
+    np.testing.assert_allclose(np.asarray(res.exponents), np.asarray(ref.exponents), rtol=1e-10, atol=1e-12)
+
+
+def test_qr_auto_picks_cholesky_only_where_frames_keep_full_rank():
+    kw = dict(seeds=1, qr="auto", method="direct")
+    assert jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=4), **kw).config.qr == "cholesky2"
+    assert jaxspec.lyapunov_spectrum(jaxspec.masked(width=8, depth=4), **kw).config.qr == "householder"
+    fixed = jaxspec.masked(width=8, depth=4, fixed_count=5)
+    assert jaxspec.lyapunov_spectrum(fixed, k=5, **kw).config.qr == "cholesky2"
+    assert jaxspec.lyapunov_spectrum(fixed, k=6, **kw).config.qr == "householder"
+
+
+def test_choose_reortho_every_is_the_largest_m_within_budget():
+    mean = np.array([-0.01, -0.05, -0.12])
+    var = np.array([0.002, 0.003, 0.004])
+    m = choose_reortho_every(mean, var, 10_000, "float32")
+    budget, _ = reortho_limits("float32")
+
+    def spread(m):
+        return m * 0.11 + 4 * math.sqrt(2 * m * 0.004)
+
+    largest = max(j for j in range(1, 2000) if spread(j) <= budget)
+    # Balanced blocks: as many QRs as with the largest safe m, no short remainder block.
+    assert m == math.ceil(10_000 / math.ceil(10_000 / largest)) and spread(m) <= budget
+    assert choose_reortho_every(mean, var, 5, "float32") == min(largest, 5)
+    assert choose_reortho_every(mean, var, 2 * largest - 2, "float32") == largest - 1  # two equal blocks
+    assert choose_reortho_every(np.array([0.0, -np.inf]), var[:2], 100, "float32") == 1
+    assert 24 % choose_reortho_every(mean, var, 10_000, "float32", rates_every=24) == 0
+    assert choose_reortho_every(mean, var, 10_000, "float64") > m
+
+
+def test_auto_reortho_equals_every_layer_in_float64_and_float32_stays_within_tolerance():
+    ens = jaxspec.gaussian(width=64, depth=200)
+    ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64", method="direct")
+    auto64 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float64", reortho_every="auto", method="direct")
+    auto32 = jaxspec.lyapunov_spectrum(ens, k=6, seeds=2, dtype="float32", reortho_every="auto", method="direct")
+    assert auto64.config.reortho_every > 10 and auto32.config.reortho_every > 10
+    # Same realisation: in exact arithmetic the block QR telescopes to the per-layer product of diagonals.
+    np.testing.assert_allclose(np.asarray(auto64.exponents), np.asarray(ref.exponents), atol=1e-10)
+    assert np.max(np.abs(np.asarray(auto32.exponents) - np.asarray(ref.exponents))) < 1e-4
+    assert float(np.max(auto32.max_block_spread)) <= reortho_limits("float32")[1]
+
+
+def test_auto_reortho_uses_a_pilot_for_fixed_networks():
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal((24, 24)) / np.sqrt(24) for _ in range(60)]
+    ens = jaxspec.fixed_network(weights)
+    ref = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", method="direct")
+    auto = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", reortho_every="auto", method="direct")
+    assert auto.config.reortho_every > 1
+    np.testing.assert_allclose(np.asarray(auto.exponents), np.asarray(ref.exponents), atol=1e-10)
+
+
+def test_guard_reports_a_too_large_explicit_reortho_every():
+    ens = jaxspec.gaussian(width=16, depth=200)
+    with pytest.warns(OrthogonalityWarning, match="log condition"):
+        res = jaxspec.lyapunov_spectrum(ens, seeds=2, reortho_every=25, method="direct")
+    assert float(np.max(res.max_block_spread)) > reortho_limits("float32")[1]
+    # The auto choice for the same case stays quiet and close to the theory.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OrthogonalityWarning)
+        auto = jaxspec.lyapunov_spectrum(ens, seeds=4, dtype="float64", reortho_every="auto", method="direct")
+    z = (np.asarray(auto.mean) - theory.gaussian_exponents(16)) / theory.predicted_stderr(ens, seeds=4)
+    assert np.all(np.abs(z) < 4), z
+
+
+def test_auto_reortho_reruns_with_smaller_m_when_the_guard_trips():
+    # A fixed network whose first layers are isotropic (the pilot sees no spread) and whose later layers
+    # stretch two directions hard: the pilot over-estimates m, the guard must catch it and re-run.
+    n, depth = 8, 88
+    weights = [np.eye(n) for _ in range(40)] + [np.diag(np.r_[np.full(2, 3.0), np.full(n - 2, 0.3)])] * 48
+    ens = jaxspec.fixed_network(weights)
+    with pytest.warns(OrthogonalityWarning, match="re-running"):
+        auto = jaxspec.lyapunov_spectrum(ens, k=n, reortho_every="auto", method="direct")
+    assert float(np.max(auto.max_block_spread)) <= reortho_limits("float32")[1]
+    assert auto.config.reortho_every < 10
+    # Same realisation as the per-layer float64 run (the finite-depth QR estimator, transient included).
+    ref = jaxspec.lyapunov_spectrum(ens, k=n, dtype="float64", method="direct")
+    np.testing.assert_allclose(np.asarray(auto.exponents), np.asarray(ref.exponents), atol=1e-4)
+    assert np.allclose(np.sort(np.asarray(ref.exponents[0]))[::-1][[0, -1]], np.log([3.0, 0.3]) * 48 / depth,
+                       atol=0.03)
+
+
+def test_bad_option_values_raise_input_error():
+    ens = jaxspec.gaussian(width=4, depth=3)
+    for kw in (dict(qr="lq"), dict(method="fast"), dict(reortho_every="often")):
+        with pytest.raises(InputError):
+            jaxspec.lyapunov_spectrum(ens, **kw)

@@ -1,0 +1,98 @@
+"""QR backends against a float64 LAPACK oracle: factorisation, orthogonality, |R_ii|, fallback behaviour."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxspec import InputError
+from jaxspec.engine import (
+    QR_BACKENDS,
+    cholesky_qr2_with_status,
+    make_qr,
+    orthogonality_loss,
+    shifted_cholesky_qr3_with_status,
+)
+
+
+def _graded(cond: float, n: int = 64, k: int = 8, seed: int = 0, dtype=np.float32) -> np.ndarray:
+    """A frame with singular values logspaced from 1 to 1/cond (the shape Benettin blocks produce)."""
+    rng = np.random.default_rng(seed)
+    u, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((k, k)))
+    return ((u * np.logspace(0, -np.log10(cond), k)) @ v.T).astype(dtype)
+
+
+def _oracle_log_diag(a: np.ndarray) -> np.ndarray:
+    return np.log(np.abs(np.diagonal(np.linalg.qr(a.astype(np.float64))[1], axis1=-2, axis2=-1)))
+
+
+@pytest.mark.parametrize("name", QR_BACKENDS)
+def test_backends_factorise_batched_frames_in_float64(name):
+    a = np.random.default_rng(1).standard_normal((3, 40, 6))
+    q, r = jax.jit(make_qr(name))(jnp.asarray(a))
+    q, r = np.asarray(q), np.asarray(r)
+    np.testing.assert_allclose(q @ r, a, atol=1e-12)
+    np.testing.assert_allclose(np.swapaxes(q, -1, -2) @ q, np.broadcast_to(np.eye(6), (3, 6, 6)), atol=1e-13)
+    assert np.all(np.tril(r, -1) == 0) or np.allclose(np.tril(r, -1), 0, atol=1e-13)
+    np.testing.assert_allclose(np.log(np.abs(np.diagonal(r, axis1=-2, axis2=-1))), _oracle_log_diag(a),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("cond", [1e1, 1e2, 1e3])
+def test_cholesky_qr2_matches_householder_accuracy_without_fallback_in_float32(cond):
+    a = _graded(cond)
+    q, r, fell_back = cholesky_qr2_with_status(jnp.asarray(a))
+    assert not bool(fell_back)
+    assert float(orthogonality_loss(q)) < 1e-5
+    # Backward stability: |R_ii| carries a relative error of order u * cond, like Householder.
+    err = np.abs(np.log(np.abs(np.diagonal(np.asarray(r)))) - _oracle_log_diag(a))
+    assert err.max() < 50 * 6e-8 * cond
+
+
+def test_cholesky_qr2_falls_back_on_ill_conditioned_gram_and_shifted_variant_does_not():
+    a = _graded(1e5)
+    q2, r2, fb2 = cholesky_qr2_with_status(jnp.asarray(a))
+    q3, r3, fb3 = shifted_cholesky_qr3_with_status(jnp.asarray(a))
+    assert bool(fb2)  # cond^2 u >> 1: the first pass is far from orthonormal
+    assert not bool(fb3)  # shifted CholeskyQR3 is stable up to cond ~ 1/u
+    for q, r in [(q2, r2), (q3, r3)]:
+        assert float(orthogonality_loss(q)) < 1e-5
+        err = np.abs(np.log(np.abs(np.diagonal(np.asarray(r)))) - _oracle_log_diag(a))
+        assert err.max() < 50 * 6e-8 * 1e5
+
+
+def test_rank_deficient_frame_falls_back_to_an_orthonormal_completion():
+    a = np.zeros((32, 6), np.float32)
+    a[:, :3] = np.random.default_rng(2).standard_normal((32, 3))
+    for fn in (cholesky_qr2_with_status, shifted_cholesky_qr3_with_status):
+        q, r, fell_back = fn(jnp.asarray(a))
+        assert bool(fell_back)
+        assert float(orthogonality_loss(q)) < 1e-5
+        np.testing.assert_allclose(np.asarray(q @ r), a, atol=1e-5)
+
+
+def test_fallback_decision_is_shared_across_a_named_vmap_axis():
+    good = np.random.default_rng(3).standard_normal((32, 6)).astype(np.float32)
+    bad = good.copy()
+    bad[:, 5] = bad[:, 4]  # rank deficient
+    stack = jnp.asarray(np.stack([good, bad]))
+    named = jax.vmap(lambda a: cholesky_qr2_with_status(a, batch_axis_name="b"), axis_name="b")
+    _, _, fb_named = named(stack)
+    _, _, fb_unnamed = jax.vmap(cholesky_qr2_with_status)(stack)
+    _, _, fb_batched = cholesky_qr2_with_status(stack)
+    assert np.all(np.asarray(fb_named))  # one decision for the whole batch
+    assert np.asarray(fb_unnamed).tolist() == [False, True]  # per element (a select)
+    assert bool(fb_batched)
+    # The good element's factor is exact either way (Householder or Cholesky, up to signs).
+    _, r_named, _ = named(stack)
+    np.testing.assert_allclose(np.abs(np.diagonal(np.asarray(r_named[0]))),
+                               np.exp(_oracle_log_diag(good)), rtol=1e-5)
+
+
+def test_make_qr_rejects_unknown_backend_and_orthogonality_loss_of_identity_is_zero():
+    with pytest.raises(InputError):
+        make_qr("gram-schmidt")
+    assert float(orthogonality_loss(jnp.eye(5)[:, :3])) == 0.0

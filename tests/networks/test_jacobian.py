@@ -1,0 +1,186 @@
+"""Matrix-free Jacobian spectra against dense float64 products, the masked p = 1/2 theory, and the jaxpr."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxspec
+from jaxspec import theory
+from jaxspec.engine import OrthogonalityWarning, exponents_from_sums, reortho_limits
+from jaxspec import InputError
+from jaxspec.networks import (
+    JacobianConfig,
+    dense_jacobian,
+    dense_prefix_jacobians,
+    dense_prefix_log_svals,
+    input_frame,
+    jacobian_spectrum,
+    mlp_tangent_layer,
+    network_frame_sums,
+)
+from jaxspec.networks import gates, init_mlp, mlp_apply, pad_params
+
+
+def _frames(seed, batch, n0, n, k):
+    base = jax.random.key(seed)
+    return [np.asarray(jaxspec.engine.initial_frame(jax.random.fold_in(base, b), n0, n, k, jnp.float64))
+            for b in range(batch)]
+
+
+def _volumes(m, q0):
+    """Exact partial sums ``sum_{i<=j} log|R_ii|`` of ``M Q0``: log-volumes of its first ``j`` columns."""
+    mq = m @ q0[: m.shape[1]]
+    return np.array([0.5 * np.linalg.slogdet(mq[:, :j].T @ mq[:, :j])[1] for j in range(1, q0.shape[1] + 1)])
+
+
+@pytest.mark.parametrize("activation,bias", [("relu", False), ("leaky_relu", True), ("linear", False)])
+def test_growth_rates_equal_dense_volumes_for_every_prefix(activation, bias):
+    widths = (6, 9, 7, 9, 8, 5)
+    params = init_mlp(jax.random.key(0), widths, activation=activation, bias=bias, bias_std=0.2,
+                      dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(1), (3, 6), jnp.float64)
+    k = 3
+    spec = jacobian_spectrum(params, xs, k=k, activation=activation, negative_slope=0.1, dtype="float64",
+                             singular_values=False, seed=7)
+    n = max(widths)
+    for b, q0 in enumerate(_frames(7, 3, 6, n, k)):
+        prefixes = np.asarray(dense_prefix_jacobians(params, xs[b], activation=activation,
+                                                     negative_slope=0.1))
+        counts = np.asarray(spec.active_counts[b])
+        for l in range(len(widths) - 1):
+            if counts[: l + 1].min() < k:  # collapsed rank: the K>=i convention drops layers (tested below)
+                continue
+            expected = np.diff(np.concatenate([[0.0], _volumes(prefixes[l], q0)])) / (l + 1)
+            np.testing.assert_allclose(np.asarray(spec.prefix_growth_rates[b, l]), expected, rtol=1e-10,
+                                       atol=1e-12)
+        np.testing.assert_allclose(spec.outputs[b], mlp_apply(params, xs[b], activation=activation,
+                                                              negative_slope=0.1), rtol=1e-12)
+    # Active counts come from the gates (the linear last layer counts its full width).
+    g = gates(params, xs, activation=activation, negative_slope=0.1)
+    np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, :-1],
+                                  np.stack([(d != 0).sum(-1) for d in g], 1))
+    np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, -1], widths[-1])
+
+
+def test_reorthonormalisation_interval_does_not_change_growth_rates():
+    params = init_mlp(jax.random.key(12), (10,) * 13, activation="leaky_relu", dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(13), (2, 10), jnp.float64)
+    kw = dict(k=3, activation="leaky_relu", dtype="float64", singular_values=False)
+    every1 = jacobian_spectrum(params, xs, **kw)
+    every4 = jacobian_spectrum(params, xs, reortho_every=4, **kw)
+    np.testing.assert_allclose(every4.growth_rates, every1.growth_rates, rtol=1e-10)
+    # Block-wise prefixes agree with the layer-wise ones at block ends.
+    np.testing.assert_allclose(every4.prefix_growth_rates[:, 3::4], every1.prefix_growth_rates[:, 3::4],
+                               rtol=1e-10)
+    assert every4.prefix_growth_rates.shape == every1.prefix_growth_rates.shape
+
+
+def test_dense_prefixes_end_in_jacfwd():
+    params = init_mlp(jax.random.key(2), (5, 8, 8, 4), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(3), (5,), jnp.float64)
+    np.testing.assert_allclose(np.asarray(dense_prefix_jacobians(params, x))[-1, :4],
+                               dense_jacobian(params, x),
+                               rtol=1e-12, atol=1e-14)
+    assert dense_jacobian(params, jnp.stack([x, x])).shape == (2, 4, 5)
+
+
+def test_one_matrix_product_per_layer_for_all_inputs_and_tangents():
+    padded = pad_params(init_mlp(jax.random.key(6), (8, 8, 8)))
+    layer = mlp_tangent_layer(padded)
+    hs = jnp.ones((5, 8))
+    frames = jnp.ones((5, 8, 3))
+    jaxpr = jax.make_jaxpr(jax.vmap(lambda h, f: layer(h, f, jax.random.key(0), 0)))(hs, frames)
+    dots = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    # The weights are unbatched: every product is one plain GEMM (no batch dimensions) over all inputs.
+    assert dots and all(e.params["dimension_numbers"][1] == ((), ()) for e in dots)
+    tangent_dots = [e for e in dots if len(e.outvars[0].aval.shape) == 3]
+    assert len(tangent_dots) == 1 and tangent_dots[0].outvars[0].aval.shape == (8, 5, 3)
+
+
+def test_relu_network_exponents_match_masked_half_theory_with_zscores():
+    # Zero-bias He ReLU networks (every layer gated) are the p = 1/2 masked model for all QR statistics.
+    width, depth, k, seeds = 16, 150, 4, 24
+    widths = (width,) * (depth + 1)
+    nets = [pad_params(init_mlp(jax.random.key(100 + s), widths, dtype=jnp.float64)) for s in range(seeds)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *nets)
+    xs = jax.random.normal(jax.random.key(7), (seeds, width), jnp.float64)
+    frames = jnp.stack([input_frame(jax.random.key(200 + s), nets[0], k, jnp.float64) for s in range(seeds)])
+    config = JacobianConfig(k=k, final_activation=True, dtype="float64", singular_values=False,
+                            prefixes=False)
+    sums = jax.jit(jax.vmap(lambda p, x, f: network_frame_sums(p, x, f, config)))(stacked, xs, frames)
+    rates = np.asarray(exponents_from_sums(sums, "K>=i"))
+    ens = jaxspec.relu_net(width=width, depth=depth)
+    z = (rates.mean(0) - theory.lyapunov_exponents(ens, k)) / theory.predicted_stderr(ens, k, seeds=seeds)
+    assert np.all(np.abs(z) < 4), z
+
+
+def test_auto_reortho_picks_a_long_block_and_keeps_the_per_layer_result():
+    # He-initialised ReLU net: the top-k rates spread slowly, so "auto" takes blocks of many layers; the
+    # estimator (same frames, same realisation) must stay the per-layer one to rounding.
+    params = init_mlp(jax.random.key(21), (32,) * 25, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(22), (6, 32), jnp.float64)
+    kw = dict(k=4, singular_values=False)
+    every1 = jacobian_spectrum(params, xs, dtype="float64", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OrthogonalityWarning)  # the auto choice must not trip its own guard
+        auto64 = jacobian_spectrum(params, xs, dtype="float64", reortho_every="auto", **kw)
+        auto32 = jacobian_spectrum(params, xs, reortho_every="auto", **kw)
+    assert auto64.config.reortho_every > 1 and 24 % auto64.config.reortho_every == 0  # prefixes: a divisor
+    np.testing.assert_allclose(auto64.growth_rates, every1.growth_rates, rtol=1e-10)
+    np.testing.assert_allclose(auto32.growth_rates, every1.growth_rates, atol=1e-4)
+    assert float(np.max(auto32.max_block_spread)) <= reortho_limits("float32")[1]
+    with pytest.raises(InputError):
+        jacobian_spectrum(params, xs, reortho_every="sometimes")
+
+
+def test_orthogonality_guard_reruns_auto_and_reports_an_explicit_interval():
+    # Linear layers: 40 identities (the pilot sees no spread) then 48 that stretch two directions by 3 and
+    # shrink the rest by 0.3. "auto" over-estimates m from the pilot; the guard must catch it and re-run.
+    n = 8
+    weights = [np.eye(n)] * 40 + [np.diag(np.r_[np.full(2, 3.0), np.full(n - 2, 0.3)])] * 48
+    params = [{"w": jnp.asarray(w)} for w in weights]
+    xs = jnp.ones((2, n))
+    kw = dict(k=n, activation="linear", singular_values=False, prefixes=False)
+    with pytest.warns(OrthogonalityWarning, match="re-running"):
+        auto = jacobian_spectrum(params, xs, reortho_every="auto", **kw)
+    assert float(np.max(auto.max_block_spread)) <= reortho_limits("float32")[1]
+    # The same frames re-orthonormalised every layer in float64: the finite-depth estimator, transient included.
+    ref = jacobian_spectrum(params, xs, dtype="float64", **kw)
+    np.testing.assert_allclose(auto.growth_rates, ref.growth_rates, atol=1e-4)
+    assert np.allclose(np.sort(np.asarray(ref.growth_rates), -1)[:, [0, -1]], np.log([0.3, 3.0]) * 48 / 88,
+                       atol=0.05)
+    with pytest.warns(OrthogonalityWarning, match="log condition"):
+        jacobian_spectrum(params, xs, reortho_every=88, **kw)
+
+
+def test_float32_agrees_with_float64():
+    params = init_mlp(jax.random.key(8), (12,) * 21, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(9), (2, 12), jnp.float64)
+    s64 = jacobian_spectrum(params, xs, k=3, dtype="float64", singular_values=False)
+    s32 = jacobian_spectrum(params, xs, k=3, dtype="float32", singular_values=False)
+    np.testing.assert_allclose(s32.growth_rates, s64.growth_rates, atol=2e-4)
+
+
+def test_bad_arguments_raise_input_error():
+    params = init_mlp(jax.random.key(0), (4, 4, 4))
+    with pytest.raises(InputError):
+        jacobian_spectrum(params, jnp.ones((2, 5)))
+    with pytest.raises(InputError):
+        jacobian_spectrum(params, jnp.ones((2, 4)), k=9)
+    with pytest.raises(InputError):
+        jacobian_spectrum(params, jnp.ones((2, 4)), activation="tanh")
+
+
+def test_exact_singular_values_match_dense_route():
+    params = init_mlp(jax.random.key(10), (6, 8, 8, 8, 8, 8, 8, 5), dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.key(11), (3, 6), jnp.float64)
+    spec = jacobian_spectrum(params, xs, k=4, dtype="float64")
+    for b in range(3):
+        dense = dense_prefix_log_svals(params, xs[b])[:, :4]
+        finite = np.isfinite(dense) & (dense > dense[:, :1] - 25)  # dense SVD is exact above eps * s_1
+        np.testing.assert_allclose(np.asarray(spec.log_svals[b])[finite], dense[finite], rtol=1e-9, atol=1e-9)
