@@ -1,6 +1,6 @@
 """Singular-vector alignment in deep products: principal angles, prefix/suffix convergence, the sandwich.
 
-Separation forces alignment (MATH.md section 3). For two factors with ``c = |<v_1(A), u_1(B)>|`` and
+Separation forces alignment ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)). For two factors with ``c = |<v_1(A), u_1(B)>|`` and
 ``r_X = s_2(X) / s_1(X)``,
 
     c  <=  s_1(AB) / (s_1(A) s_1(B))  <=  c + r_A + r_B,
@@ -229,7 +229,7 @@ def suffix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int 
 
 
 class SandwichResult(NamedTuple):
-    """``s_1(AB) / (s_1(A) s_1(B))`` and its bounds (MATH.md section 3); each ``(...)`` batched.
+    """``s_1(AB) / (s_1(A) s_1(B))`` and its bounds ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)); each ``(...)`` batched.
 
     Attributes:
         ratio: ``s_1(AB) / (s_1(A) s_1(B))`` (in ``[0, 1]``).
@@ -288,7 +288,7 @@ def sandwich(a: jax.Array, b: jax.Array) -> SandwichResult:
         True
 
     References:
-        Haas et al., arXiv:2602.12384 (MATH.md section 3).
+        Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
     _, s_a, v_a = top_singular_pairs(a, 2)
     u_b, s_b, _ = top_singular_pairs(b, 2)

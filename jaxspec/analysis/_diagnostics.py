@@ -10,7 +10,7 @@ Given ``log s_i(J_l)`` for every depth prefix ``l`` (from :func:`jaxspec.jacobia
 * separation ratios ``log(s_i / s_{i+1})`` against ``l / N``;
 * the matching theory: ``lambda_i`` from :mod:`jaxspec.theory` (masked ``p = 1/2`` model for zero-bias ReLU
   networks, Newman for linear ones), the finite-depth offsets ``c_i`` of ``E log s_i(J_l) = l lambda_i + c_i``
-  and the predicted separation ``l (lambda_i - lambda_{i+1}) + c_i - c_{i+1}`` (MATH.md section 2).
+  and the predicted separation ``l (lambda_i - lambda_{i+1}) + c_i - c_{i+1}`` ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
 
 References:
     Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026,

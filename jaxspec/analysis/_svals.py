@@ -1,7 +1,7 @@
 """Exact finite-depth singular values of a deep product, by stratified (graded) QR accumulation.
 
 A direct SVD of ``M = A_L ... A_1`` loses every singular value below ``eps * s_1`` and overflows at moderate
-depth (MATH.md section 4). Here the product applied to the input frame ``F`` is kept in graded form
+depth ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). Here the product applied to the input frame ``F`` is kept in graded form
 
     M F = Q diag(e^d) T,
 
@@ -306,7 +306,7 @@ def stratified_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: 
         (4,)
 
     References:
-        Loh et al. (1989); Bai et al. (2009); Demmel, Veselic (1992); MATH.md section 4.
+        Loh et al. (1989); Bai et al. (2009); Demmel, Veselic (1992); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     if int(depth) < 1:
         raise InputError(f"depth must be a positive integer, got {depth}")
@@ -371,7 +371,7 @@ def product_log_svals(weights: jax.Array | Sequence[Any], masks: jax.Array | Seq
         True
 
     References:
-        Loh et al. (1989); Demmel, Veselic (1992); MATH.md section 4.
+        Loh et al. (1989); Demmel, Veselic (1992); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     if isinstance(weights, list | tuple):
         from jaxspec.ensembles._layers import fixed_network
@@ -427,7 +427,7 @@ def ensemble_log_svals(ensemble, seed_key: jax.Array, *, prefixes: bool = False,
         (4,)
 
     References:
-        Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``, MATH.md section 2).
+        Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``, [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     return _ensemble_log_svals(ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name,
                                precision)

@@ -7,7 +7,7 @@ pseudo-determinant of the Jacobian. For deep **linear** nets ``R(A; L) = L sum_i
 ``R1 = 2 log|A|_+`` and every layer of the minimal-norm factorisation has singular values ``s_i(A)^(1/L)``
 (:func:`deep_linear_min_norm`, :func:`deep_linear_weight_decay_optimum`).
 
-Per-network inequality (MATH.md section 6). For a ReLU, leaky-ReLU or linear network, an input ``x`` and any
+Per-network inequality ([math §6](https://jaxspec.github.io/jaxspec/math/#s6)). For a ReLU, leaky-ReLU or linear network, an input ``x`` and any
 ``k <= rank Jf(x)`` (in particular ``k = rank Jf(x)``), with ``s_i`` the singular values of ``W_l``,
 
     sum_l e_l <= ||theta||^2 - L k - 2 log|Jf(x)|_+,

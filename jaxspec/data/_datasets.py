@@ -3,7 +3,7 @@
 Every loader returns a :class:`Dataset` with inputs ``x`` of shape ``(N, d_in)`` (rows are samples, as
 :func:`jaxspec.networks.mlp_apply` takes them) and regression targets ``y`` of shape ``(N, d_out)``.
 
-Deep-linear learning theory (MATH.md section 5) is stated for whitened inputs, ``Sigma_xx = X^T X / N = I``:
+Deep-linear learning theory ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)) is stated for whitened inputs, ``Sigma_xx = X^T X / N = I``:
 the loss ``(1/2N) ||W X - Y||^2`` then depends on ``W`` only through ``||W - Sigma_yx||^2`` and the modes of
 the input-output correlation ``Sigma_yx = Y^T X / N`` are the targets the singular values of ``W`` learn.
 :func:`teacher` whitens exactly by construction; :func:`whiten` (PCA whitening) does it for real data.

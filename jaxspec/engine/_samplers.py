@@ -2,7 +2,7 @@
 weights.
 
 For a rotation-invariant iid ensemble (Gaussian layers, optionally behind gates independent of the weights),
-the frame the engine propagates never needs the ``n x n`` matrices (MATH.md section 1):
+the frame the engine propagates never needs the ``n x n`` matrices ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)):
 
 * **Fresh Gaussian frame** (``method="gaussian_frame"``). For an orthonormal ``Q`` independent of ``W``,
   ``W Q`` is again an ``n_out x k`` matrix of iid ``N(0, sigma2 / n_in)`` entries, independent of the past.
@@ -339,7 +339,7 @@ def chi_frame_sums(ensemble, seed_key: jax.Array, config: EngineConfig) -> Frame
         (8,)
 
     References:
-        Bartlett (1933); Newman, CMP 104 (1986); MATH.md section 1.
+        Bartlett (1933); Newman, CMP 104 (1986); [math §1](https://jaxspec.github.io/jaxspec/math/#s1).
     """
     check_fast_path(ensemble, "chi")
     return _fast_sums(_chi_layer, ensemble, seed_key, config)

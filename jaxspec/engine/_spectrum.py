@@ -3,7 +3,7 @@
 The Benettin (Shimada-Nagashima) method. A frame ``Q_0`` of ``k`` orthonormal columns is propagated through
 ``A_L ... A_1`` by ``lax.scan`` over layers; every ``reortho_every`` layers the frame is re-orthonormalised by
 QR, ``A Q = Q' R``, and ``log|R_ii|`` is accumulated. ``(1/L) sum log|R_ii|`` estimates the Lyapunov exponent
-``lambda_i`` and is unbiased at every finite depth for rotation-invariant ensembles (MATH.md section 1).
+``lambda_i`` and is unbiased at every finite depth for rotation-invariant ensembles ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
 
 Three layers of API, from the bottom:
 
@@ -15,7 +15,7 @@ Three layers of API, from the bottom:
 * :func:`lyapunov_spectrum` validates arguments, vmaps over seeds, jits, and returns a
   :class:`LyapunovResult`.
 
-Rank collapse (MATH.md section 1). When a layer has ``K_l < i`` active units the product has lost rank ``i``
+Rank collapse ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)). When a layer has ``K_l < i`` active units the product has lost rank ``i``
 for ever, and ``R_ii`` of that block is rounding noise, not zero. The engine never thresholds ``|R_ii|``: it
 counts ``K_l`` from the mask and applies one of three conventions (``condition``):
 
@@ -82,7 +82,7 @@ _SEED_AXIS = "seeds"
 
 
 class OrthogonalityWarning(UserWarning):
-    """A re-orthonormalisation block grew a frame so ill-conditioned that the QR lost accuracy (MATH.md 4)."""
+    """A re-orthonormalisation block grew a frame so ill-conditioned that the QR lost accuracy ([math §4](https://jaxspec.github.io/jaxspec/math/#s4))."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ class EngineConfig:
 
     Attributes:
         k: number of frame columns (top-``k`` exponents).
-        reortho_every: layers between QR re-orthonormalisations (MATH.md section 4 bounds it).
+        reortho_every: layers between QR re-orthonormalisations ([math §4](https://jaxspec.github.io/jaxspec/math/#s4) bounds it).
         dtype: compute dtype, ``"float32"`` or ``"float64"``.
         precision: matmul precision, ``"highest"`` (default; GPUs/TPUs otherwise use TF32/bf16), ``"high"``
             or ``"default"``.
@@ -152,7 +152,7 @@ def make_config(k: int, *, max_k: int, reortho_every: int = 1, dtype: str = "flo
 
 
 def reortho_limits(dtype) -> tuple[float, float]:
-    """``(budget, guard)`` for the log condition number a block may grow a frame to (MATH.md section 4).
+    """``(budget, guard)`` for the log condition number a block may grow a frame to ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     A block of ``m`` layers spreads the frame's columns by about ``exp(m (lambda_1 - lambda_k))``; the QR then
     loses ``log cond`` of the ``-log u`` available digits (``u`` the unit roundoff: 16.6 in float32, 36.7 in
@@ -165,7 +165,7 @@ def reortho_limits(dtype) -> tuple[float, float]:
 
 
 def choose_reortho_every(mean_log_r, var_log_r, depth: int, dtype, rates_every: int | None = None) -> int:
-    """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` (MATH.md section 4).
+    """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     A block of ``m`` layers is predicted to spread the columns by ``m (max_i mu_i - min_i mu_i)`` plus four
     standard deviations ``4 sqrt(2 m max_i v_i)``; ``m`` is the largest value keeping that within the budget
@@ -188,7 +188,7 @@ def choose_reortho_every(mean_log_r, var_log_r, depth: int, dtype, rates_every: 
         True
 
     References:
-        Benettin et al., Meccanica 15 (1980); MATH.md section 4.
+        Benettin et al., Meccanica 15 (1980); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     mean = np.asarray(mean_log_r, float)
     var = np.asarray(var_log_r, float)
@@ -611,7 +611,7 @@ def _auto_reortho_every(ensemble, config: EngineConfig, seed: int, pilot_layers:
 
 def run_with_orthogonality_guard(run: Callable, config, auto: bool, *, divisor_of: int | None = None,
                                  stacklevel: int = 3):
-    """Run, then apply the orthogonality guard of :func:`reortho_limits` (MATH.md section 4). Never silent.
+    """Run, then apply the orthogonality guard of :func:`reortho_limits` ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). Never silent.
 
     With ``config.reortho_every > 1``, a block whose log condition number exceeded the guard is re-run with a
     smaller ``m`` (``auto``: the ``m`` was chosen by ``reortho_every="auto"``) or reported with an
@@ -639,7 +639,7 @@ def run_with_orthogonality_guard(run: Callable, config, auto: bool, *, divisor_o
             dtype = np.dtype(config.jnp_dtype).name
             warnings.warn(
                 f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
-                f"({dtype}); the smallest exponents may be inaccurate (MATH.md section 4). Use a smaller "
+                f"({dtype}); the smallest exponents may be inaccurate ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). Use a smaller "
                 "reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=stacklevel)
             return result, config
         smaller = max(1, min(m // 2, int(m * budget / spread)))
@@ -677,7 +677,7 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         k: number of exponents (default: the smallest width, i.e. the full spectrum).
         seeds: number of independent realisations (vmapped).
         seed: base integer seed; seed ``s`` uses ``fold_in(key(seed), s)``.
-        reortho_every: layers between QRs (MATH.md section 4: keep ``m (lambda_1 - lambda_k)`` below ~16 in
+        reortho_every: layers between QRs ([math §4](https://jaxspec.github.io/jaxspec/math/#s4): keep ``m (lambda_1 - lambda_k)`` below ~16 in
             float32, ~36 in float64), or ``"auto"``: the largest ``m`` that keeps a block's predicted log
             condition number within a quarter of the dtype's digits (:func:`choose_reortho_every`, from the
             closed form or a 32-layer pilot run), re-run with a smaller ``m`` if the guard trips. With any

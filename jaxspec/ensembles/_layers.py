@@ -264,7 +264,7 @@ class ReluNet(_PaddedLayers):
 
     The state is the (normalised) activation ``h_l``; ``D_{l+1} = 1[W_{l+1} h_l > 0]``. Normalising ``h``
     does not change any gate (zero bias) and keeps deep runs finite. For sign-symmetric iid weights this is an
-    exact ``p = 1/2`` instance of :class:`Masked` for all volume statistics (MATH.md section 1); He init is
+    exact ``p = 1/2`` instance of :class:`Masked` for all volume statistics ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)); He init is
     ``sigma2 = 2``.
     """
 

@@ -459,7 +459,7 @@ def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activat
 def dense_prefix_log_svals(params, x: jax.Array, **kwargs) -> np.ndarray:
     """``(L, n_0)`` ``log s_i(J_l)`` by numpy SVD of the explicit prefixes (float64; ``-inf`` for zeros).
 
-    Accurate only while ``s_i / s_1`` stays above machine precision (MATH.md section 4): a cross-check.
+    Accurate only while ``s_i / s_1`` stays above machine precision ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)): a cross-check.
     """
     prefixes = np.asarray(dense_prefix_jacobians(params, x, **kwargs), dtype=np.float64)
     s = np.linalg.svd(prefixes, compute_uv=False)

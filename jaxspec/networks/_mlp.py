@@ -13,7 +13,7 @@ Gates. Inside one activation region the network is affine and its input-output J
 
     J(x) = D_L W_L ... D_1 W_1,    D_l = diag(phi'(W_l h_{l-1} + b_l))
 
-(1-based as in MATH.md; ``D_L = I`` when the last layer is linear). :func:`gates` returns the diagonals
+(1-based as in [the math reference](https://jaxspec.github.io/jaxspec/math/); ``D_L = I`` when the last layer is linear). :func:`gates` returns the diagonals
 ``d_l`` (``{0, 1}`` for ReLU, ``{negative_slope, 1}`` for leaky ReLU, ones for linear), with the convention
 ``phi'(0) = negative_slope`` (0 for ReLU). :func:`fixed_gates_apply` is the network with those gates frozen:
 a product of masked affine maps, exactly linear in ``x`` for zero bias, differentiable (and trainable) in
@@ -117,7 +117,7 @@ def init_gain(activation: str = "relu", init: str = "he", gain: float | None = N
     """The weight variance times fan-in, ``sigma2``: entries of ``W_l`` are ``N(0, sigma2 / n_in)``.
 
     ``gain`` (if given) is ``sigma2`` itself. Otherwise He: ``2 / (1 + negative_slope^2)`` for leaky ReLU,
-    2 for ReLU, 1 for linear (the critical ``sigma2 p = 1`` of MATH.md); LeCun: 1.
+    2 for ReLU, 1 for linear (the critical ``sigma2 p = 1``, [math §1](https://jaxspec.github.io/jaxspec/math/#s1)); LeCun: 1.
     """
     if gain is not None:
         if not np.isfinite(gain) or gain <= 0:

@@ -2,7 +2,7 @@
 
 Trains, with full-batch gradient descent and every spectral quantity tracked, a deep linear network and a
 fixed-gates ReLU network (gates frozen per training input) on the synthetic teacher and on scikit-learn's
-digits, and integrates the predictions of MATH.md section 5 beside each run: the shared-basis mode ODE from the
+digits, and integrates the predictions of [math §5](https://jaxspec.github.io/jaxspec/math/#s5) beside each run: the shared-basis mode ODE from the
 measured factors (with and without the measured kernel ratio), the balanced L-layer law (Saxe / Arora) and
 Arora's end-to-end matrix ODE. Each prediction of mode ``r`` starts once that mode is aligned with the target's
 (``|<u_r, u*_r>| |<v_r, v*_r>| >= 0.9``), or at step 0 for the aligned initialisations.

@@ -23,7 +23,7 @@ an *escape direction*: a KKT point ``rho`` of ``L0`` on the sphere ``||theta||^2
   net the fraction is ``O(l^-1/2)`` in layer ``l``, i.e. ``s_1(W_l) >~ l^(1/4)`` times the other singular
   values.
 
-Closed-form checks (MATH.md section 6): a deep linear net escapes at speed ``s_1(G^T X)`` (``s_1(G X^T)`` in
+Closed-form checks ([math §6](https://jaxspec.github.io/jaxspec/math/#s6)): a deep linear net escapes at speed ``s_1(G^T X)`` (``s_1(G X^T)`` in
 the column convention) with rank-one layers; on 8 points of the unit circle at angles ``k pi/4`` with ``G = -1``
 on the axes and ``+1`` on the diagonals, a depth-3 net with a rank-two first layer reaches speed ``1/2``
 (:func:`unit_circle_rank_two_direction`) while rank-one layers reach at most ``sqrt(2) - 1``.

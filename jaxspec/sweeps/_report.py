@@ -4,7 +4,7 @@
   varies: the top exponents (seed mean +- 2 standard errors) against the axis, the closed form as lines.
 * ``separation_vs_depth_over_width.png``: the separation ``L (lambda_1 - lambda_2)`` (the growth of
   ``log s_1/s_2``) of every grid point against ``L/N``, with its closed form; with the ``svals`` record also
-  the measured ``log s_1 - log s_2`` of the finite product. Large-``N`` theory: ``L/(2 p N)`` (MATH.md 1).
+  the measured ``log s_1 - log s_2`` of the finite product. Large-``N`` theory: ``L/(2 p N)`` ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
 * ``phase_diagram.png``: the top exponent over the (``sigma2``, ``p``) grid, with the closed-form critical
   line ``lambda_1 = 0`` and its large-``N`` limit ``sigma2 p = 1``.
 

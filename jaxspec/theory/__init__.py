@@ -1,4 +1,4 @@
-"""Closed forms next to every simulation (MATH.md sections 1-3).
+"""Closed forms next to every simulation ([math §1-3](https://jaxspec.github.io/jaxspec/math/#s1)).
 
 * :mod:`~jaxspec.theory._lyapunov`: Lyapunov spectra (Newman, complex Ginibre, Haar orthogonal, masked
   products for any active-count law, deterministic counts, variable widths), conditioning conventions,

@@ -12,7 +12,7 @@ to first order in ``1/L``,
 averaged over the layers' laws; the diagonal is ``v_i / P_i`` (:func:`jaxspec.theory.predicted_stderr`).
 
 References:
-    Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 (MATH.md section 2).
+    Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
 """
 
 from __future__ import annotations

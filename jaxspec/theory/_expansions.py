@@ -1,7 +1,7 @@
 """Large-N expansions of the masked-product spectrum (an option; the exact digamma sums are the default).
 
 For Bernoulli(p) gates, ``K ~ Binomial(N, p)`` concentrates at ``pN`` and ``psi(x) = log x - 1/(2x) + ...``,
-so the exact ``lambda_i = (1/2) log(2 sigma2 / N) + (1/2) E psi((K - i + 1)/2)`` becomes (MATH.md section 1)
+so the exact ``lambda_i = (1/2) log(2 sigma2 / N) + (1/2) E psi((K - i + 1)/2)`` becomes ([math §1](https://jaxspec.github.io/jaxspec/math/#s1))
 
     lambda_i ~ (1/2) log(sigma2 p) + (1/2) log(1 - (i - 1)/(pN)) - (3 - p)/(4 p N),
 
@@ -52,7 +52,7 @@ def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0, k: int | None
         array([-0.00125 , -0.002251])
 
     References:
-        Haas et al., arXiv:2602.12384 (MATH.md section 1).
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
     p = _check_p(p)
     i = _indices(n, k)

@@ -1,7 +1,7 @@
 """Finite depth: offsets of the true singular values, gaps, separation and alignment rates.
 
 For a rotation-invariant product on ``R^N`` (Gaussian, or Gaussian behind gates independent of the weights),
-once ``L * gap >> 1`` (MATH.md section 2)
+once ``L * gap >> 1`` ([math §2](https://jaxspec.github.io/jaxspec/math/#s2))
 
     E log s_i(M_L) = L lambda_i + c_i,    c_i = (1/2)[psi((N - i + 1)/2) - psi(i/2)],
 
@@ -52,7 +52,7 @@ def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
         array([1.60981, 0.84019, 0.44315, 0.14019])
 
     References:
-        Haas et al., arXiv:2602.12384 (finite-depth corrections; MATH.md section 2).
+        Haas et al., arXiv:2602.12384 (finite-depth corrections; [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     n = int(n)
     k = n if k is None else int(k)
@@ -95,7 +95,7 @@ def alignment_slope(exponents) -> float:
     """``lambda_1 - lambda_2``: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const``.
 
     References:
-        Oseledets (1968); Haas et al., arXiv:2602.12384 (MATH.md section 3).
+        Oseledets (1968); Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
     return separation_rate(exponents, 1)
 

@@ -1,6 +1,6 @@
 """Closed-form Lyapunov spectra of products of (masked) random matrices, with their fluctuations.
 
-All functions are exact sums in float64 (numpy/scipy), not large-N approximations. Notation of MATH.md: layer
+All functions are exact sums in float64 (numpy/scipy), not large-N approximations. Notation of [the math reference](https://jaxspec.github.io/jaxspec/math/): layer
 ``l`` maps ``n_l -> n_{l+1}`` with ``W_l`` entries ``N(0, sigma2 / n_l)`` and ``K_l`` active units among its
 ``n_{l+1}`` outputs. Given ``K_l``, Bartlett's decomposition gives independent QR factors with
 ``R_ii^2 ~ (sigma2 / n_l) chi^2_{K_l - i + 1}``, whence
@@ -117,7 +117,7 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
     The exponent is the long-run mean of ``log|R_ii|`` over the layers the convention counts: a mixture over
     layers and counts with weights ``P_l(K_l = K)`` restricted to ``K >= i`` (``"K>=i"``) or ``K >= k``
     (``"K>=k"``). The variance is that mixture's variance, ``E[psi1/4] + Var[mean term]``, which for one law
-    is MATH.md's ``v_i = (1/4)[E psi1((K-i+1)/2) + Var psi((K-i+1)/2)]``.
+    is the ``v_i = (1/4)[E psi1((K-i+1)/2) + Var psi((K-i+1)/2)]``.
 
     Args:
         laws: one :class:`CountLaw` per layer (a single law stands for any depth).
@@ -218,7 +218,7 @@ def gaussian_variance(n: int, k: int | None = None) -> np.ndarray:
         array([0.070985])
 
     References:
-        Newman, CMP 104 (1986) (Bartlett decomposition; MATH.md section 2).
+        Newman, CMP 104 (1986) (Bartlett decomposition; [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     k = _check_k(k, n)
     i = np.arange(1, k + 1)
@@ -263,7 +263,7 @@ def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None 
         array([-0.434772, -0.521208])
 
     References:
-        Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 (MATH.md section 1).
+        Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
     k = _check_k(k, n)
     if large_n:
@@ -341,7 +341,7 @@ def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
         array([-0.065088, -0.141569])
 
     References:
-        Haas et al., arXiv:2602.12384 (MATH.md section 1: deterministic gates and variable widths).
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1): deterministic gates and variable widths).
     """
     laws = count_laws(widths, p=p, counts=counts)
     k = _check_k(k, min(int(n) for n in widths))
@@ -465,7 +465,7 @@ def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1,
     independent); first order in ``1/(L f_i)`` otherwise.
 
     References:
-        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384 (MATH.md section 2).
+        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     _check_condition(condition)
     theory = _ensemble_theory(ensemble, k, condition)

@@ -2,7 +2,7 @@
 
 For a fixed unit input direction ``u`` and sign-symmetric iid Gaussian weights, layer ``l`` (fan-in ``n_l``,
 ``K_{l+1}`` active units) multiplies ``||J u||^2`` by an independent ``(sigma2 / n_l) chi^2_{K_{l+1}}``
-(MATH.md section 2), so with He init (``sigma2 = 2``, ``K ~ Bin(n, 1/2)``)
+([math §2](https://jaxspec.github.io/jaxspec/math/#s2)), so with He init (``sigma2 = 2``, ``K ~ Bin(n, 1/2)``)
 
     E ||J u||^2 = prod_l sigma2 E[K_{l+1}] / n_l            (= 1 for equal widths),
     E ||J u||^4 = prod_l sigma2^2 E[K(K + 2)] / n_l^2      (= prod_l (1 + 5/n_l) for equal widths),
@@ -143,7 +143,7 @@ def relu_log_norm_moments(widths: Sequence[int], *, sigma2: float = 2.0, final_a
         (-0.08254, 0.1775)
 
     References:
-        Hanin, Nica, CMP 376 (2020); MATH.md section 2.
+        Hanin, Nica, CMP 376 (2020); [math §2](https://jaxspec.github.io/jaxspec/math/#s2).
     """
     widths = tuple(int(n) for n in widths)
     depth = len(widths) - 1

@@ -1,6 +1,6 @@
 """Predicted singular-value dynamics of deep networks, integrated beside a measured training run.
 
-Gradient flow on the MSE loss ``(1/2N) ||W_L ... W_1 X - Y||^2`` (MATH.md section 5), with ``Sigma_xx = X X^T/N``,
+Gradient flow on the MSE loss ``(1/2N) ||W_L ... W_1 X - Y||^2`` ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)), with ``Sigma_xx = X X^T/N``,
 ``Sigma_yx = Y X^T / N`` and, for a mode ``(u_r, v_r)``, ``g_r = u_r^T (Sigma_yx - W Sigma_xx) v_r``. Under the
 decoupled (shared-basis) closure ``g_r = s_r - c_r sigma_r`` with ``s_r = u_r^T Sigma_yx v_r`` and
 ``c_r = v_r^T Sigma_xx v_r`` (``c_r = 1`` for whitened inputs):
@@ -174,7 +174,7 @@ def _mode_rhs(s, c, kappa=1.0):
 def mode_ode(times, factors0, s, c=1.0, substeps: int = 8, kappa=1.0) -> ModeTrajectory:
     """The unbalanced shared-basis mode ODE ``d a_{l,r}/dt = kappa_r (prod_{m != l} a_{m,r}) (s_r - c_r sigma_r)``.
 
-    ``kappa_r = 1`` is the law of MATH.md section 5. A measured ``kappa_r`` (the ratio of the true mode kernel
+    ``kappa_r = 1`` is the law of [math §5](https://jaxspec.github.io/jaxspec/math/#s5). A measured ``kappa_r`` (the ratio of the true mode kernel
     to the shared-basis one, see :func:`jaxspec.training.mode_factors`) makes the initial rate exact for
     models whose layers do not share a basis exactly, such as fixed-gates networks.
 
@@ -193,7 +193,7 @@ def mode_ode(times, factors0, s, c=1.0, substeps: int = 8, kappa=1.0) -> ModeTra
         >>> traj = mode_ode(jnp.linspace(0, 5, 50), jnp.array([[0.3], [0.1]]), jnp.array([2.0]))
 
     References:
-        MATH.md section 5; Haas et al., arXiv:2602.12384.
+        [math §5](https://jaxspec.github.io/jaxspec/math/#s5); Haas et al., arXiv:2602.12384.
     """
     a0 = jnp.asarray(factors0)
     if a0.ndim != 2:

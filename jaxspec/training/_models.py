@@ -111,7 +111,7 @@ def balanced_factors(sigma0, depth: int) -> np.ndarray:
 
 def aligned_init(widths: Sequence[int], u_out, v_in, factors, *, key: jax.Array | None = None,
                  dtype=jnp.float32) -> list[dict[str, jax.Array]]:
-    """Layers with a shared singular basis: ``W_l = P_l diag(a_l) P_{l-1}^T`` (MATH.md section 5).
+    """Layers with a shared singular basis: ``W_l = P_l diag(a_l) P_{l-1}^T`` ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)).
 
     ``P_0 = v_in`` and ``P_L = u_out`` (e.g. the teacher's modes, for Saxe's aligned start); the hidden bases
     ``P_l`` are random orthonormal frames (``key``) or the first ``R`` coordinate vectors (``key=None``).
@@ -245,7 +245,7 @@ def make_loss(model: Model, data: Dataset, loss: str = "mse") -> Callable[[Any],
     """The full-batch loss ``params -> scalar``.
 
     ``"mse"``: ``(1/2N) sum_i ||f(x_i) - y_i||^2`` (its gradient in the end-to-end map is
-    ``W Sigma_xx - Sigma_yx``, the normalisation of MATH.md section 5). ``"cross_entropy"``: mean softmax
+    ``W Sigma_xx - Sigma_yx``, the normalisation of [math §5](https://jaxspec.github.io/jaxspec/math/#s5)). ``"cross_entropy"``: mean softmax
     cross-entropy against ``data.labels`` (or the argmax of ``y``).
 
     Example:

@@ -98,7 +98,7 @@ def adjacent_alignment(weights: list[jax.Array], k: int) -> jax.Array:
     this one (the shared-basis ansatz).
 
     References:
-        Haas et al., arXiv:2602.12384 (alignment from separation, MATH.md section 3).
+        Haas et al., arXiv:2602.12384 (alignment from separation, [math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
     if len(weights) < 2:
         return jnp.zeros((0, k), weights[0].dtype)
@@ -151,7 +151,7 @@ def mode_factors(end_to_end: Callable[[Any], jax.Array], params, sigma: jax.Arra
         ``factors (L, k)`` (0 for a mode whose gradient vanishes in some layer) and ``kernel (k,)``.
 
     References:
-        MATH.md section 5 (shared singular bases without balance).
+        [math §5](https://jaxspec.github.io/jaxspec/math/#s5) (shared singular bases without balance).
     """
     _, pullback = jax.vjp(end_to_end, params)
     cotangents = jnp.einsum("ir,jr->rij", u, v)

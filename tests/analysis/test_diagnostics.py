@@ -1,4 +1,4 @@
-"""Diagnostics against closed forms: MATH.md check values, exact least-squares variances, Newman offsets."""
+"""Diagnostics against closed forms: the public check values of math §7, exact least-squares variances, Newman offsets."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ chunking, device count or host count.
 Oracles: (1) a toy kernel whose output is a known function of the run's key, checked against the key rule
 ``fold_in(fold_in(key(seed), point_id), s)`` computed by hand; (2) the engine called directly on one
 unbatched realisation (no vmap, no sharding, no chunks) and a numpy window average for the rates;
-(3) the closed-form exponents (MATH.md section 1) with z-scores from the predicted standard error.
+(3) the closed-form exponents ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)) with z-scores from the predicted standard error.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Finite-depth singular values and prefix alignment against dense float64 products (numpy SVD, sines as
 projection residuals); the exact-in-law chi sampler against its own direct call and the closed form (z-scores
-from the predicted standard error, MATH.md sections 1-3).
+from the predicted standard error, [math §1-3](https://jaxspec.github.io/jaxspec/math/#s1)).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Closed forms of jaxspec.theory against exact identities, independent derivations and MATH.md section 7.
+"""Closed forms of jaxspec.theory against exact identities, independent derivations and [math §7](https://jaxspec.github.io/jaxspec/math/#s7).
 
 Monte Carlo comparisons with simulations live in tests/test_statistics.py.
 """
@@ -16,7 +16,7 @@ from jaxspec import theory
 from jaxspec import InputError
 
 # ----------------------------------------------------------------------------------------------------------
-# MATH.md section 7: the public check values.
+# [math §7](https://jaxspec.github.io/jaxspec/math/#s7): the public check values.
 
 
 def test_public_newman_values():

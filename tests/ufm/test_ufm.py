@@ -1,4 +1,4 @@
-"""jaxspec.ufm against its oracles: the public check values of MATH.md section 6, jax.hessian, independent
+"""jaxspec.ufm against its oracles: the public check values of [math §6](https://jaxspec.github.io/jaxspec/math/#s6), jax.hessian, independent
 numpy implementations, exact collapse identities, and gradient descent reaching the analytic optimum."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from jaxspec import hessian, ufm
 from jaxspec.cli import main
 from jaxspec import InputError
 
-# MATH.md section 6: K=3, n=40, L=5, lam_W = lam_H = 1e-2 (d >= K arbitrary).
+# [math §6](https://jaxspec.github.io/jaxspec/math/#s6): K=3, n=40, L=5, lam_W = lam_H = 1e-2 (d >= K arbitrary).
 CHECK = {"gamma": 0.942277, "loss": 0.164838, "outlier": 0.163243, "gram": 1.813021}
 
 
