@@ -1,24 +1,15 @@
 """Analysis of finite-depth products: singular values, singular-vector alignment, scaling diagnostics."""
 
-from jaxspec.analysis._svals import (
-    GradedProduct,
-    ProductSvals,
-    ensemble_log_svals,
-    graded_log_svals,
-    graded_step,
-    product_log_svals,
-    stratified_scan,
-)
 from jaxspec.analysis._alignment import (
     SandwichResult,
     SegmentAlignment,
     prefix_alignment,
     principal_angles,
+    sandwich,
+    sandwich_from_parts,
     scaled_prefix_products,
     scaled_product,
     scaled_suffix_products,
-    sandwich,
-    sandwich_from_parts,
     segment_alignment,
     split_sandwich,
     subspace_sines,
@@ -36,6 +27,15 @@ from jaxspec.analysis._diagnostics import (
     separation_ratios,
     singular_value_offsets,
     zscores,
+)
+from jaxspec.analysis._svals import (
+    GradedProduct,
+    ProductSvals,
+    ensemble_log_svals,
+    graded_log_svals,
+    graded_step,
+    product_log_svals,
+    stratified_scan,
 )
 
 __all__ = [

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 
 __all__ = [
     "SandwichResult",
@@ -53,7 +53,6 @@ __all__ = [
     "top_singular_pairs",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 # ----------------------------------------------------------------------------------------------------------

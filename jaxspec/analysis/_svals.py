@@ -47,9 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspec._checks import InputError
 from jaxspec.engine._spectrum import accumulator_dtype, realisation_key
 from jaxspec.ensembles._layers import layer_key
-from jaxspec._checks import InputError
 
 __all__ = [
     "GradedProduct",

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.networks._mlp import ACTIVATIONS, apply_activation, init_mlp, mlp_apply, pad_params, unpad_params
 
 __all__ = [
@@ -76,7 +76,6 @@ __all__ = [
     "weight_decay_loss",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
 JACOBIAN_RTOL = 1e-3
 RANK_RTOL = 1e-2
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 from jaxspec._checks import InputError
+from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 
 THEORY_ENSEMBLES = ("gaussian", "complex-gaussian", "orthogonal", "masked", "relu-net")
 

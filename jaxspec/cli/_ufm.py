@@ -7,8 +7,8 @@ import time
 import numpy as np
 import typer
 
-from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 from jaxspec._checks import InputError
+from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 
 
 def _count_close(values: np.ndarray, target: float, rtol: float) -> int:

@@ -14,8 +14,8 @@ from jaxspec.engine._qr import (
 from jaxspec.engine._samplers import (
     FAST_METHODS,
     SharedWeightsResult,
-    chi_frame_sums,
     check_fast_path,
+    chi_frame_sums,
     fast_frame_sums,
     fast_path_eligible,
     gaussian_frame_sums,
@@ -26,11 +26,11 @@ from jaxspec.engine._samplers import (
 )
 from jaxspec.engine._spectrum import (
     CONDITIONS,
-    EngineConfig,
     METHODS,
-    OrthogonalityWarning,
+    EngineConfig,
     FrameSums,
     LyapunovResult,
+    OrthogonalityWarning,
     accumulator_dtype,
     benettin_scan,
     choose_reortho_every,

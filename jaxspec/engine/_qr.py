@@ -35,6 +35,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxspec._checks import HIGHEST as _HIGHEST
 from jaxspec._checks import InputError
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 QR_BACKENDS = ("householder", "cholesky2", "shifted_cholesky3")
 QRCallable = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
-_HIGHEST = jax.lax.Precision.HIGHEST
 # Largest tolerated max|Q1^T Q1 - I| before the second pass: CholeskyQR2 restores orthogonality to O(u) as
 # long
 # as the first pass is this close to orthonormal (Yamamoto et al. 2015 need it below 1; 0.1 leaves margin).

@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspec._checks import InputError
+from jaxspec.engine._qr import make_qr
 from jaxspec.engine._spectrum import (
     EngineConfig,
     FrameSums,
@@ -62,8 +64,6 @@ from jaxspec.engine._spectrum import (
     seed_keys,
 )
 from jaxspec.ensembles._layers import Gaussian, Masked, layer_key
-from jaxspec._checks import InputError
-from jaxspec.engine._qr import make_qr
 
 __all__ = [
     "FAST_METHODS",

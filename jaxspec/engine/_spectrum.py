@@ -45,9 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxspec.ensembles._layers import layer_key
 from jaxspec._checks import InputError
 from jaxspec.engine._qr import QR_BACKENDS, make_qr
+from jaxspec.ensembles._layers import layer_key
 
 __all__ = [
     "CONDITIONS",

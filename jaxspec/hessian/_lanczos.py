@@ -28,13 +28,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.hessian._products import flat_operator, num_parameters
 
 __all__ = ["Eigenpairs", "Tridiagonal", "lanczos_eigh", "lanczos_tridiagonal", "tridiagonal_matrix"]
 
 Pytree = Any
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class Tridiagonal(NamedTuple):

@@ -1,5 +1,19 @@
 """Networks: MLPs (pure and Flax), their gates, and matrix-free Jacobian spectra of real networks."""
 
+from jaxspec.networks._jacobian import (
+    JacobianConfig,
+    JacobianSpectrum,
+    dense_jacobian,
+    dense_prefix_jacobians,
+    dense_prefix_log_svals,
+    input_frame,
+    jacobian_spectrum,
+    make_jacobian_config,
+    mlp_tangent_layer,
+    network_frame_sums,
+    network_prefix_svals,
+    prefix_growth_rates,
+)
 from jaxspec.networks._mlp import (
     ACTIVATIONS,
     INITS,
@@ -17,20 +31,6 @@ from jaxspec.networks._mlp import (
     network_layer_stack,
     pad_params,
     unpad_params,
-)
-from jaxspec.networks._jacobian import (
-    JacobianConfig,
-    JacobianSpectrum,
-    dense_jacobian,
-    dense_prefix_jacobians,
-    dense_prefix_log_svals,
-    input_frame,
-    jacobian_spectrum,
-    make_jacobian_config,
-    mlp_tangent_layer,
-    network_frame_sums,
-    network_prefix_svals,
-    prefix_growth_rates,
 )
 
 __all__ = [

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxspec._checks import InputError
+from jaxspec.engine._samplers import pilot_reortho_every, stacked_frame_sums
 from jaxspec.engine._spectrum import (
     CONDITIONS,
     PRECISIONS,
@@ -43,8 +45,6 @@ from jaxspec.engine._spectrum import (
     make_config,
     run_with_orthogonality_guard,
 )
-from jaxspec._checks import InputError
-from jaxspec.engine._samplers import pilot_reortho_every, stacked_frame_sums
 from jaxspec.networks._mlp import (
     ACTIVATIONS,
     PaddedMLP,

@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.ensembles._layers import FixedStack, layer_key
-from jaxspec._checks import InputError
 
 __all__ = [
     "ACTIVATIONS",
@@ -70,7 +70,6 @@ __all__ = [
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
 INITS = ("he", "lecun")
-HIGHEST = jax.lax.Precision.HIGHEST
 
 Params = list[dict[str, jax.Array]]
 

@@ -331,8 +331,8 @@ def run(out_dir: str | Path = "figures/bottleneck", full: bool = False, seed: in
     Example:
         >>> summary = run("out/bottleneck", targets=["linear_synthetic"])  # doctest: +SKIP
     """
-    from jaxspec.bottleneck._bottleneck import fit_rank_terms
     from jaxspec._checks import InputError
+    from jaxspec.bottleneck._bottleneck import fit_rank_terms
 
     sizes = sizes or default_sizes(full)
     names = list(TARGETS) if targets is None else list(targets)

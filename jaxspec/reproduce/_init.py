@@ -157,10 +157,15 @@ def _programs():
     import jax.numpy as jnp
 
     import jaxspec
-    from jaxspec.analysis._alignment import prefix_alignment, segment_alignment, split_sandwich, suffix_alignment
+    from jaxspec.analysis._alignment import (
+        prefix_alignment,
+        segment_alignment,
+        split_sandwich,
+        suffix_alignment,
+    )
+    from jaxspec.analysis._svals import ensemble_log_svals
     from jaxspec.engine._spectrum import ensemble_frame_sums, make_config
     from jaxspec.networks._jacobian import JacobianConfig, network_frame_sums, network_prefix_svals
-    from jaxspec.analysis._svals import ensemble_log_svals
 
     @functools.partial(jax.jit, static_argnames=("sizes", "dtype"))
     def scaling(keys_masked, keys_relu, keys_frame, sizes, dtype):

@@ -143,8 +143,13 @@ def _train_run(x, y, depth: int, width: int, init_scale: float, steps: int, step
     import jax
 
     from jaxspec.networks._mlp import init_mlp
-    from jaxspec.saddle._saddle import (detect_plateaus, dominant_counts, escape_speed, mse_output_gradient,
-                                train_from_small_init)
+    from jaxspec.saddle._saddle import (
+        detect_plateaus,
+        dominant_counts,
+        escape_speed,
+        mse_output_gradient,
+        train_from_small_init,
+    )
 
     widths = (x.shape[1],) + (width,) * (depth - 1) + (y.shape[1],)
     params = [{"w": init_scale * p["w"]} for p in init_mlp(jax.random.key(seed + 5), widths)]

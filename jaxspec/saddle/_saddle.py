@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.networks._mlp import ACTIVATIONS, init_mlp, mlp_apply
 
 __all__ = [
@@ -70,7 +70,6 @@ __all__ = [
     "unit_circle_rank_two_direction",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
 Params = list[dict[str, jax.Array]]
 
 

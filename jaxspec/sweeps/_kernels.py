@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxspec.engine._spectrum import CONDITIONS, METHODS
-from jaxspec.ensembles._layers import ENSEMBLE_NAMES
 from jaxspec._checks import InputError
 from jaxspec.engine._qr import QR_BACKENDS
+from jaxspec.engine._spectrum import CONDITIONS, METHODS
+from jaxspec.ensembles._layers import ENSEMBLE_NAMES
 
 __all__ = [
     "KERNELS",
@@ -264,7 +264,7 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
     References:
         Benettin et al. (1980) for the QR method; Haas et al., arXiv:2602.12384, for masked products.
     """
-    from jaxspec.engine._spectrum import exponents_from_sums, ensemble_frame_sums
+    from jaxspec.engine._spectrum import ensemble_frame_sums, exponents_from_sums
 
     record = params["record"]
     ensemble = _ensemble(params)

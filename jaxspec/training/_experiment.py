@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxspec._checks import InputError
 from jaxspec.data import _datasets as data_lib
 from jaxspec.training import _mode_dynamics as dynamics
-from jaxspec._checks import InputError
 from jaxspec.training._loop import TrainResult, train
 from jaxspec.training._models import (
     LOSSES,

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 
 __all__ = [
     "PREDICTIONS",
@@ -59,7 +59,6 @@ __all__ = [
     "saxe_two_layer",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: jax.Array, substeps: int = 8) -> Any:

@@ -31,8 +31,8 @@ import numpy as np
 import optax
 
 from jaxspec import networks
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.data._datasets import Dataset
-from jaxspec._checks import InputError
 
 __all__ = [
     "LOSSES",
@@ -50,7 +50,6 @@ __all__ = [
 
 MODEL_KINDS = ("linear", "fixed_gates", "relu")
 LOSSES = ("mse", "cross_entropy")
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

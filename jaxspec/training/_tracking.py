@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 from jaxspec.training._models import Model, end_to_end_fn, weight_matrices
 
 __all__ = [
@@ -44,7 +44,6 @@ __all__ = [
     "mode_factors",
 ]
 
-HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def fix_signs(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError
 
 __all__ = [
     "ACTIVATIONS",
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 ACTIVATIONS = ("linear", "relu")
-HIGHEST = jax.lax.Precision.HIGHEST
 DTYPES = ("float32", "float64")
 
 
