@@ -36,26 +36,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxspec._checks import HIGHEST as _HIGHEST
-from jaxspec._checks import InputError
-
-__all__ = [
-    "QR_BACKENDS",
-    "QRCallable",
-    "cholesky_qr2",
-    "cholesky_qr2_with_status",
-    "householder_qr",
-    "make_qr",
-    "orthogonality_loss",
-    "shifted_cholesky_qr3",
-    "shifted_cholesky_qr3_with_status",
-]
+from jaxspec._checks import check_choice
 
 QR_BACKENDS = ("householder", "cholesky2", "shifted_cholesky3")
 QRCallable = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 # Largest tolerated max|Q1^T Q1 - I| before the second pass: CholeskyQR2 restores orthogonality to O(u) as
-# long
-# as the first pass is this close to orthonormal (Yamamoto et al. 2015 need it below 1; 0.1 leaves margin).
+# long as the first pass is this close to orthonormal (Yamamoto et al. 2015 need it below 1; 0.1 leaves margin).
 _GRAM_TOLERANCE = 0.1
 
 
@@ -233,7 +220,7 @@ _BACKENDS = {
 def make_qr(
     name: str = "householder", *, precision=_HIGHEST, batch_axis_name: str | None = None
 ) -> QRCallable:
-    """The QR routine ``frame -> (Q, R)`` of a backend, ready for :func:`jaxspec.engine.benettin_scan`.
+    """The QR routine ``frame -> (Q, R)`` of a backend, ready for :func:`benettin_scan`.
 
     Args:
         name: one of :data:`QR_BACKENDS`.
@@ -249,8 +236,7 @@ def make_qr(
         >>> float(r[0, 0])
         2.0
     """
-    if name not in _BACKENDS:
-        raise InputError(f"qr must be one of {', '.join(QR_BACKENDS)}, got {name!r}")
+    check_choice("qr", name, QR_BACKENDS)
     return functools.partial(_BACKENDS[name], precision=precision, batch_axis_name=batch_axis_name)
 
 
@@ -262,3 +248,16 @@ def orthogonality_loss(q: jax.Array, *, precision=_HIGHEST) -> jax.Array:
         0.0
     """
     return _gram_defect(jnp.matmul(_transpose(q), q, precision=precision))
+
+
+def choose_qr(min_active_count: int, k: int) -> str:
+    """``qr="auto"``: CholeskyQR2 where every layer keeps at least ``k`` active units, else Householder.
+
+    Measured (benchmarks/RESULTS.md): CholeskyQR2 wins where frames keep full rank; a masked layer with
+    ``K_l < k`` makes the Gram matrix singular, and Householder is then the only backend that completes ``Q``.
+
+    Example:
+        >>> choose_qr(16, 4), choose_qr(0, 4)
+        ('cholesky2', 'householder')
+    """
+    return "cholesky2" if int(min_active_count) >= int(k) else "householder"
