@@ -22,8 +22,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,20 +29,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxspec._checks import InputError
-from jaxspec.engine._qr import QR_BACKENDS
-from jaxspec.engine._spectrum import CONDITIONS, METHODS
-from jaxspec.ensembles._layers import ENSEMBLE_NAMES
-
-__all__ = [
-    "KERNELS",
-    "REQUIRED",
-    "Kernel",
-    "Parameter",
-    "Record",
-    "get_kernel",
-    "register_kernel",
-]
+from jaxspec import theory
+from jaxspec._checks import DTYPES, PRECISIONS, InputError
+from jaxspec.analysis import ensemble_log_svals, prefix_alignment
+from jaxspec.engine import (
+    CONDITIONS,
+    METHODS,
+    QR_BACKENDS,
+    check_fast_path,
+    counted_layers,
+    ensemble_frame_sums,
+    exponents_from_sums,
+    make_config,
+    realisation_key,
+    window_rates,
+)
+from jaxspec.ensembles import ENSEMBLE_NAMES, make_ensemble
 
 
 class _Required:
@@ -210,42 +210,20 @@ def _probability(value) -> str | None:
     return None if 0 < value <= 1 else "must lie in (0, 1]"
 
 
-def _svals_function() -> Callable | None:
-    """``jaxspec.svals.ensemble_log_svals`` where this installation has it (finite-depth singular values)."""
-    if importlib.util.find_spec("jaxspec.analysis._svals") is None:
-        return None
-    return getattr(importlib.import_module("jaxspec.analysis._svals"), "ensemble_log_svals", None)
-
-
 def _ensemble(params: Mapping[str, Any]):
-    from jaxspec.ensembles._layers import make_ensemble
-
     masked = params["ensemble"] == "masked"
     return make_ensemble(params["ensemble"], params["width"], params["depth"], sigma2=params.get("sigma2"),
                          p=params.get("p") if masked else None,
                          fixed_count=params.get("fixed_count") if masked else None)
 
 
-def _engine_config(params: Mapping[str, Any]):
-    from jaxspec.engine._spectrum import EngineConfig
-
+def _engine_config(params: Mapping[str, Any], record: tuple[str, ...]):
+    """The engine's own validated configuration of one point (static parameters are Python values)."""
     k = params["width"] if params.get("k") is None else params["k"]
-    rates_every = params.get("rates_every") if "rates" in params["record"] else None
-    return EngineConfig(k=k, reortho_every=params["reortho_every"], dtype=params["dtype"],
-                        precision=params["precision"], condition=params["condition"], rates_every=rates_every,
-                        qr=params["qr"], method=params["method"])
-
-
-def _window_rates(block_log_r: jax.Array, block_size: jax.Array, blocks_per_window: int) -> jax.Array:
-    """``(windows, k)`` mean per-layer ``log|R_ii|`` over windows of ``blocks_per_window`` QR blocks."""
-    windows = block_log_r.shape[0] // blocks_per_window
-    used = windows * blocks_per_window
-    blr = block_log_r[:used].reshape(windows, blocks_per_window, -1)
-    size = block_size[:used].reshape(windows, blocks_per_window, 1).astype(blr.dtype)
-    valid = jnp.isfinite(blr)
-    total = jnp.sum(jnp.where(valid, blr, 0.0), axis=1)
-    layers = jnp.sum(jnp.where(valid, size, 0.0), axis=1)
-    return total / jnp.where(layers > 0, layers, jnp.nan)
+    rates_every = params.get("rates_every") if "rates" in record else None
+    return make_config(k, max_k=params["width"], reortho_every=params["reortho_every"], dtype=params["dtype"],
+                       precision=params["precision"], condition=params["condition"], rates_every=rates_every,
+                       qr=params["qr"], method=params["method"])
 
 
 def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str, jax.Array]:
@@ -264,34 +242,23 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
     References:
         Benettin et al. (1980) for the QR method; Haas et al., arXiv:2602.12384, for masked products.
     """
-    from jaxspec.engine._spectrum import ensemble_frame_sums, exponents_from_sums
-
     record = params["record"]
     ensemble = _ensemble(params)
-    config = _engine_config(params)
+    config = _engine_config(params, record)
     sums = ensemble_frame_sums(ensemble, seed_key, config)
-    if config.condition == "K>=k":
-        counted = jnp.broadcast_to(sums.layer_count_all_k, (config.k,))
-    elif config.condition == "K>=i":
-        counted = sums.layer_count
-    else:
-        counted = jnp.broadcast_to(sums.depth, (config.k,))
     out = {
         "exponents": exponents_from_sums(sums, config.condition),
-        "counted_layers": counted.astype(jnp.int32),
+        "counted_layers": counted_layers(sums, config.condition).astype(jnp.int32),
         "min_active": sums.min_active.astype(jnp.int32),
     }
     if "rates" in record:
-        out["rates"] = _window_rates(sums.block_log_r, sums.block_size, config.rates_every // config.reortho_every)
+        out["rates"] = window_rates(sums.block_log_r, sums.block_size, config.reortho_every, config.rates_every)
     for name, prefixes in (("svals", False), ("svals_prefixes", True)):
         if name in record:
-            svals = _svals_function()(ensemble, seed_key, prefixes=prefixes, dtype=config.jnp_dtype,
-                                      precision=config.lax_precision)
+            svals = ensemble_log_svals(ensemble, seed_key, prefixes=prefixes, dtype=config.jnp_dtype,
+                                       precision=config.lax_precision)
             out["log_" + name] = getattr(svals, "log_svals", svals)[..., : config.k]
     if "alignment" in record:
-        from jaxspec.analysis._alignment import prefix_alignment
-        from jaxspec.engine._spectrum import realisation_key
-
         stack = ensemble.sample(realisation_key(seed_key), config.jnp_dtype)
         # log sin angle(v_1(J_l), v_1(J_L)), l = 1..L; the last prefix is J_L itself (-inf).
         out["alignment_log_sin"] = jnp.log(prefix_alignment(stack.weights, stack.masks, k=1)[:, 0])
@@ -299,9 +266,6 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
 
 
 def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], record: tuple[str, ...]) -> None:
-    from jaxspec.engine._spectrum import make_config
-    from jaxspec.ensembles._layers import make_ensemble
-
     name = static["ensemble"]
     if name != "masked":
         for masked_only in ("p", "fixed_count"):
@@ -310,30 +274,19 @@ def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], recor
     # The ensemble's and engine's own validation, with this point's Python values.
     ensemble = make_ensemble(name, static["width"], static["depth"], sigma2=dynamic.get("sigma2", static.get("sigma2")),
                              p=dynamic.get("p", static.get("p")), fixed_count=static.get("fixed_count"))
-    k = static["width"] if static.get("k") is None else static["k"]
     rates_every = static.get("rates_every")
     if "rates" in record:
         if rates_every is None:
             raise InputError("record 'rates' needs the parameter rates_every (layers per window)")
         if rates_every > static["depth"]:
             raise InputError(f"rates_every = {rates_every} exceeds depth = {static['depth']}: no full window")
-    make_config(k, max_k=min(ensemble.widths), reortho_every=static["reortho_every"], dtype=static["dtype"],
-                precision=static["precision"], condition=static["condition"],
-                rates_every=rates_every if "rates" in record else None, qr=static["qr"], method=static["method"])
+    _engine_config(static, record)
     if static["method"] != "direct":
-        from jaxspec.engine._samplers import check_fast_path
-
         check_fast_path(ensemble, static["method"])
         product_records = sorted({"svals", "svals_prefixes", "alignment"} & set(record))
         if product_records:
             raise InputError(f"method {static['method']!r} samples exponents only (no product exists); records "
                              f"{', '.join(product_records)} need method 'direct'")
-    if {"svals", "svals_prefixes"} & set(record) and _svals_function() is None:
-        raise InputError("records 'svals' and 'svals_prefixes' need jaxspec.svals.ensemble_log_svals (finite-depth singular values), "
-                         "which this installation lacks")
-    if "alignment" in record:
-        if importlib.util.find_spec("jaxspec.analysis._alignment") is None:
-            raise InputError("record 'alignment' needs jaxspec.alignment, which this installation lacks")
 
 
 def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> int:
@@ -377,8 +330,6 @@ def _lyapunov_lapack_cost(static: Mapping[str, Any], record: tuple[str, ...]) ->
 
 
 def _lyapunov_theory(params: Mapping[str, Any], record: tuple[str, ...]) -> dict:
-    from jaxspec import theory
-
     ensemble = _ensemble({**params, "record": record})
     k = params["width"] if params.get("k") is None else params["k"]
     exponents = theory.lyapunov_exponents(ensemble, k, params["condition"])
@@ -407,12 +358,12 @@ LYAPUNOV = register_kernel(Kernel(
         "k": Parameter(int, True, None, "number of exponents (default: the width, the full spectrum)",
                        check=_positive),
         "reortho_every": Parameter(int, True, 1, "layers between QR re-orthonormalisations", check=_positive),
-        "dtype": Parameter(str, True, "float32", "compute dtype", choices=("float32", "float64")),
-        "precision": Parameter(str, True, "highest", "matmul precision", choices=("highest", "high", "default")),
+        "dtype": Parameter(str, True, "float32", "compute dtype", choices=DTYPES),
+        "precision": Parameter(str, True, "highest", "matmul precision", choices=tuple(PRECISIONS)),
         "condition": Parameter(str, True, "K>=i", "rank-collapse convention", choices=CONDITIONS),
-        "qr": Parameter(str, True, "householder", "QR backend of jaxspec.qr",
+        "qr": Parameter(str, True, "householder", "QR backend (jaxspec.engine.make_qr)",
                         choices=QR_BACKENDS),
-        "method": Parameter(str, True, "direct", "direct product, or an exact-in-law fast sampler of jaxspec.fast "
+        "method": Parameter(str, True, "direct", "direct product, or an exact-in-law fast sampler of jaxspec.engine "
                             "(gaussian_frame, chi; gaussian and masked ensembles, exponents only)",
                             choices=METHODS),
         "rates_every": Parameter(int, True, None, "layers per window of the local rates (record 'rates')",
@@ -423,9 +374,9 @@ LYAPUNOV = register_kernel(Kernel(
                             always=True, doc="Lyapunov exponents, layers counted per index, min active count"),
         "rates": Record({"rates": ("window", "index")},
                         doc="local growth rates averaged over windows of rates_every layers"),
-        "svals": Record({"log_svals": ("index",)}, doc="log singular values of the depth-L product (jaxspec.svals)"),
+        "svals": Record({"log_svals": ("index",)}, doc="log singular values of the depth-L product (jaxspec.analysis)"),
         "svals_prefixes": Record({"log_svals_prefixes": ("layer", "index")},
-                                 doc="log singular values of every prefix product A_l ... A_1 (jaxspec.svals)"),
+                                 doc="log singular values of every prefix product A_l ... A_1 (jaxspec.analysis)"),
         "alignment": Record({"alignment_log_sin": ("layer",)},
                             doc="log sin angle between the top right singular vectors of J_l and J_L"),
     },
