@@ -5,21 +5,18 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import jax
+import matplotlib.pyplot as plt
 import numpy as np
 
+import jaxspec
+from jaxspec import theory
 from jaxspec._checks import InputError
+from jaxspec.cli._common import spectrum_table
 
 
 def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
-    import jax
-
     jax.config.update("jax_enable_x64", True)
-    import matplotlib.pyplot as plt
-
-    import jaxspec
-    from jaxspec import theory
-    from jaxspec.cli._spectrum import spectrum_table
-
     if width < 2 or depth < 1 or seeds < 2:
         raise InputError("demo needs width >= 2, depth >= 1 and seeds >= 2")
     cases = [

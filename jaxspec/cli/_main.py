@@ -6,23 +6,16 @@ assembles them and turns bad input into one line on stderr with exit status 2 (n
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 import typer
 
 from jaxspec._checks import InputError
+from jaxspec.cli import _figures, _spectrum, _sweep, _theory, _train, _ufm
 
 # Modules of jaxspec.cli that each add their subcommands to the app (one line per capability).
-SUBCOMMAND_MODULES = (
-    "jaxspec.cli._spectrum",
-    "jaxspec.cli._figures",
-    "jaxspec.cli._sweep",
-    "jaxspec.cli._train",
-    "jaxspec.cli._ufm",
-    "jaxspec.cli._theory",
-)
+SUBCOMMAND_MODULES = (_spectrum, _figures, _sweep, _train, _ufm, _theory)
 
 EXIT_BAD_INPUT = 2
 
@@ -36,7 +29,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     for module in SUBCOMMAND_MODULES:
-        importlib.import_module(module).register(app)
+        module.register(app)
     return app
 
 

@@ -8,30 +8,18 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
-
-
-def spectrum_table(mean, stderr, theory, theory_se=None) -> str:
-    """A readable table: index, simulation, standard error, theory and the z-score."""
-    lines = [f"{'i':>4} {'simulated':>12} {'stderr':>10} {'theory':>12} {'z':>7}"]
-    for i, m in enumerate(np.asarray(mean)):
-        se = float(np.asarray(stderr)[i])
-        th = None if theory is None else float(theory[i])
-        scale = se if theory_se is None else float(theory_se[i])
-        z = (float(m) - th) / scale if th is not None and np.isfinite(th) and scale > 0 else float("nan")
-        th_s = "-" if th is None else f"{th:12.6f}"
-        lines.append(f"{i + 1:>4} {float(m):12.6f} {se:10.6f} {th_s:>12} {z:7.2f}")
-    return "\n".join(lines)
+import jaxspec
+from jaxspec import theory
+from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype, spectrum_table
+from jaxspec.cli._demo import run_demo
 
 
 def run_lyapunov(ensemble: str, width: int, depth: int, k: int | None, seeds: int, p: float | None,
-                 sigma2: float | None, reortho: int, dtype: str, seed: int, condition: str, precision: str,
+                 sigma2: float | None, reortho: int | str, dtype: str, seed: int, condition: str, precision: str,
                  method: str = "auto") -> dict:
     """Run the engine and its theory; returns the JSON payload of ``jaxspec lyapunov``."""
     setup_dtype(dtype)
-    import jaxspec
-    from jaxspec import theory
-
+    reortho = _reortho_option(reortho)
     ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
     start = time.perf_counter()
     result = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, seed=seed, reortho_every=reortho, dtype=dtype,
@@ -46,7 +34,8 @@ def run_lyapunov(ensemble: str, width: int, depth: int, k: int | None, seeds: in
     config = {
         "ensemble": ensemble, "width": width, "depth": depth, "k": kk, "seeds": seeds,
         "p": float(ens.p) if ensemble == "masked" else None, "sigma2": float(ens.sigma2),
-        "reortho": reortho, "dtype": dtype, "seed": seed, "condition": condition, "precision": precision,
+        "reortho": reortho, "reortho_resolved": result.config.reortho_every, "qr": result.config.qr,
+        "dtype": dtype, "seed": seed, "condition": condition, "precision": precision,
         "method": method, "method_resolved": result.config.method,
     }
     return {
@@ -55,6 +44,12 @@ def run_lyapunov(ensemble: str, width: int, depth: int, k: int | None, seeds: in
         "prob_active_at_least": finite_list(theory.prob_active_at_least(ens, kk)),
         "config": config, "wall_seconds": wall, **runtime_info(),
     }
+
+
+def _reortho_option(value: int | str) -> int | str:
+    """``--reortho``: an integer, or ``auto``; the engine's own parser validates either."""
+    text = str(value).strip()
+    return int(text) if text.lstrip("+-").isdigit() else text
 
 
 def register(app: typer.Typer) -> None:
@@ -67,7 +62,7 @@ def register(app: typer.Typer) -> None:
         seeds: int = typer.Option(8, help="independent realisations"),
         p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
         sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
-        reortho: int = typer.Option(1, help="layers between QR re-orthonormalisations"),
+        reortho: str = typer.Option("1", help="layers between QR re-orthonormalisations, or 'auto'"),
         dtype: str = typer.Option("float32", help="float32 or float64"),
         seed: int = typer.Option(0, help="base random seed"),
         condition: str = typer.Option("K>=i", help="rank-collapse convention: K>=i, K>=k or none"),
@@ -98,6 +93,4 @@ def register(app: typer.Typer) -> None:
         seeds: int = typer.Option(8, help="independent realisations"),
     ) -> None:
         """Spectra of Gaussian, masked and ReLU products beside their closed forms, and a figure."""
-        from jaxspec.cli._demo import run_demo
-
         run_demo(out, width, depth, seeds)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import jax
 import typer
 
 from jaxspec._checks import InputError
+from jaxspec.sweeps import PartialSweepWarning, draw_report, load_spec, missing_points, run_sweep
 
 
 def _prepare_jax(devices: int | None) -> None:
     """64-bit accumulators, and enough CPU devices for ``--devices`` (only matters on the CPU backend)."""
-    import jax
-
     jax.config.update("jax_enable_x64", True)
     if devices is not None:
         if devices < 1:
@@ -25,8 +26,6 @@ def run_sweep_command(spec_file: Path, out: Path, resume: bool, devices: int | N
                       overrides: list[str], chunk_size: int | None) -> None:
     """Load the spec, run (or resume) it, and print where the results are."""
     _prepare_jax(devices)
-    from jaxspec.sweeps import load_spec, missing_points, run_sweep
-
     spec = load_spec(spec_file, overrides)
     if not quiet:
         print(f"sweep {spec.name!r}: {spec.num_points} points x {spec.seeds} seeds = {spec.num_runs} runs "
@@ -66,10 +65,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Summary figures of a sweep: exponents against width, depth or gain with theory, separation
         against L/N, and the phase diagram of the top exponent over (sigma2, p)."""
-        import warnings
-
-        from jaxspec.sweeps import PartialSweepWarning, draw_report
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PartialSweepWarning)
             draw_report(directory, out, verbose=True)

@@ -7,10 +7,14 @@ import time
 import zipfile
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import typer
 
+import jaxspec
+from jaxspec import theory
 from jaxspec._checks import InputError
+from jaxspec.analysis import ensemble_log_svals, product_log_svals
 from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 
 THEORY_ENSEMBLES = ("gaussian", "complex-gaussian", "orthogonal", "masked", "relu-net")
@@ -24,9 +28,6 @@ def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: floa
                    sigma2: float | None, fixed_count: int | None, condition: str, seeds: int,
                    large_n: bool) -> dict:
     """The JSON payload of ``jaxspec theory``: exponents, per-layer sd, ``P(K >= i)``, offsets, rates."""
-    import jaxspec
-    from jaxspec import theory
-
     if ensemble not in THEORY_ENSEMBLES:
         raise InputError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(THEORY_ENSEMBLES)}")
     if condition not in theory.CONDITIONS:
@@ -125,12 +126,6 @@ def svals_payload(ensemble: str | None, width: int | None, depth: int | None, se
                   sigma2: float | None, npz: Path | None, prefixes: bool, dtype: str) -> dict:
     """The JSON payload of ``jaxspec svals``."""
     setup_dtype(dtype)
-    import jax.numpy as jnp
-
-    import jaxspec
-    from jaxspec import theory
-    from jaxspec.analysis._svals import ensemble_log_svals, product_log_svals
-
     start = time.perf_counter()
     if npz is not None:
         if ensemble is not None:

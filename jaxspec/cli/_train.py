@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jax
 import typer
 
 from jaxspec._checks import InputError
+from jaxspec.training import load_config, plot_dynamics, run_experiment, save_experiment
 
 
 def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, checkpoint_dir: Path | None,
@@ -20,10 +22,6 @@ def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, che
     if fmt not in ("zarr", "nc"):
         raise InputError(f"--format must be zarr or nc, got {fmt!r}")
     dtype = options.get("dtype")
-    import jax
-
-    from jaxspec.training._experiment import load_config, plot_dynamics, run_experiment, save_experiment
-
     cfg = load_config(config, **options)
     if (dtype or cfg.dtype) == "float64":
         jax.config.update("jax_enable_x64", True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import jax
 import numpy as np
 import typer
 
+from jaxspec import ufm
 from jaxspec._checks import InputError
 from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
 
@@ -23,10 +25,6 @@ def run_ufm(num_classes: int, per_class: int, depth: int, lam: float | None, lam
     lam_h = lam if lam_h is None else lam_h
     if lam_w is None or lam_h is None:
         raise InputError("give --lam (both decays) or both --lam-w and --lam-h")
-    import jax
-
-    from jaxspec import ufm
-
     model = ufm.make_ufm(num_classes, per_class, depth, lam_w, lam_h, width=width, dtype=dtype)
     theory = ufm.collapsed_optimum(model)
     K, d = model.num_classes, model.width

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from matfree import stochtrace
 
 from jaxspec._checks import InputError
 from jaxspec.hessian._lanczos import HIGHEST, lanczos_tridiagonal, tridiagonal_matrix
@@ -161,6 +160,10 @@ def hutchinson_trace(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *,
     _check_positive("num_samples", num_samples)
     if num_samples < 2:
         raise InputError("num_samples must be at least 2 to give a standard error")
+    try:  # an optional extra: the core install stops here with a message naming it
+        from matfree import stochtrace
+    except ImportError as err:
+        raise ImportError("hutchinson_trace needs matfree: pip install 'jaxspec[hessian]'") from err
     sampler = stochtrace.sampler_signs(params_like, num=num_samples)
     estimate = stochtrace.estimator_monte_carlo_mean_and_sem(stochtrace.monte_carlo_trace(), sampler)
     mean, sem = estimate(matvec, key)

@@ -6,10 +6,14 @@ compile once; (point x seed) runs are flattened into one batch, vmapped, and sha
 with ``jax.sharding``; batches are cut into chunks sized to a memory budget and written atomically, so a
 killed sweep resumes where it stopped. Results are an xarray Dataset (zarr) plus a tidy parquet summary.
 
-Modules: :mod:`~jaxspec.sweeps.spec` (the specification), :mod:`~jaxspec.sweeps.kernels` (what one run
-computes; the registry), :mod:`~jaxspec.sweeps.plan` (groups and chunks), :mod:`~jaxspec.sweeps.execute`
-(devices and hosts), :mod:`~jaxspec.sweeps.store` (the output directory), :mod:`~jaxspec.sweeps.report`
-(summary figures).
+Modules:
+
+* :mod:`~jaxspec.sweeps._kernels`: what one run computes; the registry of kernels.
+* :mod:`~jaxspec.sweeps._spec`: the specification (axes, seeds, parameters, records).
+* :mod:`~jaxspec.sweeps._plan`: groups of points sharing static shapes, chunks, run keys, output shapes.
+* :mod:`~jaxspec.sweeps._store`: the output directory (zarr + parquet), provenance, resume.
+* :mod:`~jaxspec.sweeps._execute`: devices and hosts (``jax.sharding``, ``jax.distributed``).
+* :mod:`~jaxspec.sweeps._report`: summary figures.
 
 Example:
     >>> from jaxspec.sweeps import SweepSpec, run_sweep
@@ -22,16 +26,9 @@ References:
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
-from jaxspec.sweeps._execute import (
-    CpuLapackWarning,
-    group_output_shapes,
-    local_mesh,
-    make_group_runner,
-    run_key,
-    run_sweep,
-)
+from jaxspec.sweeps._execute import CpuLapackWarning, local_mesh, make_group_runner, run_sweep
 from jaxspec.sweeps._kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
-from jaxspec.sweeps._plan import Chunk, Group, SweepPlan, make_plan, point_params
+from jaxspec.sweeps._plan import Chunk, Group, SweepPlan, group_output_shapes, make_plan, point_params, run_key
 from jaxspec.sweeps._report import draw_report
 from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override
 from jaxspec.sweeps._store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame

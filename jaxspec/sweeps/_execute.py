@@ -43,19 +43,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxspec._checks import InputError
-from jaxspec.sweeps._plan import Group, padded_size, point_indices
+from jaxspec.sweeps._plan import Group, group_output_shapes, padded_size, point_indices, run_key
 from jaxspec.sweeps._spec import SweepSpec
 from jaxspec.sweeps._store import SweepStore, load_sweep, provenance
 
-__all__ = ["BATCH_AXIS", "CpuLapackWarning", "cpu_minibatch", "group_output_shapes", "local_mesh", "make_group_runner",
-           "run_key", "run_sweep"]
-
 BATCH_AXIS = "runs"
-
-
-def run_key(base_seed: int, point_id, seed) -> jax.Array:
-    """The key of run ``(point_id, seed)``: ``fold_in(fold_in(key(base_seed), point_id), seed)``."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(base_seed), point_id), seed)
 
 
 def local_mesh(devices: int | None = None) -> Mesh:
@@ -169,20 +161,6 @@ def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     sharded = jax.shard_map(shard, mesh=mesh, in_specs=spec_runs, out_specs=spec_runs, check_vma=False)
     sharding = NamedSharding(mesh, spec_runs)
     return jax.jit(sharded, in_shardings=sharding, out_shardings=sharding)
-
-
-@functools.lru_cache(maxsize=256)
-def _output_shapes(spec: SweepSpec, static_items: tuple) -> dict[str, tuple[int, ...]]:
-    kernel = spec.kernel_object()
-    static = {**spec.params, **dict(static_items), "record": spec.record}
-    dynamic = {a: jnp.zeros((), float) for a in spec.axes if not kernel.parameters[a].static}
-    shapes = jax.eval_shape(lambda d: kernel.fn({**static, **d}, run_key(spec.seed, 0, 0)), dynamic)
-    return {name: tuple(s.shape) for name, s in shapes.items()}
-
-
-def group_output_shapes(spec: SweepSpec, group: Group) -> dict[str, tuple[int, ...]]:
-    """``{variable: shape}`` of one run's outputs in ``group`` (traced abstractly, nothing is computed)."""
-    return _output_shapes(spec, tuple(sorted(group.static.items())))
 
 
 def _barrier(name: str) -> None:

@@ -23,16 +23,17 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxspec._checks import InputError
 from jaxspec.sweeps._spec import SweepSpec
-
-__all__ = ["Chunk", "Group", "SweepPlan", "make_plan", "point_indices", "point_params"]
 
 
 class Chunk(NamedTuple):
@@ -166,3 +167,22 @@ def make_plan(spec: SweepSpec, num_devices: int = 1, chunk_sizes: list[int] | No
 def padded_size(num_runs: int, num_devices: int) -> int:
     """``num_runs`` rounded up to a multiple of ``num_devices`` (each device gets an equal shard)."""
     return math.ceil(num_runs / num_devices) * num_devices
+
+
+def run_key(base_seed: int, point_id, seed) -> jax.Array:
+    """The key of run ``(point_id, seed)``: ``fold_in(fold_in(key(base_seed), point_id), seed)``."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(base_seed), point_id), seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _output_shapes(spec: SweepSpec, static_items: tuple) -> dict[str, tuple[int, ...]]:
+    kernel = spec.kernel_object()
+    static = {**spec.params, **dict(static_items), "record": spec.record}
+    dynamic = {a: jnp.zeros((), float) for a in spec.axes if not kernel.parameters[a].static}
+    shapes = jax.eval_shape(lambda d: kernel.fn({**static, **d}, run_key(spec.seed, 0, 0)), dynamic)
+    return {name: tuple(s.shape) for name, s in shapes.items()}
+
+
+def group_output_shapes(spec: SweepSpec, group: Group) -> dict[str, tuple[int, ...]]:
+    """``{variable: shape}`` of one run's outputs in ``group`` (traced abstractly, nothing is computed)."""
+    return _output_shapes(spec, tuple(sorted(group.static.items())))

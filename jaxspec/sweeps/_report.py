@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxspec import theory
 from jaxspec._checks import InputError
-
-__all__ = ["draw_report", "seed_mean_and_stderr"]
+from jaxspec.sweeps._kernels import get_kernel
+from jaxspec.sweeps._store import load_sweep
 
 _X_AXES = {"width": "width N", "depth": "depth L", "sigma2": r"gain $\sigma^2$", "p": "gate probability p"}
 
@@ -95,8 +96,6 @@ def _exponents_vs_axis(ds, axis: str, axes: tuple[str, ...], out: Path, plt) -> 
 
 def _smooth_theory(ds, sub, axis: str, axes: tuple[str, ...], x: np.ndarray, fallback: np.ndarray):
     """The closed form on a fine grid of a numeric parameter (its values enter only the arithmetic)."""
-    from jaxspec.sweeps._kernels import get_kernel
-
     spec = _spec(ds)
     kernel = get_kernel(spec["kernel"])
     if kernel.theory is None:
@@ -163,8 +162,6 @@ def _separation(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
 def _phase_diagram(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
     from matplotlib.colors import TwoSlopeNorm
 
-    from jaxspec import theory
-
     sub = _at_first(ds, ("sigma2", "p"), axes)
     sigma2 = np.asarray(sub["sigma2"].values, float)
     p = np.asarray(sub["p"].values, float)
@@ -227,8 +224,6 @@ def draw_report(source, out_dir: str | Path | None = None, *, verbose: bool = Fa
         The paths of the figures written.
     """
     import matplotlib.pyplot as plt
-
-    from jaxspec.sweeps._store import load_sweep
 
     if isinstance(source, str | Path):
         ds = load_sweep(source)

@@ -56,8 +56,6 @@ from typing import Any
 from jaxspec._checks import InputError
 from jaxspec.sweeps._kernels import REQUIRED, Kernel, get_kernel
 
-__all__ = ["EXECUTION_KEYS", "SCIENCE_KEYS", "SweepSpec", "load_spec", "parse_override"]
-
 SCIENCE_KEYS = ("name", "kernel", "seeds", "seed", "record", "params", "axes")
 """Top-level keys that define the numbers (``name`` is a label only)."""
 EXECUTION_KEYS = ("chunk_size", "memory_budget_mb")

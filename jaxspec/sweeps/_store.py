@@ -47,18 +47,8 @@ from typing import Any
 import numpy as np
 
 from jaxspec._checks import InputError
-from jaxspec.sweeps._plan import SweepPlan, make_plan, point_indices, point_params
+from jaxspec.sweeps._plan import SweepPlan, group_output_shapes, make_plan, point_indices, point_params
 from jaxspec.sweeps._spec import SweepSpec
-
-__all__ = [
-    "FORMAT",
-    "PartialSweepWarning",
-    "SweepStore",
-    "load_sweep",
-    "missing_points",
-    "provenance",
-    "summary_frame",
-]
 
 FORMAT = "jaxspec-sweep/1"
 MANIFEST = "jaxspec-sweep.json"
@@ -401,8 +391,6 @@ class SweepStore:
 
     def _expected_dim_sizes(self, variables: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
         """Record dimension sizes from the kernel's output shapes (so a partial store has full dimensions)."""
-        from jaxspec.sweeps._execute import group_output_shapes
-
         sizes: dict[str, int] = {}
         for group in self.plan.groups:
             for name, shape in group_output_shapes(self.spec, group).items():

@@ -15,10 +15,8 @@ import pytest
 import jaxspec
 from jaxspec import theory
 from jaxspec.sweeps import SweepSpec, run_key, run_sweep
-from jaxspec.sweeps._kernels import _svals_function
 
 
-@pytest.mark.skipif(_svals_function() is None, reason="jaxspec.svals is not installed")
 def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
     spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5, record=("svals", "svals_prefixes", "alignment"),
                      params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"})
