@@ -42,7 +42,6 @@ from jaxspec.engine._samplers import (
     sampler_frame_sums,
 )
 from jaxspec.engine._scan import (
-    BlockTotals,
     FrameSums,
     accumulate_block,
     accumulator_dtype,
@@ -75,7 +74,6 @@ __all__ = [
     "FAST_METHODS",
     "METHODS",
     "QR_BACKENDS",
-    "BlockTotals",
     "EngineConfig",
     "FrameSums",
     "LyapunovResult",

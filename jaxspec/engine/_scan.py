@@ -77,28 +77,15 @@ class FrameSums(NamedTuple):
     max_block_spread: Float[Array, ""] | None = None
 
 
-class BlockTotals(NamedTuple):
-    """Running totals of the rank-collapse bookkeeping (the carry of :func:`scan_blocks`).
-
-    Attributes:
-        log_r_sum, layer_count, log_r_sum_all_k, layer_count_all_k, min_active: as in :class:`FrameSums`.
-        max_block_spread: ``()`` the orthogonality guard's statistic so far.
-    """
-
-    log_r_sum: Float[Array, "*batch k"]
-    layer_count: Int[Array, "*batch k"]
-    log_r_sum_all_k: Float[Array, "*batch k"]
-    layer_count_all_k: Int[Array, "*batch"]
-    min_active: Int[Array, "*batch"]
-    max_block_spread: Float[Array, ""]
-
-
-def initial_totals(batch_shape: tuple[int, ...], k: int) -> BlockTotals:
-    """Zero totals for frames of shape ``batch_shape + (k,)`` (``min_active`` starts at the int32 maximum)."""
+def initial_totals(batch_shape: tuple[int, ...], k: int) -> FrameSums:
+    """The running totals of :func:`scan_blocks` at the start: a :class:`FrameSums` holding only the
+    accumulators (zeros; ``min_active`` at the int32 maximum), for frames of shape ``batch_shape + (k,)``."""
     acc_dtype = accumulator_dtype()
     zeros = jnp.zeros(batch_shape + (k,), acc_dtype)
-    return BlockTotals(zeros, jnp.zeros(batch_shape + (k,), jnp.int32), zeros, jnp.zeros(batch_shape, jnp.int32),
-                       jnp.full(batch_shape, _BIG, jnp.int32), jnp.zeros((), acc_dtype))
+    return FrameSums(log_r_sum=zeros, layer_count=jnp.zeros(batch_shape + (k,), jnp.int32), log_r_sum_all_k=zeros,
+                     layer_count_all_k=jnp.zeros(batch_shape, jnp.int32), depth=None,
+                     min_active=jnp.full(batch_shape, _BIG, jnp.int32), active_counts=None, block_log_r=None,
+                     block_size=None, frame=None, max_block_spread=jnp.zeros((), acc_dtype))
 
 
 def block_spread(log_r: Float[Array, "*batch k"], valid: Array) -> Float[Array, ""]:
@@ -110,12 +97,12 @@ def block_spread(log_r: Float[Array, "*batch k"], valid: Array) -> Float[Array, 
     return jnp.where(jnp.any(finite), top - bottom, 0.0).astype(log_r.dtype)
 
 
-def accumulate_block(totals: BlockTotals, log_r: Float[Array, "*batch k"], kmin: Int[Array, "*batch"],
-                     size: int) -> tuple[BlockTotals, Array]:
+def accumulate_block(totals: FrameSums, log_r: Float[Array, "*batch k"], kmin: Int[Array, "*batch"],
+                     size: int) -> tuple[FrameSums, Array]:
     """One block's bookkeeping under the rank-collapse conventions.
 
     Args:
-        totals: the :class:`BlockTotals` so far.
+        totals: the running totals so far (see :func:`initial_totals`).
         log_r: ``(..., k)`` the block's ``log|R_ii|``.
         kmin: ``(...)`` the block's smallest active count.
         size: layers in the block.
@@ -127,7 +114,7 @@ def accumulate_block(totals: BlockTotals, log_r: Float[Array, "*batch k"], kmin:
     k = log_r.shape[-1]
     valid = kmin[..., None] >= jnp.arange(1, k + 1)
     all_k = kmin >= k
-    totals = BlockTotals(
+    totals = totals._replace(
         log_r_sum=totals.log_r_sum + jnp.where(valid, log_r, 0.0),
         layer_count=totals.layer_count + jnp.where(valid, size, 0),
         log_r_sum_all_k=totals.log_r_sum_all_k + jnp.where(all_k[..., None], log_r, 0.0),
@@ -174,15 +161,12 @@ def scan_blocks(block: Block, carry: Any, depth: int, reortho_every: int, record
     return carry, jnp.concatenate(actives), jnp.concatenate(block_log_r), jnp.concatenate(sizes)
 
 
-def frame_sums(totals: BlockTotals, depth: int, active_counts: Array, block_log_r: Array | None,
+def frame_sums(totals: FrameSums, depth: int, active_counts: Array, block_log_r: Array | None,
                block_size: Array | None, frame: Array | None, *, track_spread: bool = True) -> FrameSums:
-    """Assemble :class:`FrameSums` from the final totals of :func:`scan_blocks`."""
-    return FrameSums(
-        log_r_sum=totals.log_r_sum, layer_count=totals.layer_count, log_r_sum_all_k=totals.log_r_sum_all_k,
-        layer_count_all_k=totals.layer_count_all_k, depth=jnp.int32(depth), min_active=totals.min_active,
-        active_counts=active_counts, block_log_r=block_log_r, block_size=block_size, frame=frame,
-        max_block_spread=totals.max_block_spread if track_spread else None,
-    )
+    """Complete the final totals of :func:`scan_blocks` into the :class:`FrameSums` of the run."""
+    return totals._replace(depth=jnp.int32(depth), active_counts=active_counts, block_log_r=block_log_r,
+                           block_size=block_size, frame=frame,
+                           max_block_spread=totals.max_block_spread if track_spread else None)
 
 
 # apply_layer(state, frame, key, index) -> (state, frame, active_count)
