@@ -1,18 +1,19 @@
-"""Bottleneck rank: deep-linear weight-decay optimum (exact scalar oracle), the per-network inequality (Horn's
-inequality checked independently in numpy for every k), Jacobians and ranks against dense numpy, the depth fit."""
+"""Bottleneck rank: deep-linear weight-decay optimum (exact scalar oracle), the per-network inequality
+(Horn's inequality checked independently in numpy for every k), Jacobians and ranks against dense numpy, the
+depth fit."""
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxspec import bottleneck as bn
 from jaxspec import InputError
+from jaxspec import bottleneck as bn
 from jaxspec.networks import gates, init_mlp
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Independent numpy oracles.
@@ -172,7 +173,8 @@ def test_deep_linear_min_norm_expansion_in_depth():
     logs = np.log([3.0, 0.5])
     for depth in (200, 1000):
         r = bn.deep_linear_min_norm(a, depth)
-        series = 2 * depth + 2 * logs.sum() + 2 * np.sum(logs**2) / depth + (4 / 3) * np.sum(logs**3) / depth**2
+        series = (2 * depth + 2 * logs.sum() + 2 * np.sum(logs**2) / depth
+                  + (4 / 3) * np.sum(logs**3) / depth**2)
         assert abs(r - series) < 2 * np.sum(np.abs(logs) ** 4) / depth**3
     assert bn.deep_linear_min_norm(a, 1) == pytest.approx(9.25, rel=1e-14)  # ||A||_F^2
 
@@ -187,7 +189,8 @@ def test_deep_linear_nets_with_weight_decay_reach_the_balanced_optimum_in_every_
     # Whitened inputs x_j = sqrt(n) e_j, so (1/N) ||W X - A X||^2 = ||W - A||_F^2.
     x = jnp.asarray(np.sqrt(n) * np.eye(n))
     y = x @ jnp.asarray(a).T
-    # Orthogonal layers are exactly balanced (W_{l+1}^T W_{l+1} = W_l W_l^T = I), a balance gradient flow keeps.
+    # Orthogonal layers are exactly balanced (W_{l+1}^T W_{l+1} = W_l W_l^T = I), a balance gradient flow
+    # keeps.
     params = [{"w": jnp.asarray(np.linalg.qr(rng.normal(size=(n, n)))[0])} for _ in range(depth)]
     res = bn.train_weight_decay(params, x, y, activation="linear", weight_decay=lam, num_steps=6000,
                                 learning_rate=0.05, log_every=1000, progress=False)
@@ -223,7 +226,8 @@ def test_fit_rank_terms_recovers_an_exact_line_and_the_deep_linear_limit():
 def test_bottleneck_target_has_jacobian_rank_k(kind):
     task = bn.bottleneck_target(jax.random.key(9), 40, input_dim=6, bottleneck_dim=2, output_dim=5, hidden=16,
                                 kind=kind, dtype=jnp.float64)
-    np.testing.assert_allclose(task.y, bn.representations(task.teacher, task.x, activation=kind)[-1], rtol=1e-12)
+    chex.assert_trees_all_close(task.y, bn.representations(task.teacher, task.x, activation=kind)[-1],
+                                rtol=1e-12, atol=0.0)
     np.testing.assert_allclose(float(jnp.mean(task.y**2)), 1.0, rtol=1e-12)
     jd = bn.jacobian_pseudo_logdet(task.teacher, task.x, activation=kind, rtol=1e-8)
     assert np.all(np.asarray(jd.rank) <= 2)

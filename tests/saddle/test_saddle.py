@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxspec import InputError
 from jaxspec import saddle as sd
 from jaxspec.bottleneck import layer_singular_values
-from jaxspec import InputError
 from jaxspec.networks import init_mlp, mlp_apply
+from jaxspec.training import TrainResult
 
 SQRT2_MINUS_1 = np.sqrt(2.0) - 1.0
 
@@ -136,10 +137,12 @@ def test_two_layer_linear_escape_is_a_power_iteration_towards_the_top_mode():
     y = jax.random.normal(k2, (9, 3), jnp.float64)
     g = np.asarray(sd.mse_output_gradient(y))
     m = g.T @ np.asarray(x)
-    params = jax.tree.map(lambda w: 1e-12 * w, init_mlp(k3, (4, 5, 3), activation="linear", dtype=jnp.float64))
+    params = jax.tree.map(lambda w: 1e-12 * w,
+                          init_mlp(k3, (4, 5, 3), activation="linear", dtype=jnp.float64))
     s = np.linalg.svd(m, compute_uv=False)
     c = 0.5
-    steps = int(np.log(1e6) / np.log1p(c * s[0]))  # grow by about 1e6: theta stays ~1e-6, the cubic term ~1e-12
+    # Grow by about 1e6: theta stays ~1e-6, the cubic term ~1e-12.
+    steps = int(np.log(1e6) / np.log1p(c * s[0]))
     res = sd.train_from_small_init(params, x, y, activation="linear", step_scale=c, num_steps=steps,
                                    log_every=steps, progress=False)
     w1, w2 = (np.asarray(p["w"]) for p in params)
@@ -147,7 +150,8 @@ def test_two_layer_linear_escape_is_a_power_iteration_towards_the_top_mode():
         w1, w2 = w1 - c * w2.T @ m, w2 - c * m @ w1.T
     np.testing.assert_allclose(res.params[0]["w"], w1, rtol=1e-6)
     np.testing.assert_allclose(res.params[1]["w"], w2, rtol=1e-6)
-    # The direction then escapes at the top speed s_1(M): its error decays like ((1 + c s_2)/(1 + c s_1))^(2k).
+    # The direction then escapes at the top speed s_1(M): its error decays like
+    # ((1 + c s_2)/(1 + c s_1))^(2k).
     speed = float(sd.escape_speed(res.params, x, jnp.asarray(g), activation="linear"))
     assert speed <= s[0] * (1 + 1e-12)
     assert speed > 0.99 * s[0]
@@ -163,8 +167,6 @@ def test_detect_plateaus_on_a_staircase():
 
 
 def test_first_plateau_direction_reads_the_tracked_parameters_at_the_end_of_the_first_plateau():
-    from jaxspec.training import TrainResult
-
     t = np.arange(120)
     loss = 1.0 - 0.5 / (1 + np.exp(-(t - 60) / 2.0))
     tracked = {"params": [{"w": jnp.asarray(t, jnp.float64)[:, None, None] * jnp.ones((1, 2, 3))}]}
