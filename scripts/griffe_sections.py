@@ -7,9 +7,10 @@ Two rewrites, applied to every loaded docstring before it is parsed (loaded by `
   lines become Markdown block quotes (and whose printed lists, such as ``[(5, 3), (5, 8)]``, broken
   cross-references).
 * **Sphinx roles.** ``:func:`name```, ``:class:`~a.b.C``` and friends become Markdown cross-references
-  ``[`name`][jaxspec.module.name]`` when the target is rendered by the API reference (a member of a module
-  that ``docs/api`` documents, listed in that module's ``__all__``), and plain code otherwise, so that a
-  reference to a private helper can never break ``mkdocs build --strict``.
+  ``[`name`][jaxspec.package.name]`` when the target is rendered by the API reference (a member of a package
+  that ``docs/api`` documents, listed in that package's ``__all__``; a name defined in a private module
+  ``jaxspec.package._module`` links to its re-export ``jaxspec.package.name``), and plain code otherwise, so
+  that a reference to a private helper can never break ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ class ExampleSections(griffe.Extension):
         super().__init__()
         self._modules = _documented_modules()
 
+    def on_package(self, *, pkg: griffe.Module, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
+        # `on_object` fires for the members of a loaded package, not for the package itself (`jaxspec`).
+        self.on_object(obj=pkg, loader=loader)
+
     def on_object(self, *, obj: griffe.Object, loader: griffe.GriffeLoader, **kwargs: Any) -> None:
         if obj.docstring is None:
             return
@@ -76,9 +81,35 @@ class ExampleSections(griffe.Extension):
                 continue
             if getattr(member, "is_alias", False):
                 candidates.append(member.target_path)
+        # A name defined in a private module (``jaxspec.engine._qr.make_qr``) is rendered under the package
+        # that re-exports it (``jaxspec.engine.make_qr``).
+        candidates += [public for path in list(candidates) if (public := self._public_path(path, loader))]
         for path in candidates:
             if self._is_rendered(path, loader):
                 return path
+        return None
+
+    def _public_path(self, path: str, loader: griffe.GriffeLoader) -> str | None:
+        """``package.name[.attr]`` for ``package._module.name[.attr]`` when ``package`` exports the object."""
+        for module in sorted(self._modules, key=len, reverse=True):
+            if not path.startswith(module + "."):
+                continue
+            parts = path[len(module) + 1:].split(".")
+            private = 0
+            while private < len(parts) - 1 and parts[private].startswith("_"):
+                private += 1
+            if private == 0:
+                continue
+            public = ".".join([module, *parts[private:]])
+            try:
+                alias = loader.modules_collection.get_member(f"{module}.{parts[private]}")
+                targets = {alias.path}
+                if getattr(alias, "is_alias", False):
+                    targets |= {alias.target_path, alias.final_target.path}
+            except (KeyError, ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+                continue
+            if ".".join([module, *parts[:private + 1]]) in targets:
+                return public
         return None
 
     def _is_rendered(self, path: str, loader: griffe.GriffeLoader) -> bool:
