@@ -1,24 +1,13 @@
-"""Reproduce the low-dimensional spectra of deep unconstrained feature models and of a small MLP on digits.
+"""Low-dimensional Hessian spectra of deep unconstrained feature models and of a small MLP on digits.
 
-``jaxspec figures ufm [--out DIR] [--full]`` (or ``python scripts/reproduce_ufm.py``) trains a deep **linear**
-and a deep **ReLU** UFM by full-batch gradient descent from a random initialisation, tracking per layer the
-top eigenvalues of the data Hessian (Lanczos on Hessian-vector products), the alignment ``f_cc'`` of the
-class-mean directions, the gradient-outlier overlap and NC1, then trains a small ReLU MLP on scikit-learn's
-digits (bundled, no download) for several numbers of classes. It writes
-
-* ``ufm_spectrum.png``: every eigenvalue of each layer's Hessian (weight decay included) after training,
-  beside
-  the predicted bulk ``lam_W`` and ``K^2`` outliers at ``lam_W / (1 - gamma)``, and the SLQ density of the
-  full Hessian (all parameters, features included);
-* ``ufm_outliers_training.png``: the top eigenvalues of one layer during training: the ``K^2`` outliers
-  separate
-  from the bulk and, for the linear UFM, equalise at the prediction; for the ReLU UFM they separate but do not
-  equalise (measured, not predicted);
-* ``ufm_alignment.png``: ``f_cc'`` rising to 1 and the gradient-outlier overlaps;
-* ``ufm_nc1.png``: NC1 per layer falling;
-* ``digits_spectrum.png``: the SLQ density of the full Hessian of a ReLU MLP trained on digits, the head's top
-  eigenvalues, and the number of outliers counted against the number of classes ``C`` (reference ``C^2``);
-* ``ufm_training.nc`` and ``digits_spectrum.nc`` (labelled xarray datasets), ``ufm_summary.json`` / ``.md``.
+:func:`run_ufm` trains a deep **linear** and a deep **ReLU** UFM by full-batch gradient descent from a random
+initialisation, tracking per layer the top eigenvalues of the data Hessian (Lanczos on Hessian-vector
+products), the alignment ``f_cc'`` of the class-mean directions, the gradient-outlier overlap and NC1, and
+measures every eigenvalue of each layer's regularised Hessian after training beside the predicted bulk
+``lam_W`` and ``K^2`` outliers at ``lam_W / (1 - gamma)``
+([math §6](https://jaxspec.github.io/jaxspec/math/#s6)), and the SLQ density of the full Hessian. It then
+trains a small ReLU MLP on scikit-learn's digits (bundled, no download) for several numbers of classes ``C``
+and counts the Hessian outliers of its head, last hidden layer and all parameters against ``C^2``.
 
 References:
     Garrod & Keating, "Unifying low dimensional spectra in deep learning", arXiv:2404.06106; Papyan,
@@ -27,20 +16,29 @@ References:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
-import typer
+import optax
+from jaxtyping import Float, Int
 
-__all__ = ["UFMSizes", "count_outliers", "default_sizes", "print_summary", "register", "run"]
+from jaxspec import hessian, ufm
+from jaxspec.reproduce._jobs import resolve_sizes
+from jaxspec.training import train
+
+#: The UFM activations, in the order run.
+ACTIVATIONS = ("linear", "relu")
+#: The Hessian blocks of the digits MLP whose outliers are counted.
+BLOCKS = ("head", "hidden", "full")
 
 
 @dataclass(frozen=True)
 class UFMSizes:
-    """Problem sizes of one reproduction run.
+    """Problem sizes of one run (the defaults are the quick CPU preset, a few minutes).
 
     Attributes:
         num_classes: ``K`` of the UFMs.
@@ -77,13 +75,10 @@ class UFMSizes:
     digits_weight_decay: float = 1e-4
 
 
-def default_sizes(full: bool = False) -> UFMSizes:
-    """CPU sizes (a few minutes), or ``full`` sizes for a GPU."""
-    if not full:
-        return UFMSizes()
-    return UFMSizes(num_classes=4, per_class=20, depth=5, width=10, lam=2e-3, steps=20000, learning_rate=0.2,
-                    init_scale=0.8, records=100, slq_steps=100, slq_probes=16,
-                    digits_classes=(2, 3, 4, 5, 6, 7, 8, 9, 10), digits_hidden=64, digits_steps=10000)
+#: GPU sizes of ``run_ufm(full=True)``.
+FULL_UFM_SIZES = UFMSizes(num_classes=4, per_class=20, depth=5, width=10, lam=2e-3, steps=20000,
+                          learning_rate=0.2, init_scale=0.8, records=100, slq_steps=100, slq_probes=16,
+                          digits_classes=(2, 3, 4, 5, 6, 7, 8, 9, 10), digits_hidden=64, digits_steps=10000)
 
 
 def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
@@ -97,7 +92,7 @@ def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
     infinite gap.
 
     Args:
-        eigenvalues: descending eigenvalues.
+        eigenvalues: descending eigenvalues (NaN padding is dropped).
         max_count: the largest count considered.
         min_count: the smallest count considered.
         floor: relative floor.
@@ -119,212 +114,207 @@ def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
     return index + 1, float(ratios[index])
 
 
-def _pyplot():
-    import matplotlib.pyplot as plt
+@dataclass(frozen=True)
+class SpectralDensity:
+    """An SLQ estimate of a Hessian's spectral density.
 
-    return plt
+    Attributes:
+        nodes, weights: ``(probe, node)`` Gauss quadrature of every probe (:func:`jaxspec.hessian.slq`).
+        grid: ``(grid,)`` eigenvalues spanning the nodes (plus a margin).
+        density: ``(grid,)`` the density, each node broadened by a Gaussian of a fixed fraction of the span.
+    """
+
+    nodes: Float[np.ndarray, "probe node"]
+    weights: Float[np.ndarray, "probe node"]
+    grid: Float[np.ndarray, " grid"]
+    density: Float[np.ndarray, " grid"]
+
+
+def _density(quad, below: float, above: float, width: float, points: int) -> SpectralDensity:
+    """The density on ``[lo - below span, hi + above span]``, kernel ``width span`` (span ``hi - lo``)."""
+    nodes = np.asarray(quad.nodes)
+    lo, hi = float(nodes.min()), float(nodes.max())
+    grid = np.linspace(lo - below * (hi - lo), hi + above * (hi - lo), points)
+    return SpectralDensity(nodes=nodes, weights=np.asarray(quad.weights), grid=grid,
+                           density=np.asarray(hessian.spectral_density(quad, grid, width * (hi - lo))))
+
+
+@dataclass(frozen=True)
+class UFMRun:
+    """One deep UFM trained by gradient descent.
+
+    Attributes:
+        steps: ``(record,)`` GD step of each record.
+        loss: ``(record,)`` total loss.
+        tracked: :class:`jaxspec.ufm.Diagnostics` with numpy leaves and a leading ``record`` axis:
+            ``top_eigenvalues (record, layer, rank)`` of the data Hessian, ``alignment`` and
+            ``gradient_weights (record, layer, class, output)``, ``overlap_data`` and
+            ``overlap_total (record, layer)``, ``collapse`` (NC1..NC4, ``(record, layer)`` each) and
+            ``gram (record, layer, gram_rank)``.
+        final_spectrum: ``(layer, index)`` every eigenvalue of each layer's regularised Hessian after
+            training, descending (hidden layers ``d^2``; the head ``K d``, NaN-padded).
+        slq: the SLQ density of the full Hessian (all parameters, features included).
+        seconds: wall time.
+    """
+
+    steps: Int[np.ndarray, " record"]
+    loss: Float[np.ndarray, " record"]
+    tracked: ufm.Diagnostics
+    final_spectrum: Float[np.ndarray, "layer index"]
+    slq: SpectralDensity
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DigitsRuns:
+    """A two-hidden-layer ReLU MLP trained on the digits of ``0..C-1`` for every ``C``.
+
+    Attributes:
+        classes: ``(C,)`` the numbers of classes.
+        accuracy: ``(C,)`` training accuracy.
+        loss: ``(C,)`` final loss.
+        eigenvalues: block (:data:`BLOCKS`) -> ``(C, rank)`` top Hessian eigenvalues (Lanczos, NaN-padded).
+        outlier_count: block -> ``(C,)`` eigenvalues before the largest gap past ``i = C``.
+        gap_ratio: block -> ``(C,)`` that gap ``lambda_i / lambda_{i+1}``.
+        outlier_count_any_gap: block -> ``(C,)`` eigenvalues before the largest gap anywhere.
+        gap_ratio_any: block -> ``(C,)`` that gap.
+        slq: the SLQ density of the full Hessian (data term) at the largest ``C``.
+        num_params: parameters of that network.
+    """
+
+    classes: Int[np.ndarray, " C"]
+    accuracy: Float[np.ndarray, " C"]
+    loss: Float[np.ndarray, " C"]
+    eigenvalues: dict[str, Float[np.ndarray, "C rank"]]
+    outlier_count: dict[str, Int[np.ndarray, " C"]]
+    gap_ratio: dict[str, Float[np.ndarray, " C"]]
+    outlier_count_any_gap: dict[str, Int[np.ndarray, " C"]]
+    gap_ratio_any: dict[str, Float[np.ndarray, " C"]]
+    slq: SpectralDensity
+    num_params: int
+
+
+@dataclass(frozen=True)
+class UFMResult:
+    """Everything :func:`run_ufm` measured, with the linear theory beside it.
+
+    Attributes:
+        sizes: the sizes of the run.
+        theory: :class:`jaxspec.ufm.CollapsedOptimum` of the linear UFM (``outlier``, ``one_minus_gamma``).
+        runs: ``"linear"``, ``"relu"`` -> :class:`UFMRun`.
+        digits: the digits MLPs.
+        summary: outliers, bulk, NC1, ``f_cc'``, overlaps and the digits counts (``ufm_summary.json``).
+    """
+
+    sizes: UFMSizes
+    theory: ufm.CollapsedOptimum
+    runs: dict[str, UFMRun]
+    digits: DigitsRuns
+    summary: dict[str, Any]
+
+    def training_dataset(self):
+        """Both UFM runs as a labelled ``xarray.Dataset`` (``ufm_training.nc``; needs xarray)."""
+        import xarray as xr
+
+        data, coords = {}, {}
+        for activation, run in self.runs.items():
+            tr, step = run.tracked, f"{activation}_step"
+            coords[step] = run.steps
+            data[f"{activation}_loss"] = ((step,), run.loss)
+            data[f"{activation}_top_eigenvalues"] = ((step, "layer", "rank"), tr.top_eigenvalues)
+            data[f"{activation}_alignment"] = ((step, "layer", "class", "output"), tr.alignment)
+            data[f"{activation}_gradient_weights"] = ((step, "layer", "class", "output"), tr.gradient_weights)
+            data[f"{activation}_overlap_data"] = ((step, "layer"), tr.overlap_data)
+            data[f"{activation}_overlap_total"] = ((step, "layer"), tr.overlap_total)
+            for name in ("nc1", "nc2_equinorm", "nc2_angle", "nc3", "nc4"):
+                data[f"{activation}_{name}"] = ((step, "layer"), getattr(tr.collapse, name))
+            data[f"{activation}_gram"] = ((step, "layer", "gram_rank"), tr.gram)
+            data[f"{activation}_final_spectrum"] = (("layer", "index"), run.final_spectrum)
+            data[f"{activation}_slq_nodes"] = (("probe", "node"), run.slq.nodes)
+            data[f"{activation}_slq_weights"] = (("probe", "node"), run.slq.weights)
+        attrs = {f"theory_{k}": float(v) for k, v in self.theory._asdict().items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        attrs.update({f"size_{k}": (np.asarray(v) if isinstance(v, tuple) else v)
+                      for k, v in asdict(self.sizes).items()})
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
+    def digits_dataset(self):
+        """The digits runs as a labelled ``xarray.Dataset`` (``digits_spectrum.nc``; needs xarray)."""
+        import xarray as xr
+
+        d = self.digits
+        data = {}
+        for fields, suffix in ((d.eigenvalues, "eigenvalues"), (d.outlier_count, "outlier_count"),
+                               (d.gap_ratio, "gap_ratio"),
+                               (d.outlier_count_any_gap, "outlier_count_any_gap")):
+            dims = ("classes", "rank") if suffix == "eigenvalues" else ("classes",)
+            data.update({f"{name}_{suffix}": (dims, fields[name]) for name in BLOCKS})
+        data.update({"train_accuracy": (("classes",), d.accuracy), "final_loss": (("classes",), d.loss),
+                     "slq_nodes": (("probe", "node"), d.slq.nodes),
+                     "slq_weights": (("probe", "node"), d.slq.weights)})
+        return xr.Dataset(data, coords={"classes": d.classes},
+                          attrs={"num_params_full_hessian": int(d.num_params)})
 
 
 # --- deep UFM -----------------------------------------------------------------------------------------------
 
 
-def _train_ufms(sizes: UFMSizes, seed: int, progress: bool) -> dict:
-    import jax
+def _train_ufm(model: ufm.UFM, sizes: UFMSizes, seed: int, progress: bool) -> UFMRun:
+    start = time.perf_counter()
+    result = ufm.train_ufm(model, key=jax.random.key(seed), init_scale=sizes.init_scale,
+                           num_steps=sizes.steps, learning_rate=sizes.learning_rate,
+                           log_every=max(1, sizes.steps // sizes.records), progress=progress)
+    params = result.params
 
-    from jaxspec import hessian, ufm
+    def layer_spectrum(layer, p):
+        weight, restricted = ufm.layer_block(model, p, layer, regularised=True)
+        return jnp.linalg.eigvalsh(hessian.dense_hessian(restricted, weight))[::-1]
 
-    runs = {}
-    for activation in ("linear", "relu"):
-        model = ufm.make_ufm(sizes.num_classes, sizes.per_class, sizes.depth, sizes.lam, width=sizes.width,
-                             activation=activation)
-        start = time.perf_counter()
-        result = ufm.train_ufm(model, key=jax.random.key(seed), init_scale=sizes.init_scale,
-                               num_steps=sizes.steps, learning_rate=sizes.learning_rate,
-                               log_every=max(1, sizes.steps // sizes.records), progress=progress)
-        params = result.params
-
-        def layer_spectrum(layer, _key, params=params, model=model):
-            weight, restricted = ufm.layer_block(model, params, layer, regularised=True)
-            return jax.numpy.linalg.eigvalsh(hessian.dense_hessian(restricted, weight))[::-1]
-
-        # Every eigenvalue of each layer's regularised Hessian (hidden layers d^2, head K d: padded with NaN).
-        hidden = jax.jit(lambda p, model=model: jax.vmap(lambda l: layer_spectrum(l, None, p))(
-            jax.numpy.arange(model.depth - 1)))(params) if model.depth > 1 else np.zeros((0, sizes.width**2))
-        head = jax.jit(lambda p, model=model: layer_spectrum(model.depth - 1, None, p))(params)
-        spectra = np.full((model.depth, sizes.width**2), np.nan)
-        spectra[:-1] = np.asarray(hidden)
-        spectra[-1, : head.shape[0]] = np.asarray(head)
-        quad = jax.jit(lambda p, key, model=model: hessian.slq(hessian.hessian_matvec(
-            lambda q: ufm.loss(model, q), p), p, num_steps=sizes.slq_steps, num_probes=sizes.slq_probes,
-            key=key))(params, jax.random.key(seed + 1))
-        runs[activation] = {"model": model, "result": result, "spectra": spectra, "slq": quad,
-                            "seconds": time.perf_counter() - start}
-    return runs
+    # Every eigenvalue of each layer's regularised Hessian (hidden layers d^2, head K d: padded with NaN).
+    hidden = (jax.jit(lambda p: jax.vmap(lambda l: layer_spectrum(l, p))(jnp.arange(model.depth - 1)))(params)
+              if model.depth > 1 else np.zeros((0, sizes.width**2)))
+    head = jax.jit(lambda p: layer_spectrum(model.depth - 1, p))(params)
+    spectra = np.full((model.depth, sizes.width**2), np.nan)
+    spectra[:-1] = np.asarray(hidden)
+    spectra[-1, : head.shape[0]] = np.asarray(head)
+    quad = jax.jit(lambda p, key: hessian.slq(hessian.hessian_matvec(lambda q: ufm.loss(model, q), p), p,
+                                              num_steps=sizes.slq_steps, num_probes=sizes.slq_probes,
+                                              key=key))(params, jax.random.key(seed + 1))
+    return UFMRun(steps=np.asarray(result.steps), loss=np.asarray(result.loss),
+                  tracked=jax.tree.map(np.asarray, result.tracked), final_spectrum=spectra,
+                  slq=_density(quad, 0.05, 0.05, 0.01, 2000), seconds=time.perf_counter() - start)
 
 
-def _plot_spectrum(runs: dict, theory, sizes: UFMSizes, path: Path) -> None:
-    plt = _pyplot()
-
-    from jaxspec import hessian
-
+def _ufm_summary(run: UFMRun, sizes: UFMSizes) -> dict:
     K2 = sizes.num_classes**2
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    for ax, activation in zip(axes[:2], ("linear", "relu"), strict=True):
-        spectra = runs[activation]["spectra"]
-        for layer, row in enumerate(spectra):
-            row = row[np.isfinite(row)]
-            ax.semilogy(np.arange(1, row.size + 1), row, "o-", ms=3, lw=0.8, label=f"layer {layer + 1}")
-        ax.axhline(sizes.lam / theory.one_minus_gamma, color="k", ls="--", lw=1,
-                   label=r"outliers $\lambda_W/(1-\gamma)$ (linear theory)")
-        ax.axhline(sizes.lam, color="grey", ls=":", lw=1, label=r"bulk $\lambda_W$")
-        ax.axvline(K2 + 0.5, color="tab:red", ls=":", lw=1, label=f"$K^2$ = {K2}")
-        ax.set_xscale("log")
-        ax.set_xlabel("eigenvalue index")
-        ax.set_ylabel("eigenvalue of the layer-wise Hessian")
-        ax.set_title(f"{activation} UFM after {sizes.steps} GD steps")
-        ax.legend(fontsize=7)
-    ax = axes[2]
-    for activation, color in (("linear", "tab:blue"), ("relu", "tab:orange")):
-        quad = runs[activation]["slq"]
-        nodes = np.asarray(quad.nodes)
-        lo, hi = float(nodes.min()), float(nodes.max())
-        grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 2000)
-        density = np.asarray(hessian.spectral_density(quad, grid, 0.01 * (hi - lo)))
-        ax.semilogy(grid, np.maximum(density, 1e-8), color=color, label=f"{activation} UFM (SLQ)")
-    ax.axvline(sizes.lam / theory.one_minus_gamma, color="k", ls="--", lw=1,
-               label="layer-wise outlier (theory)")
-    ax.set_ylim(1e-6, None)
-    ax.set_xlabel("eigenvalue of the full Hessian (all parameters)")
-    ax.set_ylabel("spectral density")
-    ax.set_title("full Hessian: bulk plus outliers")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _plot_outliers(runs: dict, theory, sizes: UFMSizes, layer: int, path: Path) -> None:
-    plt = _pyplot()
-
-    K2 = sizes.num_classes**2
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for ax, activation in zip(axes, ("linear", "relu"), strict=True):
-        res = runs[activation]["result"]
-        steps = np.asarray(res.steps)
-        eigs = np.asarray(res.tracked.top_eigenvalues)[:, layer]
-        for i in range(eigs.shape[1]):
-            ax.plot(steps, np.maximum(eigs[:, i], 1e-9), color="tab:blue" if i < K2 else "tab:grey",
-                    lw=1.2 if i < K2 else 0.8, label=(f"top {K2} (outliers)" if i == 0 else
-                                                      ("next (bulk)" if i == K2 else None)))
-        ax.axhline(theory.outlier, color="k", ls="--", lw=1, label=r"theory $\lambda_W\gamma/(1-\gamma)$")
-        ax.set_yscale("log")
-        ax.set_ylim(1e-7, None)
-        ax.set_xlabel("GD step")
-        ax.set_title(f"{activation} UFM, layer {layer + 1}: data Hessian")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("top eigenvalues (Lanczos)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _plot_alignment(runs: dict, sizes: UFMSizes, path: Path) -> None:
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, sizes.depth))
-    for activation, ls in (("linear", "-"), ("relu", "--")):
-        res = runs[activation]["result"]
-        steps = np.asarray(res.steps)
-        align = np.asarray(res.tracked.alignment)  # (T, L, K, K)
-        for layer in range(sizes.depth):
-            axes[0].plot(steps, align[:, layer].mean(axis=(1, 2)), ls, color=colors[layer],
-                         label=f"{activation}, layer {layer + 1}")
-        axes[1].plot(steps, np.asarray(res.tracked.overlap_data).mean(axis=1), ls, color="tab:blue",
-                     label=f"{activation}: data gradient")
-        axes[1].plot(steps, np.asarray(res.tracked.overlap_total).mean(axis=1), ls, color="tab:orange",
-                     label=f"{activation}: full gradient (-> 0 at the optimum)")
-    axes[0].axhline(1.0, color="k", ls=":", lw=1, label="theory (collapse): 1")
-    axes[0].set_xlabel("GD step")
-    axes[0].set_ylabel(r"mean over $c, c'$ of $f_{cc'}$")
-    axes[0].set_title(r"$f_{cc'} = |v^T H v|^2 / (\|v\|^2 \|Hv\|^2)$, $v$ = class-mean gradients")
-    axes[0].legend(fontsize=6, ncol=2)
-    axes[1].axhline(1.0, color="k", ls=":", lw=1, label="theory (data gradient at collapse): 1")
-    axes[1].set_xlabel("GD step")
-    axes[1].set_ylabel(r"$\|P_{top} g\|^2 / \|g\|^2$ (mean over layers)")
-    axes[1].set_title(f"gradient in the top-{sizes.num_classes ** 2} Hessian subspace")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _plot_nc1(runs: dict, sizes: UFMSizes, path: Path) -> None:
-    plt = _pyplot()
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, sizes.depth))
-    for activation, ls in (("linear", "-"), ("relu", "--")):
-        res = runs[activation]["result"]
-        nc1 = np.asarray(res.tracked.collapse.nc1)
-        for layer in range(sizes.depth):
-            ax.semilogy(np.asarray(res.steps), np.maximum(nc1[:, layer], 1e-15), ls, color=colors[layer],
-                        label=f"{activation}, " + ("H (input)" if layer == 0 else f"h after layer {layer}"))
-    ax.set_xlabel("GD step")
-    ax.set_ylabel(r"NC1 = Tr$(\Sigma_W \Sigma_B^+)/K$")
-    ax.set_title("within-class variability collapses at every layer (theory: 0)")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _ufm_dataset(runs: dict, theory, sizes: UFMSizes):
-    import xarray as xr
-
-    data, coords = {}, {}
-    for activation, run_ in runs.items():
-        res, tr = run_["result"], run_["result"].tracked
-        coords[f"{activation}_step"] = np.asarray(res.steps)
-        step = f"{activation}_step"
-        data[f"{activation}_loss"] = ((step,), np.asarray(res.loss))
-        data[f"{activation}_top_eigenvalues"] = ((step, "layer", "rank"), np.asarray(tr.top_eigenvalues))
-        data[f"{activation}_alignment"] = ((step, "layer", "class", "output"), np.asarray(tr.alignment))
-        data[f"{activation}_gradient_weights"] = ((step, "layer", "class", "output"),
-                                                  np.asarray(tr.gradient_weights))
-        data[f"{activation}_overlap_data"] = ((step, "layer"), np.asarray(tr.overlap_data))
-        data[f"{activation}_overlap_total"] = ((step, "layer"), np.asarray(tr.overlap_total))
-        for name in ("nc1", "nc2_equinorm", "nc2_angle", "nc3", "nc4"):
-            data[f"{activation}_{name}"] = ((step, "layer"), np.asarray(getattr(tr.collapse, name)))
-        data[f"{activation}_gram"] = ((step, "layer", "gram_rank"), np.asarray(tr.gram))
-        data[f"{activation}_final_spectrum"] = (("layer", "index"), run_["spectra"])
-        data[f"{activation}_slq_nodes"] = (("probe", "node"), np.asarray(run_["slq"].nodes))
-        data[f"{activation}_slq_weights"] = (("probe", "node"), np.asarray(run_["slq"].weights))
-    attrs = {f"theory_{k}": float(v) for k, v in theory._asdict().items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    attrs.update({f"size_{k}": (list(v) if isinstance(v, tuple) else v) for k, v in asdict(sizes).items()})
-    attrs = {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in attrs.items()}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    tr = run.tracked
+    top = tr.top_eigenvalues[-1]
+    return {
+        "final_loss": float(run.loss[-1]),
+        "outliers_per_layer": top[:, :K2].tolist(),
+        "outlier_rel_spread": ((top[:, :K2].max(axis=1) - top[:, :K2].min(axis=1)) / top[:, 0]).tolist(),
+        "first_bulk_eigenvalue": top[:, K2].tolist() if top.shape[1] > K2 else None,
+        "nc1_final": tr.collapse.nc1[-1].tolist(),
+        "f_cc_final_mean": tr.alignment[-1].mean(axis=(1, 2)).tolist(),
+        "overlap_data_final": tr.overlap_data[-1].tolist(),
+        "overlap_total_final": tr.overlap_total[-1].tolist(),
+        "gram_final": tr.gram[-1].tolist(),
+        "seconds": run.seconds,
+    }
 
 
 # --- digits MLP ---------------------------------------------------------------------------------------------
 
 
-def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
-    import jax
-    import jax.numpy as jnp
-    import optax
+def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> DigitsRuns:
     from sklearn.datasets import load_digits
-
-    from jaxspec import hessian
-    from jaxspec.training import train
 
     images, targets = load_digits(return_X_y=True)
     images = images / 16.0
     images = (images - images.mean(axis=0)).astype(np.float32)
     hidden = sizes.digits_hidden
-    out = {key: [] for key in ("classes", "accuracy", "loss")}
-    for name in ("head", "hidden", "full"):
+    out = {key: [] for key in ("accuracy", "loss")}
+    for name in BLOCKS:
         out.update({f"{name}_{what}": [] for what in ("eigs", "count", "gap", "count_any", "gap_any")})
     max_c = max(sizes.digits_classes)
     k = 2 * max_c**2 + 10
@@ -354,7 +344,8 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
         res = train(loss, params, optax.adam(1e-3), num_steps=sizes.digits_steps,
                     log_every=max(1, sizes.digits_steps // 10), progress=progress)
         p = res.params
-        accuracy = float(jnp.mean(jnp.argmax(predict(p), axis=1) == targets[mask]))
+        out["accuracy"].append(float(jnp.mean(jnp.argmax(predict(p), axis=1) == targets[mask])))
+        out["loss"].append(float(res.loss[-1]))
         blocks = {"head": hessian.block_loss(data_loss, p, hessian.path_mask(p, 2, "w")),
                   "hidden": hessian.block_loss(data_loss, p, hessian.path_mask(p, 1, "w")),
                   "full": (p, data_loss)}
@@ -370,224 +361,68 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> dict:
             # anywhere (which may stop right after that sub-cluster).
             count, gap = count_outliers(eigs, limit, min_count=num_classes + 1)
             count_any, gap_any = count_outliers(eigs, limit)
-            out[f"{name}_eigs"].append(eigs)
-            out[f"{name}_count"].append(count)
-            out[f"{name}_gap"].append(gap)
-            out[f"{name}_count_any"].append(count_any)
-            out[f"{name}_gap_any"].append(gap_any)
-        out["classes"].append(num_classes)
-        out["accuracy"].append(accuracy)
-        out["loss"].append(float(res.loss[-1]))
+            for what, value in (("eigs", eigs), ("count", count), ("gap", gap), ("count_any", count_any),
+                                ("gap_any", gap_any)):
+                out[f"{name}_{what}"].append(value)
         if num_classes == max_c:
-            density = jax.jit(lambda q, key: hessian.slq(hessian.hessian_matvec(data_loss, q), q,
-                                                         num_steps=2 * sizes.slq_steps,
-                                                         num_probes=sizes.slq_probes, key=key))
-            quad = density(p, jax.random.key(seed + 2))
-            out["slq"] = quad
-            out["num_params"] = hessian.num_parameters(p)
-    return out
+            density = jax.jit(lambda q, key, data_loss=data_loss: hessian.slq(
+                hessian.hessian_matvec(data_loss, q), q, num_steps=2 * sizes.slq_steps,
+                num_probes=sizes.slq_probes, key=key))
+            slq = _density(density(p, jax.random.key(seed + 2)), 0.02, 0.05, 0.005, 3000)
+            num_params = hessian.num_parameters(p)
+    return DigitsRuns(classes=np.asarray(sizes.digits_classes), accuracy=np.asarray(out["accuracy"]),
+                      loss=np.asarray(out["loss"]),
+                      eigenvalues={n: np.stack(out[f"{n}_eigs"]) for n in BLOCKS},
+                      outlier_count={n: np.asarray(out[f"{n}_count"]) for n in BLOCKS},
+                      gap_ratio={n: np.asarray(out[f"{n}_gap"]) for n in BLOCKS},
+                      outlier_count_any_gap={n: np.asarray(out[f"{n}_count_any"]) for n in BLOCKS},
+                      gap_ratio_any={n: np.asarray(out[f"{n}_gap_any"]) for n in BLOCKS}, slq=slq,
+                      num_params=num_params)
 
 
-def _plot_digits(digits: dict, path: Path) -> None:
-    plt = _pyplot()
-
-    from jaxspec import hessian
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
-    quad = digits["slq"]
-    nodes = np.asarray(quad.nodes)
-    lo, hi = float(nodes.min()), float(nodes.max())
-    grid = np.linspace(lo - 0.02 * (hi - lo), hi + 0.05 * (hi - lo), 3000)
-    density = np.asarray(hessian.spectral_density(quad, grid, 0.005 * (hi - lo)))
-    c_max = digits["classes"][-1]
-    ax = axes[0]
-    ax.semilogy(grid, np.maximum(density, 1e-10), color="tab:blue", label="SLQ density")
-    full_top = digits["full_eigs"][-1][: digits["full_count"][-1]]
-    ax.plot(full_top, np.full(full_top.size, 2e-6), "|", color="tab:red", ms=12,
-            label=f"{full_top.size} outliers counted (Lanczos)")
-    ax.set_ylim(1e-7, None)
-    ax.set_xlabel("eigenvalue of the full Hessian (data term)")
-    ax.set_ylabel("spectral density")
-    ax.set_title(f"ReLU MLP on digits, {c_max} classes ({digits['num_params']} parameters)")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    colors = plt.cm.plasma(np.linspace(0, 0.85, len(digits["classes"])))
-    for c, eigs, color in zip(digits["classes"], digits["head_eigs"], colors, strict=True):
-        valid = eigs[np.isfinite(eigs)][: 2 * c**2 + 10]
-        ax.semilogy(np.arange(1, valid.size + 1), np.maximum(valid, 1e-9), ".-", color=color, lw=0.8, ms=3,
-                    label=f"C = {c}")
-        ax.axvline(c**2 + 0.5, color=color, ls=":", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("eigenvalue index (dotted: $C^2$)")
-    ax.set_ylabel("head-layer Hessian eigenvalue")
-    ax.set_title("head layer: outliers then bulk")
-    ax.legend(fontsize=7)
-    ax = axes[2]
-    c = np.asarray(digits["classes"])
-    fine = np.linspace(c.min(), c.max(), 100)
-    ax.plot(fine, fine**2, "k--", lw=1, label="$C^2$ (UFM layer-wise prediction)")
-    ax.plot(fine, fine, "k:", lw=1, label="$C$")
-    ax.plot(c, digits["head_count_any"], "x", color="tab:red", ms=8,
-            label="head layer, largest gap anywhere")
-    for name, marker, color, label in (("head", "o", "tab:red", "head layer"),
-                                       ("hidden", "s", "tab:green", "last hidden layer"),
-                                       ("full", "^", "tab:blue", "full Hessian")):
-        counts, gaps = np.asarray(digits[f"{name}_count"]), np.asarray(digits[f"{name}_gap"])
-        ax.plot(c, counts, "-", color=color, lw=1)
-        clear = gaps >= 2.0
-        ax.plot(c[clear], counts[clear], marker, color=color, label=f"{label} (gap >= 2)")
-        ax.plot(c[~clear], counts[~clear], marker, color=color, mfc="none",
-                label=f"{label} (gap < 2: no clear edge)")
-    ax.set_xlabel("number of classes C")
-    ax.set_ylabel(r"outliers counted (largest gap $\lambda_i/\lambda_{i+1}$, $i > C$)")
-    ax.set_title("outlier count against the number of classes")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-
-
-def _digits_dataset(digits: dict):
-    import xarray as xr
-
-    return xr.Dataset(
-        {**{f"{name}_eigenvalues": (("classes", "rank"), np.stack(digits[f"{name}_eigs"]))
-            for name in ("head", "hidden", "full")},
-         **{f"{name}_outlier_count": (("classes",), np.asarray(digits[f"{name}_count"]))
-            for name in ("head", "hidden", "full")},
-         **{f"{name}_gap_ratio": (("classes",), np.asarray(digits[f"{name}_gap"]))
-            for name in ("head", "hidden", "full")},
-         **{f"{name}_outlier_count_any_gap": (("classes",), np.asarray(digits[f"{name}_count_any"]))
-            for name in ("head", "hidden", "full")},
-         "train_accuracy": (("classes",), np.asarray(digits["accuracy"])),
-         "final_loss": (("classes",), np.asarray(digits["loss"])),
-         "slq_nodes": (("probe", "node"), np.asarray(digits["slq"].nodes)),
-         "slq_weights": (("probe", "node"), np.asarray(digits["slq"].weights))},
-        coords={"classes": np.asarray(digits["classes"])},
-        attrs={"num_params_full_hessian": int(digits["num_params"])})
-
-
-# --- driver -------------------------------------------------------------------------------------------------
-
-
-def _summary(runs: dict, theory, digits: dict, sizes: UFMSizes, seconds: float) -> dict:
-    K2 = sizes.num_classes**2
-    summary = {"sizes": asdict(sizes), "theory": {k: v for k, v in theory._asdict().items()},
-               "seconds": seconds, "ufm": {}, "digits": {}}
-    for activation, run_ in runs.items():
-        res, tr = run_["result"], run_["result"].tracked
-        top = np.asarray(tr.top_eigenvalues)[-1]
-        summary["ufm"][activation] = {
-            "final_loss": float(res.loss[-1]),
-            "outliers_per_layer": top[:, :K2].tolist(),
-            "outlier_rel_spread": ((top[:, :K2].max(axis=1) - top[:, :K2].min(axis=1)) / top[:, 0]).tolist(),
-            "first_bulk_eigenvalue": top[:, K2].tolist() if top.shape[1] > K2 else None,
-            "nc1_final": np.asarray(tr.collapse.nc1)[-1].tolist(),
-            "f_cc_final_mean": np.asarray(tr.alignment)[-1].mean(axis=(1, 2)).tolist(),
-            "overlap_data_final": np.asarray(tr.overlap_data)[-1].tolist(),
-            "overlap_total_final": np.asarray(tr.overlap_total)[-1].tolist(),
-            "gram_final": np.asarray(tr.gram)[-1].tolist(),
-            "seconds": run_["seconds"],
-        }
-    summary["digits"] = {"classes": digits["classes"], "train_accuracy": digits["accuracy"],
-                         "predicted_count": [c * c for c in digits["classes"]]}
-    for name in ("head", "hidden", "full"):
-        summary["digits"][f"{name}_outlier_count"] = digits[f"{name}_count"]
-        summary["digits"][f"{name}_gap_ratio"] = digits[f"{name}_gap"]
-        summary["digits"][f"{name}_outlier_count_any_gap"] = digits[f"{name}_count_any"]
+def _digits_summary(d: DigitsRuns) -> dict:
+    summary = {"classes": d.classes.tolist(), "train_accuracy": d.accuracy.tolist(),
+               "predicted_count": [int(c * c) for c in d.classes]}
+    for name in BLOCKS:
+        summary[f"{name}_outlier_count"] = d.outlier_count[name].tolist()
+        summary[f"{name}_gap_ratio"] = d.gap_ratio[name].tolist()
+        summary[f"{name}_outlier_count_any_gap"] = d.outlier_count_any_gap[name].tolist()
     return summary
 
 
-def _markdown(summary: dict) -> str:
-    th = summary["theory"]
-    lines = ["# Deep UFM and digits: spectra beside predictions", "",
-             f"Linear theory: gamma = {th['gamma']:.6f}, loss = {th['loss']:.6f}, "
-             f"outlier = {th['outlier']:.6f} x {th['outlier_multiplicity']}, "
-             f"Gram = {th['weight_gram']:.6f} x {th['gram_multiplicity']}.", "",
-             "| model | final loss | layer | outliers (min..max) | first bulk | NC1 | mean f_cc' "
-             "| overlap (data) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for activation, row in summary["ufm"].items():
-        for layer, outs in enumerate(row["outliers_per_layer"]):
-            bulk = row["first_bulk_eigenvalue"]
-            bulk_cell = "-" if bulk is None else format(bulk[layer], ".2e")
-            lines.append(f"| {activation} | {row['final_loss']:.6f} | {layer + 1} "
-                         f"| {min(outs):.6f}..{max(outs):.6f} | {bulk_cell} | {row['nc1_final'][layer]:.2e} "
-                         f"| {row['f_cc_final_mean'][layer]:.4f} | {row['overlap_data_final'][layer]:.4f} |")
-    dg = summary["digits"]
-    lines += ["", "Outliers = eigenvalues before the largest gap lambda_i / lambda_(i+1), i > C (gap ratio "
-              "in brackets; in square brackets the count with the largest gap anywhere).", "",
-              "| digits classes C | C^2 | head outliers | last-hidden outliers "
-              "| full-Hessian outliers | train accuracy |", "|---|---|---|---|---|---|"]
-    for i, c in enumerate(dg["classes"]):
-        cells = " | ".join(f"{dg[f'{n}_outlier_count'][i]} ({dg[f'{n}_gap_ratio'][i]:.2f}) "
-                           f"[{dg[f'{n}_outlier_count_any_gap'][i]}]"
-                           for n in ("head", "hidden", "full"))
-        lines.append(f"| {c} | {c * c} | {cells} | {dg['train_accuracy'][i]:.3f} |")
-    return "\n".join(lines) + "\n"
-
-
-def run(out_dir: str | Path, full: bool = False, *, seed: int = 0, progress: bool = True,
-        sizes: UFMSizes | None = None) -> dict:
-    """Run the deep-UFM and digits reproduction and write the figures, datasets and summary.
+def run_ufm(*, full: bool = False, seed: int = 0, progress: bool = True, **overrides: Any) -> UFMResult:
+    """Train the deep linear and ReLU UFMs and the digits MLPs; measure their Hessian spectra.
 
     Args:
-        out_dir: output directory (created).
-        full: larger GPU sizes (ignored when ``sizes`` is given).
+        full: GPU sizes (:data:`FULL_UFM_SIZES`) instead of the quick :class:`UFMSizes` defaults.
         seed: base random seed.
-        progress: show progress bars.
-        sizes: explicit :class:`UFMSizes`.
+        progress: progress bars.
+        **overrides: fields of :class:`UFMSizes` replacing those of the preset.
 
     Returns:
-        The summary dictionary (also written to ``ufm_summary.json``).
+        A :class:`UFMResult`.
 
     Example:
-        >>> summary = run("figures/ufm", progress=False)  # doctest: +SKIP
+        >>> res = run_ufm(num_classes=2, per_class=3, depth=2, width=3, steps=200, records=10,
+        ...               digits_classes=(2, 3), digits_hidden=8, digits_steps=100, progress=False)  #
+        doctest: +SKIP
+        >>> res.runs["linear"].final_spectrum.shape  # doctest: +SKIP
+        (2, 9)
 
     References:
         Garrod & Keating, arXiv:2404.06106.
     """
-    import jax
-
-    from jaxspec import ufm
-
-    sizes = default_sizes(full) if sizes is None else sizes
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    sizes = resolve_sizes(UFMSizes(), FULL_UFM_SIZES, full, overrides)
     start = time.perf_counter()
     with jax.default_matmul_precision("highest"):
-        runs = _train_ufms(sizes, seed, progress)
-        model = runs["linear"]["model"]
-        theory = ufm.collapsed_optimum(model)
-        _plot_spectrum(runs, theory, sizes, out / "ufm_spectrum.png")
-        _plot_outliers(runs, theory, sizes, min(1, sizes.depth - 1), out / "ufm_outliers_training.png")
-        _plot_alignment(runs, sizes, out / "ufm_alignment.png")
-        _plot_nc1(runs, sizes, out / "ufm_nc1.png")
-        _ufm_dataset(runs, theory, sizes).to_netcdf(out / "ufm_training.nc", engine="scipy")
+        models = {activation: ufm.make_ufm(sizes.num_classes, sizes.per_class, sizes.depth, sizes.lam,
+                                           width=sizes.width, activation=activation)
+                  for activation in ACTIVATIONS}
+        runs = {activation: _train_ufm(model, sizes, seed, progress) for activation, model in models.items()}
+        theory = ufm.collapsed_optimum(models["linear"])
         digits = _digits_runs(sizes, seed, progress)
-        _plot_digits(digits, out / "digits_spectrum.png")
-        _digits_dataset(digits).to_netcdf(out / "digits_spectrum.nc", engine="scipy")
-    summary = _summary(runs, theory, digits, sizes, time.perf_counter() - start)
-    (out / "ufm_summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "ufm_summary.md").write_text(_markdown(summary))
-    return summary
-
-
-def print_summary(summary: dict) -> None:
-    """Print the Markdown summary table."""
-    print(_markdown(summary), end="")
-
-
-def register(figures_app: typer.Typer) -> None:
-    @figures_app.command("ufm")
-    def ufm_command(
-        out: Path = typer.Option(Path("figures/ufm"), "--out", help="output directory"),
-        full: bool = typer.Option(False, "--full", help="GPU sizes: more classes, deeper, longer training"),
-        seed: int = typer.Option(0, "--seed", help="base random seed"),
-        quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
-    ) -> None:
-        """Deep UFM Hessian outliers, f_cc', NC1 in training; outliers of a ReLU MLP on digits vs classes."""
-        summary = run(out, full=full, seed=seed, progress=not quiet)
-        print_summary(summary)
-        print(f"wrote ufm_spectrum.png, ufm_outliers_training.png, ufm_alignment.png, ufm_nc1.png, "
-              f"digits_spectrum.png, ufm_training.nc, digits_spectrum.nc and ufm_summary.json/.md to {out}")
+    summary = {"sizes": asdict(sizes), "theory": dict(theory._asdict()),
+               "seconds": time.perf_counter() - start,
+               "ufm": {activation: _ufm_summary(run, sizes) for activation, run in runs.items()},
+               "digits": _digits_summary(digits)}
+    return UFMResult(sizes=sizes, theory=theory, runs=runs, digits=digits, summary=summary)

@@ -8,15 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxspec.cli import main
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
+from tests.conftest import run_cli
 
 
 def test_train_writes_a_labelled_dataset_and_a_figure(capsys, tmp_path):
@@ -82,3 +74,8 @@ def test_figures_dynamics_runs_one_experiment(capsys, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     errors = summary["linear_teacher_aligned"]["max_relative_error"]
     assert max(errors["mode_ode"]) < 0.05 and (tmp_path / "linear_teacher_aligned.png").exists()
+    # One .png/.nc per experiment and the summaries; no overview without a random-init experiment, and no
+    # temporary file left over by the atomic writes.
+    expected = ["linear_teacher_aligned.nc", "linear_teacher_aligned.png", "summary.json", "summary.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    assert "linear_teacher_aligned: best prediction" in out and f"wrote {tmp_path}/" in out
