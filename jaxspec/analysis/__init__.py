@@ -1,4 +1,12 @@
-"""Analysis of finite-depth products: singular values, singular-vector alignment, scaling diagnostics."""
+"""Analysis of finite-depth products: singular values, singular-vector alignment, scaling diagnostics.
+
+* :mod:`~jaxspec.analysis._svals`: exact finite-depth singular values by a stratified (graded) QR scan.
+* :mod:`~jaxspec.analysis._alignment`: principal angles, prefix/suffix alignment, the sandwich bounds.
+* :mod:`~jaxspec.analysis._diagnostics`: per-layer scaling, fitted slopes, separation ratios, network theory.
+
+The finite-depth predictions :func:`predicted_log_svals`, :func:`predicted_separation` and
+:func:`singular_value_offsets` are :mod:`jaxspec.theory`'s, re-exported here beside the diagnostics.
+"""
 
 from jaxspec.analysis._alignment import (
     SandwichResult,
@@ -22,10 +30,7 @@ from jaxspec.analysis._diagnostics import (
     fit_slopes,
     network_theory,
     per_layer_log_svals,
-    predicted_log_svals,
-    predicted_separation,
     separation_ratios,
-    singular_value_offsets,
     zscores,
 )
 from jaxspec.analysis._svals import (
@@ -37,6 +42,7 @@ from jaxspec.analysis._svals import (
     product_log_svals,
     stratified_scan,
 )
+from jaxspec.theory import predicted_log_svals, predicted_separation, singular_value_offsets
 
 __all__ = [
     "GradedProduct",

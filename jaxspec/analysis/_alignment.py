@@ -1,7 +1,7 @@
 """Singular-vector alignment in deep products: principal angles, prefix/suffix convergence, the sandwich.
 
-Separation forces alignment ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)). For two factors with ``c = |<v_1(A), u_1(B)>|`` and
-``r_X = s_2(X) / s_1(X)``,
+Separation forces alignment ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)). For two factors with
+``c = |<v_1(A), u_1(B)>|`` and ``r_X = s_2(X) / s_1(X)``,
 
     c  <=  s_1(AB) / (s_1(A) s_1(B))  <=  c + r_A + r_B,
 
@@ -15,7 +15,7 @@ Numerics. Every sine is the norm of a projection residual, ``sigma((I - U U^T) V
 ``sqrt(1 - cos^2)`` (which floors near ``1e-8``). Products are formed with per-layer rescaling (no overflow);
 their top singular pairs are then accurate while ``s_k / s_1`` stays well above machine precision, which is
 the regime the alignment rates live in (``log sin`` is resolved down to about ``L * eps``). Finite-depth
-singular values far below ``eps * s_1`` need :mod:`jaxspec.svals` instead.
+singular values far below ``eps * s_1`` need :func:`jaxspec.analysis.product_log_svals` instead.
 
 All functions are pure ``jnp`` on arrays with arbitrary leading batch dimensions (inputs, seeds), or take one
 product's layers and are meant to be ``vmap``-ed over seeds/inputs.
@@ -33,33 +33,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from jaxspec._checks import HIGHEST, InputError
-
-__all__ = [
-    "SandwichResult",
-    "SegmentAlignment",
-    "prefix_alignment",
-    "principal_angles",
-    "scaled_prefix_products",
-    "scaled_product",
-    "scaled_suffix_products",
-    "sandwich",
-    "sandwich_from_parts",
-    "segment_alignment",
-    "split_sandwich",
-    "subspace_sines",
-    "suffix_alignment",
-    "top_singular_pairs",
-]
-
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Principal angles.
 
 
-def subspace_sines(u: jax.Array, v: jax.Array) -> jax.Array:
+def subspace_sines(u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"]) -> Float[Array, "*batch r"]:
     """Sines of the principal angles between ``span(u)`` and ``span(v)``, ascending, from projection
     residuals.
 
@@ -68,8 +50,8 @@ def subspace_sines(u: jax.Array, v: jax.Array) -> jax.Array:
         v: ``(..., n, q)`` orthonormal columns.
 
     Returns:
-        ``(..., min(p, q))`` sines, smallest angle first: the singular values of ``(I - P) W`` where ``W`` is
-        the basis of the smaller subspace and ``P`` projects onto the larger.
+        ``(..., r)`` sines with ``r = min(p, q)``, smallest angle first: the singular values of ``(I - P) W``
+        where ``W`` is the basis of the smaller subspace and ``P`` projects onto the larger.
 
     Example:
         >>> e = jnp.eye(3)
@@ -86,7 +68,8 @@ def subspace_sines(u: jax.Array, v: jax.Array) -> jax.Array:
     return jnp.clip(jnp.flip(sines, axis=-1), 0.0, 1.0)
 
 
-def principal_angles(u: jax.Array, v: jax.Array) -> jax.Array:
+def principal_angles(u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"]
+                     ) -> Float[Array, "*batch r"]:
     """Principal angles (radians, ascending) between ``span(u)`` and ``span(v)``.
 
     ``arctan2(sin, cos)`` with sines from :func:`subspace_sines` and cosines from ``svd(u^T v)``: accurate for
@@ -98,17 +81,34 @@ def principal_angles(u: jax.Array, v: jax.Array) -> jax.Array:
 
     Returns:
         ``(..., min(p, q))`` angles in ``[0, pi/2]``.
+
+    Example:
+        >>> e = jnp.eye(2)
+        >>> round(float(principal_angles(e[:, :1], jnp.array([[1.0], [1.0]]) / jnp.sqrt(2.0))[0]), 6)
+        0.785398
+
+    References:
+        Bjorck and Golub, Math. Comp. 27 (1973).
     """
     cosines = jnp.linalg.svd(jnp.matmul(jnp.swapaxes(u, -1, -2), v, precision=HIGHEST), compute_uv=False)
     cosines = jnp.clip(cosines[..., : min(u.shape[-1], v.shape[-1])], 0.0, 1.0)  # descending
     return jnp.arctan2(subspace_sines(u, v), cosines)
 
 
-def top_singular_pairs(m: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def top_singular_pairs(m: Float[Array, "*batch a b"], k: int) -> tuple[
+        Float[Array, "*batch a k"], Float[Array, "*batch k"], Float[Array, "*batch b k"]]:
     """Top-``k`` singular triplets of ``(..., a, b)`` matrices.
 
+    Args:
+        m: ``(..., a, b)`` matrices.
+        k: number of triplets, ``k <= min(a, b)``.
+
     Returns:
-        ``(u (..., a, k), s (..., k), v (..., b, k))``.
+        ``(u (..., a, k), s (..., k), v (..., b, k))``, singular values descending.
+
+    Example:
+        >>> [x.shape for x in top_singular_pairs(jnp.ones((3, 4)), 2)]
+        [(3, 2), (2,), (4, 2)]
     """
     u, s, vt = jnp.linalg.svd(m, full_matrices=False)
     return u[..., :k], s[..., :k], jnp.swapaxes(vt, -1, -2)[..., :k]
@@ -118,7 +118,8 @@ def top_singular_pairs(m: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.
 # Rescaled products of masked layers.
 
 
-def _layer_matrices(weights: jax.Array, masks: jax.Array | None) -> jax.Array:
+def _layer_matrices(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None
+                    ) -> Float[Array, "L n n"]:
     if weights.ndim != 3:
         raise InputError(f"weights must be (L, n, n) stacked layers, got shape {weights.shape}")
     if masks is None:
@@ -128,7 +129,8 @@ def _layer_matrices(weights: jax.Array, masks: jax.Array | None) -> jax.Array:
     return masks[..., None] * weights
 
 
-def scaled_product(weights: jax.Array, masks: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def scaled_product(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+                   ) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
     """``M = A_L ... A_1`` as ``exp(log_scale) * M_hat`` with ``||M_hat||_F = 1`` (per-layer rescaling).
 
     Args:
@@ -137,55 +139,75 @@ def scaled_product(weights: jax.Array, masks: jax.Array | None = None) -> tuple[
 
     Returns:
         ``(M_hat (n, n), log_scale ())``.
+
+    Example:
+        >>> m_hat, log_scale = scaled_product(jnp.stack([2.0 * jnp.eye(2)] * 3))
+        >>> round(float(log_scale), 4), round(float(jnp.linalg.norm(m_hat)), 4)
+        (2.426, 1.0)
     """
     prefixes, scales = scaled_prefix_products(weights, masks)
     return prefixes[-1], scales[-1]
 
 
-def scaled_prefix_products(weights: jax.Array, masks: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """Every prefix ``J_l = A_l ... A_1`` (``l = 1..L``), rescaled: ``(J_hat (L, n, n0), log_scale (L,))``."""
-    layers = _layer_matrices(weights, masks)
+def _rescaled_products(layers: Float[Array, "L n n"], *, from_the_left: bool
+                       ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
+    """Running products ``A_l M`` (``from_the_left``, first layer first) or ``M A_l`` (last layer first), each
+    divided by its Frobenius norm, whose logarithm accumulates in the scale."""
     start = jnp.eye(layers.shape[-2], layers.shape[-1], dtype=layers.dtype)
 
     def body(carry, a):
         m, log_scale = carry
-        m = jnp.matmul(a, m, precision=HIGHEST)
+        m = jnp.matmul(a, m, precision=HIGHEST) if from_the_left else jnp.matmul(m, a, precision=HIGHEST)
         norm = jnp.linalg.norm(m)
         safe = jnp.where(norm > 0, norm, 1.0)
         carry = (m / safe, log_scale + jnp.log(safe))
         return carry, carry
 
-    _, (prefixes, scales) = jax.lax.scan(body, (start, jnp.zeros((), layers.dtype)), layers)
-    return prefixes, scales
+    _, (products, scales) = jax.lax.scan(body, (start, jnp.zeros((), layers.dtype)), layers,
+                                         reverse=not from_the_left)
+    return products, scales
 
 
-def scaled_suffix_products(weights: jax.Array, masks: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def scaled_prefix_products(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+                           ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
+    """Every prefix ``J_l = A_l ... A_1`` (``l = 1..L``), rescaled.
+
+    Args:
+        weights: ``(L, n, n)`` layers ``W_l`` (the first applied first).
+        masks: ``(L, n)`` gates ``d_l`` or ``None``.
+
+    Returns:
+        ``(J_hat (L, n, n), log_scale (L,))``, index ``l - 1`` holding ``J_l = exp(log_scale) J_hat``.
+
+    Example:
+        >>> prefixes, scales = scaled_prefix_products(jnp.stack([2.0 * jnp.eye(2)] * 3))
+        >>> [round(float(s), 4) for s in scales]
+        [1.0397, 1.7329, 2.426]
+    """
+    return _rescaled_products(_layer_matrices(weights, masks), from_the_left=True)
+
+
+def scaled_suffix_products(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+                           ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
     """Every suffix ``S_l = A_L ... A_{l+1}`` for ``l = 0..L-1`` (``S_0`` is the whole product), rescaled.
+
+    Args:
+        weights: ``(L, n, n)`` layers ``W_l`` (the first applied first).
+        masks: ``(L, n)`` gates ``d_l`` or ``None``.
 
     Returns:
         ``(S_hat (L, n, n), log_scale (L,))``, index ``l`` holding ``S_l``.
     """
-    layers = _layer_matrices(weights, masks)
-    start = jnp.eye(layers.shape[-2], dtype=layers.dtype)
-
-    def body(carry, a):
-        m, log_scale = carry
-        m = jnp.matmul(m, a, precision=HIGHEST)
-        norm = jnp.linalg.norm(m)
-        safe = jnp.where(norm > 0, norm, 1.0)
-        carry = (m / safe, log_scale + jnp.log(safe))
-        return carry, carry
-
-    # Scan from the last layer down: after layer l (0-based) the carry is A_L ... A_l = S_{l-1}.
-    _, (suffixes, scales) = jax.lax.scan(body, (start, jnp.zeros((), layers.dtype)), layers, reverse=True)
-    return suffixes, scales
+    # Scanned from the last layer down: after layer l (0-based) the carry is A_L ... A_l = S_{l-1}.
+    return _rescaled_products(_layer_matrices(weights, masks), from_the_left=False)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Alignment along depth.
 
 
-def prefix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int = 1) -> jax.Array:
+def prefix_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None,
+                     k: int = 1) -> Float[Array, "L k"]:
     """Sines of the principal angles between the top-``k`` right singular subspaces of ``J_l`` and ``J_L``.
 
     Args:
@@ -210,13 +232,22 @@ def prefix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int 
     return subspace_sines(v, jnp.broadcast_to(v[-1], v.shape))
 
 
-def suffix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int = 1) -> jax.Array:
+def suffix_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None,
+                     k: int = 1) -> Float[Array, "L k"]:
     """Sines between the top-``k`` left singular subspaces of suffixes ``S_l = A_L ... A_{l+1}`` and of
     ``J_L``.
+
+    Args:
+        weights: ``(L, n, n)`` layers of one product (vmap over seeds/inputs).
+        masks: ``(L, n)`` gates or ``None``.
+        k: subspace dimension.
 
     Returns:
         ``(L, k)`` sines, row ``l`` for ``S_l`` (``l = 0..L-1``; row 0 is the whole product, so 0).
         ``E log sin ~ -(L - l)(lambda_1 - lambda_2)``.
+
+    References:
+        Haas et al., arXiv:2602.12384 (alignment of intermediate Jacobians).
     """
     suffixes, _ = scaled_suffix_products(weights, masks)
     u, _, _ = top_singular_pairs(suffixes, k)
@@ -228,7 +259,9 @@ def suffix_alignment(weights: jax.Array, masks: jax.Array | None = None, k: int 
 
 
 class SandwichResult(NamedTuple):
-    """``s_1(AB) / (s_1(A) s_1(B))`` and its bounds ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)); each ``(...)`` batched.
+    """``s_1(AB) / (s_1(A) s_1(B))`` and its bounds ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
+
+    Every field has the batch shape ``(...)`` of the inputs.
 
     Attributes:
         ratio: ``s_1(AB) / (s_1(A) s_1(B))`` (in ``[0, 1]``).
@@ -238,18 +271,21 @@ class SandwichResult(NamedTuple):
         upper: ``c + r_a + r_b``.
     """
 
-    ratio: jax.Array
-    overlap: jax.Array
-    r_a: jax.Array
-    r_b: jax.Array
-    upper: jax.Array
+    ratio: Float[Array, "*batch"]
+    overlap: Float[Array, "*batch"]
+    r_a: Float[Array, "*batch"]
+    r_b: Float[Array, "*batch"]
+    upper: Float[Array, "*batch"]
 
     @property
-    def lower(self) -> jax.Array:
+    def lower(self) -> Float[Array, "*batch"]:
+        """The lower bound ``c`` (the overlap)."""
         return self.overlap
 
 
-def sandwich_from_parts(log_s1_ab, log_s_a, log_s_b, v1_a, u1_b) -> SandwichResult:
+def sandwich_from_parts(log_s1_ab: Float[Array, "*batch"], log_s_a: Float[Array, "*batch 2"],
+                        log_s_b: Float[Array, "*batch 2"], v1_a: Float[Array, "*batch n"],
+                        u1_b: Float[Array, "*batch n"]) -> SandwichResult:
     """The sandwich from log singular values and top vectors (for products too deep to form).
 
     Args:
@@ -261,6 +297,9 @@ def sandwich_from_parts(log_s1_ab, log_s_a, log_s_b, v1_a, u1_b) -> SandwichResu
 
     Returns:
         :class:`SandwichResult`.
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
     ratio = jnp.exp(log_s1_ab - log_s_a[..., 0] - log_s_b[..., 0])
     overlap = jnp.abs(jnp.sum(v1_a * u1_b, axis=-1))
@@ -269,7 +308,22 @@ def sandwich_from_parts(log_s1_ab, log_s_a, log_s_b, v1_a, u1_b) -> SandwichResu
     return SandwichResult(ratio, overlap, r_a, r_b, overlap + r_a + r_b)
 
 
-def sandwich(a: jax.Array, b: jax.Array) -> SandwichResult:
+def _rescaled_sandwich(a: Float[Array, "*batch m n"], b: Float[Array, "*batch n p"],
+                       log_scale_a: Float[Array, "*batch"] | None = None,
+                       log_scale_b: Float[Array, "*batch"] | None = None) -> SandwichResult:
+    """The sandwich of ``(e^{log_scale_a} a)(e^{log_scale_b} b)`` from the factors (``None``: no scale)."""
+    _, s_a, v_a = top_singular_pairs(a, 2)
+    u_b, s_b, _ = top_singular_pairs(b, 2)
+    s_ab = jnp.linalg.svd(jnp.matmul(a, b, precision=HIGHEST), compute_uv=False)[..., 0]
+    log_s1_ab, log_s_a, log_s_b = jnp.log(s_ab), jnp.log(s_a), jnp.log(s_b)
+    if log_scale_a is not None:
+        log_s1_ab, log_s_a = log_s1_ab + log_scale_a, log_s_a + log_scale_a[..., None]
+    if log_scale_b is not None:
+        log_s1_ab, log_s_b = log_s1_ab + log_scale_b, log_s_b + log_scale_b[..., None]
+    return sandwich_from_parts(log_s1_ab, log_s_a, log_s_b, v_a[..., 0], u_b[..., 0])
+
+
+def sandwich(a: Float[Array, "*batch m n"], b: Float[Array, "*batch n p"]) -> SandwichResult:
     """``s_1(AB) / (s_1(A) s_1(B))`` with its bounds ``c <= ratio <= c + r_A + r_B``, for dense matrices.
 
     Args:
@@ -289,10 +343,7 @@ def sandwich(a: jax.Array, b: jax.Array) -> SandwichResult:
     References:
         Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
-    _, s_a, v_a = top_singular_pairs(a, 2)
-    u_b, s_b, _ = top_singular_pairs(b, 2)
-    s_ab = jnp.linalg.svd(jnp.matmul(a, b, precision=HIGHEST), compute_uv=False)[..., 0]
-    return sandwich_from_parts(jnp.log(s_ab), jnp.log(s_a), jnp.log(s_b), v_a[..., 0], u_b[..., 0])
+    return _rescaled_sandwich(a, b)
 
 
 class SegmentAlignment(NamedTuple):
@@ -309,12 +360,12 @@ class SegmentAlignment(NamedTuple):
     """
 
     sandwich: SandwichResult
-    overlaps: jax.Array
-    log_svals: jax.Array
+    overlaps: Float[Array, "S-1 k k"]
+    log_svals: Float[Array, "S k"]
 
 
-def segment_alignment(weights: jax.Array, masks: jax.Array | None, boundaries: Sequence[int],
-                      k: int = 2) -> SegmentAlignment:
+def segment_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None,
+                      boundaries: Sequence[int], k: int = 2) -> SegmentAlignment:
     """Sandwich ratios and overlap matrices for a split of one product into consecutive segments.
 
     Args:
@@ -325,6 +376,14 @@ def segment_alignment(weights: jax.Array, masks: jax.Array | None, boundaries: S
 
     Returns:
         :class:`SegmentAlignment`.
+
+    Example:
+        >>> w = jax.random.normal(jax.random.key(0), (30, 6, 6)) / jnp.sqrt(6.0)
+        >>> segment_alignment(w, None, (0, 10, 20, 30)).overlaps.shape
+        (2, 2, 2)
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
     b = [int(x) for x in boundaries]
     depth = weights.shape[0]
@@ -348,8 +407,8 @@ def segment_alignment(weights: jax.Array, masks: jax.Array | None, boundaries: S
     return SegmentAlignment(result, overlaps, log_s)
 
 
-
-def split_sandwich(weights: jax.Array, masks: jax.Array | None, split: int) -> SandwichResult:
+def split_sandwich(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None,
+                   split: int) -> SandwichResult:
     """The sandwich for segments of growing depth ``d`` on either side of a split point of one product.
 
     ``B_d = A_split ... A_{split-d+1}`` (the ``d`` layers before the split) and ``A_d = A_{split+d} ...
@@ -381,9 +440,4 @@ def split_sandwich(weights: jax.Array, masks: jax.Array | None, split: int) -> S
     before, before_scale = scaled_suffix_products(weights[split - count:split],
                                                   None if masks is None else masks[split - count:split])
     before, before_scale = before[::-1], before_scale[::-1]
-    _, s_a, v_a = top_singular_pairs(after, 2)
-    u_b, s_b, _ = top_singular_pairs(before, 2)
-    s_ab = jnp.linalg.svd(jnp.matmul(after, before, precision=HIGHEST), compute_uv=False)[..., 0]
-    return sandwich_from_parts(jnp.log(s_ab) + after_scale + before_scale,
-                               jnp.log(s_a) + after_scale[:, None],
-                               jnp.log(s_b) + before_scale[:, None], v_a[..., 0], u_b[..., 0])
+    return _rescaled_sandwich(after, before, after_scale, before_scale)

@@ -1,7 +1,7 @@
 """Scaling and separation diagnostics of deep Jacobians, beside their theory.
 
-Given ``log s_i(J_l)`` for every depth prefix ``l`` (from :func:`jaxspec.jacobian.jacobian_spectrum`,
-:mod:`jaxspec.svals` or a dense route), this module computes
+Given ``log s_i(J_l)`` for every depth prefix ``l`` (from :func:`jaxspec.networks.jacobian_spectrum`,
+:func:`jaxspec.analysis.product_log_svals` or a dense route), this module computes
 
 * the per-layer scaling ``(1/l) log s_i(J_l)``, which tends to the Lyapunov exponent ``lambda_i``;
 * fitted per-index slopes of ``log s_i(J_l)`` against ``l`` with standard errors (one least-squares slope per
@@ -10,7 +10,8 @@ Given ``log s_i(J_l)`` for every depth prefix ``l`` (from :func:`jaxspec.jacobia
 * separation ratios ``log(s_i / s_{i+1})`` against ``l / N``;
 * the matching theory: ``lambda_i`` from :mod:`jaxspec.theory` (masked ``p = 1/2`` model for zero-bias ReLU
   networks, Newman for linear ones), the finite-depth offsets ``c_i`` of ``E log s_i(J_l) = l lambda_i + c_i``
-  and the predicted separation ``l (lambda_i - lambda_{i+1}) + c_i - c_{i+1}`` ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+  and the predicted separation ``l (lambda_i - lambda_{i+1}) + c_i - c_{i+1}`` (:mod:`jaxspec.theory`,
+  [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
 
 References:
     Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026,
@@ -23,27 +24,19 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
-from jaxspec import theory
 from jaxspec._checks import InputError
-from jaxspec.theory import singular_value_offsets  # re-exported: the diagnostics' offsets are the theory's
-
-__all__ = [
-    "NetworkTheory",
-    "SlopeFit",
-    "fit_slopes",
-    "network_theory",
-    "per_layer_log_svals",
-    "predicted_log_svals",
-    "predicted_separation",
-    "separation_ratios",
-    "singular_value_offsets",
-    "zscores",
-]
+from jaxspec.theory import binomial_count_law, count_law_theory, fixed_count_law, singular_value_offsets
 
 
-def per_layer_log_svals(log_svals) -> np.ndarray:
-    """``(1/l) log s_i(J_l)`` from ``(..., L, k)`` prefix log singular values (``l = 1..L`` along axis -2)."""
+def per_layer_log_svals(log_svals: Float[ArrayLike, "*batch L k"]) -> Float[np.ndarray, "*batch L k"]:
+    """``(1/l) log s_i(J_l)`` from ``(..., L, k)`` prefix log singular values (``l = 1..L`` along axis -2).
+
+    Example:
+        >>> per_layer_log_svals(np.array([[-0.5], [-1.0]])).tolist()
+        [[-0.5], [-0.5]]
+    """
     log_svals = np.asarray(log_svals, dtype=np.float64)
     depth = log_svals.shape[-2]
     return log_svals / np.arange(1, depth + 1)[:, None]
@@ -60,13 +53,13 @@ class SlopeFit(NamedTuple):
         per_sample: ``(S, k)`` the individual slopes.
     """
 
-    slope: np.ndarray
-    stderr: np.ndarray
-    intercept: np.ndarray
-    per_sample: np.ndarray
+    slope: Float[np.ndarray, " k"]
+    stderr: Float[np.ndarray, " k"]
+    intercept: Float[np.ndarray, " k"]
+    per_sample: Float[np.ndarray, "S k"]
 
 
-def fit_slopes(log_svals, *, start: int = 1, stop: int | None = None) -> SlopeFit:
+def fit_slopes(log_svals: Float[ArrayLike, "S L k"], *, start: int = 1, stop: int | None = None) -> SlopeFit:
     """Least-squares slope of ``log s_i(J_l)`` on ``l`` per sample and index, averaged over samples.
 
     Args:
@@ -101,7 +94,8 @@ def fit_slopes(log_svals, *, start: int = 1, stop: int | None = None) -> SlopeFi
     return SlopeFit(slopes.mean(0), stderr, intercepts.mean(0), slopes)
 
 
-def separation_ratios(log_svals, width: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def separation_ratios(log_svals: Float[ArrayLike, "*batch L k"], width: int | None = None
+                      ) -> tuple[Float[np.ndarray, "*batch L k-1"], Float[np.ndarray, " L"] | None]:
     """``log(s_i / s_{i+1})`` for every prefix, and the depth axis ``l / N``.
 
     Args:
@@ -110,6 +104,9 @@ def separation_ratios(log_svals, width: int | None = None) -> tuple[np.ndarray, 
 
     Returns:
         ``(log_ratios (..., L, k - 1), l_over_n (L,) or None)``.
+
+    References:
+        Haas et al., arXiv:2602.12384 (separation; [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     log_svals = np.asarray(log_svals, dtype=np.float64)
     ratios = log_svals[..., :-1] - log_svals[..., 1:]
@@ -127,9 +124,9 @@ class NetworkTheory(NamedTuple):
         model: a one-line description of the theory used.
     """
 
-    exponents: np.ndarray | None
-    per_layer_variance: np.ndarray | None
-    offsets: np.ndarray | None
+    exponents: Float[np.ndarray, " k"] | None
+    per_layer_variance: Float[np.ndarray, " k"] | None
+    offsets: Float[np.ndarray, " k"] | None
     model: str
 
 
@@ -157,6 +154,10 @@ def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: f
     Example:
         >>> np.round(network_theory((32,) * 11, k=2, final_activation=True).exponents, 6)
         array([-0.04127 , -0.077195])
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)); Newman,
+        CMP 104 (1986).
     """
     widths = tuple(int(n) for n in widths)
     k = min(widths) if k is None else int(k)
@@ -171,27 +172,21 @@ def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: f
     for l in range(depth):
         fan_in, fan_out = widths[l], widths[l + 1]
         gated = activation == "relu" and (final_activation or l < depth - 1)
-        laws.append(theory.binomial_count_law(fan_in, fan_out, 0.5) if gated
-                    else theory.fixed_count_law(fan_in, fan_out, fan_out))
-    result = theory.count_law_theory(laws, k, sigma2=sigma2, condition=condition)
+        laws.append(binomial_count_law(fan_in, fan_out, 0.5) if gated
+                    else fixed_count_law(fan_in, fan_out, fan_out))
+    result = count_law_theory(laws, k, sigma2=sigma2, condition=condition)
     model = "masked p=1/2 (ReLU)" if activation == "relu" else "Gaussian (Newman)"
     return NetworkTheory(result.exponents, result.variance, offsets, model)
 
 
-def predicted_log_svals(exponents, offsets, depth: int) -> np.ndarray:
-    """``(L, k)`` ``E log s_i(J_l) ~ l lambda_i + c_i`` for ``l = 1..L`` (valid once ``l * gap >> 1``)."""
-    l = np.arange(1, depth + 1)[:, None]
-    return l * np.asarray(exponents)[None, :] + np.asarray(offsets)[None, :]
+def zscores(estimate: Float[ArrayLike, "*shape"], expected: Float[ArrayLike, "*shape"],
+            stderr: Float[ArrayLike, "*shape"]) -> Float[np.ndarray, "*shape"]:
+    """``(estimate - expected) / stderr`` elementwise (NaN where ``stderr`` is not positive).
 
-
-def predicted_separation(exponents, offsets, depth: int) -> np.ndarray:
-    """``(L, k - 1)`` ``E log(s_i / s_{i+1}) ~ l (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``."""
-    pred = predicted_log_svals(exponents, offsets, depth)
-    return pred[:, :-1] - pred[:, 1:]
-
-
-def zscores(estimate, expected, stderr) -> np.ndarray:
-    """``(estimate - expected) / stderr`` elementwise (NaN where ``stderr`` is not positive)."""
+    Example:
+        >>> zscores([1.0, 2.0], [0.5, 2.0], [0.25, 0.0]).tolist()
+        [2.0, nan]
+    """
     stderr = np.asarray(stderr, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(stderr > 0, (np.asarray(estimate) - np.asarray(expected)) / stderr, np.nan)

@@ -1,7 +1,8 @@
 """Exact finite-depth singular values of a deep product, by stratified (graded) QR accumulation.
 
 A direct SVD of ``M = A_L ... A_1`` loses every singular value below ``eps * s_1`` and overflows at moderate
-depth ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). Here the product applied to the input frame ``F`` is kept in graded form
+depth ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). Here the product applied to the input frame
+``F`` is kept in graded form
 
     M F = Q diag(e^d) T,
 
@@ -46,22 +47,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxspec._checks import InputError
-from jaxspec.engine._spectrum import accumulator_dtype, realisation_key
-from jaxspec.ensembles._layers import layer_key
+from jaxspec.engine import accumulator_dtype, realisation_key
+from jaxspec.ensembles import Ensemble, fixed_network, layer_key
 
-__all__ = [
-    "GradedProduct",
-    "ProductSvals",
-    "ensemble_log_svals",
-    "graded_log_svals",
-    "graded_step",
-    "product_log_svals",
-    "stratified_scan",
-]
-
-ApplyLayer = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[Any, jax.Array, jax.Array]]
+#: ``(state, frame (N, r), key, index) -> (state, image (N, r), active_count)``, as for the engine.
+ApplyLayer = Callable[[Any, Array, PRNGKeyArray, Int[Array, ""]], tuple[Any, Array, Array]]
 
 _MAX_SWEEPS = 60
 _INT_BIG = np.iinfo(np.int32).max
@@ -80,9 +73,9 @@ class ProductSvals(NamedTuple):
             ``None``.
     """
 
-    log_svals: jax.Array
-    left: jax.Array | None
-    right: jax.Array | None
+    log_svals: Float[Array, "*L n"]
+    left: Float[Array, "N n"] | None
+    right: Float[Array, "n0 n"] | None
 
 
 class GradedProduct(NamedTuple):
@@ -95,19 +88,20 @@ class GradedProduct(NamedTuple):
         min_active: ``()`` ``min_l K_l`` so far (int32).
     """
 
-    frame: jax.Array
-    log_scale: jax.Array
-    rows: jax.Array
-    min_active: jax.Array
+    frame: Float[Array, "N r"]
+    log_scale: Float[Array, " r"]
+    rows: Float[Array, "r n0"]
+    min_active: Int[Array, ""]
 
 
-def _initial_graded(frame: jax.Array) -> GradedProduct:
+def _initial_graded(frame: Float[Array, "N n0"]) -> GradedProduct:
     n0 = frame.shape[-1]
     return GradedProduct(frame, jnp.zeros((n0,), accumulator_dtype()), jnp.eye(n0, dtype=frame.dtype),
                          jnp.int32(_INT_BIG))
 
 
-def graded_step(graded: GradedProduct, image: jax.Array, active_count) -> GradedProduct:
+def graded_step(graded: GradedProduct, image: Float[Array, "N r"], active_count: int | Int[Array, ""]
+                ) -> GradedProduct:
     """Fold one layer into the graded form, given ``image = A @ graded.frame``.
 
     Args:
@@ -117,6 +111,9 @@ def graded_step(graded: GradedProduct, image: jax.Array, active_count) -> Graded
 
     Returns:
         The :class:`GradedProduct` of ``A A_{l-1} ... A_1 F``.
+
+    References:
+        Loh et al. (1989); Bai et al. (2009) (pre-pivoting); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     acc = graded.log_scale.dtype
     dtype = image.dtype
@@ -267,6 +264,9 @@ def graded_log_svals(graded: GradedProduct, *, return_frames: bool = False) -> P
 
     Returns:
         :class:`ProductSvals` with ``(r,)`` log singular values in descending order.
+
+    References:
+        Demmel, Veselic (1992) (one-sided Jacobi); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     s, rw, rot = _jacobi_rows(graded.log_scale, graded.rows, return_frames)
     order = jnp.argsort(-s)
@@ -278,8 +278,8 @@ def graded_log_svals(graded: GradedProduct, *, return_frames: bool = False) -> P
     return ProductSvals(log_svals, left, right)
 
 
-def stratified_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: jax.Array, depth: int, *,
-                    prefixes: bool = False, return_frames: bool = False) -> ProductSvals:
+def stratified_scan(apply_layer: ApplyLayer, state: Any, frame: Float[Array, "N n0"], key: PRNGKeyArray,
+                    depth: int, *, prefixes: bool = False, return_frames: bool = False) -> ProductSvals:
     """Exact log singular values of ``A_L ... A_1 F`` by a stratified QR scan (generic core). Pure; vmappable.
 
     Args:
@@ -306,7 +306,8 @@ def stratified_scan(apply_layer: ApplyLayer, state: Any, frame: jax.Array, key: 
         (4,)
 
     References:
-        Loh et al. (1989); Bai et al. (2009); Demmel, Veselic (1992); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
+        Loh et al. (1989); Bai et al. (2009); Demmel, Veselic (1992);
+        [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     if int(depth) < 1:
         raise InputError(f"depth must be a positive integer, got {depth}")
@@ -349,7 +350,8 @@ def _stack_log_svals(weights, masks, input_width: int, prefixes: bool, return_fr
                            return_frames=return_frames)
 
 
-def product_log_svals(weights: jax.Array | Sequence[Any], masks: jax.Array | Sequence[Any] | None = None, *,
+def product_log_svals(weights: Float[ArrayLike, "L N N"] | Sequence[Float[ArrayLike, "n_out n_in"]],
+                      masks: Float[ArrayLike, "L N"] | Sequence[Float[ArrayLike, " n_out"]] | None = None, *,
                       prefixes: bool = False, return_frames: bool = False) -> ProductSvals:
     """Exact log singular values of an explicit product ``D_L W_L ... D_1 W_1``.
 
@@ -374,8 +376,6 @@ def product_log_svals(weights: jax.Array | Sequence[Any], masks: jax.Array | Seq
         Loh et al. (1989); Demmel, Veselic (1992); [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
     if isinstance(weights, list | tuple):
-        from jaxspec.ensembles._layers import fixed_network
-
         stack = fixed_network(weights, masks)
         w, m, n0 = stack.weights, stack.masks, stack.widths[0]
     else:
@@ -399,8 +399,9 @@ def product_log_svals(weights: jax.Array | Sequence[Any], masks: jax.Array | Seq
     return _stack_log_svals(w, m, int(n0), bool(prefixes), bool(return_frames))
 
 
-def ensemble_log_svals(ensemble, seed_key: jax.Array, *, prefixes: bool = False, return_frames: bool = False,
-                       dtype=jnp.float32, precision=jax.lax.Precision.HIGHEST) -> ProductSvals:
+def ensemble_log_svals(ensemble: Ensemble, seed_key: PRNGKeyArray, *, prefixes: bool = False,
+                       return_frames: bool = False, dtype=jnp.float32,
+                       precision=jax.lax.Precision.HIGHEST) -> ProductSvals:
     """Exact log singular values of one realisation of an ensemble (one seed), with the engine's keys.
 
     The layers are those of ``ensemble.sample(jaxspec.engine.realisation_key(seed_key))``, i.e. the very
@@ -427,7 +428,8 @@ def ensemble_log_svals(ensemble, seed_key: jax.Array, *, prefixes: bool = False,
         (4,)
 
     References:
-        Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``, [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+        Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``,
+        [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     return _ensemble_log_svals(ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name,
                                precision)

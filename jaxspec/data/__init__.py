@@ -1,4 +1,7 @@
-"""Datasets: the digits shipped with scikit-learn, MNIST from local IDX files, teachers and whitening."""
+"""Datasets: the digits shipped with scikit-learn, MNIST from local IDX files, teachers and whitening.
+
+* :mod:`~jaxspec.data._datasets`: :class:`Dataset`, the linear teacher, digits, MNIST, IDX files, whitening.
+"""
 
 from jaxspec.data._datasets import (
     Dataset,

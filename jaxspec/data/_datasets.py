@@ -1,11 +1,12 @@
-"""Data sets for training experiments: a synthetic linear teacher, scikit-learn's digits, MNIST from local files.
+"""Data sets for training experiments: a synthetic linear teacher, scikit-learn's digits, local MNIST files.
 
 Every loader returns a :class:`Dataset` with inputs ``x`` of shape ``(N, d_in)`` (rows are samples, as
 :func:`jaxspec.networks.mlp_apply` takes them) and regression targets ``y`` of shape ``(N, d_out)``.
 
-Deep-linear learning theory ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)) is stated for whitened inputs, ``Sigma_xx = X^T X / N = I``:
-the loss ``(1/2N) ||W X - Y||^2`` then depends on ``W`` only through ``||W - Sigma_yx||^2`` and the modes of
-the input-output correlation ``Sigma_yx = Y^T X / N`` are the targets the singular values of ``W`` learn.
+Deep-linear learning theory ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)) is stated for whitened
+inputs, ``Sigma_xx = X^T X / N = I``: the loss ``(1/2N) ||W X - Y||^2`` then depends on ``W`` only through
+``||W - Sigma_yx||^2`` and the modes of the input-output correlation ``Sigma_yx = Y^T X / N`` are the targets
+the singular values of ``W`` learn.
 :func:`teacher` whitens exactly by construction; :func:`whiten` (PCA whitening) does it for real data.
 
 Nothing here downloads anything: :func:`digits` uses the copy bundled with scikit-learn and
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,19 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import InputError
-
-__all__ = [
-    "Dataset",
-    "Teacher",
-    "digits",
-    "input_output_statistics",
-    "load_mnist",
-    "read_idx",
-    "teacher",
-    "whiten",
-]
+from jaxspec._checks import HIGHEST, InputError, check_positive_int
 
 
 @struct.dataclass
@@ -55,9 +45,9 @@ class Dataset:
         name: a short description (static).
     """
 
-    x: jax.Array
-    y: jax.Array
-    labels: jax.Array | None = None
+    x: Float[Array, "N d_in"]
+    y: Float[Array, "N d_out"]
+    labels: Int[Array, " N"] | None = None
     name: str = struct.field(pytree_node=False, default="data")
 
     @property
@@ -83,20 +73,21 @@ class Teacher(NamedTuple):
         v: ``(d_in, r)`` orthonormal input modes.
     """
 
-    matrix: jax.Array
-    u: jax.Array
-    s: jax.Array
-    v: jax.Array
+    matrix: Float[Array, "d_out d_in"]
+    u: Float[Array, "d_out r"]
+    s: Float[Array, " r"]
+    v: Float[Array, "d_in r"]
 
 
-def _random_orthonormal(key, n: int, k: int, dtype) -> jax.Array:
+def _random_orthonormal(key: PRNGKeyArray, n: int, k: int, dtype) -> Float[Array, "n k"]:
     q, r = jnp.linalg.qr(jax.random.normal(key, (n, k), jnp.float32).astype(dtype))
     # Sign fix so Q is Haar distributed and reproducible across LAPACK builds.
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
-def teacher(key: jax.Array, input_dim: int, output_dim: int, num_samples: int,
-            singular_values: Sequence[float], *, noise: float = 0.0, dtype=jnp.float32) -> tuple[Dataset, Teacher]:
+def teacher(key: PRNGKeyArray, input_dim: int, output_dim: int, num_samples: int,
+            singular_values: Float[ArrayLike, " r"], *, noise: float = 0.0,
+            dtype=jnp.float32) -> tuple[Dataset, Teacher]:
     """Whitened inputs and targets from a linear (or low-rank) teacher with prescribed singular values.
 
     The inputs satisfy ``X^T X / N = I`` exactly (a scaled orthonormal frame), so ``Sigma_yx = T`` up to the
@@ -123,23 +114,23 @@ def teacher(key: jax.Array, input_dim: int, output_dim: int, num_samples: int,
         Saxe, McClelland, Ganguli, arXiv:1312.6120.
     """
     for name, value in (("input_dim", input_dim), ("output_dim", output_dim), ("num_samples", num_samples)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(name, value)
     if num_samples < input_dim:
-        raise InputError(f"num_samples={num_samples} must be at least input_dim={input_dim} to whiten the inputs")
+        raise InputError(f"num_samples={num_samples} must be at least input_dim={input_dim} to whiten the "
+                         f"inputs")
     s = np.asarray(singular_values, dtype=float).ravel()
     rank = s.size
     if rank < 1 or rank > min(input_dim, output_dim):
-        raise InputError(f"need 1 to min(input_dim, output_dim)={min(input_dim, output_dim)} singular values, "
-                         f"got {rank}")
+        raise InputError(f"need 1 to min(input_dim, output_dim)={min(input_dim, output_dim)} singular "
+                         f"values, got {rank}")
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise InputError(f"singular_values must be positive and finite, got {s.tolist()}")
     if np.any(np.diff(s) > 0):
         raise InputError(f"singular_values must be sorted in descending order, got {s.tolist()}")
     if noise < 0:
         raise InputError(f"noise must be non-negative, got {noise}")
-    x, y, matrix, u, s_arr, v = _teacher_arrays(key, input_dim, output_dim, num_samples, jnp.asarray(s, dtype),
-                                                float(noise), jnp.dtype(dtype))
+    x, y, matrix, u, s_arr, v = _teacher_arrays(key, input_dim, output_dim, num_samples,
+                                                jnp.asarray(s, dtype), float(noise), jnp.dtype(dtype))
     name = f"teacher(d_in={input_dim}, d_out={output_dim}, N={num_samples}, s={s.tolist()})"
     return Dataset(x=x, y=y, labels=None, name=name), Teacher(matrix, u, s_arr, v)
 
@@ -151,24 +142,34 @@ def _teacher_arrays(key, input_dim, output_dim, num_samples, s, noise, dtype):
     x = _random_orthonormal(kx, num_samples, input_dim, dtype) * jnp.sqrt(jnp.asarray(num_samples, dtype))
     u = _random_orthonormal(ku, output_dim, rank, dtype)
     v = _random_orthonormal(kv, input_dim, rank, dtype)
-    matrix = jnp.matmul(u * s[None, :], v.T, precision=jax.lax.Precision.HIGHEST)
-    y = jnp.matmul(x, matrix.T, precision=jax.lax.Precision.HIGHEST)
+    matrix = jnp.matmul(u * s[None, :], v.T, precision=HIGHEST)
+    y = jnp.matmul(x, matrix.T, precision=HIGHEST)
     if noise:
         y = y + noise * jax.random.normal(kn, y.shape, jnp.float32).astype(dtype)
     return x, y, matrix, u, s, v
 
 
-def input_output_statistics(data: Dataset) -> tuple[jax.Array, jax.Array]:
+def input_output_statistics(data: Dataset) -> tuple[Float[Array, "d_in d_in"], Float[Array, "d_out d_in"]]:
     """``Sigma_xx = X^T X / N`` ``(d_in, d_in)`` and ``Sigma_yx = Y^T X / N`` ``(d_out, d_in)``.
 
     The gradient of ``(1/2N) ||X W^T - Y||^2`` with respect to ``W`` is ``W Sigma_xx - Sigma_yx``.
+
+    Example:
+        >>> data, t = teacher(jax.random.key(0), 4, 2, 16, [2.0, 1.0])
+        >>> sxx, syx = input_output_statistics(data)
+        >>> bool(jnp.allclose(syx, t.matrix, atol=1e-5))
+        True
+
+    References:
+        Saxe, McClelland, Ganguli, arXiv:1312.6120; [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
     """
     n = data.num_samples
-    hi = jax.lax.Precision.HIGHEST
-    return (jnp.matmul(data.x.T, data.x, precision=hi) / n, jnp.matmul(data.y.T, data.x, precision=hi) / n)
+    return (jnp.matmul(data.x.T, data.x, precision=HIGHEST) / n,
+            jnp.matmul(data.y.T, data.x, precision=HIGHEST) / n)
 
 
-def whiten(x, dim: int | None = None, *, rtol: float = 1e-6) -> np.ndarray:
+def whiten(x: Float[ArrayLike, "N d"], dim: int | None = None, *,
+           rtol: float = 1e-6) -> Float[np.ndarray, "N dim"]:
     """PCA whitening: centre, project on the top ``dim`` principal directions, scale to unit variance.
 
     Directions with variance below ``rtol`` times the largest are dropped (digits has constant pixels).
@@ -197,7 +198,8 @@ def whiten(x, dim: int | None = None, *, rtol: float = 1e-6) -> np.ndarray:
     if dim is None:
         dim = usable
     if isinstance(dim, bool) or int(dim) != dim or not 1 <= dim <= usable:
-        raise InputError(f"whitening dim must be an integer in [1, {usable}] (directions with variance), got {dim}")
+        raise InputError(f"whitening dim must be an integer in [1, {usable}] (directions with variance), "
+                         f"got {dim}")
     return centred @ vt[:dim].T / np.sqrt(var[:dim])[None, :]
 
 
@@ -225,8 +227,8 @@ def digits(*, whiten_dim: int | str | None = 32, limit: int | None = None, centr
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), no download.
 
     Args:
-        whiten_dim: PCA-whiten the 64 pixels to this many components (``"all"``: every direction with variance,
-            ``None``: raw pixels scaled to [0, 1]).
+        whiten_dim: PCA-whiten the 64 pixels to this many components (``"all"``: every direction with
+            variance, ``None``: raw pixels scaled to [0, 1]).
         limit: keep the first ``limit`` samples.
         centre_targets: subtract the class frequencies from the one-hot targets (a bias-free network can then
             fit their mean).
@@ -263,8 +265,8 @@ _IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (optionally gzip-compressed): the format of the MNIST distribution.
 
-    Layout: two zero bytes, a type code, the number of dimensions ``k``, ``k`` big-endian int32 sizes, then the
-    data in C order.
+    Layout: two zero bytes, a type code, the number of dimensions ``k``, ``k`` big-endian int32 sizes, then
+    the data in C order.
 
     Args:
         path: the file (``.gz`` is decompressed).
@@ -310,13 +312,14 @@ def _find_idx(folder: Path, stem: str) -> Path:
 
 
 def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = None,
-               whiten_dim: int | str | None = None, centre_targets: bool = True, dtype=jnp.float32) -> Dataset:
+               whiten_dim: int | str | None = None, centre_targets: bool = True,
+               dtype=jnp.float32) -> Dataset:
     """MNIST (or any IDX/npz data set in MNIST's layout) from local files; never downloads.
 
     ``path`` is either a folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte`` (each possibly ``.gz``), or an ``.npz`` file with
-    arrays ``x_train, y_train, x_test, y_test`` (the Keras ``mnist.npz`` layout). Images are flattened and scaled
-    to [0, 1]; targets are one-hot over ``max(label) + 1`` classes (at least 10).
+    arrays ``x_train, y_train, x_test, y_test`` (the Keras ``mnist.npz`` layout). Images are flattened and
+    scaled to [0, 1]; targets are one-hot over ``max(label) + 1`` classes (at least 10).
 
     Args:
         path: folder of IDX files or an ``.npz`` file.
@@ -345,8 +348,8 @@ def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = No
             keys = (f"x_{split}", f"y_{split}")
             missing = [k for k in keys if k not in archive]
             if missing:
-                raise InputError(f"{path} lacks arrays {', '.join(missing)} (expected x_train, y_train, x_test, "
-                                 f"y_test)")
+                raise InputError(f"{path} lacks arrays {', '.join(missing)} (expected x_train, y_train, "
+                                 f"x_test, y_test)")
             images, labels = archive[keys[0]], archive[keys[1]]
     elif path.exists():
         raise InputError(f"{path} is neither a folder of IDX files nor an .npz file")

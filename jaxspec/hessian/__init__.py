@@ -14,6 +14,11 @@ Example:
     >>> top.eigenvalues.shape
     (2,)
 
+* :mod:`~jaxspec.hessian._products`: Hessian and Gauss-Newton products, layer blocks, the dense oracle.
+* :mod:`~jaxspec.hessian._lanczos`: Lanczos with full reorthogonalisation and restarts, extreme eigenpairs.
+* :mod:`~jaxspec.hessian._density`: stochastic Lanczos quadrature, spectral density, Hutchinson traces.
+* :mod:`~jaxspec.hessian._alignment`: the eigenvector test ``f(v)`` and the gradient-outlier overlap.
+
 References:
     Pearlmutter (1994); Paige (1980); Lin, Saad, Yang, SIAM Review 58 (2016); Ghorbani, Krishnan, Xiao,
     ICML 2019; Garrod & Keating, arXiv:2404.06106.

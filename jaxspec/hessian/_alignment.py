@@ -18,13 +18,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
 
-__all__ = ["alignment", "gradient_overlap"]
+from jaxspec._checks import HIGHEST
 
 Pytree = Any
 
 
-def alignment(vector: Pytree, matvec_of_vector: Pytree) -> jax.Array:
+def alignment(vector: Pytree, matvec_of_vector: Pytree) -> Float[Array, ""]:
     """``(v^T H v)^2 / (||v||^2 ||H v||^2)``: 1 iff ``v`` is an eigenvector of ``H`` (non-zero eigenvalue).
 
     Args:
@@ -50,7 +51,7 @@ def alignment(vector: Pytree, matvec_of_vector: Pytree) -> jax.Array:
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), jnp.zeros_like(num))
 
 
-def gradient_overlap(gradient: Pytree, eigenvectors: Pytree) -> jax.Array:
+def gradient_overlap(gradient: Pytree, eigenvectors: Pytree) -> Float[Array, ""]:
     """``||P g||^2 / ||g||^2`` with ``P`` the projector onto orthonormal ``eigenvectors``.
 
     Args:
@@ -71,5 +72,5 @@ def gradient_overlap(gradient: Pytree, eigenvectors: Pytree) -> jax.Array:
     """
     g = ravel_pytree(gradient)[0]
     vecs = jax.vmap(lambda v: ravel_pytree(v)[0])(eigenvectors)
-    coeff = jnp.matmul(vecs, g, precision=jax.lax.Precision.HIGHEST)
+    coeff = jnp.matmul(vecs, g, precision=HIGHEST)
     return jnp.sum(coeff**2) / jnp.vdot(g, g)

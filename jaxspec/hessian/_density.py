@@ -19,19 +19,15 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from jaxspec._checks import InputError
-from jaxspec.hessian._lanczos import HIGHEST, lanczos_tridiagonal, tridiagonal_matrix
-from jaxspec.hessian._products import flat_operator, num_parameters
-
-__all__ = ["SpectralQuadrature", "TraceEstimate", "hutchinson_trace", "slq", "spectral_density"]
-
-Pytree = Any
+from jaxspec._checks import HIGHEST, InputError, check_positive_int
+from jaxspec.hessian._lanczos import lanczos_tridiagonal, tridiagonal_matrix
+from jaxspec.hessian._products import Matvec, Pytree, flat_operator, num_parameters
 
 
 class SpectralQuadrature(NamedTuple):
@@ -43,8 +39,8 @@ class SpectralQuadrature(NamedTuple):
             1.
     """
 
-    nodes: jax.Array
-    weights: jax.Array
+    nodes: Float[Array, "probes m"]
+    weights: Float[Array, "probes m"]
 
 
 class TraceEstimate(NamedTuple):
@@ -55,19 +51,12 @@ class TraceEstimate(NamedTuple):
         stderr: ``()`` standard error of the mean (sample standard deviation over ``sqrt(num_samples)``).
     """
 
-    mean: jax.Array
-    stderr: jax.Array
+    mean: Float[Array, ""]
+    stderr: Float[Array, ""]
 
 
-def _check_positive(name: str, value, upper: int | None = None) -> None:
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    if upper is not None and value > upper:
-        raise InputError(f"{name} must be at most the number of parameters {upper}, got {value}")
-
-
-def slq(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *, num_steps: int, num_probes: int,
-        key: jax.Array, precision=HIGHEST) -> SpectralQuadrature:
+def slq(matvec: Matvec, params_like: Pytree, *, num_steps: int, num_probes: int, key: PRNGKeyArray,
+        precision=HIGHEST) -> SpectralQuadrature:
     """Stochastic Lanczos quadrature of the spectral measure of a symmetric operator.
 
     Args:
@@ -92,8 +81,10 @@ def slq(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *, num_steps: i
         Golub & Welsch (1969); Lin, Saad, Yang, SIAM Review 58 (2016); Ghorbani, Krishnan, Xiao, ICML 2019.
     """
     dim = num_parameters(params_like)
-    _check_positive("num_steps", num_steps, dim)
-    _check_positive("num_probes", num_probes)
+    num_steps = check_positive_int("num_steps", num_steps)
+    if num_steps > dim:
+        raise InputError(f"num_steps must be at most the number of parameters {dim}, got {num_steps}")
+    num_probes = check_positive_int("num_probes", num_probes)
     flat_matvec, flat, _ = flat_operator(matvec, params_like)
 
     def one_probe(probe_key):
@@ -107,7 +98,8 @@ def slq(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *, num_steps: i
     return SpectralQuadrature(nodes, weights)
 
 
-def spectral_density(quadrature: SpectralQuadrature, grid: jax.Array, width: float) -> jax.Array:
+def spectral_density(quadrature: SpectralQuadrature, grid: Float[ArrayLike, " G"],
+                     width: float) -> Float[Array, " G"]:
     """The SLQ density on a grid, each node broadened by a Gaussian of standard deviation ``width``.
 
     Args:
@@ -135,8 +127,8 @@ def spectral_density(quadrature: SpectralQuadrature, grid: jax.Array, width: flo
     return jnp.mean(jnp.sum(kernel * quadrature.weights[None], axis=-1), axis=-1)
 
 
-def hutchinson_trace(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *, num_samples: int,
-                     key: jax.Array) -> TraceEstimate:
+def hutchinson_trace(matvec: Matvec, params_like: Pytree, *, num_samples: int,
+                     key: PRNGKeyArray) -> TraceEstimate:
     """Hutchinson's estimate of ``tr A`` from Rademacher probes (matfree ``stochtrace``), with its error.
 
     Args:
@@ -157,7 +149,7 @@ def hutchinson_trace(matvec: Callable[[Pytree], Pytree], params_like: Pytree, *,
     References:
         Hutchinson (1990); Kramer, matfree (github.com/pnkraemer/matfree).
     """
-    _check_positive("num_samples", num_samples)
+    num_samples = check_positive_int("num_samples", num_samples)
     if num_samples < 2:
         raise InputError("num_samples must be at least 2 to give a standard error")
     try:  # an optional extra: the core install stops here with a message naming it

@@ -27,13 +27,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from jaxspec._checks import HIGHEST, InputError
-from jaxspec.hessian._products import flat_operator, num_parameters
-
-__all__ = ["Eigenpairs", "Tridiagonal", "lanczos_eigh", "lanczos_tridiagonal", "tridiagonal_matrix"]
-
-Pytree = Any
+from jaxspec._checks import HIGHEST, InputError, check_choice
+from jaxspec.hessian._products import Matvec, Pytree, flat_operator, num_parameters
 
 
 class Tridiagonal(NamedTuple):
@@ -47,11 +44,11 @@ class Tridiagonal(NamedTuple):
         restarts: ``(m - 1,)`` bool, True where a breakdown restarted the recurrence.
     """
 
-    diagonal: jax.Array
-    off_diagonal: jax.Array
-    residual_norm: jax.Array
-    basis: jax.Array
-    restarts: jax.Array
+    diagonal: Float[Array, " m"]
+    off_diagonal: Float[Array, " m-1"]
+    residual_norm: Float[Array, ""]
+    basis: Float[Array, "m P"]
+    restarts: Bool[Array, " m-1"]
 
 
 class Eigenpairs(NamedTuple):
@@ -63,12 +60,12 @@ class Eigenpairs(NamedTuple):
         residuals: ``(k,)`` Ritz residual norms ``||A y - theta y||`` (the error bound on each eigenvalue).
     """
 
-    eigenvalues: jax.Array
+    eigenvalues: Float[Array, " k"]
     eigenvectors: Any
-    residuals: jax.Array
+    residuals: Float[Array, " k"]
 
 
-def _orthogonalise(basis: jax.Array, vector: jax.Array, precision) -> jax.Array:
+def _orthogonalise(basis: Float[Array, "m P"], vector: Float[Array, " P"], precision) -> Float[Array, " P"]:
     # Classical Gram-Schmidt twice ("twice is enough"): orthogonal to rounding against every stored row.
     for _ in range(2):
         coefficients = jnp.matmul(basis, vector, precision=precision)
@@ -76,15 +73,15 @@ def _orthogonalise(basis: jax.Array, vector: jax.Array, precision) -> jax.Array:
     return vector
 
 
-def _safe_normalise(vector: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _safe_normalise(vector: Float[Array, " P"]) -> tuple[Float[Array, " P"], Float[Array, ""]]:
     norm = jnp.linalg.norm(vector)
     safe = jnp.where(norm > 0, norm, 1.0)
     return jnp.where(norm > 0, vector / safe, jnp.zeros_like(vector)), norm
 
 
-def lanczos_tridiagonal(flat_matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_steps: int, *,
-                        key: jax.Array | None = None, breakdown_tol: float | None = None,
-                        precision=HIGHEST) -> Tridiagonal:
+def lanczos_tridiagonal(flat_matvec: Callable[[Float[Array, " P"]], Float[Array, " P"]],
+                        start: Float[Array, " P"], num_steps: int, *, key: PRNGKeyArray | None = None,
+                        breakdown_tol: float | None = None, precision=HIGHEST) -> Tridiagonal:
     """Run ``num_steps`` Lanczos steps with full reorthogonalisation on a flat symmetric operator.
 
     Pure and traceable (``jit``/``vmap`` over ``start``, ``key`` or a closed-over operator); ``num_steps`` is
@@ -148,7 +145,7 @@ def lanczos_tridiagonal(flat_matvec: Callable[[jax.Array], jax.Array], start: ja
     return Tridiagonal(alphas, betas[:-1], betas[-1], basis, restarts[:-1])
 
 
-def tridiagonal_matrix(tri: Tridiagonal) -> jax.Array:
+def tridiagonal_matrix(tri: Tridiagonal) -> Float[Array, "m m"]:
     """The dense ``(m, m)`` symmetric tridiagonal matrix ``T`` of a :class:`Tridiagonal`.
 
     Example:
@@ -161,8 +158,8 @@ def tridiagonal_matrix(tri: Tridiagonal) -> jax.Array:
     return jnp.diag(tri.diagonal) + jnp.diag(tri.off_diagonal, 1) + jnp.diag(tri.off_diagonal, -1)
 
 
-def lanczos_eigh(matvec: Callable[[Pytree], Pytree], params_like: Pytree, k: int, *, which: str = "top",
-                 num_steps: int | None = None, key: jax.Array | None = None,
+def lanczos_eigh(matvec: Matvec, params_like: Pytree, k: int, *, which: str = "top",
+                 num_steps: int | None = None, key: PRNGKeyArray | None = None,
                  breakdown_tol: float | None = None, precision=HIGHEST) -> Eigenpairs:
     """The ``k`` largest (or smallest) eigenpairs of a symmetric pytree operator, by Lanczos.
 
@@ -194,8 +191,7 @@ def lanczos_eigh(matvec: Callable[[Pytree], Pytree], params_like: Pytree, k: int
         Lanczos (1950); Paige (1980); Ghorbani, Krishnan, Xiao, "An investigation into neural net optimization
         via Hessian eigenvalue density", ICML 2019.
     """
-    if which not in ("top", "bottom"):
-        raise InputError(f"which must be 'top' or 'bottom', got {which!r}")
+    check_choice("which", which, ("top", "bottom"))
     dim = num_parameters(params_like)
     if not (isinstance(k, int) and 1 <= k <= dim):
         raise InputError(f"k must be an integer between 1 and the number of parameters {dim}, got {k!r}")

@@ -25,38 +25,41 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
 
 from jaxspec._checks import InputError
 
-__all__ = [
-    "block_loss",
-    "dense_hessian",
-    "dense_matrix",
-    "flat_operator",
-    "gauss_newton_matvec",
-    "hessian_matvec",
-    "hvp",
-    "num_parameters",
-    "path_mask",
-    "tree_dot",
-]
-
 Pytree = Any
+#: A linear operator on pytrees shaped like the parameters, ``v -> M v``.
 Matvec = Callable[[Pytree], Pytree]
+#: A scalar loss of the parameters.
+Loss = Callable[[Pytree], Float[Array, ""]]
 
 
-def tree_dot(a: Pytree, b: Pytree) -> jax.Array:
-    """Euclidean inner product of two pytrees with the same structure (a scalar)."""
+def tree_dot(a: Pytree, b: Pytree) -> Float[Array, ""]:
+    """Euclidean inner product of two pytrees with the same structure (a scalar).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> tree_dot({"a": jnp.ones(2), "b": jnp.ones(3)}, {"a": jnp.arange(2.0), "b": jnp.ones(3)})
+        Array(4., dtype=float32)
+    """
     leaves = jax.tree.leaves(jax.tree.map(lambda x, y: jnp.vdot(x, y), a, b))
     return sum(leaves[1:], leaves[0]) if leaves else jnp.zeros(())
 
 
 def num_parameters(params: Pytree) -> int:
-    """Number of scalar entries in a pytree (the dimension the curvature operators act on)."""
+    """Number of scalar entries in a pytree (the dimension the curvature operators act on).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> num_parameters({"w": jnp.ones((3, 4)), "b": jnp.ones(3)})
+        15
+    """
     return int(sum(jnp.size(leaf) for leaf in jax.tree.leaves(params)))
 
 
-def hvp(loss_fn: Callable[[Pytree], jax.Array], params: Pytree, vector: Pytree) -> Pytree:
+def hvp(loss_fn: Loss, params: Pytree, vector: Pytree) -> Pytree:
     """Hessian-vector product ``H v`` of a scalar loss, forward-over-reverse.
 
     Args:
@@ -78,7 +81,7 @@ def hvp(loss_fn: Callable[[Pytree], jax.Array], params: Pytree, vector: Pytree) 
     return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]
 
 
-def hessian_matvec(loss_fn: Callable[[Pytree], jax.Array], params: Pytree) -> Matvec:
+def hessian_matvec(loss_fn: Loss, params: Pytree) -> Matvec:
     """The operator ``v -> H v`` at ``params`` (linearised once, so repeated products skip the primal work).
 
     Args:
@@ -101,7 +104,7 @@ def hessian_matvec(loss_fn: Callable[[Pytree], jax.Array], params: Pytree) -> Ma
     return linear
 
 
-def gauss_newton_matvec(predict_fn: Callable[[Pytree], Pytree], output_loss_fn: Callable[[Pytree], jax.Array],
+def gauss_newton_matvec(predict_fn: Callable[[Pytree], Pytree], output_loss_fn: Loss,
                         params: Pytree) -> Matvec:
     """The generalised Gauss-Newton operator ``v -> J^T H_out J v``.
 
@@ -171,8 +174,7 @@ def path_mask(params: Pytree, *prefix: Hashable) -> Pytree:
     return jax.tree_util.tree_unflatten(treedef, mask)
 
 
-def block_loss(loss_fn: Callable[[Pytree], jax.Array], params: Pytree,
-               mask: Pytree) -> tuple[list[jax.Array], Callable[[list[jax.Array]], jax.Array]]:
+def block_loss(loss_fn: Loss, params: Pytree, mask: Pytree) -> tuple[list[Array], Loss]:
     """Restrict a loss to the leaves selected by ``mask``; the other leaves stay at ``params``.
 
     The Hessian of the restricted loss is the diagonal block of the full Hessian for those leaves (the
@@ -202,7 +204,7 @@ def block_loss(loss_fn: Callable[[Pytree], jax.Array], params: Pytree,
     if not selected:
         raise InputError("mask selects no parameter leaf")
 
-    def restricted(block: Sequence[jax.Array]) -> jax.Array:
+    def restricted(block: Sequence[Array]) -> Float[Array, ""]:
         merged = list(leaves)
         for i, leaf in zip(selected, block, strict=True):
             merged[i] = leaf
@@ -211,8 +213,9 @@ def block_loss(loss_fn: Callable[[Pytree], jax.Array], params: Pytree,
     return [leaves[i] for i in selected], restricted
 
 
-def flat_operator(matvec: Matvec, params_like: Pytree) -> tuple[Callable[[jax.Array], jax.Array], jax.Array,
-                                                                  Callable[[jax.Array], Pytree]]:
+def flat_operator(matvec: Matvec, params_like: Pytree) -> tuple[
+        Callable[[Float[Array, " P"]], Float[Array, " P"]], Float[Array, " P"],
+        Callable[[Float[Array, " P"]], Pytree]]:
     """Flatten a pytree operator into ``R^P -> R^P`` in the order of ``ravel_pytree``.
 
     Args:
@@ -230,13 +233,13 @@ def flat_operator(matvec: Matvec, params_like: Pytree) -> tuple[Callable[[jax.Ar
     """
     flat, unravel = ravel_pytree(params_like)
 
-    def flat_matvec(vector: jax.Array) -> jax.Array:
+    def flat_matvec(vector: Float[Array, " P"]) -> Float[Array, " P"]:
         return ravel_pytree(matvec(unravel(vector)))[0]
 
     return flat_matvec, flat, unravel
 
 
-def dense_matrix(matvec: Matvec, params_like: Pytree) -> jax.Array:
+def dense_matrix(matvec: Matvec, params_like: Pytree) -> Float[Array, "P P"]:
     """Materialise an operator as a ``(P, P)`` matrix by applying it to the identity (vmapped).
 
     Args:
@@ -258,7 +261,7 @@ def dense_matrix(matvec: Matvec, params_like: Pytree) -> jax.Array:
     return jax.vmap(flat_matvec)(eye).T
 
 
-def dense_hessian(loss_fn: Callable[[Pytree], jax.Array], params: Pytree) -> jax.Array:
+def dense_hessian(loss_fn: Loss, params: Pytree) -> Float[Array, "P P"]:
     """The full Hessian as a ``(P, P)`` matrix (``jax.hessian`` of the flattened loss): the small-model
     oracle.
 

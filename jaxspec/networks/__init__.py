@@ -1,4 +1,8 @@
-"""Networks: MLPs (pure and Flax), their gates, and matrix-free Jacobian spectra of real networks."""
+"""Networks: MLPs (pure and Flax), their gates, and matrix-free Jacobian spectra of real networks.
+
+* :mod:`~jaxspec.networks._mlp`: MLPs (lists of layer dicts, the padded stack, Flax), gates, fixed-gates view.
+* :mod:`~jaxspec.networks._jacobian`: growth rates and exact singular values of ``J_l(x)``, and a dense route.
+"""
 
 from jaxspec.networks._jacobian import (
     JacobianConfig,

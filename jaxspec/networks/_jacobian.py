@@ -6,8 +6,8 @@ For an input ``x`` the input-output Jacobian of an MLP is ``J(x) = D_L W_L ... D
 scan-and-QR (:func:`jaxspec.engine.benettin_scan`), so the top-``k`` growth rates ``(1/L) sum log|R_ii|`` come
 out exactly as for the random ensembles, with the same rank-collapse bookkeeping (the active count ``K_l`` is
 read from the gate, never from ``|R_ii|``). The exact finite-depth singular values of ``J_l(x)`` for every
-depth prefix ``l`` come from the stratified scan of :mod:`jaxspec.svals` run on the same layer function with a
-full frame (``n_0`` columns).
+depth prefix ``l`` come from the stratified scan (:func:`jaxspec.analysis.stratified_scan`) run on the same
+layer function with a full frame (``n_0`` columns).
 
 Shared weights. The inputs of one network share every ``W_l``: the layer function is ``vmap``-ed over inputs
 with the weights unbatched, so XLA emits one ``(N, N) x (N, batch * k)`` matrix product per layer for all
@@ -32,22 +32,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import InputError
-from jaxspec.engine._samplers import pilot_reortho_every, stacked_frame_sums
-from jaxspec.engine._spectrum import (
-    CONDITIONS,
-    PRECISIONS,
+from jaxspec._checks import PRECISIONS, InputError, check_choice
+from jaxspec.analysis import ProductSvals, stratified_scan
+from jaxspec.engine import (
+    FrameSums,
     accumulator_dtype,
     benettin_scan,
     exponents_from_sums,
     initial_frame,
     make_config,
+    parse_reortho_every,
+    pilot_reortho_every,
     run_with_orthogonality_guard,
+    stacked_frame_sums,
 )
 from jaxspec.networks._mlp import (
     ACTIVATIONS,
     PaddedMLP,
+    Params,
     _forward_padded,
     activation_derivative,
     apply_activation,
@@ -55,21 +59,6 @@ from jaxspec.networks._mlp import (
     mlp_apply,
     pad_params,
 )
-
-__all__ = [
-    "JacobianConfig",
-    "JacobianSpectrum",
-    "dense_jacobian",
-    "dense_prefix_jacobians",
-    "dense_prefix_log_svals",
-    "input_frame",
-    "jacobian_spectrum",
-    "make_jacobian_config",
-    "mlp_tangent_layer",
-    "network_frame_sums",
-    "network_prefix_svals",
-    "prefix_growth_rates",
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,13 +118,13 @@ class JacobianSpectrum:
         config: the :class:`JacobianConfig` (static).
     """
 
-    growth_rates: jax.Array
-    prefix_growth_rates: jax.Array | None
-    log_svals: jax.Array | None
-    active_counts: jax.Array
-    min_active: jax.Array
-    max_block_spread: jax.Array
-    outputs: jax.Array
+    growth_rates: Float[Array, "B k"]
+    prefix_growth_rates: Float[Array, "B L k"] | None
+    log_svals: Float[Array, "B *L k"] | None
+    active_counts: Int[Array, "B L"]
+    min_active: Int[Array, " B"]
+    max_block_spread: Float[Array, " B"]
+    outputs: Float[Array, "B nL"]
     widths: tuple[int, ...] = struct.field(pytree_node=False)
     config: JacobianConfig = struct.field(pytree_node=False)
 
@@ -144,7 +133,7 @@ class JacobianSpectrum:
         return len(self.widths) - 1
 
     @property
-    def prefix_log_svals_per_layer(self) -> jax.Array:
+    def prefix_log_svals_per_layer(self) -> Float[Array, "B L k"]:
         """``(B, L, k)`` ``(1/l) log s_i(J_l)``."""
         if self.log_svals is None or self.log_svals.ndim != 3:
             raise InputError("per-prefix singular values need singular_values=True and prefixes=True")
@@ -174,7 +163,7 @@ def mlp_tangent_layer(padded: PaddedMLP, *, activation: str = "relu", negative_s
         ``apply_layer`` with the signature of :func:`jaxspec.engine.benettin_scan`.
 
     Example:
-        >>> from jaxspec.networks._mlp import init_mlp, pad_params
+        >>> from jaxspec.networks import init_mlp, pad_params
         >>> layer = mlp_tangent_layer(pad_params(init_mlp(jax.random.key(0), (4, 4, 4))))
         >>> h, frame, count = layer(jnp.ones(4), jnp.eye(4), jax.random.key(1), 0)
         >>> frame.shape
@@ -208,16 +197,17 @@ def mlp_tangent_layer(padded: PaddedMLP, *, activation: str = "relu", negative_s
     return apply_layer
 
 
-def input_frame(key: jax.Array, padded: PaddedMLP, k: int, dtype) -> jax.Array:
+def input_frame(key: PRNGKeyArray, padded: PaddedMLP, k: int, dtype) -> Float[Array, "N k"]:
     """A Haar-random ``(N, k)`` orthonormal frame on the input rows (the engine's :func:`initial_frame`)."""
     return initial_frame(key, padded.widths[0], padded.max_width, k, dtype)
 
 
-def _padded_input(padded: PaddedMLP, x: jax.Array, dtype) -> jax.Array:
+def _padded_input(padded: PaddedMLP, x: Float[Array, " n0"], dtype) -> Float[Array, " N"]:
     return jnp.pad(x.astype(dtype), (0, padded.max_width - padded.widths[0]))
 
 
-def network_frame_sums(padded: PaddedMLP, x: jax.Array, frame: jax.Array, config: JacobianConfig):
+def network_frame_sums(padded: PaddedMLP, x: Float[Array, " n0"], frame: Float[Array, "N k"],
+                       config: JacobianConfig) -> FrameSums:
     """The engine's :class:`jaxspec.engine.FrameSums` for ``J(x)``, one input. Pure; vmap it over
     inputs/seeds.
 
@@ -228,7 +218,10 @@ def network_frame_sums(padded: PaddedMLP, x: jax.Array, frame: jax.Array, config
         config: a :class:`JacobianConfig`.
 
     Returns:
-        ``(FrameSums, h_L)`` with ``h_L`` the padded ``(N,)`` output.
+        :class:`jaxspec.engine.FrameSums` of the scan (``record_blocks`` with ``config.prefixes``).
+
+    References:
+        Benettin et al., Meccanica 15 (1980).
     """
     dtype = config.jnp_dtype
     layer = mlp_tangent_layer(padded, activation=config.activation, negative_slope=config.negative_slope,
@@ -239,18 +232,25 @@ def network_frame_sums(padded: PaddedMLP, x: jax.Array, frame: jax.Array, config
     return sums
 
 
-def network_prefix_svals(padded: PaddedMLP, x: jax.Array, config: JacobianConfig, *,
-                         return_frames: bool = False):
-    """Exact singular values of ``J_l(x)`` (every prefix if ``config.prefixes``), by :mod:`jaxspec.svals`.
+def network_prefix_svals(padded: PaddedMLP, x: Float[Array, " n0"], config: JacobianConfig, *,
+                         return_frames: bool = False) -> ProductSvals:
+    """Exact singular values of ``J_l(x)`` (every prefix if ``config.prefixes``), by the stratified scan.
 
-    Runs ``jaxspec.svals.stratified_scan`` on :func:`mlp_tangent_layer` with the full ``(N, n_0)`` input frame
-    (the identity on the input rows), so ``J_l`` itself is represented in graded form.
+    Runs :func:`jaxspec.analysis.stratified_scan` on :func:`mlp_tangent_layer` with the full ``(N, n_0)``
+    input frame (the identity on the input rows), so ``J_l`` itself is represented in graded form.
+
+    Args:
+        padded: the network.
+        x: ``(n_0,)`` input.
+        config: a :class:`JacobianConfig`.
+        return_frames: also return the singular frames of ``J_L(x)``.
 
     Returns:
-        ``jaxspec.svals.ProductSvals`` of this input.
-    """
-    from jaxspec.analysis._svals import stratified_scan
+        :class:`jaxspec.analysis.ProductSvals` of this input (``(L, n_0)`` log singular values with prefixes).
 
+    References:
+        Haas et al., arXiv:2602.12384 ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
+    """
     dtype = config.jnp_dtype
     layer = mlp_tangent_layer(padded, activation=config.activation, negative_slope=config.negative_slope,
                               final_activation=config.final_activation, precision=config.lax_precision)
@@ -259,8 +259,14 @@ def network_prefix_svals(padded: PaddedMLP, x: jax.Array, config: JacobianConfig
                            prefixes=config.prefixes, return_frames=return_frames)
 
 
-def prefix_growth_rates(block_log_r: jax.Array, block_size: jax.Array) -> jax.Array:
-    """``(..., blocks, k)`` running averages ``sum_{m<=b} log|R_ii| / layers`` under ``K>=i`` (NaN-aware)."""
+def prefix_growth_rates(block_log_r: Float[Array, "*batch blocks k"],
+                        block_size: Int[Array, "*batch blocks"]) -> Float[Array, "*batch blocks k"]:
+    """``(..., blocks, k)`` running averages ``sum_{m<=b} log|R_ii| / layers`` under ``K>=i`` (NaN-aware).
+
+    Example:
+        >>> prefix_growth_rates(jnp.array([[-1.0], [-3.0]]), jnp.array([1, 1])).ravel().tolist()
+        [-1.0, -2.0]
+    """
     valid = jnp.isfinite(block_log_r)
     total = jnp.cumsum(jnp.where(valid, block_log_r, 0.0), axis=-2)
     layers = jnp.cumsum(jnp.where(valid, block_size[..., None].astype(total.dtype), 0.0), axis=-2)
@@ -290,7 +296,7 @@ def _gates_and_frames(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, c
 @functools.partial(jax.jit, static_argnames=("config",))
 def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: JacobianConfig) -> JacobianSpectrum:
     # The inputs share the weights: one forward pass gives every D_l(x), then the stacked engine pushes all
-    # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.fast; benchmarks/RESULTS.md, W1).
+    # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.engine.stacked_frame_sums).
     padded, outputs, masks, frames = _gates_and_frames(padded, xs, frame_keys, config)
     sums = stacked_frame_sums(padded.weights, masks, frames, _engine_config(padded, config))
     rates = exponents_from_sums(sums, config.condition)
@@ -311,7 +317,8 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
                             widths=padded.widths, config=config)
 
 
-def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation: str = "relu",
+def jacobian_spectrum(params: Params | PaddedMLP, xs: Float[Array, "B n0"] | Float[Array, " n0"], *,
+                      k: int | None = None, activation: str = "relu",
                       negative_slope: float = 0.01, final_activation: bool = False,
                       singular_values: bool = True,
                       prefixes: bool = True, reortho_every: int | str = 1, condition: str = "K>=i",
@@ -325,11 +332,12 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
         k: number of tangents / singular values (default ``min(widths)``).
         activation, negative_slope, final_activation: the network's nonlinearity (see
             :func:`jaxspec.networks.mlp_apply`).
-        singular_values: also compute exact ``log s_i(J_l)`` by the stratified scan of :mod:`jaxspec.svals`.
+        singular_values: also compute exact ``log s_i(J_l)`` by the stratified scan
+            (:func:`jaxspec.analysis.stratified_scan`).
         prefixes: return every prefix ``l = 1..L`` (else only the whole network).
         reortho_every: layers between QRs of the growth-rate scan, or ``"auto"``: the largest safe ``m``
             from a pilot of ``pilot_layers`` layers at ``pilot_inputs`` inputs
-            (:func:`jaxspec.fast.pilot_reortho_every`; a divisor of the depth with ``prefixes``, whose
+            (:func:`jaxspec.engine.pilot_reortho_every`; a divisor of the depth with ``prefixes``, whose
             per-layer values are then block running averages). With ``m > 1`` the orthogonality guard checks
             every block: ``"auto"`` re-runs with a smaller ``m``, an explicit ``m`` warns
             (:class:`jaxspec.engine.OrthogonalityWarning`); never silent. The exact singular values
@@ -344,7 +352,7 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
         :class:`JacobianSpectrum`.
 
     Example:
-        >>> from jaxspec.networks._mlp import init_mlp
+        >>> from jaxspec.networks import init_mlp
         >>> params = init_mlp(jax.random.key(0), (16,) * 21)
         >>> xs = jax.random.normal(jax.random.key(1), (8, 16))
         >>> spec = jacobian_spectrum(params, xs, k=4)
@@ -360,13 +368,11 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
         xs = xs[None]
     if xs.ndim != 2 or xs.shape[1] != padded.widths[0]:
         raise InputError(f"xs must have shape (batch, {padded.widths[0]}), got {xs.shape}")
-    auto = isinstance(reortho_every, str)
-    if auto and reortho_every != "auto":
-        raise InputError(f"reortho_every must be a positive integer or 'auto', got {reortho_every!r}")
+    every, auto = parse_reortho_every(reortho_every)
     config = make_jacobian_config(padded, k=k, activation=activation, negative_slope=negative_slope,
                                   final_activation=final_activation, singular_values=singular_values,
-                                  prefixes=prefixes, reortho_every=1 if auto else reortho_every,
-                                  condition=condition, dtype=dtype, precision=precision)
+                                  prefixes=prefixes, reortho_every=every, condition=condition, dtype=dtype,
+                                  precision=precision)
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
     divisor = padded.depth if prefixes else None
@@ -384,26 +390,26 @@ def jacobian_spectrum(params, xs: jax.Array, *, k: int | None = None, activation
 
 
 def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) -> JacobianConfig:
-    """Validate options and build a :class:`JacobianConfig` (raises :class:`InputError`)."""
+    """Validate options and build a :class:`JacobianConfig` (raises :class:`InputError`).
+
+    ``k``, ``reortho_every``, ``condition``, ``dtype`` and ``precision`` are validated by the engine's
+    :func:`jaxspec.engine.make_config` (with ``k`` at most the smallest width), the activation here.
+
+    Args:
+        padded: the network.
+        k: number of tangents (default: the smallest width).
+        **options: the other fields of :class:`JacobianConfig`.
+
+    Returns:
+        :class:`JacobianConfig`.
+    """
     max_k = min(padded.widths)
     k = max_k if k is None else k
-    if isinstance(k, bool) or int(k) != k or not 1 <= int(k) <= max_k:
-        raise InputError(f"k must be an integer in [1, {max_k}] (the smallest width), got {k}")
-    if options.get("activation", "relu") not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {options['activation']!r}")
-    if options.get("condition", "K>=i") not in CONDITIONS:
-        raise InputError(f"condition must be one of {', '.join(CONDITIONS)}, got {options['condition']!r}")
-    dtype = options.get("dtype", "float32")
-    if dtype not in ("float32", "float64"):
-        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InputError("dtype float64 needs 64-bit JAX: call "
-                         "jax.config.update('jax_enable_x64', True) first")
-    if options.get("precision", "highest") not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {options['precision']!r}")
-    every = options.get("reortho_every", 1)
-    if int(every) != every or every < 1:
-        raise InputError(f"reortho_every must be a positive integer, got {every}")
+    engine = make_config(k, max_k=max_k, reortho_every=options.get("reortho_every", 1),
+                         dtype=options.get("dtype", "float32"), precision=options.get("precision", "highest"),
+                         condition=options.get("condition", "K>=i"))
+    check_choice("activation", options.get("activation", "relu"), ACTIVATIONS)
+    every = engine.reortho_every
     if options.get("prefixes", True) and every > 1 and padded.depth % every:
         raise InputError(f"per-prefix growth rates with reortho_every={every} need a depth multiple of it")
     return JacobianConfig(k=int(k), **options)
@@ -413,9 +419,15 @@ def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) 
 # Dense route (small cases, float64 cross-check).
 
 
-def dense_jacobian(params, x: jax.Array, *, activation: str = "relu", negative_slope: float = 0.01,
-                   final_activation: bool = False) -> jax.Array:
-    """``J(x)`` by ``jax.jacfwd`` (``(n_L, n_0)``; ``(B, n_L, n_0)`` for a batch)."""
+def dense_jacobian(params: Params | PaddedMLP, x: Float[Array, "*B n0"], *, activation: str = "relu",
+                   negative_slope: float = 0.01, final_activation: bool = False) -> Float[Array, "*B nL n0"]:
+    """``J(x)`` by ``jax.jacfwd`` (``(n_L, n_0)``; ``(B, n_L, n_0)`` for a batch).
+
+    Example:
+        >>> from jaxspec.networks import init_mlp
+        >>> dense_jacobian(init_mlp(jax.random.key(0), (3, 8, 2)), jnp.ones((5, 3))).shape
+        (5, 2, 3)
+    """
     f = functools.partial(mlp_apply, params, activation=activation, negative_slope=negative_slope,
                           final_activation=final_activation)
     jac = jax.jacfwd(f)
@@ -423,8 +435,9 @@ def dense_jacobian(params, x: jax.Array, *, activation: str = "relu", negative_s
     return jax.vmap(jac)(x) if x.ndim == 2 else jac(x)
 
 
-def dense_prefix_jacobians(params, x: jax.Array, *, activation: str = "relu", negative_slope: float = 0.01,
-                           final_activation: bool = False) -> jax.Array:
+def dense_prefix_jacobians(params: Params | PaddedMLP, x: Float[Array, " n0"], *, activation: str = "relu",
+                           negative_slope: float = 0.01,
+                           final_activation: bool = False) -> Float[Array, "L N n0"]:
     """Every prefix product ``J_l = D_l W_l ... D_1 W_1`` at ``x``, formed explicitly.
 
     Args:
@@ -456,10 +469,12 @@ def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activat
     return prefixes
 
 
-def dense_prefix_log_svals(params, x: jax.Array, **kwargs) -> np.ndarray:
+def dense_prefix_log_svals(params: Params | PaddedMLP, x: Float[Array, " n0"],
+                           **kwargs) -> Float[np.ndarray, "L n0"]:
     """``(L, n_0)`` ``log s_i(J_l)`` by numpy SVD of the explicit prefixes (float64; ``-inf`` for zeros).
 
-    Accurate only while ``s_i / s_1`` stays above machine precision ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)): a cross-check.
+    Accurate only while ``s_i / s_1`` stays above machine precision
+    ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)): a cross-check.
     """
     prefixes = np.asarray(dense_prefix_jacobians(params, x, **kwargs), dtype=np.float64)
     s = np.linalg.svd(prefixes, compute_uv=False)

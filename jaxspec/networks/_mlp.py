@@ -13,12 +13,12 @@ Gates. Inside one activation region the network is affine and its input-output J
 
     J(x) = D_L W_L ... D_1 W_1,    D_l = diag(phi'(W_l h_{l-1} + b_l))
 
-(1-based as in [the math reference](https://jaxspec.github.io/jaxspec/math/); ``D_L = I`` when the last layer is linear). :func:`gates` returns the diagonals
-``d_l`` (``{0, 1}`` for ReLU, ``{negative_slope, 1}`` for leaky ReLU, ones for linear), with the convention
-``phi'(0) = negative_slope`` (0 for ReLU). :func:`fixed_gates_apply` is the network with those gates frozen:
-a product of masked affine maps, exactly linear in ``x`` for zero bias, differentiable (and trainable) in
-``params``. :func:`network_layer_stack` hands the masked product to the spectrum engine as a
-:class:`jaxspec.FixedStack`.
+(1-based as in [the math reference](https://jaxspec.github.io/jaxspec/math/); ``D_L = I`` when the last layer
+is linear). :func:`gates` returns the diagonals ``d_l`` (``{0, 1}`` for ReLU, ``{negative_slope, 1}`` for
+leaky ReLU, ones for linear), with the convention ``phi'(0) = negative_slope`` (0 for ReLU).
+:func:`fixed_gates_apply` is the network with those gates frozen: a product of masked affine maps, exactly
+linear in ``x`` for zero bias, differentiable (and trainable) in ``params``. :func:`network_layer_stack`
+hands the masked product to the spectrum engine as a :class:`jaxspec.FixedStack`.
 
 Deep networks. A list of layers is unrolled by ``jit``; for depths in the hundreds use the padded, stacked
 form :class:`PaddedMLP` (:func:`pad_params`), on which every function here runs a ``lax.scan`` over layers.
@@ -45,66 +45,53 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from jaxspec._checks import HIGHEST, InputError
-from jaxspec.ensembles._layers import FixedStack, layer_key
-
-__all__ = [
-    "ACTIVATIONS",
-    "INITS",
-    "MLP",
-    "PaddedMLP",
-    "activation_derivative",
-    "apply_activation",
-    "fixed_gates_apply",
-    "gates",
-    "init_gain",
-    "init_mlp",
-    "init_padded_mlp",
-    "mlp_apply",
-    "mlp_widths",
-    "network_layer_stack",
-    "pad_params",
-    "unpad_params",
-]
+from jaxspec._checks import HIGHEST, InputError, check_choice
+from jaxspec.ensembles import FixedStack, layer_key
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
 INITS = ("he", "lecun")
 
-Params = list[dict[str, jax.Array]]
+#: A list of ``L`` layer dicts ``{"w": (n_{l+1}, n_l), "b": (n_{l+1},)}`` (``"b"`` absent without biases).
+Params = list[dict[str, Array]]
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Activations and their derivatives (the gates).
 
 
-def _check_activation(activation: str) -> None:
-    if activation not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+def apply_activation(pre: Float[Array, "*shape"], activation: str = "relu",
+                     negative_slope: float = 0.01) -> Float[Array, "*shape"]:
+    """``phi(pre)`` elementwise; leaky ReLU is ``where(pre > 0, pre, negative_slope * pre)``.
 
-
-def apply_activation(pre: jax.Array, activation: str = "relu", negative_slope: float = 0.01) -> jax.Array:
-    """``phi(pre)`` elementwise; leaky ReLU is ``where(pre > 0, pre, negative_slope * pre)``."""
+    Example:
+        >>> apply_activation(jnp.array([-2.0, 3.0]), "leaky_relu", 0.5)
+        Array([-1.,  3.], dtype=float32)
+    """
+    check_choice("activation", activation, ACTIVATIONS)
     if activation == "relu":
         return jnp.where(pre > 0, pre, jnp.zeros_like(pre))
     if activation == "leaky_relu":
         return jnp.where(pre > 0, pre, negative_slope * pre)
-    if activation == "linear":
-        return pre
-    raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return pre
 
 
-def activation_derivative(pre: jax.Array, activation: str = "relu",
-                          negative_slope: float = 0.01) -> jax.Array:
-    """``phi'(pre)`` elementwise, with ``phi'(0) = negative_slope`` (0 for ReLU), matching ``jax.jvp``."""
+def activation_derivative(pre: Float[Array, "*shape"], activation: str = "relu",
+                          negative_slope: float = 0.01) -> Float[Array, "*shape"]:
+    """``phi'(pre)`` elementwise, with ``phi'(0) = negative_slope`` (0 for ReLU), matching ``jax.jvp``.
+
+    Example:
+        >>> activation_derivative(jnp.array([-2.0, 0.0, 3.0]))
+        Array([0., 0., 1.], dtype=float32)
+    """
+    check_choice("activation", activation, ACTIVATIONS)
     one = jnp.ones_like(pre)
     if activation == "relu":
         return jnp.where(pre > 0, one, jnp.zeros_like(pre))
     if activation == "leaky_relu":
         return jnp.where(pre > 0, one, negative_slope * one)
-    if activation == "linear":
-        return one
-    raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return one
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -116,14 +103,21 @@ def init_gain(activation: str = "relu", init: str = "he", gain: float | None = N
     """The weight variance times fan-in, ``sigma2``: entries of ``W_l`` are ``N(0, sigma2 / n_in)``.
 
     ``gain`` (if given) is ``sigma2`` itself. Otherwise He: ``2 / (1 + negative_slope^2)`` for leaky ReLU,
-    2 for ReLU, 1 for linear (the critical ``sigma2 p = 1``, [math §1](https://jaxspec.github.io/jaxspec/math/#s1)); LeCun: 1.
+    2 for ReLU, 1 for linear (the critical ``sigma2 p = 1``, [math §1](https://jaxspec.github.io/jaxspec/math/#s1));
+    LeCun: 1.
+
+    Example:
+        >>> init_gain("relu"), init_gain("linear"), init_gain("relu", "lecun")
+        (2.0, 1.0, 1.0)
+
+    References:
+        He et al., ICCV 2015.
     """
     if gain is not None:
         if not np.isfinite(gain) or gain <= 0:
             raise InputError(f"gain (the weight variance times fan-in) must be positive, got {gain}")
         return float(gain)
-    if init not in INITS:
-        raise InputError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    check_choice("init", init, INITS)
     if init == "lecun" or activation == "linear":
         return 1.0
     if activation == "relu":
@@ -131,7 +125,18 @@ def init_gain(activation: str = "relu", init: str = "he", gain: float | None = N
     return 2.0 / (1.0 + float(negative_slope) ** 2)
 
 
-def init_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
+def _init_law(widths: Sequence[int], activation: str, init: str, gain: float | None, negative_slope: float,
+              bias_std: float) -> tuple[tuple[int, ...], float]:
+    """The validated widths and ``sigma2`` of :func:`init_mlp` and :func:`init_padded_mlp`."""
+    check_choice("activation", activation, ACTIVATIONS)
+    widths = _check_widths(widths)
+    sigma2 = init_gain(activation, init, gain, negative_slope)
+    if bias_std < 0:
+        raise InputError(f"bias_std must be non-negative, got {bias_std}")
+    return widths, sigma2
+
+
+def init_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
              gain: float | None = None, init: str = "he", negative_slope: float = 0.01, bias_std: float = 0.0,
              dtype=jnp.float32) -> Params:
     """Draw an MLP: ``W_l`` entries iid ``N(0, sigma2 / n_l)`` with ``sigma2 = init_gain(...)``.
@@ -161,11 +166,7 @@ def init_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = "relu",
     References:
         He et al., ICCV 2015 (``sigma2 = 2`` for ReLU).
     """
-    _check_activation(activation)
-    widths = _check_widths(widths)
-    sigma2 = init_gain(activation, init, gain, negative_slope)
-    if bias_std < 0:
-        raise InputError(f"bias_std must be non-negative, got {bias_std}")
+    widths, sigma2 = _init_law(widths, activation, init, gain, negative_slope, bias_std)
     params = []
     for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         key_w, key_b = jax.random.split(layer_key(key, l))
@@ -179,7 +180,7 @@ def init_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = "relu",
     return params
 
 
-def init_padded_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
+def init_padded_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
                     gain: float | None = None, init: str = "he", negative_slope: float = 0.01,
                     bias_std: float = 0.0, dtype=jnp.float32) -> PaddedMLP:
     """Draw an MLP directly in the stacked form (one vmapped draw, so deep networks compile in constant time).
@@ -199,12 +200,8 @@ def init_padded_mlp(key: jax.Array, widths: Sequence[int], *, activation: str = 
         >>> padded.weights.shape
         (500, 8, 8)
     """
-    _check_activation(activation)
-    widths = _check_widths(widths)
-    sigma2 = init_gain(activation, init, gain, negative_slope)
+    widths, sigma2 = _init_law(widths, activation, init, gain, negative_slope, bias_std)
     n, depth = max(widths), len(widths) - 1
-    if bias_std < 0:
-        raise InputError(f"bias_std must be non-negative, got {bias_std}")
 
     def one(index):
         key_w, key_b = jax.random.split(layer_key(key, index))
@@ -232,8 +229,13 @@ def _check_widths(widths: Sequence[int]) -> tuple[int, ...]:
     return widths
 
 
-def mlp_widths(params) -> tuple[int, ...]:
-    """``(n_0, ..., n_L)`` of a list of layers or a :class:`PaddedMLP`."""
+def mlp_widths(params: Params | PaddedMLP) -> tuple[int, ...]:
+    """``(n_0, ..., n_L)`` of a list of layers or a :class:`PaddedMLP`.
+
+    Example:
+        >>> mlp_widths(init_mlp(jax.random.key(0), (3, 5, 2)))
+        (3, 5, 2)
+    """
     if isinstance(params, PaddedMLP):
         return params.widths
     return (int(params[0]["w"].shape[1]),) + tuple(int(p["w"].shape[0]) for p in params)
@@ -253,8 +255,8 @@ class PaddedMLP:
         widths: ``(n_0, ..., n_L)`` (static).
     """
 
-    weights: jax.Array
-    biases: jax.Array | None
+    weights: Float[Array, "L N N"]
+    biases: Float[Array, "L N"] | None
     widths: tuple[int, ...] = struct.field(pytree_node=False)
 
     @property
@@ -265,14 +267,19 @@ class PaddedMLP:
     def max_width(self) -> int:
         return max(self.widths)
 
-    def row_valid(self) -> jax.Array:
+    def row_valid(self) -> Bool[Array, "L N"]:
         """``(L, N)`` booleans, True on the real (non-padding) output rows of each layer."""
         out = jnp.asarray(self.widths[1:], jnp.int32)
         return jnp.arange(self.max_width)[None, :] < out[:, None]
 
 
-def pad_params(params: Params) -> PaddedMLP:
-    """Stack a list of layers into a :class:`PaddedMLP` (zero padding to the largest width)."""
+def pad_params(params: Params | PaddedMLP) -> PaddedMLP:
+    """Stack a list of layers into a :class:`PaddedMLP` (zero padding to the largest width).
+
+    Example:
+        >>> pad_params(init_mlp(jax.random.key(0), (3, 5, 2))).weights.shape
+        (2, 5, 5)
+    """
     if isinstance(params, PaddedMLP):
         return params
     _check_params(params)
@@ -288,7 +295,7 @@ def pad_params(params: Params) -> PaddedMLP:
 
 
 def unpad_params(padded: PaddedMLP) -> Params:
-    """The list-of-layers form of a :class:`PaddedMLP`."""
+    """The list-of-layers form of a :class:`PaddedMLP` (the inverse of :func:`pad_params`)."""
     w = padded.widths
     out = []
     for l in range(padded.depth):
@@ -338,7 +345,7 @@ def _linear(w, b, h, precision):
 def _forward(params, x, activation, negative_slope, final_activation, precision, *, gate_list=None,
              collect_gates=False):
     """Shared forward pass, returns ``(y, gates)``; with ``gate_list`` the gates are frozen, not computed."""
-    _check_activation(activation)
+    check_choice("activation", activation, ACTIVATIONS)
     if isinstance(params, PaddedMLP):
         return _forward_padded(params, x, activation, negative_slope, final_activation, precision,
                                gate_list=gate_list)
@@ -397,7 +404,7 @@ def _forward_padded(padded: PaddedMLP, x, activation, negative_slope, final_acti
     return h[..., :n_out], ds if all_layers else ds[:num_gated]
 
 
-def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> jax.Array:
+def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> Float[Array, "L *batch N"]:
     """``(L, ..., N)`` stacked gates, ones for an ungated last layer."""
     n, depth = padded.max_width, padded.depth
     if isinstance(gate_list, (list, tuple)):
@@ -414,8 +421,17 @@ def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> jax.Arra
     return g
 
 
-def mlp_apply(params, x: jax.Array, *, activation: str = "relu", negative_slope: float = 0.01,
-              final_activation: bool = False, precision=HIGHEST) -> jax.Array:
+def _num_gates(gate_list, depth: int) -> int:
+    """How many gate vectors ``gate_list`` holds: ``L - 1`` (last layer linear) or ``L``, else raise."""
+    num = len(gate_list) if isinstance(gate_list, (list, tuple)) else jnp.shape(gate_list)[0]
+    if num not in (depth - 1, depth):
+        raise InputError(f"need {depth - 1} (last layer linear) or {depth} gate vectors, got {num}")
+    return num
+
+
+def mlp_apply(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activation: str = "relu",
+              negative_slope: float = 0.01, final_activation: bool = False,
+              precision=HIGHEST) -> Float[Array, "*batch nL"]:
     """The network's output.
 
     Args:
@@ -439,8 +455,9 @@ def mlp_apply(params, x: jax.Array, *, activation: str = "relu", negative_slope:
     return _forward(params, x, activation, negative_slope, final_activation, precision)[0]
 
 
-def gates(params, x: jax.Array, *, activation: str = "relu", negative_slope: float = 0.01,
-          final_activation: bool = False, precision=HIGHEST) -> list[jax.Array]:
+def gates(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activation: str = "relu",
+          negative_slope: float = 0.01, final_activation: bool = False,
+          precision=HIGHEST) -> list[Float[Array, "*batch n"]] | Float[Array, "G *batch N"]:
     """The activation derivatives ``d_l = phi'(W_l h_{l-1} + b_l)`` of every gated layer at ``x``.
 
     Args:
@@ -461,7 +478,9 @@ def gates(params, x: jax.Array, *, activation: str = "relu", negative_slope: flo
     return _forward(params, x, activation, negative_slope, final_activation, precision, collect_gates=True)[1]
 
 
-def fixed_gates_apply(params, gate_list, x: jax.Array, *, precision=HIGHEST) -> jax.Array:
+def fixed_gates_apply(params: Params | PaddedMLP,
+                      gate_list: Sequence[Float[Array, "*batch n"]] | Float[Array, "G *batch N"],
+                      x: Float[Array, "*batch n0"], *, precision=HIGHEST) -> Float[Array, "*batch nL"]:
     """The network with frozen gates: ``y = W_L (d_{L-1} * (... d_1 * (W_1 x + b_1) ...)) + b_L``.
 
     A product of masked affine maps: linear in ``x`` when bias-free, differentiable in ``params`` (so it can
@@ -490,15 +509,14 @@ def fixed_gates_apply(params, gate_list, x: jax.Array, *, precision=HIGHEST) -> 
     _check_params(params)
     _check_input(params, x)
     depth = len(params) if not isinstance(params, PaddedMLP) else params.depth
-    num = len(gate_list) if isinstance(gate_list, (list, tuple)) else jnp.shape(gate_list)[0]
-    if num not in (depth - 1, depth):
-        raise InputError(f"need {depth - 1} (last layer linear) or {depth} gate vectors, got {num}")
-    final_activation = num == depth
+    final_activation = _num_gates(gate_list, depth) == depth
     # 'linear' with frozen gates: the forward pass only multiplies by the given d_l.
     return _forward(params, x, "linear", 0.0, final_activation, precision, gate_list=gate_list)[0]
 
 
-def network_layer_stack(params, gate_list, *, dtype=None) -> FixedStack:
+def network_layer_stack(params: Params | PaddedMLP,
+                        gate_list: Sequence[Float[Array, " n"]] | Float[Array, "G N"], *,
+                        dtype=None) -> FixedStack:
     """The fixed-gates network as a :class:`jaxspec.FixedStack` (masked layers ``D_l W_l``) for the engine.
 
     Biases do not enter the Jacobian and are dropped. A missing last gate (linear last layer) becomes ones.
@@ -523,9 +541,7 @@ def network_layer_stack(params, gate_list, *, dtype=None) -> FixedStack:
     _check_params(params)
     padded = pad_params(params)
     depth = padded.depth
-    num = len(gate_list) if isinstance(gate_list, (list, tuple)) else jnp.shape(gate_list)[0]
-    if num not in (depth - 1, depth):
-        raise InputError(f"need {depth - 1} (last layer linear) or {depth} gate vectors, got {num}")
+    num = _num_gates(gate_list, depth)
     first = gate_list[0]
     if jnp.ndim(first) != 1:
         raise InputError("network_layer_stack takes the gates of one input; vmap it over a batch")
@@ -575,11 +591,11 @@ class MLP(nn.Module):
             init=self.weight_init,
             negative_slope=self.negative_slope, bias_std=self.bias_std, dtype=self.param_dtype))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: Float[Array, "*batch n0"]) -> Float[Array, "*batch nL"]:
         return mlp_apply(self.layers, x, activation=self.activation, negative_slope=self.negative_slope,
                          final_activation=self.final_activation)
 
-    def gates(self, x: jax.Array) -> list[jax.Array]:
+    def gates(self, x: Float[Array, "*batch n0"]) -> list[Float[Array, "*batch n"]]:
         """The gates at ``x`` (call through ``model.apply(variables, x, method=MLP.gates)``)."""
         return gates(self.layers, x, activation=self.activation, negative_slope=self.negative_slope,
                      final_activation=self.final_activation)

@@ -1,15 +1,13 @@
 """Closed forms next to every simulation ([math §1-3](https://jaxspec.github.io/jaxspec/math/#s1)).
 
-* :mod:`~jaxspec.theory._lyapunov`: Lyapunov spectra (Newman, complex Ginibre, Haar orthogonal, masked
-  products for any active-count law, deterministic counts, variable widths), conditioning conventions,
-  ``P(K >= i)``, per-layer variances and predicted standard errors.
+* :mod:`~jaxspec.theory._lyapunov`: Lyapunov spectra of (masked) products, count laws, variances, errors.
 * :mod:`~jaxspec.theory._expansions`: large-N expansions (an option; exact sums are the default).
 * :mod:`~jaxspec.theory._covariance`: covariance across indices of the exponent estimates.
-* :mod:`~jaxspec.theory._finite_depth`: offsets ``c_i`` of the finite-depth singular values, gaps, separation
-  and alignment rates.
+* :mod:`~jaxspec.theory._finite_depth`: offsets ``c_i`` of finite-depth singular values, gaps, separation.
 * :mod:`~jaxspec.theory._moments`: exact moments of ``||J u||^2`` (Hanin-Nica) for ReLU networks.
 * :mod:`~jaxspec.theory._wide`: the wide-first regime (spectral variance of ``J J^T``, Fuss-Catalan edge).
 * :mod:`~jaxspec.theory._jax`: jittable variants for sweeps.
+* :mod:`~jaxspec.theory._validation`: the argument checks the closed forms share (``k``, ``p``).
 """
 
 from jaxspec.theory._covariance import estimator_covariance, layer_covariance

@@ -12,7 +12,8 @@ to first order in ``1/L``,
 averaged over the layers' laws; the diagonal is ``v_i / P_i`` (:func:`jaxspec.theory.predicted_stderr`).
 
 References:
-    Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+    Newman, CMP 104 (1986); Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384
+    ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
 """
 
 from __future__ import annotations
@@ -20,27 +21,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from jaxtyping import ArrayLike, Float
 from scipy import special
 
 from jaxspec.theory._lyapunov import (
     CountLaw,
-    _check_condition,
-    _check_k,
-    _ensemble_theory,
+    check_condition,
     count_law_theory,
     ensemble_count_laws,
+    ensemble_theory,
     expected_counted_fraction,
+    law_terms,
     relu_survival,
 )
-
-__all__ = [
-    "estimator_covariance",
-    "layer_covariance",
-]
+from jaxspec.theory._validation import check_k
 
 
-def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequence[float] = 1.0,
-                     condition: str = "K>=i") -> np.ndarray:
+def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0,
+                     condition: str = "K>=i") -> Float[np.ndarray, "k k"]:
     """``(k, k)`` covariance per layer ``Sigma`` of the exponent estimates: ``Cov = Sigma / (L seeds)``.
 
     Args:
@@ -60,19 +58,13 @@ def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
     References:
         Haas et al., arXiv:2602.12384 (within-layer correlations through ``K``).
     """
-    _check_condition(condition)
+    check_condition(condition)
     base = count_law_theory(laws, k, sigma2=sigma2, condition=condition)
     lam = np.where(np.isfinite(base.exponents), base.exponents, 0.0)
     sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
-    idx = np.arange(1, k + 1)[:, None]
     total = np.zeros((k, k))
     for law, s2 in zip(laws, sigma2, strict=True):
-        counts = np.arange(law.pmf.shape[0])[None, :]
-        dof = counts - idx + 1
-        alive = dof >= 1
-        admit = np.broadcast_to(counts >= k, dof.shape) if condition == "K>=k" else alive
-        safe = np.where(alive, dof, 1) / 2.0
-        mean_term = 0.5 * np.log(2.0 * s2 / law.fan_in) + 0.5 * special.digamma(safe)
+        _, admit, safe, mean_term = law_terms(law, k, s2, condition)
         centred = np.where(admit, mean_term - lam[:, None], 0.0)  # (k, K+1)
         weighted = centred * law.pmf[None, :]
         total += weighted @ centred.T
@@ -89,22 +81,34 @@ def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
 
 
 def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1,
-                         condition: str = "K>=i") -> np.ndarray | None:
+                         condition: str = "K>=i") -> Float[np.ndarray, "k k"] | None:
     """``(k, k)`` predicted covariance of :func:`jaxspec.lyapunov_spectrum`'s mean exponents, or ``None``.
 
     ``layer_covariance / (L seeds)`` (``reortho_every = 1``); Haar-orthogonal ensembles give zeros.
+
+    Args:
+        ensemble: an ensemble of :mod:`jaxspec.ensembles`.
+        k: number of indices (default: the smallest width).
+        seeds: number of independent seeds averaged.
+        condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
+
+    Returns:
+        ``(k, k)`` float64 matrix, or ``None`` where no closed form is known.
 
     Example:
         >>> import jaxspec
         >>> cov = estimator_covariance(jaxspec.masked(width=8, depth=100), 3, seeds=4)
         >>> cov.shape
         (3, 3)
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    _check_condition(condition)
-    theory = _ensemble_theory(ensemble, k, condition)
+    check_condition(condition)
+    theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None
-    k = _check_k(k, min(ensemble.widths))
+    k = check_k(k, min(ensemble.widths))
     depth = len(ensemble.widths) - 1
     if getattr(ensemble, "name", None) == "orthogonal":
         return np.zeros((k, k))

@@ -17,35 +17,29 @@ References:
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import Float
 
-from jaxspec._checks import InputError
-
-__all__ = [
-    "large_n_complex_exponents",
-    "large_n_exponents",
-    "large_n_gaps",
-    "large_n_variance",
-]
+from jaxspec.theory._validation import check_k, check_probability
 
 
 def _indices(n: int, k: int | None) -> np.ndarray:
-    k = n if k is None else int(k)
-    if not 1 <= k <= n:
-        raise InputError(f"k must lie in [1, {n}], got {k}")
-    return np.arange(1, k + 1)
+    return np.arange(1, check_k(k, n) + 1)
 
 
-def _check_p(p: float) -> float:
-    p = float(p)
-    if not 0 < p <= 1:
-        raise InputError(f"p must lie in (0, 1], got {p}")
-    return p
-
-
-def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0,
+                      k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` large-N exponents ``(1/2) log(sigma2 p) + (1/2) log(1 - (i-1)/(pN)) - (3-p)/(4pN)``.
 
     NaN where ``i - 1 >= pN`` (outside the expansion's range).
+
+    Args:
+        n: width ``N``.
+        p: gate probability in ``(0, 1]``.
+        sigma2: weight variance times fan-in.
+        k: number of exponents (default ``n``).
+
+    Returns:
+        ``(k,)`` float64 exponents.
 
     Example:
         >>> np.round(large_n_exponents(1000, 0.5, 2.0, k=2), 6)
@@ -54,7 +48,7 @@ def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0, k: int | None
     References:
         Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
-    p = _check_p(p)
+    p = check_probability(p)
     i = _indices(n, k)
     inside = 1.0 - (i - 1) / (p * n)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -62,29 +56,33 @@ def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0, k: int | None
     return 0.5 * np.log(sigma2 * p) + 0.5 * log_inside - (3.0 - p) / (4.0 * p * n)
 
 
-def large_n_variance(n: int, p: float = 1.0, k: int | None = None) -> np.ndarray:
-    """``(k,)`` large-N per-layer variance of ``log|R_ii|``: ``(1/4)[2/(pN-i+1) + p(1-p)N/(pN-i+1)^2]``."""
-    p = _check_p(p)
+def large_n_variance(n: int, p: float = 1.0, k: int | None = None) -> Float[np.ndarray, " k"]:
+    """``(k,)`` large-N per-layer variance of ``log|R_ii|``: ``(1/4)[2/(pN-i+1) + p(1-p)N/(pN-i+1)^2]``.
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
+    """
+    p = check_probability(p)
     i = _indices(n, k)
     m = p * n - i + 1
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(m > 0, 0.25 * (2.0 / m + p * (1.0 - p) * n / m**2), np.nan)
 
 
-def large_n_gaps(n: int, p: float = 1.0, k: int | None = None) -> np.ndarray:
+def large_n_gaps(n: int, p: float = 1.0, k: int | None = None) -> Float[np.ndarray, " k-1"]:
     """``(k-1,)`` large-N gaps ``lambda_i - lambda_{i+1} ~ 1/(2(pN - i))``, ``i = 1..k-1``.
 
     Example:
         >>> float(large_n_gaps(100, 1.0, 2)[0])
         0.005050505050505051
     """
-    p = _check_p(p)
+    p = check_probability(p)
     i = _indices(n, k)[:-1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(p * n - i > 0, 1.0 / (2.0 * (p * n - i)), np.nan)
 
 
-def large_n_complex_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
+def large_n_complex_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` large-N complex Ginibre exponents ``(1/2) log sigma2 + (1/2)[log(1 - (i-1)/N) - 1/(2N)]``."""
     i = _indices(n, k)
     return 0.5 * np.log(sigma2) + 0.5 * (np.log1p(-(i - 1) / n) - 0.5 / n)

@@ -22,22 +22,14 @@ References:
 from __future__ import annotations
 
 import numpy as np
+from jaxtyping import ArrayLike, Float
 from scipy import special
 
 from jaxspec._checks import InputError
-
-__all__ = [
-    "alignment_slope",
-    "predicted_log_svals",
-    "predicted_separation",
-    "separation_depth",
-    "separation_rate",
-    "singular_value_offsets",
-    "spectral_gaps",
-]
+from jaxspec.theory._validation import check_k
 
 
-def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
+def singular_value_offsets(n: int, k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` offsets ``c_i = (1/2)[psi((n-i+1)/2) - psi(i/2)]`` of ``E log s_i(M_L) = L lambda_i + c_i``.
 
     Args:
@@ -52,25 +44,43 @@ def singular_value_offsets(n: int, k: int | None = None) -> np.ndarray:
         array([1.60981, 0.84019, 0.44315, 0.14019])
 
     References:
-        Haas et al., arXiv:2602.12384 (finite-depth corrections; [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+        Haas et al., arXiv:2602.12384 (finite-depth corrections;
+        [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     n = int(n)
-    k = n if k is None else int(k)
-    if not 1 <= k <= n:
-        raise InputError(f"k must lie in [1, {n}], got {k}")
+    k = check_k(k, n)
     i = np.arange(1, k + 1)
     return 0.5 * (special.digamma((n - i + 1) / 2.0) - special.digamma(i / 2.0))
 
 
-def predicted_log_svals(exponents, offsets, depth) -> np.ndarray:
-    """``E log s_i(M_L) ~ L lambda_i + c_i`` for one depth (``(k,)``) or an array of depths (``(D, k)``)."""
+def predicted_log_svals(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"],
+                        depth: float | Float[ArrayLike, "*D"]) -> Float[np.ndarray, "*D k"]:
+    """``E log s_i(M_L) ~ L lambda_i + c_i`` for one depth (``(k,)``) or an array of depths (``(D, k)``).
+
+    Valid once ``L * gap >> 1``. For every prefix ``l = 1..L`` of one product pass ``np.arange(1, L + 1)``.
+
+    Args:
+        exponents: ``(k,)`` Lyapunov exponents ``lambda_i``.
+        offsets: ``(k,)`` finite-depth offsets ``c_i`` (:func:`singular_value_offsets`).
+        depth: a depth ``L`` or an array of depths ``(D,)`` (any shape).
+
+    Returns:
+        ``(k,)`` for a scalar depth, ``(D, k)`` for an array of depths (float64).
+
+    Example:
+        >>> predicted_log_svals([-0.1, -0.2], [1.0, 0.5], np.array([10, 20])).round(6).tolist()
+        [[0.0, -1.5], [-1.0, -3.5]]
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+    """
     exponents = np.asarray(exponents, float)
     offsets = np.asarray(offsets, float)
     depth = np.asarray(depth, float)
     return depth[..., None] * exponents + offsets
 
 
-def spectral_gaps(exponents) -> np.ndarray:
+def spectral_gaps(exponents: Float[ArrayLike, " k"]) -> Float[np.ndarray, " k-1"]:
     """``(k-1,)`` gaps ``lambda_i - lambda_{i+1}`` (the per-layer growth rates of ``log(s_i/s_{i+1})``).
 
     Example:
@@ -83,15 +93,20 @@ def spectral_gaps(exponents) -> np.ndarray:
         return exponents[:-1] - exponents[1:]
 
 
-def separation_rate(exponents, i: int = 1) -> float:
-    """Per-layer growth rate of ``log(s_i/s_{i+1})``: ``lambda_i - lambda_{i+1}``."""
+def separation_rate(exponents: Float[ArrayLike, " k"], i: int = 1) -> float:
+    """Per-layer growth rate of ``log(s_i/s_{i+1})``: ``lambda_i - lambda_{i+1}`` (``i`` 1-based, ``< k``).
+
+    Example:
+        >>> separation_rate([-0.1, -0.3, -0.6], 2)
+        0.3
+    """
     exponents = np.asarray(exponents, float)
     if not 1 <= int(i) < exponents.shape[0]:
         raise InputError(f"i must lie in [1, {exponents.shape[0] - 1}], got {i}")
     return float(exponents[int(i) - 1] - exponents[int(i)])
 
 
-def alignment_slope(exponents) -> float:
+def alignment_slope(exponents: Float[ArrayLike, " k"]) -> float:
     """``lambda_1 - lambda_2``: ``E log sin angle(v_1(J_l), v_1(J_L)) ~ -l (lambda_1 - lambda_2) + const``.
 
     References:
@@ -100,14 +115,32 @@ def alignment_slope(exponents) -> float:
     return separation_rate(exponents, 1)
 
 
-def predicted_separation(exponents, offsets, depth) -> np.ndarray:
-    """``E log(s_i/s_{i+1}) ~ L (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``: ``(k-1,)`` or ``(D, k-1)``."""
+def predicted_separation(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"],
+                         depth: float | Float[ArrayLike, "*D"]) -> Float[np.ndarray, "*D k-1"]:
+    """``E log(s_i/s_{i+1}) ~ L (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``: ``(k-1,)`` or ``(D, k-1)``.
+
+    Args:
+        exponents: ``(k,)`` Lyapunov exponents.
+        offsets: ``(k,)`` finite-depth offsets.
+        depth: a depth or an array of depths (as for :func:`predicted_log_svals`).
+
+    Returns:
+        ``(k-1,)`` for a scalar depth, ``(D, k-1)`` for an array of depths.
+
+    Example:
+        >>> predicted_separation([-0.1, -0.2], [1.0, 0.5], np.arange(1, 5))[:, 0].round(6).tolist()
+        [0.6, 0.7, 0.8, 0.9]
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+    """
     pred = predicted_log_svals(exponents, offsets, depth)
     with np.errstate(invalid="ignore"):
         return pred[..., :-1] - pred[..., 1:]
 
 
-def separation_depth(exponents, offsets, log_ratio: float, i: int = 1) -> float:
+def separation_depth(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"], log_ratio: float,
+                     i: int = 1) -> float:
     """Depth at which ``E log(s_i/s_{i+1})`` reaches ``log_ratio``: ``(log_ratio - c_i + c_{i+1}) / gap_i``.
 
     Example:

@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 from jax.scipy import special as jsp
-
-__all__ = [
-    "gaussian_exponents_jax",
-    "masked_exponents_jax",
-]
+from jaxtyping import Array, ArrayLike, Float
 
 
-def gaussian_exponents_jax(n: int, sigma2=1.0, k: int | None = None):
+def gaussian_exponents_jax(n: int, sigma2: Float[ArrayLike, ""] = 1.0,
+                           k: int | None = None) -> Float[Array, " k"]:
     """``(k,)`` Newman exponents with a traced ``sigma2`` (``n``, ``k`` static).
+
+    Args:
+        n: width ``N`` (static).
+        sigma2: weight variance times fan-in (may be traced).
+        k: number of exponents (static, default ``n``).
+
+    Returns:
+        ``(k,)`` exponents in the dtype of ``sigma2``.
 
     Example:
         >>> import jax
         >>> jax.vmap(lambda s2: gaussian_exponents_jax(8, s2, 2))(jnp.array([1.0, 2.0])).shape
         (2, 2)
+
+    References:
+        Newman, CMP 104 (1986).
     """
     k = n if k is None else k
     i = jnp.arange(1, k + 1)
@@ -33,16 +41,29 @@ def gaussian_exponents_jax(n: int, sigma2=1.0, k: int | None = None):
     return 0.5 * jnp.log(sigma2) + 0.5 * (jnp.log(2.0 / n) + jsp.digamma((n - i + 1) / 2.0))
 
 
-def masked_exponents_jax(n: int, p=0.5, sigma2=1.0, k: int | None = None):
+def masked_exponents_jax(n: int, p: Float[ArrayLike, ""] = 0.5, sigma2: Float[ArrayLike, ""] = 1.0,
+                         k: int | None = None) -> Float[Array, " k"]:
     """``(k,)`` masked-product exponents conditioned on ``K >= i``, with traced ``p`` and ``sigma2``.
 
     ``lambda_i = (1/2) log(2 sigma2 / n) + (1/2) E[psi((K-i+1)/2) | K >= i]``, ``K ~ Binomial(n, p)``; the
     binomial law is written with ``gammaln`` so that ``p`` may be traced (``0 < p <= 1``).
 
+    Args:
+        n: width ``N`` (static).
+        p: gate probability (may be traced).
+        sigma2: weight variance times fan-in (may be traced).
+        k: number of exponents (static, default ``n``).
+
+    Returns:
+        ``(k,)`` exponents.
+
     Example:
         >>> import numpy as np
-        >>> np.round(np.asarray(masked_exponents_jax(16, 0.5, 1.0, 2)), 6)
+        >>> np.round(np.asarray(masked_exponents_jax(16, 0.5, 1.0, 2), np.float64), 6)
         array([-0.434772, -0.521208])
+
+    References:
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
     k = n if k is None else k
     p = jnp.asarray(p)

@@ -1,8 +1,9 @@
 """Closed-form Lyapunov spectra of products of (masked) random matrices, with their fluctuations.
 
-All functions are exact sums in float64 (numpy/scipy), not large-N approximations. Notation of [the math reference](https://jaxspec.github.io/jaxspec/math/): layer
-``l`` maps ``n_l -> n_{l+1}`` with ``W_l`` entries ``N(0, sigma2 / n_l)`` and ``K_l`` active units among its
-``n_{l+1}`` outputs. Given ``K_l``, Bartlett's decomposition gives independent QR factors with
+All functions are exact sums in float64 (numpy/scipy), not large-N approximations. Notation of
+[the math reference](https://jaxspec.github.io/jaxspec/math/): layer ``l`` maps ``n_l -> n_{l+1}`` with
+``W_l`` entries ``N(0, sigma2 / n_l)`` and ``K_l`` active units among its ``n_{l+1}`` outputs. Given
+``K_l``, Bartlett's decomposition gives independent QR factors with
 ``R_ii^2 ~ (sigma2 / n_l) chi^2_{K_l - i + 1}``, whence
 
     E log|R_ii| = (1/2) log(2 sigma2 / n_l) + (1/2) psi((K_l - i + 1) / 2),
@@ -20,34 +21,14 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from jaxtyping import ArrayLike, Bool, Float
 from scipy import special, stats
 
-from jaxspec._checks import InputError
+from jaxspec._checks import InputError, check_choice
 from jaxspec.theory._expansions import large_n_complex_exponents, large_n_exponents
+from jaxspec.theory._validation import check_k
 
-__all__ = [
-    "CountLaw",
-    "LayerTheory",
-    "binomial_count_law",
-    "complex_gaussian_exponents",
-    "complex_gaussian_variance",
-    "count_law_theory",
-    "count_laws",
-    "ensemble_count_laws",
-    "expected_counted_fraction",
-    "fixed_count_law",
-    "gaussian_exponents",
-    "gaussian_variance",
-    "lyapunov_exponents",
-    "masked_exponents",
-    "orthogonal_exponents",
-    "per_layer_variance",
-    "predicted_stderr",
-    "prob_active_at_least",
-    "product_theory",
-    "relu_survival",
-]
-
+#: Rank-collapse conventions: which layers enter index ``i``'s estimate.
 CONDITIONS = ("K>=i", "K>=k", "none")
 
 
@@ -60,7 +41,7 @@ class CountLaw(NamedTuple):
     """
 
     fan_in: int
-    pmf: np.ndarray
+    pmf: Float[np.ndarray, " counts"]
 
 
 class LayerTheory(NamedTuple):
@@ -73,13 +54,18 @@ class LayerTheory(NamedTuple):
             ``"K>=i"``, ``P(K >= k)`` for ``"K>=k"``, 1 for ``"none"``).
     """
 
-    exponents: np.ndarray
-    variance: np.ndarray
-    prob_counted: np.ndarray
+    exponents: Float[np.ndarray, " k"]
+    variance: Float[np.ndarray, " k"]
+    prob_counted: Float[np.ndarray, " k"]
 
 
 def binomial_count_law(fan_in: int, fan_out: int, p: float) -> CountLaw:
-    """``K ~ Binomial(fan_out, p)``: independent Bernoulli(p) gates (p = 1/2 for zero-bias ReLU nets)."""
+    """``K ~ Binomial(fan_out, p)``: independent Bernoulli(p) gates (p = 1/2 for zero-bias ReLU nets).
+
+    Example:
+        >>> np.round(binomial_count_law(4, 2, 0.5).pmf, 2)
+        array([0.25, 0.5 , 0.25])
+    """
     return CountLaw(int(fan_in), _binomial_pmf(int(fan_out), float(p)))
 
 
@@ -92,25 +78,38 @@ def _binomial_pmf(fan_out: int, p: float) -> np.ndarray:
 
 
 def fixed_count_law(fan_in: int, fan_out: int, count: int) -> CountLaw:
-    """A deterministic active count ``K = count``."""
+    """A deterministic active count ``K = count`` (``pmf`` is one-hot at ``count``)."""
     pmf = np.zeros(fan_out + 1)
     pmf[int(count)] = 1.0
     return CountLaw(int(fan_in), pmf)
 
 
-def _check_k(k: int | None, n: int) -> int:
-    k = n if k is None else int(k)
-    if not 1 <= k <= n:
-        raise InputError(f"k must lie in [1, {n}], got {k}")
-    return k
+def check_condition(condition: str) -> None:
+    """Raise :class:`jaxspec.InputError` unless ``condition`` is one of :data:`CONDITIONS`."""
+    check_choice("condition", condition, CONDITIONS)
 
 
-def _check_condition(condition: str) -> None:
-    if condition not in CONDITIONS:
-        raise InputError(f"condition must be one of {', '.join(CONDITIONS)}, got {condition!r}")
+def law_terms(law: CountLaw, k: int, sigma2: float, condition: str) -> tuple[
+        Bool[np.ndarray, "k counts"], Bool[np.ndarray, "k counts"], Float[np.ndarray, "k counts"],
+        Float[np.ndarray, "k counts"]]:
+    """The Bartlett terms of ``log|R_ii|`` of one layer law: index ``i`` (rows) by active count ``K`` (cols).
+
+    Returns:
+        ``(alive, admit, half_dof, mean_term)``: ``K - i + 1 >= 1``; whether the convention counts the layer
+        (``K >= k`` for ``"K>=k"``, else ``alive``); ``(K - i + 1)/2`` (1/2 where dead); and
+        ``E[log|R_ii| | K] = (1/2) log(2 sigma2 / n_l) + (1/2) psi((K - i + 1)/2)``.
+    """
+    idx = np.arange(1, k + 1)[:, None]  # (k, 1)
+    counts = np.arange(law.pmf.shape[0])[None, :]  # (1, K+1)
+    dof = counts - idx + 1  # chi^2 degrees of freedom, (k, K+1)
+    alive = dof >= 1
+    admit = np.broadcast_to(counts >= k, dof.shape) if condition == "K>=k" else alive
+    half_dof = np.where(alive, dof, 1) / 2.0
+    mean_term = 0.5 * np.log(2.0 * sigma2 / law.fan_in) + 0.5 * special.digamma(half_dof)
+    return alive, admit, half_dof, mean_term
 
 
-def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequence[float] = 1.0,
+def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0,
                      condition: str = "K>=i") -> LayerTheory:
     """Exponents and per-layer variances of a product whose layer ``l`` has active-count law ``laws[l]``.
 
@@ -126,28 +125,27 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
         condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
 
     Returns:
-        :class:`LayerTheory`.
+        :class:`LayerTheory` with ``(k,)`` fields.
+
+    Example:
+        >>> np.round(count_law_theory([fixed_count_law(8, 8, 8)], 2).exponents, 6)
+        array([-0.065088, -0.141569])
+
+    References:
+        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384
+        ([math §1](https://jaxspec.github.io/jaxspec/math/#s1), [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    _check_condition(condition)
+    check_condition(condition)
     sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
-    idx = np.arange(1, k + 1)[:, None]  # (k, 1)
     weight_sum = np.zeros(k)
     mean_sum = np.zeros(k)
     second_sum = np.zeros(k)
     psi1_sum = np.zeros(k)
     strict_ok = np.ones(k, bool)
     for law, s2 in zip(laws, sigma2, strict=True):
-        counts = np.arange(law.pmf.shape[0])[None, :]  # (1, K+1)
-        dof = counts - idx + 1  # chi^2 degrees of freedom, (k, K+1)
-        alive = dof >= 1
-        if condition == "K>=k":
-            admit = np.broadcast_to(counts >= k, dof.shape)
-        else:
-            admit = alive
+        alive, admit, safe, term = law_terms(law, k, s2, condition)
         strict_ok &= ~np.any((law.pmf[None, :] > 0) & ~alive, axis=1)
         w = np.where(admit, law.pmf[None, :], 0.0)
-        safe = np.where(alive, dof, 1) / 2.0
-        term = 0.5 * np.log(2.0 * s2 / law.fan_in) + 0.5 * special.digamma(safe)
         weight_sum += w.sum(1)
         mean_sum += (w * term).sum(1)
         second_sum += (w * term**2).sum(1)
@@ -165,7 +163,7 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Sequen
 
 
 def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
-                       large_n: bool = False) -> np.ndarray:
+                       large_n: bool = False) -> Float[np.ndarray, " k"]:
     """Newman's spectrum of real Ginibre products: ``(1/2) log sigma2 + (1/2)[log(2/n) + psi((n-i+1)/2)]``.
 
     Args:
@@ -185,7 +183,7 @@ def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
     References:
         Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 104 (1986).
     """
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if large_n:
         return large_n_exponents(n, 1.0, sigma2, k)
     i = np.arange(1, k + 1)
@@ -193,54 +191,68 @@ def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
 
 
 def complex_gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
-                               large_n: bool = False) -> np.ndarray:
+                               large_n: bool = False) -> Float[np.ndarray, " k"]:
     """Complex Ginibre products (``E|z|^2 = sigma2/n``): ``(1/2) log sigma2 + (1/2)[psi(n-i+1) - log n]``.
 
     ``|R_ii|^2 ~ (sigma2/n) Gamma(n-i+1, 1)``, whence the digamma of an integer argument. ``large_n`` gives
     ``(1/2) log sigma2 + (1/2)[log(1 - (i-1)/N) - 1/(2N)]``.
 
+    Args:
+        n: width ``N``.
+        sigma2: ``E|z|^2`` times ``n``.
+        k: number of exponents (default ``n``).
+        large_n: the large-N expansion instead of the exact sum.
+
+    Returns:
+        ``(k,)`` float64 exponents.
+
     References:
         Newman, CMP 104 (1986); Forrester, "Lyapunov exponents for products of complex Gaussian random
         matrices", J. Stat. Phys. 151 (2013).
     """
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if large_n:
         return large_n_complex_exponents(n, sigma2, k)
     i = np.arange(1, k + 1)
     return 0.5 * np.log(sigma2) + 0.5 * (special.digamma(n - i + 1.0) - np.log(n))
 
 
-def gaussian_variance(n: int, k: int | None = None) -> np.ndarray:
+def gaussian_variance(n: int, k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` per-layer variance of ``log|R_ii|`` for real Ginibre layers: ``psi1((n-i+1)/2)/4``.
 
     Example:
         >>> np.round(gaussian_variance(8, 1), 6)
-        array([0.070985])
+        array([0.070956])
 
     References:
         Newman, CMP 104 (1986) (Bartlett decomposition; [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    k = _check_k(k, n)
+    k = check_k(k, n)
     i = np.arange(1, k + 1)
     return 0.25 * special.polygamma(1, (n - i + 1) / 2.0)
 
 
-def complex_gaussian_variance(n: int, k: int | None = None) -> np.ndarray:
+def complex_gaussian_variance(n: int, k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` per-layer variance of ``log|R_ii|`` for complex Ginibre layers: ``psi1(n-i+1)/4``."""
-    k = _check_k(k, n)
+    k = check_k(k, n)
     i = np.arange(1, k + 1)
     return 0.25 * special.polygamma(1, n - i + 1.0)
 
 
-def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> np.ndarray:
-    """Haar orthogonal layers times ``sigma``: every exponent is ``log sigma`` exactly."""
-    k = _check_k(k, n)
+def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> Float[np.ndarray, " k"]:
+    """Haar orthogonal layers times ``sigma``: every exponent is ``log sigma`` exactly.
+
+    Example:
+        >>> orthogonal_exponents(4, 4.0, 2)
+        array([0.69314718, 0.69314718])
+    """
+    k = check_k(k, n)
     return np.full(k, 0.5 * np.log(sigma2))
 
 
 def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None = None, *,
                      condition: str = "K>=i", fixed_count: int | None = None,
-                     large_n: bool = False) -> np.ndarray:
+                     large_n: bool = False) -> Float[np.ndarray, " k"]:
     """Masked Gaussian products ``x -> D W x`` with Bernoulli(p) gates (or exactly ``fixed_count`` active).
 
     ``lambda_i = (1/2) log sigma2 + (1/2) log(2/n) + (1/2) E_K[psi((K-i+1)/2) | convention]``.
@@ -265,7 +277,7 @@ def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None 
     References:
         Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if large_n:
         if fixed_count is None:
             return large_n_exponents(n, p, sigma2, k)
@@ -278,7 +290,7 @@ def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None 
     return count_law_theory([law], k, sigma2=sigma2, condition=condition).exponents
 
 
-def count_laws(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
+def count_laws(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0,
                counts: Sequence[int] | None = None) -> list[CountLaw]:
     """Per-layer count laws of a (masked) Gaussian product with widths ``(n_0, ..., n_L)``.
 
@@ -315,10 +327,9 @@ def count_laws(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
             else binomial_count_law(widths[l], widths[l + 1], float(ps[l])) for l in range(depth)]
 
 
-def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
-                   counts: Sequence[int] | None = None, sigma2: float | Sequence[float] = 1.0,
-                   k: int | None = None,
-                   condition: str = "K>=i") -> LayerTheory:
+def product_theory(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0,
+                   counts: Sequence[int] | None = None, sigma2: float | Float[ArrayLike, " L"] = 1.0,
+                   k: int | None = None, condition: str = "K>=i") -> LayerTheory:
     """Exponents, per-layer variances and ``P(counted)`` of a product with variable widths and gates.
 
     The convenient form of :func:`count_law_theory` for deterministic per-layer counts (``counts``), variable
@@ -334,22 +345,30 @@ def product_theory(widths: Sequence[int], *, p: float | Sequence[float] = 1.0,
         condition: ``"K>=i"``, ``"K>=k"`` or ``"none"``.
 
     Returns:
-        :class:`LayerTheory`.
+        :class:`LayerTheory` with ``(k,)`` fields.
 
     Example:
         >>> np.round(product_theory((8, 8, 8), counts=(8, 8)).exponents[:2], 6)
         array([-0.065088, -0.141569])
 
     References:
-        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1): deterministic gates and variable widths).
+        Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1): deterministic
+        gates and variable widths).
     """
     laws = count_laws(widths, p=p, counts=counts)
-    k = _check_k(k, min(int(n) for n in widths))
+    k = check_k(k, min(int(n) for n in widths))
     return count_law_theory(laws, k, sigma2=sigma2, condition=condition)
 
 
 def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
-    """Per-layer active-count laws of a gated Gaussian ensemble, or ``None`` if it has no closed form."""
+    """Per-layer active-count laws of a gated Gaussian ensemble, or ``None`` if it has no closed form.
+
+    Args:
+        ensemble: an ensemble of :mod:`jaxspec.ensembles`.
+
+    Returns:
+        ``L`` :class:`CountLaw` values (``"gaussian"``, ``"relu-net"``, ``"masked"``), else ``None``.
+    """
     name = getattr(ensemble, "name", None)
     widths = ensemble.widths
     layers = range(len(widths) - 1)
@@ -364,8 +383,9 @@ def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
     return None
 
 
-def _ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | None:
-    k = _check_k(k, min(ensemble.widths))
+def ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | None:
+    """:class:`LayerTheory` of an ensemble (identical layers collapsed to one law), or ``None`` if unknown."""
+    k = check_k(k, min(ensemble.widths))
     name = getattr(ensemble, "name", None)
     if name == "orthogonal":
         if len(set(ensemble.widths)) != 1:
@@ -384,7 +404,8 @@ def laws_key(law: CountLaw) -> tuple:
     return (law.fan_in, law.pmf.tobytes())
 
 
-def lyapunov_exponents(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+def lyapunov_exponents(ensemble, k: int | None = None,
+                       condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
     """The closed-form spectrum of an ensemble, or ``None`` where none is known (fixed networks).
 
     Args:
@@ -400,27 +421,28 @@ def lyapunov_exponents(ensemble, k: int | None = None, condition: str = "K>=i") 
         >>> np.round(lyapunov_exponents(jaxspec.relu_net(width=32, depth=10), k=1), 6)
         array([-0.04127])
     """
-    _check_condition(condition)
-    theory = _ensemble_theory(ensemble, k, condition)
+    check_condition(condition)
+    theory = ensemble_theory(ensemble, k, condition)
     return None if theory is None else theory.exponents
 
 
-def per_layer_variance(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+def per_layer_variance(ensemble, k: int | None = None,
+                       condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
     """``(k,)`` per-layer variance of ``log|R_ii|`` (Gaussian: ``psi1((n-i+1)/2)/4``), or ``None``."""
-    _check_condition(condition)
-    theory = _ensemble_theory(ensemble, k, condition)
+    check_condition(condition)
+    theory = ensemble_theory(ensemble, k, condition)
     return None if theory is None else theory.variance
 
 
-def prob_active_at_least(ensemble, k: int | None = None) -> np.ndarray | None:
+def prob_active_at_least(ensemble, k: int | None = None) -> Float[np.ndarray, " k"] | None:
     """``(k,)`` layer-averaged ``P(K_l >= i)``, or ``None`` where the count law is unknown."""
     if getattr(ensemble, "name", None) == "orthogonal":
-        return np.ones(_check_k(k, min(ensemble.widths)))
-    theory = _ensemble_theory(ensemble, k, "K>=i")
+        return np.ones(check_k(k, min(ensemble.widths)))
+    theory = ensemble_theory(ensemble, k, "K>=i")
     return None if theory is None else theory.prob_counted
 
 
-def relu_survival(ensemble) -> np.ndarray:
+def relu_survival(ensemble) -> Float[np.ndarray, " L"]:
     """``(L,)`` probability that a zero-bias ReLU network is still alive before layer ``l``.
 
     Once a layer has ``K_l = 0`` the activation is exactly zero and every later gate is off (the state is
@@ -434,14 +456,15 @@ def relu_survival(ensemble) -> np.ndarray:
     return np.concatenate([[1.0], np.cumprod(1.0 - dead)[:-1]])
 
 
-def expected_counted_fraction(ensemble, k: int | None = None, condition: str = "K>=i") -> np.ndarray | None:
+def expected_counted_fraction(ensemble, k: int | None = None,
+                              condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
     """``(k,)`` expected fraction of the ``L`` layers that enter index ``i``'s estimate, or ``None``.
 
     ``P_i`` (:class:`LayerTheory`'s ``prob_counted``) for ensembles whose gates ignore the state; for ReLU
     networks ``(1/L) sum_l S_l P_l(counted)`` with the survival :func:`relu_survival`.
     """
-    _check_condition(condition)
-    theory = _ensemble_theory(ensemble, k, condition)
+    check_condition(condition)
+    theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None
     if getattr(ensemble, "name", None) != "relu-net":
@@ -456,7 +479,7 @@ def expected_counted_fraction(ensemble, k: int | None = None, condition: str = "
 
 
 def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1,
-                     condition: str = "K>=i") -> np.ndarray | None:
+                     condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
     """Predicted standard error of the engine's mean over ``seeds`` at the ensemble's depth ``L``.
 
     ``sqrt(v_i / (L f_i seeds))`` with ``f_i`` the expected fraction of counted layers
@@ -465,10 +488,11 @@ def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1,
     independent); first order in ``1/(L f_i)`` otherwise.
 
     References:
-        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
+        Newman, CMP 104 (1986); Haas et al., arXiv:2602.12384
+        ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    _check_condition(condition)
-    theory = _ensemble_theory(ensemble, k, condition)
+    check_condition(condition)
+    theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None
     depth = len(ensemble.widths) - 1

@@ -28,24 +28,11 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from jaxspec._checks import InputError
-
-__all__ = [
-    "JJtMoments",
-    "fuss_catalan_moment",
-    "jjt_moments",
-    "linear_gaussian_top_edge",
-    "wide_spectral_variance",
-]
+from jaxspec._checks import check_choice, check_positive_int
+from jaxspec.theory._validation import check_probability
 
 ACTIVATIONS = ("linear", "relu")
 WEIGHTS = ("gaussian", "orthogonal")
-
-
-def _check_depth(depth: int) -> int:
-    if int(depth) != depth or depth < 1:
-        raise InputError(f"depth must be a positive integer, got {depth}")
-    return int(depth)
 
 
 def wide_spectral_variance(depth: int, *, activation: str = "linear", weights: str = "gaussian",
@@ -69,15 +56,12 @@ def wide_spectral_variance(depth: int, *, activation: str = "linear", weights: s
     References:
         Pennington, Schoenholz, Ganguli, NeurIPS 2017 and AISTATS 2018.
     """
-    depth = _check_depth(depth)
-    if activation not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
-    if weights not in WEIGHTS:
-        raise InputError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+    depth = check_positive_int("depth", depth)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("weights", weights, WEIGHTS)
     if p is None:
         p = 0.5 if activation == "relu" else 1.0
-    if not 0 < p <= 1:
-        raise InputError(f"p must lie in (0, 1], got {p}")
+    p = check_probability(p)
     per_layer = (1.0 / p - 1.0) + (1.0 if weights == "gaussian" else 0.0)
     return float(depth * per_layer)
 
@@ -92,7 +76,7 @@ def linear_gaussian_top_edge(depth: int) -> float:
     References:
         Penson, Zyczkowski, PRE 83 (2011).
     """
-    depth = _check_depth(depth)
+    depth = check_positive_int("depth", depth)
     return float(np.exp((depth + 1) * np.log(depth + 1.0) - depth * np.log(float(depth))))
 
 
@@ -104,11 +88,17 @@ def fuss_catalan_moment(depth: int, order: int, *, log: bool = False) -> float:
         order: the moment's order ``m``.
         log: return the logarithm (finite for any order).
 
+    Returns:
+        The moment (or its logarithm), a float.
+
     Example:
         >>> round(fuss_catalan_moment(2, 2), 12)
         3.0
+
+    References:
+        Penson, Zyczkowski, PRE 83 (2011).
     """
-    depth = _check_depth(depth)
+    depth = check_positive_int("depth", depth)
     order = int(order)
     log_moment = (special.gammaln((depth + 1) * order + 1) - special.gammaln(order + 1)
                   - special.gammaln(depth * order + 1) - np.log(depth * order + 1.0))
@@ -149,10 +139,12 @@ def jjt_moments(n: int, depth: int, *, p: float = 1.0, sigma2: float | None = No
     Example:
         >>> round(jjt_moments(10**6, 3).spectral_variance, 4)
         3.0
+
+    References:
+        Pennington, Schoenholz, Ganguli, AISTATS 2018 (free multiplicative convolution); Wick's theorem.
     """
-    depth = _check_depth(depth)
-    if not 0 < p <= 1:
-        raise InputError(f"p must lie in (0, 1], got {p}")
+    depth = check_positive_int("depth", depth)
+    p = check_probability(p)
     sigma2 = 1.0 / p if sigma2 is None else float(sigma2)
     n = float(n)
     s = sigma2 / n

@@ -1,5 +1,12 @@
 """Training with tracked spectral quantities: a jitted optax loop, models, trackers, checkpoints, experiments.
 
+* :mod:`~jaxspec.training._loop`: :func:`train`, the jitted optax loop recording on a schedule.
+* :mod:`~jaxspec.training._checkpoint`: checkpoint and resume through orbax (an optional extra).
+* :mod:`~jaxspec.training._models`: deep linear, fixed-gates and ReLU models, end-to-end maps, losses.
+* :mod:`~jaxspec.training._tracking`: end-to-end modes, layer spectra, alignment, balancedness, mode factors.
+* :mod:`~jaxspec.training._mode_dynamics`: predicted singular-value dynamics (Saxe, Arora, shared-basis ODEs).
+* :mod:`~jaxspec.training._experiment`: one experiment end to end (config, data, run, dataset, figure).
+
 Example:
     >>> import jax.numpy as jnp
     >>> from jaxspec.training import train

@@ -19,8 +19,6 @@ import numpy as np
 
 from jaxspec._checks import InputError
 
-__all__ = ["TrainCheckpoint", "latest_checkpoint_step", "restore_checkpoint", "save_checkpoint"]
-
 
 class TrainCheckpoint(NamedTuple):
     """The state of a run at one step.
@@ -29,7 +27,8 @@ class TrainCheckpoint(NamedTuple):
         step: number of optimizer steps taken.
         params: parameter pytree.
         opt_state: optax state pytree.
-        history: dict with ``"steps"`` (T,), ``"loss"`` (T,) and ``"tracked"`` (list of leaves, each (T, ...)).
+        history: dict with ``"steps"`` (T,), ``"loss"`` (T,) and ``"tracked"`` (list of leaves, each
+            (T, ...)).
     """
 
     step: int

@@ -1,8 +1,8 @@
 """One training experiment end to end: data, model, tracked training, predictions, labelled dataset, figure.
 
-This is what ``jaxspec train`` and ``jaxspec figures dynamics`` run. A :class:`TrainConfig` (flags or a YAML/JSON
-file) describes the run; :func:`run_experiment` returns the :class:`jaxspec.training.TrainResult`, the
-:class:`jaxspec.dynamics.DynamicsComparison` and an ``xarray.Dataset`` with labelled dimensions
+This is what ``jaxspec train`` and ``jaxspec figures dynamics`` run. A :class:`TrainConfig` (flags or a
+YAML/JSON file) describes the run; :func:`run_experiment` returns the :class:`jaxspec.training.TrainResult`,
+the :class:`jaxspec.training.DynamicsComparison` and an ``xarray.Dataset`` with labelled dimensions
 (``step, mode, layer, pair, ...``); :func:`save_experiment` writes the dataset (zarr or netCDF) and
 :func:`plot_dynamics` the figure (measured against predicted ``sigma_r(t)`` per mode, errors, alignment).
 
@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import ArrayLike, Float, Int
 
-from jaxspec._checks import InputError
-from jaxspec.data import _datasets as data_lib
-from jaxspec.training import _mode_dynamics as dynamics
+from jaxspec._checks import DTYPES, InputError, check_choice
+from jaxspec.data import Dataset, digits, input_output_statistics, load_mnist, teacher
 from jaxspec.training._loop import TrainResult, train
+from jaxspec.training._mode_dynamics import DynamicsComparison, compare_dynamics, target_svd
 from jaxspec.training._models import (
     LOSSES,
     MODEL_KINDS,
@@ -37,8 +39,8 @@ from jaxspec.training._models import (
 )
 from jaxspec.training._tracking import make_tracker
 
-__all__ = ["DATASETS", "INITS", "OPTIMIZERS", "TrainConfig", "alignment_start_index", "load_config",
-           "plot_dynamics", "run_experiment", "save_experiment", "to_dataset"]
+if TYPE_CHECKING:  # xarray is an optional extra, imported where a dataset is made
+    import xarray as xr
 
 DATASETS = ("teacher", "digits", "mnist")
 INITS = ("random", "aligned")
@@ -108,17 +110,12 @@ class TrainConfig:
     dtype: str = "float32"
 
     def validate(self) -> TrainConfig:
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                raise InputError(f"{name} must be one of {', '.join(options)}, got {getattr(self, name)!r}")
-
-        choice("model", MODEL_KINDS)
-        choice("data", DATASETS)
-        choice("init", INITS)
-        choice("optimizer", OPTIMIZERS)
-        choice("loss", LOSSES)
-        choice("dtype", ("float32", "float64"))
-        for name in ("depth", "width", "steps", "log_every", "top_k", "input_dim", "output_dim", "num_samples"):
+        """Check every field (raises :class:`jaxspec.InputError`) and return the config itself."""
+        for name, options in (("model", MODEL_KINDS), ("data", DATASETS), ("init", INITS),
+                              ("optimizer", OPTIMIZERS), ("loss", LOSSES), ("dtype", DTYPES)):
+            check_choice(name, getattr(self, name), options)
+        for name in ("depth", "width", "steps", "log_every", "top_k", "input_dim", "output_dim",
+                     "num_samples"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -137,11 +134,17 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (tuples become lists)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
-    """A :class:`TrainConfig` from a YAML or JSON file, then ``overrides`` (``None`` values ignored)."""
+    """A :class:`TrainConfig` from a YAML or JSON file, then ``overrides`` (``None`` values ignored).
+
+    Example:
+        >>> load_config(steps=100, depth=2).depth
+        2
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path).expanduser()
@@ -178,33 +181,33 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     return TrainConfig(**values).validate()
 
 
-def _make_data(cfg: TrainConfig, dtype):
+def _make_data(cfg: TrainConfig, dtype) -> Dataset:
     if cfg.data == "teacher":
-        ds, _ = data_lib.teacher(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.input_dim,
-                                 cfg.output_dim, cfg.num_samples, cfg.teacher_sv, dtype=dtype)
+        ds, _ = teacher(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.input_dim, cfg.output_dim,
+                        cfg.num_samples, cfg.teacher_sv, dtype=dtype)
         return ds
     whiten_dim = cfg.whiten_dim if cfg.whiten_dim else None
     if cfg.data == "digits":
-        ds = data_lib.digits(whiten_dim=whiten_dim, limit=cfg.limit, dtype=dtype)
+        ds = digits(whiten_dim=whiten_dim, limit=cfg.limit, dtype=dtype)
     else:
-        ds = data_lib.load_mnist(cfg.mnist_path, limit=cfg.limit, whiten_dim=whiten_dim, dtype=dtype)
+        ds = load_mnist(cfg.mnist_path, limit=cfg.limit, whiten_dim=whiten_dim, dtype=dtype)
     return ds
 
 
-def _target_modes(ds):
+def _target_modes(ds: Dataset):
     """Singular vectors and values of the least-squares target map ``Sigma_yx Sigma_xx^{-1}``."""
-    sxx, syx = (np.asarray(a, dtype=np.float64) for a in data_lib.input_output_statistics(ds))
-    target = np.linalg.lstsq(sxx.T, syx.T, rcond=None)[0].T
-    u, s, vt = np.linalg.svd(target)
+    u, s, vt = target_svd(*input_output_statistics(ds))
     return (u, vt.T), s
 
 
-def alignment_start_index(result: TrainResult, target_basis, threshold: float = 0.9, *, target_strengths=None,
-                          cluster_rtol: float = 0.1) -> np.ndarray:
+def alignment_start_index(result: TrainResult, target_basis: tuple[Float[ArrayLike, "d_out R"],
+                                                                   Float[ArrayLike, "d_in R"]],
+                          threshold: float = 0.9, *, target_strengths: Float[ArrayLike, " R"] | None = None,
+                          cluster_rtol: float = 0.1) -> Int[np.ndarray, " k"]:
     """Per mode, the first record where the end-to-end mode is aligned with the target's mode.
 
-    Alignment of mode ``r``: ``||P_U u_r|| ||P_V v_r|| >= threshold`` with ``P_U``, ``P_V`` the projections on the
-    target's singular vectors of the modes whose strengths are within ``cluster_rtol`` of ``s_r`` (chained
+    Alignment of mode ``r``: ``||P_U u_r|| ||P_V v_r|| >= threshold`` with ``P_U``, ``P_V`` the projections on
+    the target's singular vectors of the modes whose strengths are within ``cluster_rtol`` of ``s_r`` (chained
     along the sorted strengths): ``|<u_r, u*_r>| |<v_r, v*_r>|`` for well-separated targets, and the subspace
     overlap for nearly degenerate ones (class-balanced labels), whose individual singular vectors are not
     defined. Modes are predicted independently, so each prediction can start once its own mode has aligned.
@@ -239,7 +242,7 @@ def alignment_start_index(result: TrainResult, target_basis, threshold: float = 
     return np.asarray(starts, dtype=int)
 
 
-def _optimizer(cfg: TrainConfig):
+def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     if cfg.optimizer == "sgd":
         return optax.sgd(cfg.learning_rate)
     if cfg.optimizer == "momentum":
@@ -247,8 +250,9 @@ def _optimizer(cfg: TrainConfig):
     return optax.adam(cfg.learning_rate)
 
 
-def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=None, checkpoint_every=None,
-                   resume: bool = False):
+def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir: str | Path | None = None,
+                   checkpoint_every: int | None = None,
+                   resume: bool = False) -> tuple[TrainResult, DynamicsComparison, xr.Dataset]:
     """Train as ``cfg`` says, track the spectral quantities, and run the predictions beside the measurement.
 
     Args:
@@ -257,11 +261,14 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
         checkpoint_dir, checkpoint_every, resume: as in :func:`jaxspec.training.train`.
 
     Returns:
-        ``(result, comparison, dataset)``: :class:`TrainResult`, :class:`jaxspec.dynamics.DynamicsComparison`,
+        ``(result, comparison, dataset)``: :class:`TrainResult`, :class:`jaxspec.training.DynamicsComparison`,
         ``xarray.Dataset``.
 
     Example:
         >>> result, comparison, ds = run_experiment(TrainConfig(steps=500), progress=False)  # doctest: +SKIP
+
+    References:
+        Saxe et al., arXiv:1312.6120; Arora et al., arXiv:1802.06509; Haas et al., arXiv:2602.12384.
     """
     cfg = cfg.validate()
     if cfg.dtype == "float64" and not jax.config.jax_enable_x64:
@@ -275,7 +282,7 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
     if cfg.init == "aligned":
         rank = min(cfg.top_k, *widths)
         ratios = cfg.imbalance ** (np.arange(cfg.depth) - (cfg.depth - 1) / 2)
-        # sigma_r(0) = sigma0 s_r / s_1: distinct modes, so the singular vectors are well defined from the start.
+        # sigma_r(0) = sigma0 s_r / s_1: distinct modes, so the singular vectors are defined from the start.
         factors = balanced_factors(cfg.sigma0 * strengths[:rank] / strengths[0], cfg.depth) * ratios[:, None]
         params = aligned_init(widths, np.asarray(basis[0])[:, :rank], np.asarray(basis[1])[:, :rank], factors,
                               key=key, dtype=dtype)
@@ -295,15 +302,26 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir=No
                          f"({len(result.steps) - 2})")
     else:
         start = cfg.predict_from
-    sxx, syx = data_lib.input_output_statistics(ds)
-    comparison = dynamics.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=cfg.depth,
-                                           learning_rate=cfg.learning_rate, start_index=start, basis="target",
-                                           target_basis=basis)
+    sxx, syx = input_output_statistics(ds)
+    comparison = compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=cfg.depth,
+                                  learning_rate=cfg.learning_rate, start_index=start, basis="target",
+                                  target_basis=basis)
     return result, comparison, to_dataset(cfg, result, comparison, ds.name)
 
 
-def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str = ""):
-    """The trajectories and predictions as an ``xarray.Dataset`` with labelled dimensions."""
+def to_dataset(cfg: TrainConfig, result: TrainResult, comparison: DynamicsComparison,
+               data_name: str = "") -> xr.Dataset:
+    """The trajectories and predictions as an ``xarray.Dataset`` with labelled dimensions (an extra).
+
+    Args:
+        cfg: the experiment.
+        result: its :class:`TrainResult` (tracked by :func:`jaxspec.training.make_tracker`).
+        comparison: its :class:`DynamicsComparison`.
+        data_name: the data set's name, stored as an attribute.
+
+    Returns:
+        ``xarray.Dataset`` over ``step, mode, layer, pair, ...``.
+    """
     import xarray as xr
 
     tr = {k: np.asarray(v) for k, v in result.tracked.items()}
@@ -324,12 +342,14 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str
         variables[f"half_time_{name}"] = ("mode", comparison.half_time[name])
         variables[f"half_time_error_{name}"] = ("mode", comparison.half_time_error[name])
     variables["half_time_measured"] = ("mode", comparison.half_time["measured"])
-    coords = {"step": steps, "time": ("step", comparison.time), "mode": np.arange(1, tr["sigma"].shape[1] + 1),
+    coords = {"step": steps, "time": ("step", comparison.time),
+              "mode": np.arange(1, tr["sigma"].shape[1] + 1),
               "layer": np.arange(1, tr["factors"].shape[1] + 1),
               "pair": np.arange(1, tr["balancedness"].shape[1] + 1)}
     descriptions = {
         "sigma": "end-to-end singular values", "factors": "per-mode factors a_{l,r} (prod_l = sigma_r)",
-        "mode_kernel": "sum_l ||d sigma_r / d W_l||^2", "layer_sv": "singular values of each layer (NaN-padded)",
+        "mode_kernel": "sum_l ||d sigma_r / d W_l||^2",
+        "layer_sv": "singular values of each layer (NaN-padded)",
         "alignment": "|<v_r(W_{l+1}), u_r(W_l)>|", "balancedness": "||W_{l+1}^T W_{l+1} - W_l W_l^T||_F",
         "target_projection": "u*_r^T E v*_r on the target's modes", "loss": "training loss",
         "target_strength": "s_r / c_r, the fixed point of the decoupled mode ODE",
@@ -344,7 +364,7 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison, data_name: str
     return ds
 
 
-def save_experiment(ds, out_dir: str | Path, fmt: str = "zarr") -> Path:
+def save_experiment(ds: xr.Dataset, out_dir: str | Path, fmt: str = "zarr") -> Path:
     """Write the dataset to ``out_dir/trajectories.zarr`` (or ``.nc``) and return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -359,13 +379,15 @@ def save_experiment(ds, out_dir: str | Path, fmt: str = "zarr") -> Path:
     return path
 
 
-def plot_dynamics(ds, path: str | Path, title: str | None = None, predictions=None) -> Path:
+def plot_dynamics(ds: xr.Dataset, path: str | Path, title: str | None = None,
+                  predictions: Sequence[str] | None = None) -> Path:
     """Measured against predicted ``sigma_r(t)`` per mode, the relative errors, and alignment over time."""
     import matplotlib.pyplot as plt
 
     time = ds["time"].values
     sigma = ds["sigma"].values
-    names = [n for n in PREDICTION_STYLE if f"predicted_{n}" in ds and (predictions is None or n in predictions)]
+    names = [n for n in PREDICTION_STYLE
+             if f"predicted_{n}" in ds and (predictions is None or n in predictions)]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     ax = axes[0]
@@ -401,8 +423,8 @@ def plot_dynamics(ds, path: str | Path, title: str | None = None, predictions=No
     align = ds["alignment"].values
     for p in range(align.shape[1]):
         for r in range(align.shape[2]):
-            ax.plot(time, align[:, p, r], color=colors[r % len(colors)], ls=["-", "--", ":", "-."][p % 4], lw=1.2,
-                    label=f"|<v_{r + 1}(W_{p + 2}), u_{r + 1}(W_{p + 1})>|")
+            ax.plot(time, align[:, p, r], color=colors[r % len(colors)], ls=["-", "--", ":", "-."][p % 4],
+                    lw=1.2, label=f"|<v_{r + 1}(W_{p + 2}), u_{r + 1}(W_{p + 1})>|")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("gradient-flow time t")
     ax.set_ylabel("adjacent-layer alignment")

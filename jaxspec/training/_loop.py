@@ -5,8 +5,9 @@ one jitted call (an outer ``lax.scan``) so that the Python side only advances a 
 checkpoints. After every stretch (and at step 0) the loss and ``track_fn(params)`` are recorded, so
 ``result.loss[t]`` is the loss of the parameters reached after ``result.steps[t]`` steps.
 
-Full-batch gradient descent (the default, ``optax.sgd(learning_rate)``) with step ``eta`` approximates gradient
-flow at time ``t = step * eta``; that is how :mod:`jaxspec.dynamics` compares a run with its ODE prediction.
+Full-batch gradient descent (the default, ``optax.sgd(learning_rate)``) with step ``eta`` approximates
+gradient flow at time ``t = step * eta``; that is how :func:`jaxspec.training.compare_dynamics` compares a run
+with its ODE prediction.
 
 References:
     Saxe, McClelland, Ganguli, "Exact solutions to the nonlinear dynamics of learning in deep linear neural
@@ -24,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, Float, Int
+from tqdm.auto import tqdm
 
 from jaxspec._checks import InputError
 from jaxspec.training._checkpoint import (
@@ -32,8 +35,6 @@ from jaxspec.training._checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-
-__all__ = ["TrainResult", "train"]
 
 # Progress-bar granularity: about this many jitted calls per run (each call fuses several logged stretches).
 _TARGET_CALLS = 25
@@ -53,8 +54,8 @@ class TrainResult(NamedTuple):
 
     params: Any
     opt_state: Any
-    steps: jax.Array
-    loss: jax.Array
+    steps: Int[Array, " T"]
+    loss: Float[Array, " T"]
     tracked: Any
 
 
@@ -91,8 +92,8 @@ def _validate(loss_fn, params, optimizer, num_steps, log_every, track_fn, checkp
     try:
         shape = jax.eval_shape(loss_fn, params)
     except Exception as err:  # the user's loss does not run on these params: say so in one line
-        raise InputError(f"loss_fn(params) failed: {type(err).__name__}: {' '.join(str(err).split())[:200]}") \
-            from err
+        message = " ".join(str(err).split())[:200]
+        raise InputError(f"loss_fn(params) failed: {type(err).__name__}: {message}") from err
     if not (hasattr(shape, "shape") and shape.shape == ()):
         raise InputError(f"loss_fn(params) must return a scalar, got {getattr(shape, 'shape', type(shape))}")
 
@@ -101,8 +102,8 @@ def _calls_per_record_block(num_records: int, checkpoint_records: int | None) ->
     """How many logged stretches one jitted call fuses.
 
     About ``num_records / _TARGET_CALLS``, preferably a divisor of the number of full stretches so that a
-    single shape is compiled. With checkpoints the block divides the checkpoint interval: the blocks are aligned
-    on absolute record indices, so a resumed run executes exactly the calls of an uninterrupted one.
+    single shape is compiled. With checkpoints the block divides the checkpoint interval: the blocks are
+    aligned on absolute record indices, so a resumed run executes exactly the calls of an uninterrupted one.
     """
     target = max(1, math.ceil(num_records / _TARGET_CALLS))
     period = num_records if checkpoint_records is None else checkpoint_records
@@ -114,7 +115,7 @@ def _calls_per_record_block(num_records: int, checkpoint_records: int | None) ->
 
 
 def _make_runner(loss_fn, optimizer, track_fn):
-    """The jitted kernel: ``num_records`` stretches of ``stretch`` steps each, recording after each stretch."""
+    """The jitted kernel: ``num_records`` stretches of ``stretch`` steps each, recording after each one."""
 
     def step(carry, _):
         params, opt_state = carry
@@ -153,7 +154,8 @@ def _schedule(start: int, num_steps: int, log_every: int, block: int) -> list[tu
     return calls
 
 
-def train(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer: optax.GradientTransformation | None = None,
+def train(loss_fn: Callable[[Any], Float[Array, ""]], params: Any,
+          optimizer: optax.GradientTransformation | None = None,
           *, num_steps: int, log_every: int = 1, track_fn: Callable[[Any], Any] | None = None,
           learning_rate: float = 1e-2, progress: bool = True, checkpoint_dir: str | Path | None = None,
           checkpoint_every: int | None = None, resume: bool = False) -> TrainResult:
@@ -170,8 +172,8 @@ def train(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer: optax.Gra
         learning_rate: step size of the default optimizer (ignored when ``optimizer`` is given).
         progress: show a tqdm bar over the steps.
         checkpoint_dir: folder for orbax checkpoints (``None``: no checkpoints).
-        checkpoint_every: steps between checkpoints (a multiple of ``log_every``); a checkpoint is also written
-            at the end whenever ``checkpoint_dir`` is set.
+        checkpoint_every: steps between checkpoints (a multiple of ``log_every``); a checkpoint is also
+            written at the end whenever ``checkpoint_dir`` is set.
         resume: continue from the latest checkpoint in ``checkpoint_dir`` when there is one; ``params`` then
             only gives the structure. The continuation is bit-for-bit the uninterrupted run.
 
@@ -205,7 +207,8 @@ def train(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer: optax.Gra
     if resume and latest_checkpoint_step(checkpoint_dir) is not None:
         ckpt = restore_checkpoint(checkpoint_dir, params, opt_state)
         if ckpt.step > num_steps:
-            raise InputError(f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past num_steps={num_steps}")
+            raise InputError(f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past "
+                             f"num_steps={num_steps}")
         if ckpt.step % log_every and ckpt.step != num_steps:
             raise InputError(f"the checkpoint step {ckpt.step} is not a multiple of log_every={log_every}")
         start, params, opt_state = ckpt.step, ckpt.params, ckpt.opt_state
@@ -222,8 +225,6 @@ def train(loss_fn: Callable[[Any], jax.Array], params: Any, optimizer: optax.Gra
     def current_history():
         return {"steps": np.concatenate(history["steps"]), "loss": np.concatenate(history["loss"]),
                 "tracked": [np.concatenate(parts) for parts in history["tracked"]]}
-
-    from tqdm.auto import tqdm
 
     with tqdm(total=num_steps, initial=start, unit="step", disable=not progress, desc="train",
               leave=False) as bar:

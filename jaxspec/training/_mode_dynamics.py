@@ -1,8 +1,9 @@
 """Predicted singular-value dynamics of deep networks, integrated beside a measured training run.
 
-Gradient flow on the MSE loss ``(1/2N) ||W_L ... W_1 X - Y||^2`` ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)), with ``Sigma_xx = X X^T/N``,
-``Sigma_yx = Y X^T / N`` and, for a mode ``(u_r, v_r)``, ``g_r = u_r^T (Sigma_yx - W Sigma_xx) v_r``. Under the
-decoupled (shared-basis) closure ``g_r = s_r - c_r sigma_r`` with ``s_r = u_r^T Sigma_yx v_r`` and
+Gradient flow on the MSE loss ``(1/2N) ||W_L ... W_1 X - Y||^2``
+([math §5](https://jaxspec.github.io/jaxspec/math/#s5)), with ``Sigma_xx = X X^T/N``, ``Sigma_yx = Y X^T / N``
+and, for a mode ``(u_r, v_r)``, ``g_r = u_r^T (Sigma_yx - W Sigma_xx) v_r``. Under the decoupled
+(shared-basis) closure ``g_r = s_r - c_r sigma_r`` with ``s_r = u_r^T Sigma_yx v_r`` and
 ``c_r = v_r^T Sigma_xx v_r`` (``c_r = 1`` for whitened inputs):
 
 * Saxe, two layers, balanced: ``du/dt = 2u(s - u)``, ``u(t) = s e^{2st} / (e^{2st} - 1 + s/u_0)``
@@ -19,8 +20,8 @@ decoupled (shared-basis) closure ``g_r = s_r - c_r sigma_r`` with ``s_r = u_r^T 
 Gradient descent with step ``eta`` is compared at time ``t = step * eta``. Its exact discrete counterpart for
 aligned layers, :func:`mode_gd`, isolates the discretisation error (``O(eta)`` relative, growing with
 ``s log(s / sigma_0)`` through the sigmoid) from the modelling error. :func:`compare_dynamics` runs every
-applicable prediction from a tracked :class:`jaxspec.training.TrainResult` and reports the measured-vs-predicted
-error per mode over time.
+applicable prediction from a tracked :class:`jaxspec.training.TrainResult` and reports the
+measured-vs-predicted error per mode over time.
 
 All integrators are classical RK4 with ``substeps`` steps between consecutive output times, in ``lax.scan``.
 
@@ -36,32 +37,20 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
 
-from jaxspec._checks import HIGHEST, InputError
-
-__all__ = [
-    "PREDICTIONS",
-    "DynamicsComparison",
-    "ModeTrajectory",
-    "arora_end_to_end",
-    "balanced_mode_ode",
-    "compare_dynamics",
-    "mode_gd",
-    "mode_ode",
-    "mode_targets",
-    "rk4_integrate",
-    "saxe_two_layer",
-]
+from jaxspec._checks import HIGHEST, InputError, check_positive_int
+from jaxspec.training._loop import TrainResult
 
 
-
-def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: jax.Array, substeps: int = 8) -> Any:
+def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: Float[ArrayLike, " T"],
+                  substeps: int = 8) -> Any:
     """Integrate the autonomous ODE ``dy/dt = rhs(y)`` and return ``y`` at every entry of ``times``.
 
     Args:
@@ -75,6 +64,11 @@ def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: jax.Array, substeps
 
     Example:
         >>> ys = rk4_integrate(lambda y: -y, jnp.ones(()), jnp.linspace(0.0, 1.0, 5))
+        >>> round(float(ys[-1]), 5)  # exp(-1)
+        0.36788
+
+    References:
+        Kutta (1901); Hairer, Norsett, Wanner, Solving Ordinary Differential Equations I, section II.1.
     """
     times = jnp.asarray(times)
     add = lambda a, b, c=1.0: jax.tree.map(lambda x, y: x + c * y, a, b)  # noqa: E731
@@ -96,7 +90,8 @@ def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: jax.Array, substeps
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
 
 
-def saxe_two_layer(t, s, u0):
+def saxe_two_layer(t: Float[ArrayLike, "*shape"], s: Float[ArrayLike, "*shape"],
+                   u0: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
     """Saxe's closed form for a balanced two-layer mode with whitened inputs.
 
     Args:
@@ -108,7 +103,8 @@ def saxe_two_layer(t, s, u0):
         ``u(t) = s e^{2st} / (e^{2st} - 1 + s/u0)``.
 
     Example:
-        >>> saxe_two_layer(jnp.array([0.0, 10.0]), 2.0, 1e-3)
+        >>> [round(float(u), 4) for u in saxe_two_layer(jnp.array([0.0, 10.0]), 2.0, 1e-3)]
+        [0.001, 2.0]
 
     References:
         Saxe, McClelland, Ganguli, arXiv:1312.6120, eq. (7).
@@ -119,7 +115,9 @@ def saxe_two_layer(t, s, u0):
     return s / (1 - decay + decay * s / u0)
 
 
-def balanced_mode_ode(times, sigma0, s, depth: int, c=1.0, substeps: int = 8) -> jax.Array:
+def balanced_mode_ode(times: Float[ArrayLike, " T"], sigma0: Float[ArrayLike, " R"],
+                      s: Float[ArrayLike, " R"], depth: int, c: float | Float[ArrayLike, " R"] = 1.0,
+                      substeps: int = 8) -> Float[Array, "T R"]:
     """``d sigma_r/dt = L sigma_r^{2-2/L} (s_r - c_r sigma_r)``, each mode independently.
 
     Args:
@@ -136,7 +134,7 @@ def balanced_mode_ode(times, sigma0, s, depth: int, c=1.0, substeps: int = 8) ->
     References:
         Saxe et al., arXiv:1312.6120; Arora et al., arXiv:1905.13655 (balanced L-layer law).
     """
-    _check_depth(depth)
+    check_positive_int("depth", depth)
     sigma0 = jnp.asarray(sigma0)
     s, c = jnp.broadcast_to(jnp.asarray(s, sigma0.dtype), sigma0.shape), jnp.asarray(c, sigma0.dtype)
     power = 2.0 - 2.0 / depth
@@ -155,8 +153,8 @@ class ModeTrajectory(NamedTuple):
         sigma: ``(T, R)`` ``prod_l a_{l,r}(t)``.
     """
 
-    factors: jax.Array
-    sigma: jax.Array
+    factors: Float[Array, "T L R"]
+    sigma: Float[Array, "T R"]
 
 
 def _mode_rhs(s, c, kappa=1.0):
@@ -170,12 +168,15 @@ def _mode_rhs(s, c, kappa=1.0):
     return rhs
 
 
-def mode_ode(times, factors0, s, c=1.0, substeps: int = 8, kappa=1.0) -> ModeTrajectory:
-    """The unbalanced shared-basis mode ODE ``d a_{l,r}/dt = kappa_r (prod_{m != l} a_{m,r}) (s_r - c_r sigma_r)``.
+def mode_ode(times: Float[ArrayLike, " T"], factors0: Float[ArrayLike, "L R"], s: Float[ArrayLike, " R"],
+             c: float | Float[ArrayLike, " R"] = 1.0, substeps: int = 8,
+             kappa: float | Float[ArrayLike, " R"] = 1.0) -> ModeTrajectory:
+    """The unbalanced shared-basis mode ODE ``d a_{l,r}/dt = kappa_r (prod_{m != l} a_{m,r}) g_r``.
 
-    ``kappa_r = 1`` is the law of [math §5](https://jaxspec.github.io/jaxspec/math/#s5). A measured ``kappa_r`` (the ratio of the true mode kernel
-    to the shared-basis one, see :func:`jaxspec.training.mode_factors`) makes the initial rate exact for
-    models whose layers do not share a basis exactly, such as fixed-gates networks.
+    ``g_r = s_r - c_r sigma_r``; ``kappa_r = 1`` is the law of [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
+    A measured ``kappa_r`` (the ratio of the true mode kernel to the shared-basis one, see
+    :func:`jaxspec.training.mode_factors`) makes the initial rate exact for models whose layers do not share a
+    basis exactly, such as fixed-gates networks.
 
     Args:
         times: ``(T,)`` output times, starting at the time of ``factors0``.
@@ -204,7 +205,8 @@ def mode_ode(times, factors0, s, c=1.0, substeps: int = 8, kappa=1.0) -> ModeTra
     return ModeTrajectory(factors, jnp.prod(factors, axis=1))
 
 
-def mode_gd(factors0, s, learning_rate: float, num_steps: int, record_every: int = 1, c=1.0) -> ModeTrajectory:
+def mode_gd(factors0: Float[ArrayLike, "L R"], s: Float[ArrayLike, " R"], learning_rate: float,
+            num_steps: int, record_every: int = 1, c: float | Float[ArrayLike, " R"] = 1.0) -> ModeTrajectory:
     """Gradient descent on aligned layers, mode by mode: the exact discrete counterpart of :func:`mode_ode`.
 
     ``a_{l,r} <- a_{l,r} + eta (prod_{m != l} a_{m,r}) (s_r - c_r prod_m a_{m,r})``. For a deep linear network
@@ -221,6 +223,13 @@ def mode_gd(factors0, s, learning_rate: float, num_steps: int, record_every: int
 
     Returns:
         :class:`ModeTrajectory` at steps ``0, record_every, ..., num_steps``.
+
+    Example:
+        >>> mode_gd(jnp.array([[0.1], [0.1]]), jnp.array([1.0]), 0.1, 100, 10).sigma.shape
+        (11, 1)
+
+    References:
+        Saxe et al., arXiv:1312.6120; [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
     """
     a0 = jnp.asarray(factors0)
     if num_steps % record_every:
@@ -238,18 +247,20 @@ def mode_gd(factors0, s, learning_rate: float, num_steps: int, record_every: int
     return ModeTrajectory(factors, jnp.prod(factors, axis=1))
 
 
-def _psd_power(sym: jax.Array, power: float) -> jax.Array:
+def _psd_power(sym: Float[Array, "n n"], power: float) -> Float[Array, "n n"]:
     if power == 0:
         return jnp.eye(sym.shape[0], dtype=sym.dtype)
     lam, q = jnp.linalg.eigh(sym)
     return jnp.matmul(q * jnp.clip(lam, 0, None)[None, :] ** power, q.T, precision=HIGHEST)
 
 
-def arora_end_to_end(times, w0, sigma_xx, sigma_yx, depth: int, substeps: int = 8) -> jax.Array:
+def arora_end_to_end(times: Float[ArrayLike, " T"], w0: Float[ArrayLike, "d_out d_in"],
+                     sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"],
+                     depth: int, substeps: int = 8) -> Float[Array, "T d_out d_in"]:
     """Arora's end-to-end dynamics of a balanced deep linear network, integrated from ``W(times[0]) = w0``.
 
-    ``dW/dt = -sum_{j=1}^{L} (W W^T)^{(j-1)/L} (W Sigma_xx - Sigma_yx) (W^T W)^{(L-j)/L}``. Exact for gradient flow
-    from a balanced start (``W_{l+1}^T W_{l+1} = W_l W_l^T``) whatever the alignment with the data.
+    ``dW/dt = -sum_{j=1}^{L} (W W^T)^{(j-1)/L} (W Sigma_xx - Sigma_yx) (W^T W)^{(L-j)/L}``. Exact for gradient
+    flow from a balanced start (``W_{l+1}^T W_{l+1} = W_l W_l^T``) whatever the alignment with the data.
 
     Args:
         times: ``(T,)``.
@@ -263,15 +274,19 @@ def arora_end_to_end(times, w0, sigma_xx, sigma_yx, depth: int, substeps: int = 
         ``(T, d_out, d_in)``.
 
     Example:
-        >>> w = arora_end_to_end(jnp.linspace(0, 3, 10), 1e-3 * jnp.eye(2), jnp.eye(2), jnp.diag(jnp.array([2., 1.])), 3)
+        >>> w = arora_end_to_end(jnp.linspace(0, 3, 10), 1e-3 * jnp.eye(2), jnp.eye(2),
+        ...                      jnp.diag(jnp.array([2.0, 1.0])), 3)
+        >>> w.shape
+        (10, 2, 2)
 
     References:
         Arora, Cohen, Hazan, arXiv:1802.06509, Theorem 1.
     """
-    _check_depth(depth)
+    check_positive_int("depth", depth)
     w0, sigma_xx, sigma_yx = jnp.asarray(w0), jnp.asarray(sigma_xx), jnp.asarray(sigma_yx)
     if sigma_xx.shape != (w0.shape[1],) * 2 or sigma_yx.shape != w0.shape:
-        raise InputError(f"shapes do not match: W {w0.shape}, Sigma_xx {sigma_xx.shape}, Sigma_yx {sigma_yx.shape}")
+        raise InputError(f"shapes do not match: W {w0.shape}, Sigma_xx {sigma_xx.shape}, "
+                         f"Sigma_yx {sigma_yx.shape}")
 
     def rhs(w):
         grad = jnp.matmul(w, sigma_xx, precision=HIGHEST) - sigma_yx
@@ -285,13 +300,16 @@ def arora_end_to_end(times, w0, sigma_xx, sigma_yx, depth: int, substeps: int = 
     return rk4_integrate(rhs, w0, times, substeps)
 
 
-def _check_depth(depth) -> None:
-    if isinstance(depth, bool) or int(depth) != depth or depth < 1:
-        raise InputError(f"depth must be a positive integer, got {depth!r}")
+def mode_targets(sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"],
+                 u: Float[ArrayLike, "d_out R"], v: Float[ArrayLike, "d_in R"]
+                 ) -> tuple[Float[Array, " R"], Float[Array, " R"]]:
+    """``s_r = u_r^T Sigma_yx v_r`` and ``c_r = v_r^T Sigma_xx v_r`` for the columns of ``u`` and ``v``.
 
-
-def mode_targets(sigma_xx, sigma_yx, u, v) -> tuple[jax.Array, jax.Array]:
-    """``s_r = u_r^T Sigma_yx v_r`` and ``c_r = v_r^T Sigma_xx v_r`` for the columns of ``u (d_out, R)``, ``v``."""
+    Example:
+        >>> s, c = mode_targets(jnp.eye(2), jnp.diag(jnp.array([3.0, 1.0])), jnp.eye(2), jnp.eye(2))
+        >>> s.tolist(), c.tolist()
+        ([3.0, 1.0], [1.0, 1.0])
+    """
     s = jnp.einsum("ir,ij,jr->r", u, sigma_yx, v, precision=HIGHEST)
     c = jnp.einsum("ir,ij,jr->r", v, sigma_xx, v, precision=HIGHEST)
     return s, c
@@ -303,11 +321,11 @@ class DynamicsComparison(NamedTuple):
     Attributes:
         time: ``(T,)`` gradient-flow time ``step * learning_rate``.
         measured: ``(T, R)`` measured end-to-end singular values.
-        predicted: dict name -> ``(T, R)`` (NaN before each mode's start). Names: ``"mode_ode"`` (unbalanced
-            shared-basis ODE from the measured factors), ``"mode_ode_kernel"`` (the same with the measured kernel
-            ratio ``kappa_r``), ``"balanced"`` (L-layer balanced ODE = Arora's law under the decoupled closure),
-            ``"saxe"`` (two layers, closed form), ``"arora"`` (Arora's end-to-end matrix ODE, when the
-            end-to-end map was tracked).
+        predicted: dict name -> ``(T, R)`` (NaN before each mode's start). Names: ``"mode_ode"``
+            (unbalanced shared-basis ODE from the measured factors), ``"mode_ode_kernel"`` (the same with the
+            measured kernel ratio ``kappa_r``), ``"balanced"`` (L-layer balanced ODE = Arora's law under the
+            decoupled closure), ``"saxe"`` (two layers, closed form), ``"arora"`` (Arora's end-to-end matrix
+            ODE, when the end-to-end map was tracked).
         relative_error: dict name -> ``(T, R)``: ``measured / predicted - 1``.
         max_relative_error: dict name -> ``(R,)``: max over times from each mode's start of
             ``|relative_error|``.
@@ -315,19 +333,19 @@ class DynamicsComparison(NamedTuple):
         start_index: ``(R,)`` the record where each mode's predictions start.
         half_time: dict ``"measured"`` or a prediction name -> ``(R,)``: the time when ``sigma_r`` first
             reaches half its target after the start (linear interpolation between records; NaN if never).
-        half_time_error: dict name -> ``(R,)``: ``(t_half_measured - t_0) / (t_half_predicted - t_0) - 1``, the
-            relative error of the predicted learning time of each mode (``t_0`` its start).
+        half_time_error: dict name -> ``(R,)``: ``(t_half_measured - t_0) / (t_half_predicted - t_0) - 1``,
+            the relative error of the predicted learning time of each mode (``t_0`` its start).
     """
 
-    time: np.ndarray
-    measured: np.ndarray
-    predicted: dict[str, np.ndarray]
-    relative_error: dict[str, np.ndarray]
-    max_relative_error: dict[str, np.ndarray]
-    target: np.ndarray
-    start_index: np.ndarray
-    half_time: dict[str, np.ndarray]
-    half_time_error: dict[str, np.ndarray]
+    time: Float[np.ndarray, " T"]
+    measured: Float[np.ndarray, "T R"]
+    predicted: dict[str, Float[np.ndarray, "T R"]]
+    relative_error: dict[str, Float[np.ndarray, "T R"]]
+    max_relative_error: dict[str, Float[np.ndarray, " R"]]
+    target: Float[np.ndarray, " R"]
+    start_index: Int[np.ndarray, " R"]
+    half_time: dict[str, Float[np.ndarray, " R"]]
+    half_time_error: dict[str, Float[np.ndarray, " R"]]
 
 
 def _half_times(time, values, starts, target) -> np.ndarray:
@@ -347,6 +365,15 @@ def _half_times(time, values, starts, target) -> np.ndarray:
 
 
 PREDICTIONS = ("mode_ode", "mode_ode_kernel", "balanced", "saxe", "arora")
+
+
+def target_svd(sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"]) -> tuple[
+        Float[np.ndarray, "d_out d_out"], Float[np.ndarray, " r"], Float[np.ndarray, "d_in d_in"]]:
+    """``(U, s, V^T)`` of the least-squares target map ``Sigma_yx Sigma_xx^{-1}`` (numpy, float64)."""
+    sigma_xx = np.asarray(sigma_xx, dtype=np.float64)
+    sigma_yx = np.asarray(sigma_yx, dtype=np.float64)
+    target_map = np.linalg.lstsq(sigma_xx.T, sigma_yx.T, rcond=None)[0].T
+    return np.linalg.svd(target_map)
 
 
 def _predictions_from(tracked, measured, time, start, u, v, sigma_xx, sigma_yx, depth, substeps, predictions):
@@ -376,16 +403,20 @@ def _predictions_from(tracked, measured, time, start, u, v, sigma_xx, sigma_yx, 
     return out, s / c
 
 
-def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: float | None = None,
-                     time=None, start_index=0, basis: str = "target", target_basis=None,
-                     substeps: int = 8, predictions=PREDICTIONS) -> DynamicsComparison:
+def compare_dynamics(result: TrainResult, *, sigma_xx: Float[ArrayLike, "d_in d_in"],
+                     sigma_yx: Float[ArrayLike, "d_out d_in"], depth: int, learning_rate: float | None = None,
+                     time: Float[ArrayLike, " T"] | None = None, start_index: int | Int[ArrayLike, " R"] = 0,
+                     basis: str = "target", target_basis: tuple[Float[ArrayLike, "d_out R"],
+                                                                Float[ArrayLike, "d_in R"]] | None = None,
+                     substeps: int = 8, predictions: Sequence[str] = PREDICTIONS) -> DynamicsComparison:
     """Run the predictions from a tracked training run and measure their error per mode.
 
     Args:
         result: a :class:`jaxspec.training.TrainResult` whose ``tracked`` holds ``sigma``, ``u``, ``v``,
             ``factors`` (``mode_kernel`` for the kernel-corrected mode ODE, ``end_to_end`` for the Arora
             prediction), as made by :func:`jaxspec.training.make_tracker`.
-        sigma_xx: ``(d_in, d_in)``; sigma_yx: ``(d_out, d_in)`` (:func:`jaxspec.data.input_output_statistics`).
+        sigma_xx: ``(d_in, d_in)`` (:func:`jaxspec.data.input_output_statistics`).
+        sigma_yx: ``(d_out, d_in)``.
         depth: number of weight matrices ``L``.
         learning_rate: GD step; the time is ``steps * learning_rate`` (or give ``time`` directly).
         time: ``(T,)`` gradient-flow times of the records (overrides ``learning_rate``).
@@ -403,12 +434,18 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
         :class:`DynamicsComparison`.
 
     Example:
-        >>> cmp = compare_dynamics(res, sigma_xx=sxx, sigma_yx=syx, depth=3, learning_rate=1e-3)  # doctest: +SKIP
+        >>> cmp = compare_dynamics(res, sigma_xx=sxx, sigma_yx=syx, depth=3,
+        ...                        learning_rate=1e-3)  # doctest: +SKIP
         >>> cmp.max_relative_error["mode_ode"]  # doctest: +SKIP
+
+    References:
+        Saxe et al., arXiv:1312.6120; Arora et al., arXiv:1802.06509;
+        [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
     """
     tracked = result.tracked
     if not isinstance(tracked, dict) or not {"sigma", "u", "v", "factors"} <= set(tracked):
-        raise InputError("result.tracked must hold sigma, u, v and factors (use jaxspec.training.make_tracker)")
+        raise InputError("result.tracked must hold sigma, u, v and factors "
+                         "(use jaxspec.training.make_tracker)")
     unknown = sorted(set(predictions) - set(PREDICTIONS))
     if unknown:
         raise InputError(f"unknown predictions {unknown}; known: {', '.join(PREDICTIONS)}")
@@ -432,8 +469,7 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
         if target_basis is not None:
             fixed_u, fixed_v = (np.asarray(b, dtype=np.float64)[:, :rank] for b in target_basis)
         else:
-            target_map = np.linalg.lstsq(sigma_xx.T, sigma_yx.T, rcond=None)[0].T
-            uu, _, vt = np.linalg.svd(target_map)
+            uu, _, vt = target_svd(sigma_xx, sigma_yx)
             fixed_u, fixed_v = uu[:, :rank], vt[:rank].T
     predicted: dict[str, np.ndarray] = {}
     target = np.zeros(rank)
@@ -445,8 +481,8 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
                 v = np.asarray(tracked["v"][start], dtype=np.float64)
             else:
                 u, v = fixed_u, fixed_v
-            preds, fixed_points = _predictions_from(tracked, measured, time, int(start), u, v, sigma_xx, sigma_yx,
-                                                    depth, substeps, predictions)
+            preds, fixed_points = _predictions_from(tracked, measured, time, int(start), u, v, sigma_xx,
+                                                    sigma_yx, depth, substeps, predictions)
             modes = starts == start
             target[modes] = fixed_points[modes]
             for name, values in preds.items():
@@ -454,7 +490,8 @@ def compare_dynamics(result, *, sigma_xx, sigma_yx, depth: int, learning_rate: f
                 full[start:, modes] = values[:, modes]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = {k: measured / p - 1.0 for k, p in predicted.items()}
-    max_rel = {k: np.array([np.nanmax(np.abs(e[starts[r]:, r])) for r in range(rank)]) for k, e in rel.items()}
+    max_rel = {k: np.array([np.nanmax(np.abs(e[starts[r]:, r])) for r in range(rank)])
+               for k, e in rel.items()}
     half = {"measured": _half_times(time, measured, starts, target)}
     half.update({k: _half_times(time, p, starts, target) for k, p in predicted.items()})
     t0 = time[starts]

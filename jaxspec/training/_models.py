@@ -29,24 +29,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from jaxspec import networks
-from jaxspec._checks import HIGHEST, InputError
-from jaxspec.data._datasets import Dataset
+from jaxspec._checks import HIGHEST, InputError, check_choice
+from jaxspec.data import Dataset
+from jaxspec.networks import fixed_gates_apply, gates, init_mlp, mlp_apply
 
-__all__ = [
-    "LOSSES",
-    "MODEL_KINDS",
-    "Model",
-    "aligned_init",
-    "balanced_factors",
-    "deep_linear_init",
-    "end_to_end_fn",
-    "make_loss",
-    "make_model",
-    "model_apply",
-    "weight_matrices",
-]
+#: The layer dicts of :mod:`jaxspec.networks`: ``[{"w": (n_{l+1}, n_l)}, ...]`` (plus ``"b"`` with biases).
+Params = list[dict[str, Array]]
 
 MODEL_KINDS = ("linear", "fixed_gates", "relu")
 LOSSES = ("mse", "cross_entropy")
@@ -67,21 +57,28 @@ class Model:
 
     kind: str
     depth: int
-    train_x: jax.Array
-    gate_list: tuple[jax.Array, ...] | None = None
+    train_x: Float[Array, "N d_in"]
+    gate_list: tuple[Float[Array, "N n"], ...] | None = None
     reference: Any = None
     jacobian_inputs: int | None = None
 
 
-def weight_matrices(params) -> list[jax.Array]:
-    """The weight matrices ``[W_1, ..., W_L]`` of a list of layer dicts (or of a list of matrices)."""
+def weight_matrices(params: Params | Sequence[Float[Array, "n_out n_in"]]
+                    ) -> list[Float[Array, "n_out n_in"]]:
+    """The weight matrices ``[W_1, ..., W_L]`` of a list of layer dicts (or of a list of matrices).
+
+    Example:
+        >>> [w.shape for w in weight_matrices([{"w": jnp.ones((3, 2))}, jnp.ones((1, 3))])]
+        [(3, 2), (1, 3)]
+    """
     if not isinstance(params, (list, tuple)) or not params:
         raise InputError("params must be a non-empty list of layer dicts {'w': (n_out, n_in)} or of matrices")
     return [p["w"] if isinstance(p, dict) else p for p in params]
 
 
-def deep_linear_init(key: jax.Array, widths: Sequence[int], *, scale: float = 1.0, dtype=jnp.float32):
-    """A bias-free deep linear network with entries ``N(0, scale^2 / n_in)`` (small ``scale``: the rich regime).
+def deep_linear_init(key: PRNGKeyArray, widths: Sequence[int], *, scale: float = 1.0,
+                     dtype=jnp.float32) -> Params:
+    """A bias-free deep linear network, entries ``N(0, scale^2 / n_in)`` (small ``scale``: the rich regime).
 
     Args:
         key: PRNG key.
@@ -97,20 +94,31 @@ def deep_linear_init(key: jax.Array, widths: Sequence[int], *, scale: float = 1.
     """
     if not np.isfinite(scale) or scale <= 0:
         raise InputError(f"scale must be positive, got {scale}")
-    return networks.init_mlp(key, widths, activation="linear", bias=False, gain=float(scale) ** 2, dtype=dtype)
+    return init_mlp(key, widths, activation="linear", bias=False, gain=float(scale) ** 2, dtype=dtype)
 
 
-def balanced_factors(sigma0, depth: int) -> np.ndarray:
-    """Per-mode factors ``a_{l,r} = sigma_r^{1/L}`` of a balanced network, ``(L, R)``."""
+def balanced_factors(sigma0: float | Float[ArrayLike, " R"], depth: int) -> Float[np.ndarray, "L R"]:
+    """Per-mode factors ``a_{l,r} = sigma_r^{1/L}`` of a balanced network, ``(L, R)``.
+
+    Example:
+        >>> balanced_factors([4.0, 1.0], 2).tolist()
+        [[2.0, 1.0], [2.0, 1.0]]
+
+    References:
+        Saxe, McClelland, Ganguli, arXiv:1312.6120 (balanced deep linear networks).
+    """
     sigma0 = np.atleast_1d(np.asarray(sigma0, dtype=float))
     if np.any(sigma0 <= 0):
         raise InputError("balanced factors need positive singular values")
     return np.repeat((sigma0 ** (1.0 / depth))[None, :], depth, axis=0)
 
 
-def aligned_init(widths: Sequence[int], u_out, v_in, factors, *, key: jax.Array | None = None,
-                 dtype=jnp.float32) -> list[dict[str, jax.Array]]:
-    """Layers with a shared singular basis: ``W_l = P_l diag(a_l) P_{l-1}^T`` ([math §5](https://jaxspec.github.io/jaxspec/math/#s5)).
+def aligned_init(widths: Sequence[int], u_out: Float[ArrayLike, "nL R"], v_in: Float[ArrayLike, "n0 R"],
+                 factors: Float[ArrayLike, "L R"], *, key: PRNGKeyArray | None = None,
+                 dtype=jnp.float32) -> Params:
+    """Layers with a shared singular basis: ``W_l = P_l diag(a_l) P_{l-1}^T``.
+
+    ([math §5](https://jaxspec.github.io/jaxspec/math/#s5).)
 
     ``P_0 = v_in`` and ``P_L = u_out`` (e.g. the teacher's modes, for Saxe's aligned start); the hidden bases
     ``P_l`` are random orthonormal frames (``key``) or the first ``R`` coordinate vectors (``key=None``).
@@ -154,23 +162,27 @@ def aligned_init(widths: Sequence[int], u_out, v_in, factors, *, key: jax.Array 
             draw = jax.random.normal(jax.random.fold_in(key, l), (n, rank), jnp.float32).astype(dtype)
             bases.append(jnp.linalg.qr(draw)[0])
     bases.append(u_out)
-    return [{"w": (bases[l + 1] * jnp.asarray(factors[l], dtype)[None, :]) @ bases[l].T} for l in range(depth)]
+    return [{"w": (bases[l + 1] * jnp.asarray(factors[l], dtype)[None, :]) @ bases[l].T}
+            for l in range(depth)]
 
 
-def make_model(kind: str, params0, data: Dataset, *, jacobian_inputs: int | None = None) -> Model:
+def make_model(kind: str, params0: Params, data: Dataset, *, jacobian_inputs: int | None = None) -> Model:
     """Describe a model of ``kind`` trained on ``data`` from ``params0``; fixed gates are frozen here.
 
     Args:
         kind: ``"linear"``, ``"fixed_gates"`` or ``"relu"``.
         params0: the initial layer dicts.
         data: the training set (its ``x`` fixes the gates and the end-to-end map).
-        jacobian_inputs: relu only: average the Jacobian over the first this many training inputs (default all).
+        jacobian_inputs: relu only: average the Jacobian over the first this many training inputs (default
+            all).
 
     Returns:
         :class:`Model`.
+
+    References:
+        Haas et al., arXiv:2602.12384 (the fixed-gates view).
     """
-    if kind not in MODEL_KINDS:
-        raise InputError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}")
+    check_choice("model kind", kind, MODEL_KINDS)
     ws = weight_matrices(params0)
     if ws[0].shape[1] != data.input_dim or ws[-1].shape[0] != data.output_dim:
         raise InputError(f"network maps {ws[0].shape[1]} -> {ws[-1].shape[0]} but the data are "
@@ -180,7 +192,7 @@ def make_model(kind: str, params0, data: Dataset, *, jacobian_inputs: int | None
     gate_list = reference = None
     if kind == "fixed_gates":
         reference = params0
-        gate_list = tuple(jax.lax.stop_gradient(g) for g in networks.gates(params0, data.x, activation="relu"))
+        gate_list = tuple(jax.lax.stop_gradient(g) for g in gates(params0, data.x, activation="relu"))
     n_jac = None
     if kind == "relu":
         n_jac = data.num_samples if jacobian_inputs is None else int(jacobian_inputs)
@@ -189,7 +201,8 @@ def make_model(kind: str, params0, data: Dataset, *, jacobian_inputs: int | None
     return Model(kind, len(ws), data.x, gate_list, reference, n_jac)
 
 
-def model_apply(model: Model, params, x: jax.Array | None = None) -> jax.Array:
+def model_apply(model: Model, params: Params,
+                x: Float[Array, "M d_in"] | None = None) -> Float[Array, "M d_out"]:
     """The model's outputs ``(N, d_out)`` on ``x`` (default: the training inputs).
 
     A fixed-gates model uses its frozen gates on the training inputs and the gates of its initial parameters
@@ -197,13 +210,13 @@ def model_apply(model: Model, params, x: jax.Array | None = None) -> jax.Array:
     """
     if model.kind == "linear":
         x = model.train_x if x is None else x
-        return networks.mlp_apply(params, x, activation="linear")
+        return mlp_apply(params, x, activation="linear")
     if model.kind == "relu":
         x = model.train_x if x is None else x
-        return networks.mlp_apply(params, x, activation="relu")
+        return mlp_apply(params, x, activation="relu")
     if x is None:
-        return networks.fixed_gates_apply(params, list(model.gate_list), model.train_x)
-    return networks.fixed_gates_apply(params, networks.gates(model.reference, x, activation="relu"), x)
+        return fixed_gates_apply(params, list(model.gate_list), model.train_x)
+    return fixed_gates_apply(params, gates(model.reference, x, activation="relu"), x)
 
 
 def _product(weights):
@@ -213,7 +226,7 @@ def _product(weights):
     return out
 
 
-def end_to_end_fn(model: Model) -> Callable[[Any], jax.Array]:
+def end_to_end_fn(model: Model) -> Callable[[Params], Float[Array, "d_out d_in"]]:
     """``params -> (d_out, d_in)``: the model's end-to-end map (see the module docstring)."""
     if model.kind == "linear":
         return lambda params: _product(weight_matrices(params))
@@ -221,37 +234,45 @@ def end_to_end_fn(model: Model) -> Callable[[Any], jax.Array]:
         x = np.asarray(model.train_x, dtype=np.float64)
         gram = x.T @ x
         if np.linalg.matrix_rank(gram) < gram.shape[0]:
-            raise InputError("the training inputs do not span the input space; the end-to-end map of a fixed-gates "
-                             "network needs X^T X invertible (whiten or reduce the input dimension)")
+            raise InputError("the training inputs do not span the input space; the end-to-end map of a "
+                             "fixed-gates network needs X^T X invertible (whiten or reduce the input "
+                             "dimension)")
         # P = X (X^T X)^{-1}: M = F^T P is the least-squares linear map of the outputs on the inputs.
         projector = jnp.asarray(np.linalg.solve(gram, x.T).T, model.train_x.dtype)
 
         def fixed_gates_map(params):
-            outputs = networks.fixed_gates_apply(params, list(model.gate_list), model.train_x)
+            outputs = fixed_gates_apply(params, list(model.gate_list), model.train_x)
             return jnp.matmul(outputs.T, projector, precision=HIGHEST)
 
         return fixed_gates_map
     xs = model.train_x[: model.jacobian_inputs]
 
     def mean_jacobian(params):
-        f = lambda x: networks.mlp_apply(params, x, activation="relu")  # noqa: E731
+        f = lambda x: mlp_apply(params, x, activation="relu")  # noqa: E731
         return jnp.mean(jax.vmap(jax.jacfwd(f))(xs), axis=0)
 
     return mean_jacobian
 
 
-def make_loss(model: Model, data: Dataset, loss: str = "mse") -> Callable[[Any], jax.Array]:
+def make_loss(model: Model, data: Dataset, loss: str = "mse") -> Callable[[Params], Float[Array, ""]]:
     """The full-batch loss ``params -> scalar``.
 
     ``"mse"``: ``(1/2N) sum_i ||f(x_i) - y_i||^2`` (its gradient in the end-to-end map is
-    ``W Sigma_xx - Sigma_yx``, the normalisation of [math §5](https://jaxspec.github.io/jaxspec/math/#s5)). ``"cross_entropy"``: mean softmax
-    cross-entropy against ``data.labels`` (or the argmax of ``y``).
+    ``W Sigma_xx - Sigma_yx``, the normalisation of [math §5](https://jaxspec.github.io/jaxspec/math/#s5)).
+    ``"cross_entropy"``: mean softmax cross-entropy against ``data.labels`` (or the argmax of ``y``).
+
+    Args:
+        model: from :func:`make_model`.
+        data: the data the model was made with.
+        loss: ``"mse"`` or ``"cross_entropy"``.
+
+    Returns:
+        ``params -> ()`` the loss.
 
     Example:
         >>> loss_fn = make_loss(model, data)  # doctest: +SKIP
     """
-    if loss not in LOSSES:
-        raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    check_choice("loss", loss, LOSSES)
     if data.x.shape[0] != model.train_x.shape[0]:
         raise InputError("make_loss needs the data the model was made with")
     if loss == "mse":

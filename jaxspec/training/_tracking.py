@@ -5,12 +5,13 @@ All functions are pure and jit-compatible; :func:`make_tracker` bundles them int
 
 Per-mode factors. For layers sharing a singular basis, ``W_l = P_l diag(a_{l,r}) P_{l-1}^T``, the end-to-end
 singular value is ``sigma_r = prod_l a_{l,r}`` and ``d sigma_r / d W_l = (prod_{m != l} a_{m,r}) p_{l,r}
-p_{l-1,r}^T``. We therefore *define* the factors of any model from the layer gradients ``n_{l,r} = ||d sigma_r / d W_l||_F``
-(the gradient of ``u_r^T E v_r`` with the singular vectors held fixed): ``a_{l,r}`` proportional to
-``sigma_r / n_{l,r}``, normalised so that ``prod_l a_{l,r} = sigma_r`` (see :func:`mode_factors`). This equals
-the shared-basis factor exactly when the ansatz holds and needs no choice of hidden bases. The mode kernel
-``K_r = sum_l n_{l,r}^2`` is the exact diagonal of the end-to-end tangent kernel, the rate in
-``d sigma_r/dt = K_r g_r + (cross-mode terms)``; the shared-basis law has ``K_r = sigma_r^2 sum_l a_{l,r}^{-2}``.
+p_{l-1,r}^T``. We therefore *define* the factors of any model from the layer gradients
+``n_{l,r} = ||d sigma_r / d W_l||_F`` (the gradient of ``u_r^T E v_r`` with the singular vectors held fixed):
+``a_{l,r}`` proportional to ``sigma_r / n_{l,r}``, normalised so that ``prod_l a_{l,r} = sigma_r`` (see
+:func:`mode_factors`). This equals the shared-basis factor exactly when the ansatz holds and needs no choice
+of hidden bases. The mode kernel ``K_r = sum_l n_{l,r}^2`` is the exact diagonal of the end-to-end tangent
+kernel, the rate in ``d sigma_r/dt = K_r g_r + (cross-mode terms)``; the shared-basis law has
+``K_r = sigma_r^2 sum_l a_{l,r}^{-2}``.
 
 Sign convention. Singular vectors are returned with the largest-magnitude entry of each ``u_r`` positive
 (``v_r`` flipped with it), so trajectories are continuous and comparable with numpy.
@@ -25,28 +26,17 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from jaxspec._checks import HIGHEST, InputError
-from jaxspec.training._models import Model, end_to_end_fn, weight_matrices
-
-__all__ = [
-    "adjacent_alignment",
-    "balancedness",
-    "balancedness_norms",
-    "end_to_end_svd",
-    "fix_signs",
-    "layer_singular_values",
-    "make_tracker",
-    "mode_factors",
-]
+from jaxspec.training._models import Model, Params, end_to_end_fn, weight_matrices
 
 
-
-def fix_signs(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+def fix_signs(u: Float[Array, "m k"], v: Float[Array, "n k"]
+              ) -> tuple[Float[Array, "m k"], Float[Array, "n k"]]:
     """Flip each pair ``(u_r, v_r)`` so that the largest-magnitude entry of ``u_r`` is positive.
 
     Args:
@@ -55,6 +45,11 @@ def fix_signs(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
 
     Returns:
         ``(u, v)`` with the same shapes.
+
+    Example:
+        >>> u, v = fix_signs(-jnp.eye(2), 2.0 * jnp.eye(2))
+        >>> u.diagonal().tolist(), v.diagonal().tolist()
+        ([1.0, 1.0], [-2.0, -2.0])
     """
     index = jnp.argmax(jnp.abs(u), axis=0)
     sign = jnp.sign(u[index, jnp.arange(u.shape[1])])
@@ -62,7 +57,8 @@ def fix_signs(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
     return u * sign[None, :], v * sign[None, :]
 
 
-def end_to_end_svd(matrix: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def end_to_end_svd(matrix: Float[Array, "m n"], k: int) -> tuple[
+        Float[Array, " k"], Float[Array, "m k"], Float[Array, "n k"]]:
     """Top-``k`` singular triplets of an end-to-end map.
 
     Args:
@@ -80,8 +76,13 @@ def end_to_end_svd(matrix: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax
     return s[:k], u, v
 
 
-def layer_singular_values(weights: list[jax.Array]) -> jax.Array:
-    """Singular values of each layer, ``(L, K)`` with ``K = max_l min(n_l, n_{l-1})``, NaN-padded."""
+def layer_singular_values(weights: list[Float[Array, "n_out n_in"]]) -> Float[Array, "L K"]:
+    """Singular values of each layer, ``(L, K)`` with ``K = max_l min(n_l, n_{l-1})``, NaN-padded.
+
+    Example:
+        >>> layer_singular_values([jnp.diag(jnp.array([2.0, 1.0])), jnp.ones((1, 2))]).shape
+        (2, 2)
+    """
     size = max(min(w.shape) for w in weights)
     rows = []
     for w in weights:
@@ -90,7 +91,7 @@ def layer_singular_values(weights: list[jax.Array]) -> jax.Array:
     return jnp.stack(rows)
 
 
-def adjacent_alignment(weights: list[jax.Array], k: int) -> jax.Array:
+def adjacent_alignment(weights: list[Float[Array, "n_out n_in"]], k: int) -> Float[Array, "L-1 k"]:
     """``|<v_r(W_{l+1}), u_r(W_l)>|`` for ``r = 1..k`` and every adjacent pair, ``(L - 1, k)``.
 
     A value of 1 means the input-side singular vector of the next layer is the output-side singular vector of
@@ -110,7 +111,7 @@ def adjacent_alignment(weights: list[jax.Array], k: int) -> jax.Array:
     return jnp.stack(rows)
 
 
-def balancedness(weights: list[jax.Array]) -> list[jax.Array]:
+def balancedness(weights: list[Float[Array, "n_out n_in"]]) -> list[Float[Array, "n n"]]:
     """The matrices ``W_{l+1}^T W_{l+1} - W_l W_l^T``, each ``(n_l, n_l)`` (zero for a balanced network).
 
     Gradient flow on a deep linear network conserves each of them exactly.
@@ -122,21 +123,28 @@ def balancedness(weights: list[jax.Array]) -> list[jax.Array]:
             for a, b in zip(weights[:-1], weights[1:], strict=True)]
 
 
-def balancedness_norms(weights: list[jax.Array]) -> jax.Array:
-    """Frobenius norms of :func:`balancedness`, ``(L - 1,)``."""
+def balancedness_norms(weights: list[Float[Array, "n_out n_in"]]) -> Float[Array, " L-1"]:
+    """Frobenius norms of :func:`balancedness`, ``(L - 1,)``.
+
+    Example:
+        >>> balancedness_norms([jnp.eye(2), jnp.eye(2)]).tolist()
+        [0.0]
+    """
     if len(weights) < 2:
         return jnp.zeros((0,), weights[0].dtype)
     return jnp.stack([jnp.linalg.norm(d) for d in balancedness(weights)])
 
 
-def mode_factors(end_to_end: Callable[[Any], jax.Array], params, sigma: jax.Array, u: jax.Array,
-                 v: jax.Array) -> tuple[jax.Array, jax.Array]:
+def mode_factors(end_to_end: Callable[[Params], Float[Array, "d_out d_in"]], params: Params,
+                 sigma: Float[Array, " k"], u: Float[Array, "d_out k"],
+                 v: Float[Array, "d_in k"]) -> tuple[Float[Array, "L k"], Float[Array, " k"]]:
     """Per-mode factors ``a_{l,r}`` and the mode kernel ``K_r = sum_l ||d sigma_r / d W_l||_F^2``.
 
     With ``n_{l,r} = ||d (u_r^T E v_r) / d W_l||_F`` (singular vectors held fixed), the factors are
-    ``a_{l,r} = sigma_r^{1/L} (prod_m n_{m,r})^{1/L} / n_{l,r}``: their product is ``sigma_r`` and their ratios
-    are those of ``sigma_r / n_{l,r}``. For layers sharing a singular basis, ``n_{l,r} = prod_{m != l} a_{m,r}``
-    and this returns the shared-basis factors exactly, with ``K_r = sigma_r^2 sum_l a_{l,r}^{-2}``. Otherwise
+    ``a_{l,r} = sigma_r^{1/L} (prod_m n_{m,r})^{1/L} / n_{l,r}``: their product is ``sigma_r`` and their
+    ratios are those of ``sigma_r / n_{l,r}``. For layers sharing a singular basis,
+    ``n_{l,r} = prod_{m != l} a_{m,r}`` and this returns the shared-basis factors exactly, with
+    ``K_r = sigma_r^2 sum_l a_{l,r}^{-2}``. Otherwise
     ``kappa_r = K_r / (sigma_r^2 sum_l a_{l,r}^{-2})`` (1 for shared bases) measures how far the true mode
     kernel is from the shared-basis one: gates that average over inputs make it smaller than 1.
 
@@ -169,7 +177,8 @@ def mode_factors(end_to_end: Callable[[Any], jax.Array], params, sigma: jax.Arra
 
 
 def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
-                 target_basis: tuple[jax.Array, jax.Array] | None = None) -> Callable[[Any], dict[str, Any]]:
+                 target_basis: tuple[Float[Array, "d_out k"], Float[Array, "d_in k"]] | None = None
+                 ) -> Callable[[Params], dict[str, Array]]:
     """The ``track_fn`` of a training run.
 
     Args:
@@ -180,9 +189,10 @@ def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
             ``u*_r^T E v*_r`` on the target's modes.
 
     Returns:
-        ``track_fn(params) -> dict`` with ``sigma (k,)``, ``u (d_out, k)``, ``v (d_in, k)``, ``factors (L, k)``, ``mode_kernel (k,)``,
-        ``layer_sv (L, K)``, ``alignment (L-1, k')`` (``k' = min(k, smallest width)``), ``balancedness (L-1,)``,
-        and optionally ``end_to_end (d_out, d_in)`` and ``target_projection (k,)``.
+        ``track_fn(params) -> dict`` with ``sigma (k,)``, ``u (d_out, k)``, ``v (d_in, k)``,
+        ``factors (L, k)``, ``mode_kernel (k,)``, ``layer_sv (L, K)``, ``alignment (L-1, k')``
+        (``k' = min(k, smallest width)``), ``balancedness (L-1,)``, and optionally
+        ``end_to_end (d_out, d_in)`` and ``target_projection (k,)``.
 
     Example:
         >>> track = make_tracker(model, top_k=3)  # doctest: +SKIP
@@ -195,9 +205,10 @@ def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
     if target_basis is not None:
         tu, tv = (jnp.asarray(b) for b in target_basis)
         if tu.ndim != 2 or tv.ndim != 2 or tu.shape[1] != tv.shape[1] or tv.shape[0] != d_in:
-            raise InputError(f"target_basis must be (U (d_out, k), V ({d_in}, k)), got {tu.shape}, {tv.shape}")
+            raise InputError(f"target_basis must be (U (d_out, k), V ({d_in}, k)), got {tu.shape}, "
+                             f"{tv.shape}")
 
-    def track(params) -> dict[str, Any]:
+    def track(params: Params) -> dict[str, Array]:
         weights = weight_matrices(params)
         matrix = e2e(params)
         k = min(int(top_k), *matrix.shape)

@@ -8,6 +8,12 @@ descent with the outlier eigenspace in closed form. This package gives the analy
 / within-class split, the gradient's coefficients on the class-mean basis, ``f_cc'`` and the gradient-outlier
 overlap, so that every prediction sits beside its measurement.
 
+* :mod:`~jaxspec.ufm._model`: the deep UFM, its parameters, forward pass, loss and layer blocks.
+* :mod:`~jaxspec.ufm._theory`: the collapsed optimum of the deep linear UFM in closed form.
+* :mod:`~jaxspec.ufm._collapse`: neural-collapse metrics NC1-NC4, layer by layer.
+* :mod:`~jaxspec.ufm._curvature`: Kronecker Hessian, Gauss-Newton split, class-mean gradients, Lanczos.
+* :mod:`~jaxspec.ufm._train`: full-batch training with the collapse and curvature diagnostics tracked.
+
 Example:
     >>> from jaxspec import ufm
     >>> model = ufm.make_ufm(3, 40, 5, 1e-2, width=6)

@@ -29,11 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
-from jaxspec._checks import InputError
-from jaxspec.ufm._model import HIGHEST, UFM, UFMParams, _act, labels, layer_features, predict
-
-__all__ = ["GEOMETRIES", "NeuralCollapse", "collapse_metrics", "effective_classifiers", "feature_collapse"]
+from jaxspec._checks import HIGHEST, check_choice
+from jaxspec.ufm._model import UFM, UFMParams, activate, labels, layer_features, predict
 
 GEOMETRIES = ("orthogonal", "etf")
 
@@ -50,19 +49,20 @@ class NeuralCollapse(NamedTuple):
         nc4: fraction of argmax decisions that differ from the nearest-class-mean decision.
     """
 
-    nc1: jax.Array
-    nc2_equinorm: jax.Array
-    nc2_angle: jax.Array
-    nc3: jax.Array
-    nc4: jax.Array
+    nc1: Float[Array, "*L"]
+    nc2_equinorm: Float[Array, "*L"]
+    nc2_angle: Float[Array, "*L"]
+    nc3: Float[Array, "*L"]
+    nc4: Float[Array, "*L"]
 
 
-def _normalised(x: jax.Array) -> jax.Array:
+def _normalised(x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     return x / jnp.linalg.norm(x)
 
 
-def feature_collapse(features: jax.Array, classes: jax.Array, num_classes: int, classifier: jax.Array,
-                     decisions: jax.Array, geometry: str = "orthogonal") -> NeuralCollapse:
+def feature_collapse(features: Float[Array, "d N"], classes: Int[Array, " N"], num_classes: int,
+                     classifier: Float[Array, "K d"], decisions: Int[Array, " N"],
+                     geometry: str = "orthogonal") -> NeuralCollapse:
     """NC1-NC4 of one set of features.
 
     Args:
@@ -87,8 +87,7 @@ def feature_collapse(features: jax.Array, classes: jax.Array, num_classes: int, 
     References:
         Papyan, Han, Donoho, PNAS 117 (2020).
     """
-    if geometry not in GEOMETRIES:
-        raise InputError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    check_choice("geometry", geometry, GEOMETRIES)
     K = num_classes
     onehot = jax.nn.one_hot(classes, K, dtype=features.dtype)  # (N, K)
     counts = onehot.sum(axis=0)
@@ -116,18 +115,27 @@ def feature_collapse(features: jax.Array, classes: jax.Array, num_classes: int, 
     return NeuralCollapse(nc1, equinorm, angle, nc3, nc4)
 
 
-def effective_classifiers(ufm: UFM, params: UFMParams) -> jax.Array:
+def effective_classifiers(ufm: UFM, params: UFMParams) -> Float[Array, "L K d"]:
     """The sample-mean Jacobian of the outputs with respect to each layer's input, ``(L, K, d)``.
 
     Shifting the input of every layer by its own zero perturbation and differentiating the class sums of the
     outputs gives all per-sample Jacobians in ``K`` backward passes (sample ``i`` only sees column ``i``).
     For the linear UFM layer ``l`` gets ``W_L ... W_{l+1}``; the last entry is the head.
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm, init_params
+        >>> ufm = make_ufm(2, 3, 3, 1e-2, width=4)
+        >>> effective_classifiers(ufm, init_params(ufm, jax.random.key(0))).shape
+        (3, 2, 4)
+
+    References:
+        Papyan, Han, Donoho, PNAS 117 (2020) (NC3); Garrod & Keating, arXiv:2404.06106.
     """
 
     def outputs(shifts):
         def layer(h, inputs):
             w, shift = inputs
-            return _act(ufm, jnp.matmul(w, h + shift, precision=HIGHEST)), None
+            return activate(ufm, jnp.matmul(w, h + shift, precision=HIGHEST)), None
 
         h, _ = jax.lax.scan(layer, params.features, (params.hidden, shifts[:-1]))
         return jnp.matmul(params.head, h + shifts[-1], precision=HIGHEST).sum(axis=1)

@@ -34,15 +34,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxspec import hessian
-from jaxspec._checks import InputError
+from jaxspec._checks import HIGHEST, InputError, check_choice
+from jaxspec.hessian import Eigenpairs, alignment, gradient_overlap, hessian_matvec, lanczos_eigh
 from jaxspec.ufm._model import (
-    HIGHEST,
     UFM,
     UFMParams,
-    _check_layer,
-    _is_head,
+    check_layer,
+    is_head,
     layer_block,
     layer_features,
     map_layers,
@@ -50,24 +50,8 @@ from jaxspec.ufm._model import (
     with_layer,
 )
 
-__all__ = [
-    "GaussNewtonSplit",
-    "GradientCoefficients",
-    "alignment_matrix",
-    "class_mean_gradients",
-    "data_gradient",
-    "feature_gram_eigenvalues",
-    "gauss_newton_parts",
-    "gauss_newton_split",
-    "gradient_coefficients",
-    "gradient_outlier_overlap",
-    "gram_eigenvalues",
-    "kronecker_factors",
-    "kronecker_hessian",
-    "layer_eigenpairs",
-    "layer_top_eigenvalues",
-    "per_sample_jacobians",
-]
+#: A layer index: a Python int, or a traced integer scalar for a hidden layer (under ``vmap``).
+Layer = int | Int[Array, ""]
 
 
 class GaussNewtonSplit(NamedTuple):
@@ -80,10 +64,10 @@ class GaussNewtonSplit(NamedTuple):
         ranks: ``(3,)`` int, eigenvalues above ``rtol`` times the largest of all three parts.
     """
 
-    class_eigenvalues: jax.Array
-    cross_eigenvalues: jax.Array
-    within_eigenvalues: jax.Array
-    ranks: jax.Array
+    class_eigenvalues: Float[Array, " a"]
+    cross_eigenvalues: Float[Array, " b"]
+    within_eigenvalues: Float[Array, " c"]
+    ranks: Int[Array, " 3"]
 
 
 class GradientCoefficients(NamedTuple):
@@ -96,14 +80,14 @@ class GradientCoefficients(NamedTuple):
         residual: ``()`` fraction ``||g - sum coef b||^2 / ||g||^2`` of the gradient outside the basis.
     """
 
-    coefficients: jax.Array
-    weights: jax.Array
-    residual: jax.Array
+    coefficients: Float[Array, "K K"]
+    weights: Float[Array, "K K"]
+    residual: Float[Array, ""]
 
 
-def _downstream_map(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
+def _downstream_map(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "K d_out"]:
     """``A = W_L W_{L-1} ... W_{l+1}`` (``K x d``), the identity for the head."""
-    if _is_head(ufm, layer):
+    if is_head(ufm, layer):
         return jnp.eye(ufm.num_classes, dtype=params.head.dtype)
     num = ufm.depth - 2 - layer  # a traced layer makes this a while loop, which is fine here
 
@@ -113,7 +97,8 @@ def _downstream_map(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
     return jax.lax.fori_loop(0, num, right_multiply, params.head)
 
 
-def kronecker_factors(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Array, jax.Array]:
+def kronecker_factors(ufm: UFM, params: UFMParams, layer: Layer
+                      ) -> tuple[Float[Array, "d_out d_out"], Float[Array, "d d"]]:
     """The two factors of the linear UFM's layer-wise data Hessian ``(A^T A) (x) Av[h h^T]``.
 
     Args:
@@ -135,7 +120,7 @@ def kronecker_factors(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Arra
     References:
         Garrod & Keating, arXiv:2404.06106.
     """
-    _check_layer(ufm, layer)
+    check_layer(ufm, layer)
     if ufm.activation != "linear":
         raise InputError("the Kronecker form of the layer-wise Hessian holds for the linear UFM only; use "
                          "layer_eigenpairs (Hessian-vector products) for ReLU")
@@ -146,14 +131,25 @@ def kronecker_factors(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Arra
     return left, right
 
 
-def kronecker_hessian(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
-    """The dense layer-wise data Hessian ``(A^T A) (x) Av[h h^T]`` of the linear UFM, ``(P, P)``."""
+def kronecker_hessian(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "P P"]:
+    """The dense layer-wise data Hessian ``(A^T A) (x) Av[h h^T]`` of the linear UFM, ``(P, P)``.
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
     left, right = kronecker_factors(ufm, params, layer)
     return jnp.kron(left, right)
 
 
-def per_sample_jacobians(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
-    """``d f_{c'}(x_i) / d W_l`` for every output and sample, ``(K, N, P)`` (exact, any activation)."""
+def per_sample_jacobians(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "K N P"]:
+    """``d f_{c'}(x_i) / d W_l`` for every output and sample, ``(K, N, P)`` (exact, any activation).
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm, init_params
+        >>> ufm = make_ufm(2, 3, 2, 1e-2, width=3)
+        >>> per_sample_jacobians(ufm, init_params(ufm, jax.random.key(0)), 0).shape
+        (2, 6, 9)
+    """
     weight, _ = layer_block(ufm, params, layer)
 
     def outputs(w):
@@ -163,7 +159,7 @@ def per_sample_jacobians(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
     return jac.reshape(ufm.num_classes, ufm.num_samples, -1)
 
 
-def class_mean_gradients(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
+def class_mean_gradients(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "K K P"]:
     """``delta_{c,c'}``: class means of the per-sample output gradients, ``(K, K, P)`` indexed ``[c, c']``.
 
     ``c`` is the class of the samples averaged over, ``c'`` the output differentiated. At collapse these are
@@ -177,7 +173,8 @@ def class_mean_gradients(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
     return jnp.swapaxes(means, 0, 1)
 
 
-def _split_factors(ufm: UFM, params: UFMParams, layer: int):
+def _split_factors(ufm: UFM, params: UFMParams, layer: Layer
+                   ) -> tuple[Float[Array, "K P"], Float[Array, "K*(K-1) P"], Float[Array, "K*N P"]]:
     K, N = ufm.num_classes, ufm.num_samples
     jac = per_sample_jacobians(ufm, params, layer)  # [c', i, P]
     delta = class_mean_gradients(ufm, params, layer)  # [c, c', P]
@@ -189,7 +186,8 @@ def _split_factors(ufm: UFM, params: UFMParams, layer: int):
     return class_rows, cross_rows, within_rows
 
 
-def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: Layer
+                       ) -> tuple[Float[Array, "P P"], Float[Array, "P P"], Float[Array, "P P"]]:
     """The class, cross-class and within-class parts of a layer's Gauss-Newton matrix, each ``(P, P)``.
 
     Their sum is the layer's Gauss-Newton matrix (the layer-wise data Hessian for the linear UFM).
@@ -208,7 +206,7 @@ def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: int) -> tuple[jax.Arr
     return tuple(jnp.matmul(r.T, r, precision=HIGHEST) for r in rows)
 
 
-def gauss_newton_split(ufm: UFM, params: UFMParams, layer: int,
+def gauss_newton_split(ufm: UFM, params: UFMParams, layer: Layer,
                        rtol: float | None = None) -> GaussNewtonSplit:
     """Eigenvalues and ranks of the class / cross-class / within-class Gauss-Newton parts of one layer.
 
@@ -242,13 +240,20 @@ def gauss_newton_split(ufm: UFM, params: UFMParams, layer: int,
     return GaussNewtonSplit(*eigs, ranks)
 
 
-def data_gradient(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
-    """Gradient of the data loss with respect to one layer's weight (same shape as the weight)."""
+def data_gradient(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "d_out d"]:
+    """Gradient of the data loss with respect to one layer's weight (same shape as the weight).
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm, collapsed_params
+        >>> ufm = make_ufm(2, 3, 3, 1e-2, width=3)
+        >>> data_gradient(ufm, collapsed_params(ufm), 2).shape
+        (2, 3)
+    """
     weight, restricted = layer_block(ufm, params, layer)
     return jax.grad(restricted)(weight)
 
 
-def gradient_coefficients(ufm: UFM, params: UFMParams, layer: int) -> GradientCoefficients:
+def gradient_coefficients(ufm: UFM, params: UFMParams, layer: Layer) -> GradientCoefficients:
     """The layer's data gradient on the normalised class-mean basis ``delta_{c,c'} / ||delta_{c,c'}||``.
 
     Args:
@@ -280,7 +285,7 @@ def gradient_coefficients(ufm: UFM, params: UFMParams, layer: int) -> GradientCo
     return GradientCoefficients(coef.reshape(K, K), weights.reshape(K, K), residual)
 
 
-def alignment_matrix(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
+def alignment_matrix(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "K K"]:
     """``f_{cc'} = (v^T H v)^2 / (||v||^2 ||H v||^2)`` for ``v = delta_{c,c'}`` and the layer's data Hessian.
 
     Args:
@@ -303,15 +308,15 @@ def alignment_matrix(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
     """
     K = ufm.num_classes
     weight, restricted = layer_block(ufm, params, layer)
-    matvec = hessian.hessian_matvec(restricted, weight)
+    matvec = hessian_matvec(restricted, weight)
     vectors = class_mean_gradients(ufm, params, layer).reshape(K * K, *weight.shape)
     products = jax.vmap(matvec)(vectors)
-    return jax.vmap(hessian.alignment)(vectors, products).reshape(K, K)
+    return jax.vmap(alignment)(vectors, products).reshape(K, K)
 
 
-def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: int, k: int | None = None, *,
+def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: Layer, k: int | None = None, *,
                      num_steps: int | None = None, regularised: bool = False,
-                     key: jax.Array | None = None) -> hessian.Eigenpairs:
+                     key: PRNGKeyArray | None = None) -> Eigenpairs:
     """Top eigenpairs of one layer's Hessian by Lanczos on Hessian-vector products.
 
     Args:
@@ -344,13 +349,12 @@ def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: int, k: int | None = No
         raise InputError(f"k must be an integer between 1 and the layer size {size}, got {k!r}")
     if num_steps is None:
         num_steps = min(size, 2 * k + 20)
-    return hessian.lanczos_eigh(hessian.hessian_matvec(restricted, weight), weight, k, num_steps=num_steps,
-                                key=key)
+    return lanczos_eigh(hessian_matvec(restricted, weight), weight, k, num_steps=num_steps, key=key)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_steps", "regularised"))
 def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, num_steps: int | None = None,
-                          regularised: bool = False, key: jax.Array | None = None) -> jax.Array:
+                          regularised: bool = False, key: PRNGKeyArray | None = None) -> Float[Array, "L k"]:
     """Top ``k`` eigenvalues of every layer's Hessian by Lanczos, ``(L, k)`` descending.
 
     Jitted (``k``, ``num_steps``, ``regularised`` static). The hidden layers share one vmapped Lanczos; the
@@ -393,8 +397,9 @@ def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, 
     return map_layers(ufm, one_layer, key)
 
 
-def gradient_outlier_overlap(ufm: UFM, params: UFMParams, layer: int, eigenvectors=None, *,
-                             gradient: str = "data", key: jax.Array | None = None) -> jax.Array:
+def gradient_outlier_overlap(ufm: UFM, params: UFMParams, layer: Layer,
+                             eigenvectors: Float[Array, "k d_out d"] | None = None, *, gradient: str = "data",
+                             key: PRNGKeyArray | None = None) -> Float[Array, ""]:
     """``||P_top g||^2 / ||g||^2`` for one layer, ``P_top`` onto its top ``K^2`` Hessian eigenvectors.
 
     Args:
@@ -412,18 +417,26 @@ def gradient_outlier_overlap(ufm: UFM, params: UFMParams, layer: int, eigenvecto
     References:
         Gur-Ari, Roberts, Dyer, arXiv:1812.04754; Garrod & Keating, arXiv:2404.06106.
     """
-    if gradient not in ("data", "total"):
-        raise InputError(f"gradient must be 'data' or 'total', got {gradient!r}")
+    check_choice("gradient", gradient, ("data", "total"))
     if eigenvectors is None:
         eigenvectors = layer_eigenpairs(ufm, params, layer, key=key).eigenvectors
     weight, restricted = layer_block(ufm, params, layer, regularised=gradient == "total")
-    return hessian.gradient_overlap(jax.grad(restricted)(weight), eigenvectors)
+    return gradient_overlap(jax.grad(restricted)(weight), eigenvectors)
 
 
-def gram_eigenvalues(ufm: UFM, params: UFMParams) -> jax.Array:
+def gram_eigenvalues(ufm: UFM, params: UFMParams) -> Float[Array, "L K"]:
     """The ``K`` largest eigenvalues of every weight Gram matrix ``W_l^T W_l``, ``(L, K)`` descending.
 
     Predicted at collapse: ``sigma^2`` (``K`` copies) for every layer.
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm, collapsed_params
+        >>> ufm = make_ufm(2, 3, 3, 1e-2, width=3)
+        >>> gram_eigenvalues(ufm, collapsed_params(ufm)).shape
+        (3, 2)
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
     """
     K = ufm.num_classes
     hidden = jnp.einsum("lij,lik->ljk", params.hidden, params.hidden, precision=HIGHEST)
@@ -432,7 +445,11 @@ def gram_eigenvalues(ufm: UFM, params: UFMParams) -> jax.Array:
     return jnp.linalg.eigvalsh(grams)[:, ::-1][:, :K]
 
 
-def feature_gram_eigenvalues(ufm: UFM, params: UFMParams) -> jax.Array:
-    """The ``K`` largest eigenvalues of ``H H^T``, ``(K,)`` descending (predicted ``n s^2`` at collapse)."""
+def feature_gram_eigenvalues(ufm: UFM, params: UFMParams) -> Float[Array, " K"]:
+    """The ``K`` largest eigenvalues of ``H H^T``, ``(K,)`` descending (predicted ``n s^2`` at collapse).
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
     gram = jnp.matmul(params.features, params.features.T, precision=HIGHEST)
     return jnp.linalg.eigvalsh(gram)[::-1][: ufm.num_classes]

@@ -19,36 +19,18 @@ References:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import HIGHEST, InputError
-
-__all__ = [
-    "ACTIVATIONS",
-    "UFM",
-    "UFMParams",
-    "data_loss",
-    "init_params",
-    "labels",
-    "layer_block",
-    "layer_features",
-    "layer_weight",
-    "loss",
-    "make_ufm",
-    "map_layers",
-    "predict",
-    "regulariser",
-    "targets",
-    "with_layer",
-]
+from jaxspec._checks import HIGHEST, InputError, check_choice, check_dtype
 
 ACTIVATIONS = ("linear", "relu")
-DTYPES = ("float32", "float64")
 
 
 @struct.dataclass
@@ -89,9 +71,9 @@ class UFMParams(NamedTuple):
         head: ``(K, d)`` the last layer ``W_L``.
     """
 
-    features: jax.Array
-    hidden: jax.Array
-    head: jax.Array
+    features: Float[Array, "d N"]
+    hidden: Float[Array, "L-1 d d"]
+    head: Float[Array, "K d"]
 
 
 def _is_int(x) -> bool:
@@ -134,31 +116,38 @@ def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: 
     for name, value in (("lam_w", lam_w), ("lam_h", lam_h)):
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")):
             raise InputError(f"{name} must be a positive finite number, got {value!r}")
-    if activation not in ACTIVATIONS:
-        raise InputError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if dtype not in DTYPES:
-        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InputError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    check_choice("activation", activation, ACTIVATIONS)
+    check_dtype(dtype)
     return UFM(float(lam_w), float(lam_h), int(num_classes), int(per_class), int(depth), int(width),
                activation, dtype)
 
 
-def labels(ufm: UFM) -> jax.Array:
-    """``(N,)`` class of each sample (class-major order)."""
+def labels(ufm: UFM) -> Int[Array, " N"]:
+    """``(N,)`` class of each sample (class-major order).
+
+    Example:
+        >>> labels(make_ufm(2, 3, 1, 1e-2)).tolist()
+        [0, 0, 0, 1, 1, 1]
+    """
     return jnp.repeat(jnp.arange(ufm.num_classes), ufm.per_class)
 
 
-def targets(ufm: UFM) -> jax.Array:
-    """``(K, N)`` the targets ``Y = I_K (x) 1_n^T``."""
+def targets(ufm: UFM) -> Float[Array, "K N"]:
+    """``(K, N)`` the targets ``Y = I_K (x) 1_n^T``.
+
+    Example:
+        >>> targets(make_ufm(2, 2, 1, 1e-2)).tolist()
+        [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+    """
     return jnp.kron(jnp.eye(ufm.num_classes, dtype=ufm.dtype), jnp.ones((1, ufm.per_class), ufm.dtype))
 
 
-def _act(ufm: UFM, x: jax.Array) -> jax.Array:
+def activate(ufm: UFM, x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+    """The UFM's activation between hidden layers: ReLU or the identity."""
     return jax.nn.relu(x) if ufm.activation == "relu" else x
 
 
-def layer_features(ufm: UFM, params: UFMParams) -> jax.Array:
+def layer_features(ufm: UFM, params: UFMParams) -> Float[Array, "L d N"]:
     """The input features of every layer, ``h^(0) = H`` to ``h^(L-1)``.
 
     Args:
@@ -176,36 +165,42 @@ def layer_features(ufm: UFM, params: UFMParams) -> jax.Array:
     """
 
     def layer(h, w):
-        h = _act(ufm, jnp.matmul(w, h, precision=HIGHEST))
+        h = activate(ufm, jnp.matmul(w, h, precision=HIGHEST))
         return h, h
 
     _, hs = jax.lax.scan(layer, params.features, params.hidden)
     return jnp.concatenate([params.features[None], hs], axis=0)
 
 
-def predict(ufm: UFM, params: UFMParams) -> jax.Array:
-    """``(K, N)`` network outputs ``f = W_L h^(L-1)``."""
+def predict(ufm: UFM, params: UFMParams) -> Float[Array, "K N"]:
+    """``(K, N)`` network outputs ``f = W_L h^(L-1)``.
+
+    Example:
+        >>> ufm = make_ufm(2, 3, 3, 1e-2, width=4)
+        >>> predict(ufm, init_params(ufm, jax.random.key(0))).shape
+        (2, 6)
+    """
 
     def layer(h, w):
-        return _act(ufm, jnp.matmul(w, h, precision=HIGHEST)), None
+        return activate(ufm, jnp.matmul(w, h, precision=HIGHEST)), None
 
     h, _ = jax.lax.scan(layer, params.features, params.hidden)
     return jnp.matmul(params.head, h, precision=HIGHEST)
 
 
-def data_loss(ufm: UFM, params: UFMParams) -> jax.Array:
+def data_loss(ufm: UFM, params: UFMParams) -> Float[Array, ""]:
     """``1/(2N) ||f - Y||_F^2`` (the part of the loss whose Hessian carries the outliers)."""
     residual = predict(ufm, params) - targets(ufm)
     return 0.5 * jnp.sum(residual**2) / ufm.num_samples
 
 
-def regulariser(ufm: UFM, params: UFMParams) -> jax.Array:
+def regulariser(ufm: UFM, params: UFMParams) -> Float[Array, ""]:
     """``(lam_W/2) sum_l ||W_l||^2 + (lam_H/2) ||H||^2``."""
     weights = jnp.sum(params.hidden**2) + jnp.sum(params.head**2)
     return 0.5 * ufm.lam_w * weights + 0.5 * ufm.lam_h * jnp.sum(params.features**2)
 
 
-def loss(ufm: UFM, params: UFMParams) -> jax.Array:
+def loss(ufm: UFM, params: UFMParams) -> Float[Array, ""]:
     """The regularised MSE loss of the deep UFM (a scalar).
 
     Example:
@@ -220,7 +215,7 @@ def loss(ufm: UFM, params: UFMParams) -> jax.Array:
     return data_loss(ufm, params) + regulariser(ufm, params)
 
 
-def init_params(ufm: UFM, key: jax.Array, scale: float = 1.0) -> UFMParams:
+def init_params(ufm: UFM, key: PRNGKeyArray, scale: float = 1.0) -> UFMParams:
     """Random Gaussian parameters: layers with variance ``scale^2 / fan_in``, features with variance
     ``scale^2``.
 
@@ -247,7 +242,8 @@ def init_params(ufm: UFM, key: jax.Array, scale: float = 1.0) -> UFMParams:
                      head=std * jax.random.normal(k_o, (K, d), dt))
 
 
-def _check_layer(ufm: UFM, layer) -> None:
+def check_layer(ufm: UFM, layer: int | Int[Array, ""]) -> None:
+    """Raise :class:`jaxspec.InputError` unless ``layer`` is a layer index (a traced integer passes)."""
     if isinstance(layer, jax.Array) and layer.ndim == 0 and jnp.issubdtype(layer.dtype, jnp.integer):
         return  # a traced index: a hidden layer (vmap over layers); the head needs a Python int
     if not (_is_int(layer) and 0 <= layer < ufm.depth):
@@ -255,28 +251,38 @@ def _check_layer(ufm: UFM, layer) -> None:
                          f"head), got {layer!r}")
 
 
-def _is_head(ufm: UFM, layer) -> bool:
+def is_head(ufm: UFM, layer: int | Int[Array, ""]) -> bool:
+    """Whether ``layer`` is the head (a Python int equal to ``L - 1``; a traced index is a hidden layer)."""
     return _is_int(layer) and int(layer) == ufm.depth - 1
 
 
-def layer_weight(ufm: UFM, params: UFMParams, layer: int) -> jax.Array:
+def layer_weight(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""]) -> Float[Array, "d_out d"]:
     """The weight of layer ``layer`` (0-based; ``L-1`` is the head; a traced integer means a hidden layer)."""
-    _check_layer(ufm, layer)
-    return params.head if _is_head(ufm, layer) else params.hidden[layer]
+    check_layer(ufm, layer)
+    return params.head if is_head(ufm, layer) else params.hidden[layer]
 
 
-def with_layer(ufm: UFM, params: UFMParams, layer: int, weight: jax.Array) -> UFMParams:
+def with_layer(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""],
+               weight: Float[Array, "d_out d"]) -> UFMParams:
     """``params`` with layer ``layer`` replaced by ``weight`` (a traced integer means a hidden layer)."""
-    _check_layer(ufm, layer)
-    if _is_head(ufm, layer):
+    check_layer(ufm, layer)
+    if is_head(ufm, layer):
         return params._replace(head=weight)
     return params._replace(hidden=params.hidden.at[layer].set(weight))
 
 
-def map_layers(ufm: UFM, fn, key: jax.Array):
+def map_layers(ufm: UFM, fn: Callable[[int | Int[Array, ""], PRNGKeyArray], Any], key: PRNGKeyArray) -> Any:
     """``fn(layer, key)`` for every layer, stacked along a leading axis ``L``.
 
     The hidden layers share shapes, so one vmapped (and compiled) body serves all of them; the head follows.
+
+    Args:
+        ufm: the model.
+        fn: ``(layer, key) -> pytree``; called with a traced layer index for the hidden layers.
+        key: split into one key per layer.
+
+    Returns:
+        The pytree of ``fn`` with a leading axis ``L`` on every leaf.
     """
     keys = jax.random.split(key, ufm.depth)
     head = jax.tree.map(lambda x: x[None], fn(ufm.depth - 1, keys[-1]))
@@ -286,7 +292,8 @@ def map_layers(ufm: UFM, fn, key: jax.Array):
     return jax.tree.map(lambda h, t: jnp.concatenate([h, t], axis=0), hidden, head)
 
 
-def layer_block(ufm: UFM, params: UFMParams, layer: int, *, regularised: bool = False):
+def layer_block(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""], *, regularised: bool = False
+                ) -> tuple[Float[Array, "d_out d"], Callable[[Float[Array, "d_out d"]], Float[Array, ""]]]:
     """One layer's weight and the loss restricted to it (the other parameters held at ``params``).
 
     Its Hessian is the layer-wise Hessian. ``regularised=False`` (default) keeps only the data term, whose
@@ -310,7 +317,7 @@ def layer_block(ufm: UFM, params: UFMParams, layer: int, *, regularised: bool = 
         >>> hessian.dense_hessian(f, w).shape
         (9, 9)
     """
-    _check_layer(ufm, layer)
+    check_layer(ufm, layer)
 
     def restricted(weight):
         value = data_loss(ufm, with_layer(ufm, params, layer, weight))

@@ -30,12 +30,11 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float
 from scipy.optimize import brentq
 
 from jaxspec._checks import InputError
 from jaxspec.ufm._model import UFM, UFMParams
-
-__all__ = ["CollapsedOptimum", "collapsed_optimum", "collapsed_params", "solve_gamma"]
 
 
 class CollapsedOptimum(NamedTuple):
@@ -170,7 +169,7 @@ def collapsed_optimum(ufm: UFM) -> CollapsedOptimum:
                             is_global=total < 0.5)
 
 
-def collapsed_params(ufm: UFM, basis: jnp.ndarray | None = None) -> UFMParams:
+def collapsed_params(ufm: UFM, basis: Float[ArrayLike, "d K"] | None = None) -> UFMParams:
     """The collapsed optimum as parameters: ``W_l = sigma U U^T``, ``W_L = sigma U^T``, ``H = s U (x) 1_n^T``.
 
     Args:

@@ -16,14 +16,19 @@ from typing import NamedTuple
 
 import jax
 import optax
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from jaxspec import hessian
 from jaxspec._checks import InputError
+from jaxspec.training import TrainResult, train
 from jaxspec.ufm._collapse import NeuralCollapse, collapse_metrics
-from jaxspec.ufm._curvature import alignment_matrix, gradient_coefficients, gram_eigenvalues
-from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, layer_block, loss, map_layers
-
-__all__ = ["Diagnostics", "diagnostics", "train_ufm"]
+from jaxspec.ufm._curvature import (
+    alignment_matrix,
+    gradient_coefficients,
+    gradient_outlier_overlap,
+    gram_eigenvalues,
+    layer_eigenpairs,
+)
+from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, loss, map_layers
 
 
 class Diagnostics(NamedTuple):
@@ -41,15 +46,15 @@ class Diagnostics(NamedTuple):
         gram: ``(L, K)`` top eigenvalues of each ``W_l^T W_l``.
     """
 
-    loss: jax.Array
-    data_loss: jax.Array
-    top_eigenvalues: jax.Array
-    alignment: jax.Array
-    gradient_weights: jax.Array
-    overlap_data: jax.Array
-    overlap_total: jax.Array
+    loss: Float[Array, ""]
+    data_loss: Float[Array, ""]
+    top_eigenvalues: Float[Array, "L k"]
+    alignment: Float[Array, "L K K"]
+    gradient_weights: Float[Array, "L K K"]
+    overlap_data: Float[Array, " L"]
+    overlap_total: Float[Array, " L"]
     collapse: NeuralCollapse
-    gram: jax.Array
+    gram: Float[Array, "L K"]
 
 
 def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
@@ -65,7 +70,7 @@ def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
 
 @functools.partial(jax.jit, static_argnames=("num_eigenvalues",))
 def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = None,
-                key: jax.Array | None = None) -> Diagnostics:
+                key: PRNGKeyArray | None = None) -> Diagnostics:
     """Per-layer curvature, alignment and collapse diagnostics (jitted, pure; a training ``track_fn``).
 
     Args:
@@ -92,13 +97,10 @@ def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = No
     key = jax.random.key(0) if key is None else key
 
     def one_layer(layer, layer_key):
-        weight, restricted = layer_block(ufm, params, layer)
-        _, regularised = layer_block(ufm, params, layer, regularised=True)
-        pairs = hessian.lanczos_eigh(hessian.hessian_matvec(restricted, weight), weight, k,
-                                     num_steps=min(weight.size, 2 * k + 20), key=layer_key)
+        pairs = layer_eigenpairs(ufm, params, layer, k, key=layer_key)
         top = pairs.eigenvectors[: ufm.num_classes**2]
-        return (pairs.eigenvalues, hessian.gradient_overlap(jax.grad(restricted)(weight), top),
-                hessian.gradient_overlap(jax.grad(regularised)(weight), top),
+        return (pairs.eigenvalues, gradient_outlier_overlap(ufm, params, layer, top, gradient="data"),
+                gradient_outlier_overlap(ufm, params, layer, top, gradient="total"),
                 alignment_matrix(ufm, params, layer), gradient_coefficients(ufm, params, layer).weights)
 
     eigenvalues, overlap_data, overlap_total, aligns, weights = map_layers(ufm, one_layer, key)
@@ -109,8 +111,9 @@ def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = No
 
 
 def train_ufm(ufm: UFM, params: UFMParams | None = None, *, num_steps: int, learning_rate: float,
-              key: jax.Array | None = None, init_scale: float = 1.0, log_every: int | None = None,
-              track: bool = True, num_eigenvalues: int | None = None, optimizer=None, progress: bool = True):
+              key: PRNGKeyArray | None = None, init_scale: float = 1.0, log_every: int | None = None,
+              track: bool = True, num_eigenvalues: int | None = None,
+              optimizer: optax.GradientTransformation | None = None, progress: bool = True) -> TrainResult:
     """Train a deep UFM by full-batch gradient descent, tracking :func:`diagnostics`.
 
     Uses :func:`jaxspec.training.train` (a jitted optax ``lax.scan`` loop; ``optax.sgd`` by default).
@@ -141,8 +144,6 @@ def train_ufm(ufm: UFM, params: UFMParams | None = None, *, num_steps: int, lear
     References:
         Garrod & Keating, arXiv:2404.06106.
     """
-    from jaxspec.training import train
-
     key = jax.random.key(0) if key is None else key
     params = init_params(ufm, key, init_scale) if params is None else params
     log_every = max(1, num_steps // 50) if log_every is None else log_every
