@@ -110,11 +110,13 @@ def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1,
         return None
     k = check_k(k, min(ensemble.widths))
     depth = len(ensemble.widths) - 1
-    if getattr(ensemble, "name", None) == "orthogonal":
-        return np.zeros((k, k))
     laws = ensemble_count_laws(ensemble)
+    if laws is None:
+        # A closed form without count laws (Haar layers): independent indices with the hook's variances
+        # (zero for Haar: every exponent is exactly log sigma).
+        return np.diag(theory.variance) / (depth * seeds)
     cov = layer_covariance(laws, k, sigma2=float(ensemble.sigma2), condition=condition) / (depth * seeds)
-    if getattr(ensemble, "name", None) == "relu-net":
+    if not np.all(relu_survival(ensemble) == 1.0):
         # Dead ReLU networks stop counting layers: first order, the counted fraction f_i replaces P_i.
         fraction = expected_counted_fraction(ensemble, k, condition)
         prob = theory.prob_counted

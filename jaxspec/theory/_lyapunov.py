@@ -363,45 +363,22 @@ def product_theory(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] =
 def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
     """Per-layer active-count laws of a gated Gaussian ensemble, or ``None`` if it has no closed form.
 
+    The ensemble's own theory hook (:meth:`jaxspec.ensembles.Ensemble.count_laws`): theory knows laws, the
+    ensemble knows which law its layers follow.
+
     Args:
         ensemble: an ensemble of :mod:`jaxspec.ensembles`.
 
     Returns:
-        ``L`` :class:`CountLaw` values (``"gaussian"``, ``"relu-net"``, ``"masked"``), else ``None``.
+        ``L`` :class:`CountLaw` values (Gaussian, masked and ReLU-network ensembles), else ``None``.
     """
-    name = getattr(ensemble, "name", None)
-    widths = ensemble.widths
-    layers = range(len(widths) - 1)
-    if name == "gaussian":
-        return [fixed_count_law(widths[l], widths[l + 1], widths[l + 1]) for l in layers]
-    if name == "relu-net":
-        return [binomial_count_law(widths[l], widths[l + 1], 0.5) for l in layers]
-    if name == "masked":
-        if ensemble.fixed_count is not None:
-            return [fixed_count_law(widths[l], widths[l + 1], ensemble.fixed_count[l]) for l in layers]
-        return [binomial_count_law(widths[l], widths[l + 1], float(ensemble.p)) for l in layers]
-    return None
+    return ensemble.count_laws()
 
 
 def ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | None:
-    """:class:`LayerTheory` of an ensemble (identical layers collapsed to one law), or ``None`` if unknown."""
-    k = check_k(k, min(ensemble.widths))
-    name = getattr(ensemble, "name", None)
-    if name == "orthogonal":
-        if len(set(ensemble.widths)) != 1:
-            return None
-        return LayerTheory(orthogonal_exponents(ensemble.widths[0], float(ensemble.sigma2), k), np.zeros(k),
-                           np.ones(k))
-    laws = ensemble_count_laws(ensemble)
-    if laws is None:
-        return None
-    if len(set(laws_key(law) for law in laws)) == 1:
-        laws = laws[:1]  # identical layers: one law stands for all
-    return count_law_theory(laws, k, sigma2=float(ensemble.sigma2), condition=condition)
-
-
-def laws_key(law: CountLaw) -> tuple:
-    return (law.fan_in, law.pmf.tobytes())
+    """:class:`LayerTheory` of an ensemble from its hook :meth:`jaxspec.ensembles.Ensemble.layer_theory`
+    (identical layers collapsed to one law), or ``None`` if unknown."""
+    return ensemble.layer_theory(check_k(k, min(ensemble.widths)), condition)
 
 
 def lyapunov_exponents(ensemble, k: int | None = None,
@@ -436,24 +413,23 @@ def per_layer_variance(ensemble, k: int | None = None,
 
 def prob_active_at_least(ensemble, k: int | None = None) -> Float[np.ndarray, " k"] | None:
     """``(k,)`` layer-averaged ``P(K_l >= i)``, or ``None`` where the count law is unknown."""
-    if getattr(ensemble, "name", None) == "orthogonal":
-        return np.ones(check_k(k, min(ensemble.widths)))
+    k = check_k(k, min(ensemble.widths))
     theory = ensemble_theory(ensemble, k, "K>=i")
-    return None if theory is None else theory.prob_counted
+    if theory is not None:
+        return theory.prob_counted
+    # Every layer keeps at least k active units, known before sampling (e.g. ungated layers).
+    return np.ones(k) if ensemble.min_active_count() >= k else None
 
 
 def relu_survival(ensemble) -> Float[np.ndarray, " L"]:
-    """``(L,)`` probability that a zero-bias ReLU network is still alive before layer ``l``.
+    """``(L,)`` probability that layer ``l`` can still be counted (the ensemble's hook ``survival()``).
 
-    Once a layer has ``K_l = 0`` the activation is exactly zero and every later gate is off (the state is
-    absorbing), so layer ``l`` can only be counted if ``K_m >= 1`` for every ``m < l``:
-    ``S_l = prod_{m<l} (1 - 2^{-n_{m+1}})``. Ensembles with gates independent of the state never die (ones).
+    For a zero-bias ReLU network, once a layer has ``K_l = 0`` the activation is exactly zero and every later
+    gate is off (the state is absorbing), so layer ``l`` can only be counted if ``K_m >= 1`` for every
+    ``m < l``: ``S_l = prod_{m<l} (1 - 2^{-n_{m+1}})``. Ensembles with gates independent of the state never
+    die (ones).
     """
-    depth = len(ensemble.widths) - 1
-    if getattr(ensemble, "name", None) != "relu-net":
-        return np.ones(depth)
-    dead = 0.5 ** np.asarray(ensemble.widths[1:], float)
-    return np.concatenate([[1.0], np.cumprod(1.0 - dead)[:-1]])
+    return np.asarray(ensemble.survival(), float)
 
 
 def expected_counted_fraction(ensemble, k: int | None = None,
@@ -467,10 +443,10 @@ def expected_counted_fraction(ensemble, k: int | None = None,
     theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None
-    if getattr(ensemble, "name", None) != "relu-net":
+    survival = relu_survival(ensemble)
+    if np.all(survival == 1.0):
         return theory.prob_counted
     k = theory.exponents.shape[0]
-    survival = relu_survival(ensemble)
     laws = ensemble_count_laws(ensemble)
     fraction = np.zeros(k)
     for law, alive in zip(laws, survival, strict=True):
