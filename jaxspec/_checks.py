@@ -1,4 +1,6 @@
-"""Errors, shared constants and argument validators: the bottom of the house (imports nothing of jaxspec).
+"""Errors, shared constants, argument validators and two shape/dtype mixins: the bottom of the house.
+
+It imports nothing of jaxspec; every package may import it.
 
 Arguments are validated at the public boundary, before anything is traced. A bad argument raises
 :class:`InputError` (a ``ValueError``) with a one-line message that names the argument; the CLI prints that
@@ -11,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 #: Matmul precision of every product jaxspec forms (GPUs and TPUs otherwise use TF32/bf16 passes).
@@ -58,3 +61,42 @@ def check_dtype(dtype: str) -> str:
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise InputError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first")
     return dtype
+
+
+class PaddedWidths:
+    """Mixin of everything stored at padded width ``N = max(widths)``: ``depth``, ``max_width``, ``input_width``
+    from a static ``widths = (n_0, ..., n_L)``."""
+
+    widths: tuple[int, ...]
+
+    @property
+    def depth(self) -> int:
+        """Number of layers ``L``."""
+        return len(self.widths) - 1
+
+    @property
+    def max_width(self) -> int:
+        """Padded width ``N``."""
+        return max(self.widths)
+
+    @property
+    def input_width(self) -> int:
+        """``n_0``."""
+        return self.widths[0]
+
+
+class ComputeOptions:
+    """Mixin of the frozen run configurations: the ``dtype`` and ``precision`` names as JAX objects."""
+
+    dtype: str
+    precision: str
+
+    @property
+    def jnp_dtype(self):
+        """The compute dtype (``jnp.dtype``)."""
+        return jnp.dtype(self.dtype)
+
+    @property
+    def lax_precision(self):
+        """The matmul precision (``jax.lax.Precision``)."""
+        return PRECISIONS[self.precision]

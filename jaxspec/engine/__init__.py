@@ -31,7 +31,12 @@ from jaxspec.engine._qr import (
     shifted_cholesky_qr3,
     shifted_cholesky_qr3_with_status,
 )
-from jaxspec.engine._reortho import choose_reortho_every, parse_reortho_every, reortho_from_pilot, reortho_limits
+from jaxspec.engine._reortho import (
+    choose_reortho_every,
+    parse_reortho_every,
+    reortho_from_pilot,
+    reortho_limits,
+)
 from jaxspec.engine._samplers import (
     FAST_METHODS,
     check_fast_path,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax.numpy as jnp
-
-from jaxspec._checks import PRECISIONS, InputError, check_choice, check_dtype
+from jaxspec._checks import PRECISIONS, ComputeOptions, InputError, check_choice, check_dtype
 from jaxspec.engine._qr import QR_BACKENDS
 from jaxspec.engine._reortho import parse_reortho_every
 
@@ -19,7 +17,7 @@ METHODS = ("direct", "gaussian_frame", "chi")
 
 
 @dataclasses.dataclass(frozen=True)
-class EngineConfig:
+class EngineConfig(ComputeOptions):
     """Static configuration of one engine run (hashable, so it can be a ``jit`` static argument).
 
     Attributes:
@@ -44,14 +42,6 @@ class EngineConfig:
     rates_every: int | None = None
     qr: str = "householder"
     method: str = "direct"
-
-    @property
-    def jnp_dtype(self):
-        return jnp.dtype(self.dtype)
-
-    @property
-    def lax_precision(self):
-        return PRECISIONS[self.precision]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

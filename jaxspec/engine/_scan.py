@@ -70,7 +70,7 @@ class FrameSums(NamedTuple):
     layer_count_all_k: Int[Array, "*batch"]
     depth: Int[Array, "*batch"]
     min_active: Int[Array, "*batch"]
-    active_counts: Int[Array, "L *batch"]
+    active_counts: Int[Array, " L *batch"]
     block_log_r: Float[Array, "blocks *batch k"] | None
     block_size: Int[Array, " blocks"] | None
     frame: Float[Array, "N k"] | None
@@ -130,7 +130,7 @@ Block = Callable[[Any, Int[Array, " m"]], tuple[Any, tuple[Array, Array | None]]
 
 
 def scan_blocks(block: Block, carry: Any, depth: int, reortho_every: int, record_blocks: bool
-                ) -> tuple[Any, Int[Array, "L *batch"], Array | None, Int[Array, " blocks"] | None]:
+                ) -> tuple[Any, Int[Array, " L *batch"], Array | None, Int[Array, " blocks"] | None]:
     """Run ``block`` over the full blocks of ``reortho_every`` layers (one ``lax.scan``), then the remainder.
 
     Args:

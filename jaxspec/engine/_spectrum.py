@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, PRNGKeyArray
 
 from jaxspec._checks import InputError, check_choice, check_positive_int
 from jaxspec.engine._config import METHODS, EngineConfig, make_config

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from jaxspec._checks import InputError
+from jaxspec._checks import InputError, PaddedWidths
 from jaxspec.ensembles._protocol import LayerStack, layer_key
 from jaxspec.theory import CountLaw, LayerTheory, count_law_theory
 
@@ -39,7 +39,7 @@ def resolve_widths(width: int | None, depth: int | None, widths: Sequence[int] |
     return widths
 
 
-class PaddedLayers:
+class PaddedLayers(PaddedWidths):
     """Base of the ensembles stored at padded width ``N = max(widths)``: shapes, sampling, default hooks.
 
     Subclasses implement ``layer``; the theory hooks default to "unknown" (``count_laws`` is ``None``,
@@ -47,20 +47,6 @@ class PaddedLayers:
     """
 
     widths: tuple[int, ...]
-
-    @property
-    def depth(self) -> int:
-        """Number of layers ``L``."""
-        return len(self.widths) - 1
-
-    @property
-    def max_width(self) -> int:
-        """Padded width ``N``."""
-        return max(self.widths)
-
-    @property
-    def input_width(self) -> int:
-        return self.widths[0]
 
     @property
     def is_uniform(self) -> bool:

@@ -34,7 +34,7 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import PRECISIONS, InputError, check_choice
+from jaxspec._checks import ComputeOptions, InputError, check_choice
 from jaxspec.analysis import ProductSvals, stratified_scan
 from jaxspec.engine import (
     FrameSums,
@@ -62,7 +62,7 @@ from jaxspec.networks._mlp import (
 
 
 @dataclasses.dataclass(frozen=True)
-class JacobianConfig:
+class JacobianConfig(ComputeOptions):
     """Static options of :func:`jacobian_spectrum` (hashable: a ``jit`` static argument).
 
     Attributes:
@@ -88,14 +88,6 @@ class JacobianConfig:
     precision: str = "highest"
     singular_values: bool = True
     prefixes: bool = True
-
-    @property
-    def jnp_dtype(self):
-        return jnp.dtype(self.dtype)
-
-    @property
-    def lax_precision(self):
-        return PRECISIONS[self.precision]
 
 
 @struct.dataclass

@@ -47,7 +47,7 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from jaxspec._checks import HIGHEST, InputError, check_choice
+from jaxspec._checks import HIGHEST, InputError, PaddedWidths, check_choice
 from jaxspec.ensembles import FixedStack, layer_key
 
 ACTIVATIONS = ("relu", "leaky_relu", "linear")
@@ -246,7 +246,7 @@ def mlp_widths(params: Params | PaddedMLP) -> tuple[int, ...]:
 
 
 @struct.dataclass
-class PaddedMLP:
+class PaddedMLP(PaddedWidths):
     """An MLP stored as stacked, zero-padded layers (for ``lax.scan`` over depth).
 
     Attributes:
@@ -258,14 +258,6 @@ class PaddedMLP:
     weights: Float[Array, "L N N"]
     biases: Float[Array, "L N"] | None
     widths: tuple[int, ...] = struct.field(pytree_node=False)
-
-    @property
-    def depth(self) -> int:
-        return len(self.widths) - 1
-
-    @property
-    def max_width(self) -> int:
-        return max(self.widths)
 
     def row_valid(self) -> Bool[Array, "L N"]:
         """``(L, N)`` booleans, True on the real (non-padding) output rows of each layer."""
