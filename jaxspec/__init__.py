@@ -41,7 +41,7 @@ from jaxspec.ensembles import (
 )
 from jaxspec.networks import JacobianSpectrum, jacobian_spectrum
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Ensemble",

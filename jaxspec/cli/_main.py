@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from jaxspec import __version__
 from jaxspec._checks import InputError
 from jaxspec.cli import _figures, _spectrum, _sweep, _theory, _train, _ufm
 
@@ -25,9 +26,23 @@ def build_app() -> typer.Typer:
         name="jaxspec",
         help="Spectra of deep networks: Lyapunov exponents, finite-depth singular values, alignment, theory.",
         no_args_is_help=True,
+        invoke_without_command=True,
         add_completion=False,
         pretty_exceptions_enable=False,
     )
+
+    @app.callback()
+    def _root(
+        ctx: typer.Context,
+        version: bool = typer.Option(False, "--version", help="print the version and exit", is_flag=True),
+    ) -> None:
+        if version:
+            print(f"jaxspec {__version__}")
+            raise typer.Exit()
+        if ctx.invoked_subcommand is None:
+            print(ctx.get_help())
+            raise typer.Exit()
+
     for module in SUBCOMMAND_MODULES:
         module.register(app)
     return app
