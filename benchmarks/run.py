@@ -125,6 +125,12 @@ def targets(results: dict, section_gemm: dict) -> list[str]:
             ratio = peer["numpy"] / default.time
             out.append(f"- W2 the default users get ({default.impl}) at least 20x faster than numpy: {ratio:.1f}x "
                        f"-> {_verdict(ratio >= 20)}.")
+    rows = results.get("W4")
+    if rows:
+        for jac, net in zip(rows[::2], rows[1::2], strict=True):
+            ratio = jac.time / net.time
+            out.append(f"- W4 network_spectrum at least 0.8x the speed of jacobian_spectrum ({net.impl}): "
+                       f"{ratio:.2f}x -> {_verdict(ratio >= 0.8)}.")
     for name, rows in results.items():
         js = [r for r in rows if r.role == "jaxspec" and r.accuracy is not None]
         if not js:
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
     size.add_argument("--quick", action="store_true", help="small sizes (default)")
     size.add_argument("--full", action="store_true", help="the sizes of issue 10")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per row after a warm-up (>= 5)")
-    parser.add_argument("--only", default="W1,W2,W3,micro,scaling", help="comma-separated sections")
+    parser.add_argument("--only", default="W1,W2,W3,W4,micro,scaling", help="comma-separated sections")
     parser.add_argument("--no-peers", action="store_true", help="skip numpy and lyapax")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--reuse", action="store_true",
@@ -249,6 +255,7 @@ def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, s
         "W1": "fixed He-initialised zero-bias ReLU MLP, top-k growth rates of the Jacobian at many inputs",
         "W2": "masked Gaussian product (Bernoulli p = 1/2 gates, sigma2 = 2), full spectrum k = width",
         "W3": "wide Gaussian product (sigma2 = 1), top-k",
+        "W4": "any network of blocks: network_spectrum on the MLP format beside jacobian_spectrum (issue 17)",
     }
     for name, rows in results.items():
         lines += [f"## {name}: {descriptions[name]}", "", f"Sizes: {sizes[name]}.", ""]

@@ -1,4 +1,5 @@
-"""The benchmark workloads W1-W3 (issue 10): sizes, jaxspec variants, peers and float64 references."""
+"""The benchmark workloads W1-W3 (issue 10) and W4 (issue 17): sizes, jaxspec variants, peers and float64
+references."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from jaxspec.engine import (
 )
 from jaxspec.ensembles import FixedStack
 from jaxspec.engine import shared_weights_spectrum
-from jaxspec.networks import jacobian_spectrum
+from jaxspec.networks import jacobian_spectrum, mlp_segments, network_spectrum
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -41,6 +42,8 @@ SIZES = {
     "W1": (dict(width=512, depth=64, inputs=32, k=32), dict(width=256, depth=32, inputs=16, k=16)),
     "W2": (dict(width=128, depth=1000, seeds=32, k=128), dict(width=64, depth=250, seeds=8, k=64)),
     "W3": (dict(width=1024, depth=100, seeds=4, k=16), dict(width=512, depth=50, seeds=2, k=16)),
+    "W4": (dict(width=512, depth=64, inputs=32, k=32, sv_width=64, sv_depth=32),
+           dict(width=256, depth=32, inputs=16, k=16, sv_width=32, sv_depth=16)),
 }
 
 
@@ -286,4 +289,55 @@ def run_w3(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     return _ensemble_rows("W3", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
 
 
-RUNNERS: dict[str, Callable] = {"W1": run_w1, "W2": run_w2, "W3": run_w3}
+# ------------------------------------------------------------------------------------------------------------
+# W4: any network of blocks (issue 17): network_spectrum on the project's MLP format beside jacobian_spectrum.
+
+
+def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
+    """``network_spectrum(mlp_segments(params), xs)`` against ``jacobian_spectrum(params, xs)`` on W1's network
+    (growth rates), and on a narrower one with the exact prefix singular values; each pair in this process."""
+    del peers  # the reference is jacobian_spectrum itself
+    width, depth, inputs, k = spec["width"], spec["depth"], spec["inputs"], spec["k"]
+    rows = []
+
+    def pair(params, x, k, options, label, flops):
+        segments = mlp_segments(params, final_activation=True)
+        calls = {
+            # prefixes: the exact singular values of every depth prefix, as network_spectrum returns them.
+            "jaxspec.jacobian_spectrum": lambda **kw: jacobian_spectrum(
+                params, x, k=k, final_activation=True, prefixes=options["singular_values"], **{**options, **kw}),
+            "jaxspec.network_spectrum(mlp_segments(params))": lambda **kw: network_spectrum(segments, x, k=k,
+                                                                                            **{**options, **kw}),
+        }
+        times = {}
+        for name, call in calls.items():
+            resolved = call().config.reortho_every
+            # float64 reference: the same frames and the same resolved interval.
+            ref = call(dtype="float64", reortho_every=resolved)
+            log(f"  W4 {name} {label} ...")
+            timing = time_it(lambda call=call: call(), repeats)
+            got = timing.result
+            acc = max_abs_diff(np.asarray(got.growth_rates), np.asarray(ref.growth_rates))
+            if got.log_svals is not None:
+                acc = max(acc, max_abs_diff(np.asarray(got.log_svals), np.asarray(ref.log_svals)))
+            times[name] = timing.median
+            ratio = "" if name.startswith("jaxspec.jacobian") else \
+                f"; {times['jaxspec.jacobian_spectrum'] / timing.median:.2f}x the speed of jacobian_spectrum"
+            rows.append(Row("W4", f"{name}, {label}", timing, flops, acc,
+                            note=f"resolved m={resolved}{ratio}", default=name.startswith("jaxspec.network")))
+
+    weights, x, _ = w1_network(width, depth, inputs)
+    params = [{"w": w} for w in weights]
+    flops = _flops(width, depth, inputs, k)
+    for m in (1, "auto"):
+        pair(params, x, k, dict(singular_values=False, reortho_every=m), f"growth rates, reortho_every={m!r}",
+             flops)
+    sv_width, sv_depth = spec["sv_width"], spec["sv_depth"]
+    weights, x, _ = w1_network(sv_width, sv_depth, inputs, seed=1)
+    pair([{"w": w} for w in weights], x, min(k, sv_width), dict(singular_values=True, reortho_every="auto"),
+         f"with exact prefix singular values (width {sv_width}, depth {sv_depth})",
+         _flops(sv_width, sv_depth, inputs, sv_width))
+    return rows
+
+
+RUNNERS: dict[str, Callable] = {"W1": run_w1, "W2": run_w2, "W3": run_w3, "W4": run_w4}

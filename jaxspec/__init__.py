@@ -19,10 +19,13 @@ from jaxspec import analysis, engine, ensembles, networks, theory
 from jaxspec._checks import InputError
 from jaxspec.engine import (
     LyapunovResult,
+    MapSpectrum,
     OrthogonalityWarning,
     SharedWeightsResult,
     benettin_scan,
+    flow_spectrum,
     lyapunov_spectrum,
+    map_spectrum,
     shared_weights_spectrum,
 )
 from jaxspec.ensembles import (
@@ -39,7 +42,7 @@ from jaxspec.ensembles import (
     orthogonal,
     relu_net,
 )
-from jaxspec.networks import JacobianSpectrum, jacobian_spectrum
+from jaxspec.networks import JacobianSpectrum, NetworkSpectrum, jacobian_spectrum, network_spectrum
 
 __version__ = "0.2.0"
 
@@ -50,7 +53,9 @@ __all__ = [
     "InputError",
     "JacobianSpectrum",
     "LyapunovResult",
+    "MapSpectrum",
     "Masked",
+    "NetworkSpectrum",
     "Orthogonal",
     "OrthogonalityWarning",
     "ReluNet",
@@ -60,11 +65,14 @@ __all__ = [
     "engine",
     "ensembles",
     "fixed_network",
+    "flow_spectrum",
     "gaussian",
     "jacobian_spectrum",
     "lyapunov_spectrum",
     "make_ensemble",
+    "map_spectrum",
     "masked",
+    "network_spectrum",
     "networks",
     "orthogonal",
     "relu_net",

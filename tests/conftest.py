@@ -1,6 +1,14 @@
-"""Shared test set-up: 64-bit JAX for float64 oracles, four fake CPU devices for sharding tests, keys.
+"""Shared test set-up: 64-bit JAX for float64 oracles, four fake CPU devices for sharding tests, keys, and the
+shared helpers: the dtype tolerance table (``TOLERANCES``, through ``assert_close``), ``zscores`` and
+``run_cli``.
 
 Tests that want float32 pass ``dtype="float32"`` explicitly; enabling x64 only makes float64 *available*.
+
+Tolerances. ``assert_close`` is for "the same number up to rounding in this dtype" (two implementations, an
+exact identity, a dense oracle). A tolerance that encodes a known error bound (a truncation order, a Monte
+Carlo z-threshold, an O(1/n) expansion, a step size, the printed precision of a published table) is not a
+dtype tolerance: tests keep it as a named constant that says where the bound comes from. Monte Carlo
+comparisons use ``zscores`` with the predicted standard error.
 """
 
 from __future__ import annotations
@@ -14,11 +22,17 @@ import jax  # noqa: E402
 jax.config.update("jax_num_cpu_devices", 4)
 jax.config.update("jax_enable_x64", True)
 
+import chex  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-# Tolerances by dtype (as neural-tangents / jax-md keep them): (rtol, atol).
-TOLERANCES = {"float64": (1e-10, 1e-12), "float32": (2e-4, 2e-5)}
+# Rounding tolerances by dtype (as neural-tangents / jax-md keep them): (rtol, atol), used as
+# |actual - expected| <= atol + rtol |expected| elementwise. rtol is ~4500 ulp in float64 and ~80 ulp in
+# float32: the rounding of a long chain of operations on O(1) values (a depth-L scan, a QR, a dense oracle);
+# atol, 1/100 of rtol, only absorbs rounding around exact zeros. A comparison that accumulates more rounding
+# says so with ``scale > 1``; one that must hold tighter than the table (an identity between two evaluations
+# of one closed form) with ``scale < 1``.
+TOLERANCES = {"float64": (1e-12, 1e-14), "float32": (1e-5, 1e-7)}
 
 
 @pytest.fixture
@@ -31,6 +45,42 @@ def rng():
     return np.random.default_rng(0)
 
 
+def assert_close(actual, expected, dtype="float64", *, scale=1.0):
+    """Assert two pytrees of arrays are equal up to rounding in ``dtype`` (``TOLERANCES`` times ``scale``).
+
+    Both trees must have the same structure; leaves broadcast against each other (a scalar expected value
+    against an array). NaNs compare equal to NaNs, infinities to infinities of the same sign.
+    """
+    rtol, atol = TOLERANCES[str(np.dtype(dtype))]
+    chex.assert_trees_all_close(actual, expected, rtol=rtol * scale, atol=atol * scale)
+
+
+# The public check values (math §7) are printed to 6 or 5 decimals: a computed value matches one to half a
+# unit in the last printed place.
+PRINTED_6_DECIMALS = 5e-7
+PRINTED_5_DECIMALS = 5e-6
+
+# The Monte Carlo threshold on |z|: a normal z exceeds 4 in absolute value with probability 6e-5. Every random
+# test is seeded, so a pass is reproducible and a failure is a finding, not noise.
+Z_MAX = 4.0
+
+
 def zscores(estimate, expected, stderr):
-    """z = (estimate - expected) / stderr, elementwise."""
+    """z = (estimate - expected) / stderr, elementwise: an estimate against its predicted standard error."""
     return (np.asarray(estimate) - np.asarray(expected)) / np.asarray(stderr)
+
+
+def run_cli(capsys, *argv):
+    """Run ``jaxspec *argv`` in-process; return ``(exit status, stdout, stderr)``, status 0 when main returns.
+
+    ``capsys`` is the calling test's fixture; arguments may be numbers or paths (they are passed as strings).
+    """
+    # Imported here, not at the top: the CLI imports every layer of jaxspec, and the conftest of the whole
+    # suite must not make the tests of the lower layers (theory, engine, ...) depend on the upper ones.
+    from jaxspec.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return info.value.code or 0, out.out, out.err

@@ -14,11 +14,14 @@ Built on the core:
 * :mod:`~jaxspec.engine._samplers`: the exact fast samplers (fresh Gaussian frame, chi-law R factors).
 * :mod:`~jaxspec.engine._shared_weights`: stacked frames, one GEMM per layer for many inputs of one network.
 * :mod:`~jaxspec.engine._spectrum`: the driver :func:`lyapunov_spectrum` and :class:`LyapunovResult`.
+* :mod:`~jaxspec.engine._maps`: any differentiable map: :func:`map_spectrum` (iterated maps) and
+  :func:`flow_spectrum` (ODE flows), tangents by ``jax.jvp``.
 """
 
 from jaxspec.engine._config import CONDITIONS, METHODS, EngineConfig, make_config
 from jaxspec.engine._guard import OrthogonalityWarning, run_with_orthogonality_guard
 from jaxspec.engine._keys import frame_key, initial_frame, realisation_key, seed_keys
+from jaxspec.engine._maps import MapSpectrum, flow_spectrum, map_spectrum, orbit_frame_sums, tangent_step
 from jaxspec.engine._qr import (
     QR_BACKENDS,
     QRCallable,
@@ -82,6 +85,7 @@ __all__ = [
     "EngineConfig",
     "FrameSums",
     "LyapunovResult",
+    "MapSpectrum",
     "OrthogonalityWarning",
     "QRCallable",
     "SharedWeightsResult",
@@ -99,6 +103,7 @@ __all__ = [
     "ensemble_frame_sums",
     "exponents_from_sums",
     "fast_path_eligible",
+    "flow_spectrum",
     "frame_key",
     "frame_sums",
     "gaussian_frame_sums",
@@ -109,6 +114,8 @@ __all__ = [
     "lyapunov_spectrum",
     "make_config",
     "make_qr",
+    "map_spectrum",
+    "orbit_frame_sums",
     "orthogonality_loss",
     "parse_reortho_every",
     "pilot_reortho_every",
@@ -126,5 +133,6 @@ __all__ = [
     "shifted_cholesky_qr3",
     "shifted_cholesky_qr3_with_status",
     "stacked_frame_sums",
+    "tangent_step",
     "window_rates",
 ]

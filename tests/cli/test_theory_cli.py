@@ -10,16 +10,8 @@ import pytest
 
 import jaxspec
 from jaxspec import theory
-from jaxspec.cli import main
 from jaxspec.analysis import ensemble_log_svals, product_log_svals
-
-
-def run_cli(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return info.value.code or 0, out.out, out.err
+from tests.conftest import PRINTED_6_DECIMALS, assert_close, run_cli
 
 
 def test_theory_json_masked(capsys):
@@ -27,15 +19,15 @@ def test_theory_json_masked(capsys):
                            "--k", "4", "--depth", "500", "--seeds", "4", "--json")
     assert code == 0
     payload = json.loads(out)
-    np.testing.assert_allclose(payload["exponents"], [-0.434772, -0.521208, -0.627332, -0.757833], atol=5e-7)
+    np.testing.assert_allclose(payload["exponents"], [-0.434772, -0.521208, -0.627332, -0.757833],
+                               atol=PRINTED_6_DECIMALS)
     ens = jaxspec.masked(width=16, depth=500, p=0.5)
     expected = {"per_layer_sd": np.sqrt(theory.per_layer_variance(ens, 4)),
                 "prob_active_at_least": theory.prob_active_at_least(ens, 4),
                 "predicted_stderr": theory.predicted_stderr(ens, 4, seeds=4)}
-    for key, value in expected.items():
-        np.testing.assert_allclose(payload[key], value, rtol=1e-12)
-    np.testing.assert_allclose(payload["offsets"], theory.singular_value_offsets(16, 4), rtol=1e-12)
-    assert payload["separation_rate"] == pytest.approx(payload["exponents"][0] - payload["exponents"][1])
+    assert_close({key: np.array(payload[key]) for key in expected}, expected, scale=0.3)
+    assert_close(np.array(payload["offsets"]), theory.singular_value_offsets(16, 4), scale=0.3)
+    assert_close(payload["separation_rate"], payload["exponents"][0] - payload["exponents"][1])
     assert payload["config"]["p"] == 0.5 and payload["config"]["condition"] == "K>=i"
 
 
@@ -44,14 +36,14 @@ def test_theory_json_strict_convention_and_large_n(capsys):
                         "--condition", "none", "--json")
     payload = json.loads(out)
     assert payload["exponents"][4:] == [None, None]  # -inf beyond K: JSON null
-    np.testing.assert_allclose(payload["exponents"][:4], theory.masked_exponents(6, fixed_count=4)[:4])
+    assert_close(np.array(payload["exponents"][:4]), theory.masked_exponents(6, fixed_count=4)[:4])
     _, out, _ = run_cli(capsys, "theory", "--ensemble", "relu-net", "--width", "64", "--k", "3", "--large-n",
                         "--json")
     payload = json.loads(out)
-    np.testing.assert_allclose(payload["exponents"], theory.large_n_exponents(64, 0.5, 2.0, 3), rtol=1e-14)
-    assert payload["relu_log_norm"]["mean"] == pytest.approx(-2.5 * 1000 / 64)
+    assert_close(np.array(payload["exponents"]), theory.large_n_exponents(64, 0.5, 2.0, 3), scale=3e-3)
+    assert_close(payload["relu_log_norm"]["mean"], -2.5 * 1000 / 64)
     _, out, _ = run_cli(capsys, "theory", "--ensemble", "complex-gaussian", "--width", "5", "--json")
-    np.testing.assert_allclose(json.loads(out)["exponents"], theory.complex_gaussian_exponents(5), rtol=1e-14)
+    assert_close(np.array(json.loads(out)["exponents"]), theory.complex_gaussian_exponents(5), scale=3e-3)
 
 
 def test_theory_table(capsys):
@@ -74,15 +66,14 @@ def test_svals_npz_stack_and_rectangular_layers(capsys, tmp_path):
     expected = product_log_svals(jnp.asarray(weights), jnp.asarray(masks), prefixes=True).log_svals
     got = np.array([np.nan if v is None else v for v in payload["log_svals"]])
     finite = np.isfinite(np.asarray(expected[-1]))
-    np.testing.assert_allclose(got[finite], np.asarray(expected[-1])[finite], atol=1e-12)
+    assert_close(got[finite], np.asarray(expected[-1])[finite])
     assert payload["rank"] == int(finite.sum()) and len(payload["prefix_log_svals"]) == 30
     rect = tmp_path / "rect.npz"
     layers = [rng.normal(size=(4, 3)), rng.normal(size=(6, 4))]
     np.savez(rect, weights_0=layers[0], weights_1=layers[1])
     _, out, _ = run_cli(capsys, "svals", "--npz", str(rect), "--json")
     dense = layers[1] @ layers[0]
-    np.testing.assert_allclose(json.loads(out)["log_svals"], np.log(np.linalg.svd(dense, compute_uv=False)),
-                               atol=1e-12)
+    assert_close(np.array(json.loads(out)["log_svals"]), np.log(np.linalg.svd(dense, compute_uv=False)))
 
 
 def test_svals_ensemble_matches_library_and_theory_column(capsys):
@@ -92,9 +83,9 @@ def test_svals_ensemble_matches_library_and_theory_column(capsys):
     payload = json.loads(out)
     ens = jaxspec.gaussian(width=5, depth=30)
     expected = ensemble_log_svals(ens, jaxspec.engine.seed_keys(2, 1)[0], dtype=jnp.float64).log_svals
-    np.testing.assert_allclose(payload["log_svals"], np.asarray(expected), atol=1e-12)
-    np.testing.assert_allclose(payload["theory"], 30 * theory.gaussian_exponents(5)
-                               + theory.singular_value_offsets(5), rtol=1e-12)
+    assert_close(np.array(payload["log_svals"]), np.asarray(expected))
+    assert_close(np.array(payload["theory"]),
+                 30 * theory.gaussian_exponents(5) + theory.singular_value_offsets(5), scale=0.3)
     code, out, _ = run_cli(capsys, "svals", "--ensemble", "gaussian", "--width", "5", "--depth", "30")
     assert code == 0 and "L lam_i + c_i" in out
 

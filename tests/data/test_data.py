@@ -5,26 +5,31 @@ from __future__ import annotations
 import gzip
 import struct
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspec import data
-from jaxspec import InputError
+from jaxspec import InputError, data
+from tests.conftest import assert_close
+
+# A Gram matrix X^T X / n or a column sum of whitened data adds up n samples: 10 x the table's rounding.
+GRAM_SCALE = 10
 
 
 def test_teacher_inputs_are_white_and_the_target_has_the_prescribed_modes():
     ds, t = data.teacher(jax.random.key(0), 7, 5, 40, [4.0, 2.5, 0.5], dtype=jnp.float64)
     sxx, syx = data.input_output_statistics(ds)
-    np.testing.assert_allclose(sxx, np.eye(7), atol=1e-12)
+    assert_close(sxx, np.eye(7))
     # Oracle: a dense SVD of Sigma_yx recovers the prescribed singular values; the rest are zero.
     s = np.linalg.svd(np.asarray(syx), compute_uv=False)
-    np.testing.assert_allclose(s, [4.0, 2.5, 0.5, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(syx, t.matrix, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(t.u).T @ np.asarray(t.u), np.eye(3), atol=1e-12)
-    np.testing.assert_allclose(np.asarray(t.v).T @ np.asarray(t.v), np.eye(3), atol=1e-12)
-    assert ds.x.shape == (40, 7) and ds.y.shape == (40, 5) and ds.labels is None
+    assert_close(s, np.array([4.0, 2.5, 0.5, 0.0, 0.0]))
+    assert_close(syx, t.matrix)
+    assert_close(np.asarray(t.u).T @ np.asarray(t.u), np.eye(3))
+    assert_close(np.asarray(t.v).T @ np.asarray(t.v), np.eye(3))
+    chex.assert_shape([ds.x, ds.y], [(40, 7), (40, 5)])
+    assert ds.labels is None
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -43,7 +48,7 @@ def test_teacher_rejects_bad_arguments(kwargs, message):
 def test_whiten_gives_identity_covariance_and_checks_its_input(rng):
     x = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 5)) + 3.0
     z = data.whiten(x, 4)
-    np.testing.assert_allclose(z.T @ z / 200, np.eye(4), atol=1e-10)
+    assert_close(z.T @ z / 200, np.eye(4), scale=GRAM_SCALE)
     with pytest.raises(InputError, match="dim"):
         data.whiten(x, 6)
     with pytest.raises(InputError, match="2-d"):
@@ -52,12 +57,13 @@ def test_whiten_gives_identity_covariance_and_checks_its_input(rng):
 
 def test_digits_loads_the_bundled_copy_whitened():
     ds = data.digits(whiten_dim=12, limit=300, dtype=jnp.float64)
-    assert ds.x.shape == (300, 12) and ds.y.shape == (300, 10) and ds.labels.shape == (300,)
-    np.testing.assert_allclose(ds.x.T @ ds.x / 300, np.eye(12), atol=1e-10)
-    np.testing.assert_allclose(np.asarray(ds.y).sum(axis=0), 0.0, atol=1e-10)  # centred targets
+    chex.assert_shape([ds.x, ds.y, ds.labels], [(300, 12), (300, 10), (300,)])
+    assert_close(ds.x.T @ ds.x / 300, np.eye(12), scale=GRAM_SCALE)
+    assert_close(np.asarray(ds.y).sum(axis=0), 0.0, scale=GRAM_SCALE)  # centred targets
     np.testing.assert_array_equal(np.argmax(np.asarray(ds.y), axis=1), np.asarray(ds.labels))
     raw = data.digits(whiten_dim=None, limit=10, centre_targets=False)
-    assert raw.x.shape == (10, 64) and float(raw.x.max()) <= 1.0 and float(raw.y.sum()) == 10.0
+    chex.assert_shape(raw.x, (10, 64))
+    assert float(raw.x.max()) <= 1.0 and float(raw.y.sum()) == 10.0
 
 
 def _write_idx(path, array: np.ndarray, code: int = 0x08, compress: bool = False) -> None:
@@ -88,16 +94,17 @@ def test_read_idx_round_trips_every_type_code(tmp_path, rng):
 def test_load_mnist_reads_idx_folders_and_npz(tiny_mnist, tmp_path):
     folder, images, labels = tiny_mnist
     ds = data.load_mnist(folder, centre_targets=False, dtype=jnp.float64)
+    # A few ulp (the table's absolute floor would hide an error on the small pixel values).
     np.testing.assert_allclose(ds.x, images.reshape(6, 12) / 255.0, rtol=1e-15)
     np.testing.assert_array_equal(ds.labels, labels)
     np.testing.assert_array_equal(ds.y, np.eye(10)[labels])
-    assert data.load_mnist(folder, split="test").x.shape == (2, 12)
-    assert data.load_mnist(folder, limit=4).x.shape == (4, 12)
+    chex.assert_shape([data.load_mnist(folder, split="test").x, data.load_mnist(folder, limit=4).x],
+                      [(2, 12), (4, 12)])
     npz = tmp_path / "mnist.npz"
     np.savez(npz, x_train=images, y_train=labels, x_test=images[:2], y_test=labels[:2])
     np.testing.assert_array_equal(data.load_mnist(npz, dtype=jnp.float64).x, ds.x)
     whitened = data.load_mnist(npz, whiten_dim=3, dtype=jnp.float64)
-    np.testing.assert_allclose(whitened.x.T @ whitened.x / 6, np.eye(3), atol=1e-10)
+    assert_close(whitened.x.T @ whitened.x / 6, np.eye(3), scale=GRAM_SCALE)
 
 
 def test_bad_paths_and_files_raise_input_errors(tiny_mnist, tmp_path):

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
 # The notebooks the documentation promises (docs/index.md links each one).
-EXPECTED = ("quickstart", "depth_scaling_alignment", "training_dynamics", "sharded_sweep")
+EXPECTED = ("quickstart", "depth_scaling_alignment", "training_dynamics", "sharded_sweep", "any_network")
 COLAB_URL = "https://colab.research.google.com/github/jaxspec/jaxspec/blob/main/examples/{name}.ipynb"
 INSTALL_SPEC = re.compile(r'"jaxspec(\[[a-z,]+\])? @ git\+https://github\.com/jaxspec/jaxspec"')
 CELL_TIMEOUT_S = 300

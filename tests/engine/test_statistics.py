@@ -16,22 +16,17 @@ import pytest
 
 import jaxspec
 from jaxspec import theory
-from jaxspec.cli import main
-from jaxspec.engine import ensemble_frame_sums, make_config, realisation_key, seed_keys
 from jaxspec.analysis import ensemble_log_svals
-
-Z_MAX = 4.0
-
-
-def _z(estimate, expected, stderr):
-    return (np.asarray(estimate) - np.asarray(expected)) / np.asarray(stderr)
+from jaxspec.engine import ensemble_frame_sums, make_config, realisation_key, seed_keys
+from tests.conftest import Z_MAX, assert_close, run_cli, zscores
 
 
 def _check_spectrum(ens, *, seeds, k=None, condition="K>=i"):
-    res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", condition=condition, method="direct")
+    res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", condition=condition,
+                                    method="direct")
     kk = res.config.k
-    z = _z(res.mean, theory.lyapunov_exponents(ens, kk, condition),
-           theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition))
+    z = zscores(res.mean, theory.lyapunov_exponents(ens, kk, condition),
+                theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition))
     assert np.all(np.abs(z) < Z_MAX), z
     return res
 
@@ -56,8 +51,7 @@ def test_relu_net_is_the_exact_p_half_instance():
     # Width 16: a layer with every unit off (which kills the network for ever) has probability 2^-16.
     ens = jaxspec.relu_net(width=16, depth=400)
     _check_spectrum(ens, seeds=16)
-    np.testing.assert_allclose(theory.lyapunov_exponents(ens), theory.masked_exponents(16, 0.5, 2.0),
-                               rtol=1e-14)
+    assert_close(theory.lyapunov_exponents(ens), theory.masked_exponents(16, 0.5, 2.0), scale=3e-3)
 
 
 @pytest.mark.slow
@@ -71,8 +65,8 @@ def test_relu_net_death_and_counted_layers():
     g = np.arange(depth + 1)
     pmf = np.where(g < depth, q * (1 - q) ** g, (1 - q) ** depth)
     mean, var = np.sum(g * pmf), np.sum(g**2 * pmf) - np.sum(g * pmf) ** 2
-    assert mean == pytest.approx(depth * theory.expected_counted_fraction(ens, 1)[0], rel=1e-12)
-    z = _z(counted.mean(), mean, np.sqrt(var / seeds))
+    assert_close(mean, depth * theory.expected_counted_fraction(ens, 1)[0], scale=0.3)
+    z = zscores(counted.mean(), mean, np.sqrt(var / seeds))
     assert abs(z) < Z_MAX, z
 
 
@@ -99,22 +93,20 @@ def test_complex_gaussian_by_an_independent_qr_simulation():
 
     rates = jax.jit(jax.vmap(one_seed))(jax.random.split(jax.random.key(4), seeds))
     se = np.sqrt(theory.complex_gaussian_variance(n) / (depth * seeds))
-    z = _z(np.asarray(rates).mean(0), theory.complex_gaussian_exponents(n, sigma2), se)
+    z = zscores(np.asarray(rates).mean(0), theory.complex_gaussian_exponents(n, sigma2), se)
     assert np.all(np.abs(z) < Z_MAX), z
 
 
 def test_issue2_acceptance_cli_lyapunov_reproduces_newman(capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["lyapunov", "--ensemble", "gaussian", "--width", "8", "--depth", "2000", "--seeds", "16",
-              "--dtype", "float64", "--json"])
-        raise SystemExit(0)
-    assert (info.value.code or 0) == 0
-    payload = json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "gaussian", "--width", "8", "--depth", "2000",
+                           "--seeds", "16", "--dtype", "float64", "--json")
+    assert code == 0
+    payload = json.loads(out)
     newman = theory.gaussian_exponents(8)
-    np.testing.assert_allclose(payload["theory"], newman, rtol=1e-14)
+    assert_close(np.array(payload["theory"]), newman, scale=3e-3)
     predicted_se = np.sqrt(theory.gaussian_variance(8) / (2000 * 16))
-    np.testing.assert_allclose(payload["theory_stderr"], predicted_se, rtol=1e-12)
-    z = _z(payload["exponents"], newman, predicted_se)
+    assert_close(np.array(payload["theory_stderr"]), predicted_se, scale=0.1)
+    z = zscores(payload["exponents"], newman, predicted_se)
     assert np.all(np.abs(z) < Z_MAX), z
 
 
@@ -140,7 +132,7 @@ def test_predicted_spread_and_covariance_across_indices():
     assert abs(np.sqrt(ratio_sq) - 1) < Z_MAX * ratio_sd
     # Every covariance entry: z with the Wishart standard error (sigma_ii sigma_jj + sigma_ij^2)/(S - 1).
     se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / (seeds - 1))
-    z = _z(empirical, cov, se)
+    z = zscores(empirical, cov, se)
     assert np.all(np.abs(z) < Z_MAX), z
     # The within-layer correlation is real: the off-diagonal of the empirical correlation is far from 0.
     assert (empirical[0, 1] / np.sqrt(empirical[0, 0] * empirical[1, 1])) / (1 / np.sqrt(seeds)) > Z_MAX
@@ -180,20 +172,21 @@ def test_offsets_visible_in_finite_depth_singular_values(rng):
     lam, c, v = theory.gaussian_exponents(n), theory.singular_value_offsets(n), theory.gaussian_variance(n)
     # Var log s_i(M_L) = L v_i - Var(Delta_i) <= L v_i: a conservative predicted standard error.
     se = np.sqrt(depth * v / seeds)
-    z = _z(log_s.mean(0), depth * lam + c, se)
+    z = zscores(log_s.mean(0), depth * lam + c, se)
     assert np.all(np.abs(z) < Z_MAX), z
     # Without the offset the top index is rejected: (1/L) log s_1 is biased by c_1/L.
-    assert _z(log_s.mean(0)[0], depth * lam[0], se[0]) > Z_MAX
+    assert zscores(log_s.mean(0)[0], depth * lam[0], se[0]) > Z_MAX
     # Paired with the QR sums of the same realisations (Haar frame), log s_i - QR_i = -Delta_i is independent
     # of the product, with mean c_i and the Haar-block variance (predicted by an independent Monte Carlo).
     config = make_config(n, max_k=n, dtype="float64")
     sums = jax.jit(jax.vmap(lambda key: ensemble_frame_sums(ens, key, config).log_r_sum))(keys)
     diff = log_s - np.asarray(sums)
     haar_mean, haar_var = _haar_delta_moments(n, 50_000, rng)
-    np.testing.assert_allclose(-haar_mean, c, atol=4 * np.sqrt(haar_var.max() / 50_000))
-    z_paired = _z(diff.mean(0), c, np.sqrt(haar_var / seeds))
+    assert np.all(np.abs(zscores(-haar_mean, c, np.sqrt(haar_var.max() / 50_000))) < Z_MAX)
+    z_paired = zscores(diff.mean(0), c, np.sqrt(haar_var / seeds))
     assert np.all(np.abs(z_paired) < Z_MAX), z_paired
-    assert np.all(np.abs(_z(diff.mean(0), 0.0, np.sqrt(haar_var / seeds))) > Z_MAX)  # every c_i is visible
+    # Every c_i is visible.
+    assert np.all(np.abs(zscores(diff.mean(0), 0.0, np.sqrt(haar_var / seeds))) > Z_MAX)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def test_alignment_slope_is_the_top_gap():
     # The slope of one seed has no closed-form variance: its standard error is the spread across the
     # independent seeds (a t-test with 255 degrees of freedom).
     expected = -theory.alignment_slope(theory.gaussian_exponents(n))
-    z = _z(slopes.mean(), expected, slopes.std(ddof=1) / np.sqrt(seeds))
+    z = zscores(slopes.mean(), expected, slopes.std(ddof=1) / np.sqrt(seeds))
     assert abs(z) < Z_MAX, z
 
 
@@ -249,18 +242,18 @@ def test_relu_norm_moments_monte_carlo():
     m = theory.relu_log_norm_moments(widths)
     laws = theory.count_laws(widths, p=0.5)
     nonzero = sq > 0
-    z_prob = _z(nonzero.mean(), m.prob_nonzero, np.sqrt(m.prob_nonzero * (1 - m.prob_nonzero) / samples))
+    z_prob = zscores(nonzero.mean(), m.prob_nonzero, np.sqrt(m.prob_nonzero * (1 - m.prob_nonzero) / samples))
     logs = np.log(sq[nonzero])
-    z_mean = _z(logs.mean(), m.mean, np.sqrt(m.variance / nonzero.sum()))
+    z_mean = zscores(logs.mean(), m.mean, np.sqrt(m.variance / nonzero.sum()))
     # The sample variance of log||Ju||^2: its sd needs the fourth central moment; we use the normal-theory
     # 2 sigma^4/(S-1) inflated by an upper bound on the excess kurtosis of a sum of log-chi^2 terms (< 4).
-    z_var = _z(logs.var(ddof=1), m.variance, m.variance * np.sqrt((2 + 4) / (nonzero.sum() - 1)))
+    z_var = zscores(logs.var(ddof=1), m.variance, m.variance * np.sqrt((2 + 4) / (nonzero.sum() - 1)))
     e4, e8 = theory.norm_power_moment(laws, 2), theory.norm_power_moment(laws, 4)
-    z_second = _z(sq.mean(), m.second, np.sqrt((m.fourth - m.second**2) / samples))
-    z_fourth = _z(np.mean(sq**2), e4, np.sqrt((e8 - e4**2) / samples))
+    z_second = zscores(sq.mean(), m.second, np.sqrt((m.fourth - m.second**2) / samples))
+    z_fourth = zscores(np.mean(sq**2), e4, np.sqrt((e8 - e4**2) / samples))
     zs = np.array([z_prob, z_mean, z_var, z_second, z_fourth])
     assert np.all(np.abs(zs) < Z_MAX), zs
-    assert m.fourth == pytest.approx(e4)
+    assert_close(m.fourth, e4)  # two closed forms of E||Ju||^4
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -289,6 +282,6 @@ def test_jjt_second_moment_monte_carlo(p):
     first, second = (np.asarray(x) for x in _jjt_traces(ens, seed_keys(5, seeds)))
     exact = theory.jjt_moments(n, depth, p=p)
     # Standard errors from the spread across independent seeds (no closed form for the 4th spectral moment).
-    z = [_z(first.mean(), exact.mean, first.std(ddof=1) / np.sqrt(seeds)),
-         _z(second.mean(), exact.second, second.std(ddof=1) / np.sqrt(seeds))]
+    z = [zscores(first.mean(), exact.mean, first.std(ddof=1) / np.sqrt(seeds)),
+         zscores(second.mean(), exact.second, second.std(ddof=1) / np.sqrt(seeds))]
     assert np.all(np.abs(z) < Z_MAX), z

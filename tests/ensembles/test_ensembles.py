@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxspec
+from tests.conftest import Z_MAX, assert_close, zscores
 
 
 def test_gaussian_entries_have_variance_sigma2_over_fan_in():
@@ -16,30 +18,30 @@ def test_gaussian_entries_have_variance_sigma2_over_fan_in():
     n = w.size
     var = w.var()
     # Sample variance of n Gaussians: se = sqrt(2/n) * true variance.
-    assert abs(var - 2.0 / 64) < 4 * np.sqrt(2.0 / n) * 2.0 / 64
+    assert abs(zscores(var, 2.0 / 64, np.sqrt(2.0 / n) * 2.0 / 64)) < Z_MAX
 
 
 def test_orthogonal_layers_are_orthogonal_times_sigma():
     ens = jaxspec.orthogonal(width=7, depth=3, sigma2=4.0)
     w = np.asarray(ens.sample(jax.random.key(1), dtype=jnp.float64).weights)
     for layer in w:
-        np.testing.assert_allclose(layer @ layer.T, 4.0 * np.eye(7), atol=1e-12)
+        assert_close(layer @ layer.T, 4.0 * np.eye(7))
 
 
 def test_variable_width_orthogonal_is_a_partial_isometry():
     ens = jaxspec.orthogonal(widths=(3, 5, 2), sigma2=1.0)
     w = np.asarray(ens.sample(jax.random.key(1), dtype=jnp.float64).weights)
     first = w[0][:5, :3]
-    np.testing.assert_allclose(first.T @ first, np.eye(3), atol=1e-12)
+    assert_close(first.T @ first, np.eye(3))
     second = w[1][:2, :5]
-    np.testing.assert_allclose(second @ second.T, np.eye(2), atol=1e-12)
+    assert_close(second @ second.T, np.eye(2))
     assert np.all(w[0][5:] == 0) and np.all(w[0][:, 3:] == 0)
 
 
 def test_variable_widths_pad_with_zeros_and_mask_padding_rows():
     ens = jaxspec.masked(widths=(3, 6, 4), p=1.0)
     stack = ens.sample(jax.random.key(2))
-    assert stack.weights.shape == (2, 6, 6)
+    chex.assert_shape(stack.weights, (2, 6, 6))
     w, m = np.asarray(stack.weights), np.asarray(stack.masks)
     assert np.all(w[0][:, 3:] == 0) and np.all(w[1][4:] == 0) and np.all(w[1][:, 6:] == 0)
     np.testing.assert_array_equal(m.sum(1), [6, 4])
@@ -49,7 +51,7 @@ def test_bernoulli_gate_frequency_matches_p():
     ens = jaxspec.masked(width=50, depth=40, p=0.3)
     m = np.asarray(ens.sample(jax.random.key(3)).masks)
     se = np.sqrt(0.3 * 0.7 / m.size)
-    assert abs(m.mean() - 0.3) < 4 * se
+    assert abs(zscores(m.mean(), 0.3, se)) < Z_MAX
 
 
 def test_fixed_count_gates_have_exactly_k_active_units():

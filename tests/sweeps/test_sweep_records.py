@@ -10,15 +10,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import jaxspec
 from jaxspec import theory
 from jaxspec.sweeps import SweepSpec, run_key, run_sweep
+from tests.conftest import Z_MAX, assert_close, zscores
 
 
 def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
-    spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5, record=("svals", "svals_prefixes", "alignment"),
+    spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5,
+                     record=("svals", "svals_prefixes", "alignment"),
                      params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"})
     ds = run_sweep(spec, tmp_path / "sv", progress=False)
     assert ds["log_svals_prefixes"].dims[-2:] == ("layer", "index")
@@ -35,19 +36,19 @@ def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
             run = ds.isel(p=j, seed=s)
             rank = int(run["min_active"])
             svals = np.linalg.svd(prefixes[-1], compute_uv=False)
-            np.testing.assert_allclose(run["log_svals"].values[:rank], np.log(svals[:rank]), rtol=1e-9)
+            assert_close(run["log_svals"].values[:rank], np.log(svals[:rank]))
             assert np.all(np.isneginf(run["log_svals"].values[rank:]))
             for l, prefix in enumerate(prefixes):
                 alive = int(np.asarray(stack.masks)[: l + 1].sum(axis=1).min())
-                np.testing.assert_allclose(run["log_svals_prefixes"].values[l, :alive],
-                                           np.log(np.linalg.svd(prefix, compute_uv=False)[:alive]), rtol=1e-9)
+                assert_close(run["log_svals_prefixes"].values[l, :alive],
+                             np.log(np.linalg.svd(prefix, compute_uv=False)[:alive]))
             # log sin angle(v_1(J_l), v_1(J_L)) as the norm of a projection residual.
             v_last = np.linalg.svd(prefixes[-1])[2][0]
             for l, prefix in enumerate(prefixes[:-1]):
                 v = np.linalg.svd(prefix)[2][0]
                 sine = np.linalg.norm(v - (v @ v_last) * v_last)
                 # Sines near rounding (a rank-one product aligns exactly) are compared absolutely.
-                np.testing.assert_allclose(np.exp(run["alignment_log_sin"].values[l]), sine, rtol=1e-8, atol=1e-13)
+                assert_close(np.exp(run["alignment_log_sin"].values[l]), sine)
 
 
 def test_fast_chi_sampler_equals_its_direct_call_and_the_closed_form(tmp_path):
@@ -65,6 +66,6 @@ def test_fast_chi_sampler_equals_its_direct_call_and_the_closed_form(tmp_path):
             sums = direct(ens, run_key(spec.seed, j, s))
             np.testing.assert_array_equal(ds["exponents"].isel(p=j, seed=s).values,
                                           np.asarray(jaxspec.engine.exponents_from_sums(sums, "K>=i")))
-        z = (ds["exponents"].isel(p=j).mean("seed").values - theory.masked_exponents(8, p, k=3)) \
-            / theory.predicted_stderr(ens, 3, seeds=spec.seeds)
-        assert np.all(np.abs(z) < 4), (p, z)
+        z = zscores(ds["exponents"].isel(p=j).mean("seed").values, theory.masked_exponents(8, p, k=3),
+                    theory.predicted_stderr(ens, 3, seeds=spec.seeds))
+        assert np.all(np.abs(z) < Z_MAX), (p, z)

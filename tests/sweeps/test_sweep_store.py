@@ -1,4 +1,5 @@
-"""The sweep results store: one-call loading, provenance, resume, and refusal of foreign or corrupted directories.
+"""The sweep results store: one-call loading, provenance, resume, and refusal of foreign or corrupted
+directories.
 
 A toy kernel with an exact oracle (a scaled uniform draw from the run's key) keeps these tests cheap.
 """
@@ -14,10 +15,19 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from jaxspec.cli import main
 from jaxspec import InputError
-from jaxspec.sweeps import Kernel, Parameter, Record, SweepSpec, SweepStore, load_sweep, register_kernel, run_sweep
+from jaxspec.sweeps import (
+    Kernel,
+    Parameter,
+    Record,
+    SweepSpec,
+    SweepStore,
+    load_sweep,
+    register_kernel,
+    run_sweep,
+)
 from jaxspec.sweeps._kernels import REQUIRED
+from tests.conftest import run_cli
 
 
 def _toy(params, key):
@@ -69,7 +79,8 @@ def test_zarr_loads_in_xarray_and_parquet_in_pandas_with_one_call(finished):
     zarr = xr.open_zarr(out / "results.zarr")
     assert zarr["values"].dims == ("n", "scale", "seed", "index")
     np.testing.assert_array_equal(zarr["values"].values, oracle)
-    np.testing.assert_array_equal(zarr["count"].values, np.broadcast_to(np.array([2, 3])[:, None, None], (2, 2, 3)))
+    np.testing.assert_array_equal(zarr["count"].values,
+                                  np.broadcast_to(np.array([2, 3])[:, None, None], (2, 2, 3)))
     assert zarr["done"].values.all()
     frame = pd.read_parquet(out / "summary.parquet")
     assert len(frame) == spec.num_runs
@@ -97,7 +108,8 @@ def test_attributes_record_spec_versions_backend_devices_and_commit(finished):
 def test_resuming_a_finished_sweep_recomputes_nothing(finished):
     spec, out, ds = finished
     before = _snapshot(out / "chunks")
-    again = run_sweep(spec, out, resume=True, progress=False, on_chunk=lambda i: pytest.fail(f"chunk {i} redone"))
+    again = run_sweep(spec, out, resume=True, progress=False,
+                      on_chunk=lambda i: pytest.fail(f"chunk {i} redone"))
     np.testing.assert_array_equal(again["values"].values, ds["values"].values)
     assert _snapshot(out / "chunks") == before
 
@@ -135,8 +147,10 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda m: "{not json", "is corrupted"),
-    (lambda m: json.dumps({**json.loads(m), "format": "something-else"}), "is not a jaxspec-sweep/1 manifest"),
-    (lambda m: json.dumps({k: v for k, v in json.loads(m).items() if k != "chunk_sizes"}), "missing chunk_sizes"),
+    (lambda m: json.dumps({**json.loads(m), "format": "something-else"}),
+     "is not a jaxspec-sweep/1 manifest"),
+    (lambda m: json.dumps({k: v for k, v in json.loads(m).items() if k != "chunk_sizes"}),
+     "missing chunk_sizes"),
     (lambda m: json.dumps({**json.loads(m), "spec": {**json.loads(m)["spec"], "seeds": 9}}),
      "its spec does not match its fingerprint"),
 ])
@@ -200,9 +214,7 @@ def test_cli_refuses_a_foreign_directory_with_one_line(tmp_path, capsys):
     (foreign / "data.csv").write_text("1,2")
     spec_file = tmp_path / "s.toml"
     spec_file.write_text('seeds = 2\n[params]\ndepth = 5\n[axes]\nwidth = [2]\n')
-    with pytest.raises(SystemExit) as info:
-        main(["sweep", str(spec_file), "--out", str(foreign), "--quiet"])
-    err = capsys.readouterr().err
-    assert info.value.code == 2
+    code, _, err = run_cli(capsys, "sweep", spec_file, "--out", foreign, "--quiet")
+    assert code == 2
     assert err.count("\n") == 1 and err.startswith("jaxspec: error: ") and "not a jaxspec sweep store" in err
     assert (foreign / "data.csv").read_text() == "1,2"

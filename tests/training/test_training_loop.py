@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from jaxspec import InputError
 from jaxspec.training import latest_checkpoint_step, train
+from tests.conftest import assert_close
 
 
 def test_gd_on_a_quadratic_matches_the_exact_iteration():
@@ -20,16 +22,17 @@ def test_gd_on_a_quadratic_matches_the_exact_iteration():
     np.testing.assert_array_equal(res.steps, [0, 10, 20, 30, 40, 47])
     factor = (1 - 2 * eta) ** np.asarray(res.steps, dtype=float)
     expected_w = np.asarray(c)[None, :] * (1 - factor[:, None])
-    np.testing.assert_allclose(res.tracked["w"], expected_w, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(res.loss, np.sum((expected_w - np.asarray(c)) ** 2, axis=1), rtol=1e-11)
-    np.testing.assert_allclose(res.params, expected_w[-1], rtol=1e-12)
+    assert_close(res.tracked["w"], expected_w)
+    assert_close(res.loss, np.sum((expected_w - np.asarray(c)) ** 2, axis=1), scale=0.3)
+    assert_close(res.params, expected_w[-1], scale=0.3)
 
 
 def _problem():
     k1, k2, k3, k4 = jax.random.split(jax.random.key(3), 4)
     x = jax.random.normal(k1, (5, 16), jnp.float64)
     y = jax.random.normal(k2, (3, 16), jnp.float64)
-    params = [0.3 * jax.random.normal(k3, (4, 5), jnp.float64), 0.3 * jax.random.normal(k4, (3, 4), jnp.float64)]
+    params = [0.3 * jax.random.normal(k3, (4, 5), jnp.float64),
+              0.3 * jax.random.normal(k4, (3, 4), jnp.float64)]
 
     def loss(p):
         return 0.5 * jnp.mean(jnp.sum((p[1] @ p[0] @ x - y) ** 2, axis=0))
@@ -40,27 +43,28 @@ def _problem():
     return loss, params, track
 
 
-def test_any_optax_optimizer_equals_a_plain_python_loop():
-    loss, params, track = _problem()
-    opt = optax.adam(3e-2)
-    res = train(loss, params, opt, num_steps=30, log_every=6, track_fn=track, progress=False)
-    p, state = params, opt.init(params)
-    losses, svs = [loss(p)], [track(p)["sv"]]
+class PlainLoopTest(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_any_optax_optimizer_equals_a_plain_python_loop(self):
+        loss, params, track = _problem()
+        opt = optax.adam(3e-2)
+        res = train(loss, params, opt, num_steps=30, log_every=6, track_fn=track, progress=False)
+        p, state = params, opt.init(params)
+        losses, svs = [loss(p)], [track(p)["sv"]]
 
-    @jax.jit
-    def step(p, state):
-        updates, state = opt.update(jax.grad(loss)(p), state, p)
-        return optax.apply_updates(p, updates), state
+        @self.variant
+        def step(p, state):
+            updates, state = opt.update(jax.grad(loss)(p), state, p)
+            return optax.apply_updates(p, updates), state
 
-    for k in range(1, 31):
-        p, state = step(p, state)
-        if k % 6 == 0:
-            losses.append(loss(p))
-            svs.append(track(p)["sv"])
-    np.testing.assert_allclose(res.loss, losses, rtol=1e-12)
-    np.testing.assert_allclose(res.tracked["sv"], np.stack(svs), rtol=1e-11)
-    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(p), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        for k in range(1, 31):
+            p, state = step(p, state)
+            if k % 6 == 0:
+                losses.append(loss(p))
+                svs.append(track(p)["sv"])
+        assert_close(res.loss, np.array(losses), scale=0.3)
+        assert_close(res.tracked["sv"], np.stack(svs))
+        assert_close(res.params, p)
 
 
 def test_float32_params_stay_float32():

@@ -1,5 +1,6 @@
-"""jaxspec.ufm against its oracles: the public check values of [math §6](https://jaxspec.github.io/jaxspec/math/#s6), jax.hessian, independent
-numpy implementations, exact collapse identities, and gradient descent reaching the analytic optimum."""
+"""jaxspec.ufm against its oracles: the public check values of
+[math §6](https://jaxspec.github.io/jaxspec/math/#s6), jax.hessian, independent numpy implementations, exact
+collapse identities, and gradient descent reaching the analytic optimum."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxspec import hessian, ufm
-from jaxspec.cli import main
-from jaxspec import InputError
+from jaxspec import InputError, hessian, ufm
+from tests.conftest import PRINTED_6_DECIMALS, assert_close, run_cli
 
-# [math §6](https://jaxspec.github.io/jaxspec/math/#s6): K=3, n=40, L=5, lam_W = lam_H = 1e-2 (d >= K arbitrary).
+# [math §6](https://jaxspec.github.io/jaxspec/math/#s6): K=3, n=40, L=5, lam_W = lam_H = 1e-2 (d >= K
+# arbitrary).
 CHECK = {"gamma": 0.942277, "loss": 0.164838, "outlier": 0.163243, "gram": 1.813021}
+# Gradient descent stopped with its loss within 1e-12 of the optimum: the loss is quadratic around it, so the
+# parameters (and what is computed from them) are only within ~sqrt(1e-12) = 1e-6 of the optimum's.
+PARAMS_FROM_LOSS_GAP = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +42,17 @@ def test_public_check_values(check_model):
     assert round(opt.outlier, 6) == CHECK["outlier"]
     assert round(opt.weight_gram, 6) == CHECK["gram"]
     assert opt.outlier_multiplicity == 9 and opt.gram_multiplicity == 3
-    np.testing.assert_allclose(opt.weight_gram, (1e-2 / 1e-2) * 40 * opt.s2, rtol=1e-14)
+    assert_close(opt.weight_gram, (1e-2 / 1e-2) * 40 * opt.s2, scale=3e-3)
 
     params = ufm.collapsed_params(check_model)
-    np.testing.assert_allclose(float(ufm.loss(check_model, params)), opt.loss, rtol=1e-13)
+    assert_close(float(ufm.loss(check_model, params)), opt.loss, scale=0.03)
     # Layer-wise outliers by Lanczos on Hessian-vector products: 9 per layer, then the (zero) bulk.
     eigs = np.asarray(ufm.layer_top_eigenvalues(check_model, params, 10))
-    np.testing.assert_allclose(eigs[:, :9], opt.outlier, rtol=1e-12)
-    np.testing.assert_allclose(eigs[:, 9], 0.0, atol=1e-12)
-    np.testing.assert_allclose(ufm.gram_eigenvalues(check_model, params), opt.weight_gram, rtol=1e-12)
+    assert_close(eigs[:, :9], opt.outlier, scale=0.3)
+    assert_close(eigs[:, 9], 0.0)
+    assert_close(ufm.gram_eigenvalues(check_model, params), opt.weight_gram, scale=0.3)
     feature_gram = ufm.feature_gram_eigenvalues(check_model, params)
-    np.testing.assert_allclose(feature_gram, opt.feature_gram, rtol=1e-12)
+    assert_close(feature_gram, opt.feature_gram, scale=0.3)
 
 
 @pytest.mark.parametrize("K, n, L, lam_w, lam_h", [(3, 40, 5, 1e-2, 1e-2), (2, 3, 1, 0.1, 0.05),
@@ -59,7 +63,7 @@ def test_gamma_solves_its_equation_at_the_root_nearest_one(K, n, L, lam_w, lam_h
     assert ufm.solve_gamma(K, n, L, lam_w, lam_h) == gamma
     lhs = (L - 1) * math.log(gamma) + (L + 1) * math.log(opt.one_minus_gamma)
     rhs = L * math.log(lam_w * K) + math.log(lam_h * K * n)
-    assert abs(lhs - rhs) < 1e-11 * abs(rhs)
+    assert_close(lhs, rhs)
     assert (L - 1) / (2 * L) < gamma < 1
 
 
@@ -81,8 +85,7 @@ def test_collapsed_params_are_a_critical_point_for_any_frame(rng):
         grads = jax.jit(jax.grad(lambda p: ufm.loss(model, p)))(params)
         scale = max(float(jnp.abs(x).max()) for x in jax.tree.leaves(params))
         assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)) < 1e-13 * scale
-        np.testing.assert_allclose(ufm.predict(model, params), ufm.collapsed_optimum(model).gamma *
-                                   ufm.targets(model), atol=1e-14)
+        assert_close(ufm.predict(model, params), ufm.collapsed_optimum(model).gamma * ufm.targets(model))
 
 
 # --- curvature ----------------------------------------------------------------------------------------------
@@ -105,8 +108,8 @@ def test_kronecker_hessian_matches_jax_hessian_at_a_random_point():
                 sum(ufm.gauss_newton_parts(model, params, layer)))
 
     for dense, kron, gn in per_layer(model, compare):
-        np.testing.assert_allclose(kron, dense, rtol=1e-11, atol=1e-14)
-        np.testing.assert_allclose(gn, dense, rtol=1e-11, atol=1e-14)
+        assert_close(kron, dense)
+        assert_close(gn, dense)
     with pytest.raises(InputError, match="linear UFM only"):
         ufm.kronecker_factors(ufm.make_ufm(3, 2, 3, 1e-2, activation="relu"), params, 0)
 
@@ -121,7 +124,7 @@ def test_relu_gauss_newton_parts_add_up_to_the_hessian():
         return sum(ufm.gauss_newton_parts(model, p, 0)), hessian.dense_hessian(restricted, weight)
 
     gn, dense = jax.jit(compare)(params)
-    np.testing.assert_allclose(gn, dense, rtol=1e-11, atol=1e-14)
+    assert_close(gn, dense)
 
 
 def test_gauss_newton_ranks_and_gradient_weights_at_collapse(rng):
@@ -141,11 +144,11 @@ def test_gauss_newton_ranks_and_gradient_weights_at_collapse(rng):
     for ranks, class_eigs, cross_eigs, weights, residual, align in zip(*stacked, strict=True):
         assert tuple(int(r) for r in ranks) == opt.gauss_newton_ranks == (3, 6, 0)
         # Class and cross-class parts: K + K(K-1) = K^2 equal eigenvalues, the outliers.
-        np.testing.assert_allclose(class_eigs, opt.outlier, rtol=1e-12)
-        np.testing.assert_allclose(cross_eigs, opt.outlier, rtol=1e-12)
-        np.testing.assert_allclose(weights, np.eye(3) * opt.gradient_weight, atol=1e-12)
+        assert_close(class_eigs, opt.outlier, scale=0.3)
+        assert_close(cross_eigs, opt.outlier, scale=0.3)
+        assert_close(weights, np.eye(3) * opt.gradient_weight)
         assert float(residual) < 1e-20
-        np.testing.assert_allclose(align, 1.0, rtol=1e-12)
+        assert_close(align, 1.0, scale=0.3)
 
 
 def test_class_mean_gradients_are_the_outlier_eigenvectors(rng):
@@ -155,9 +158,9 @@ def test_class_mean_gradients_are_the_outlier_eigenvectors(rng):
                                   ufm.kronecker_hessian(model, p, 1)))(params)
     delta, h = np.asarray(delta), np.asarray(h)
     outlier = ufm.collapsed_optimum(model).outlier
-    np.testing.assert_allclose(delta @ h, outlier * delta, atol=1e-13)
+    assert_close(delta @ h, outlier * delta)
     gram = delta @ delta.T
-    np.testing.assert_allclose(gram, np.diag(np.diag(gram)), atol=1e-13)  # orthogonal, as predicted
+    assert_close(gram, np.diag(np.diag(gram)))  # orthogonal, as predicted
 
 
 # --- neural collapse ----------------------------------------------------------------------------------------
@@ -190,15 +193,14 @@ def test_collapse_metrics_match_numpy_at_a_random_point_and_vanish_at_collapse()
         classifiers[layer] = product
         if layer > 0:
             product = product @ np.asarray(params.hidden[layer - 1])
-    np.testing.assert_allclose(jax.jit(ufm.effective_classifiers)(model, params), np.stack(classifiers),
-                               rtol=1e-12)
+    assert_close(jax.jit(ufm.effective_classifiers)(model, params), np.stack(classifiers), scale=0.1)
     for layer in range(model.depth):
         expected = numpy_collapse(feats[layer], classes, 3, classifiers[layer])
         got = (metrics.nc1[layer], metrics.nc2_equinorm[layer], metrics.nc2_angle[layer], metrics.nc3[layer])
-        np.testing.assert_allclose(got, expected, rtol=1e-9)
+        assert_close(np.array(got), np.array(expected))
     collapsed = ufm.collapse_metrics(model, ufm.collapsed_params(model))
     for field in collapsed:
-        np.testing.assert_allclose(field, 0.0, atol=1e-12)
+        assert_close(field, 0.0)
 
 
 def test_nc4_counts_argmax_disagreements():
@@ -219,29 +221,32 @@ def test_gradient_descent_from_random_init_reaches_the_analytic_optimum():
                            log_every=2500, track=False, progress=False)
     # Linear convergence: the gap shrinks geometrically to rounding level.
     assert abs(float(result.loss[-1]) - opt.loss) < 1e-12
-    np.testing.assert_allclose(ufm.gram_eigenvalues(model, result.params), opt.weight_gram, rtol=1e-5)
-    np.testing.assert_allclose(ufm.predict(model, result.params), opt.gamma * ufm.targets(model), atol=1e-5)
+    np.testing.assert_allclose(ufm.gram_eigenvalues(model, result.params), opt.weight_gram,
+                               rtol=PARAMS_FROM_LOSS_GAP)
+    np.testing.assert_allclose(ufm.predict(model, result.params), opt.gamma * ufm.targets(model),
+                               atol=PARAMS_FROM_LOSS_GAP)
 
 
 def test_diagnostics_at_collapse_show_every_prediction():
     model = ufm.make_ufm(2, 3, 2, 1e-2, width=3, dtype="float64")
     opt = ufm.collapsed_optimum(model)
     diag = jax.jit(lambda p: ufm.diagnostics(model, p))(ufm.collapsed_params(model))
-    np.testing.assert_allclose(diag.top_eigenvalues[:, :4], opt.outlier, rtol=1e-10)
-    np.testing.assert_allclose(diag.top_eigenvalues[:, 4:], 0.0, atol=1e-12)
-    np.testing.assert_allclose(diag.alignment, 1.0, rtol=1e-10)
-    np.testing.assert_allclose(diag.overlap_data, 1.0, rtol=1e-10)  # the gradient lies in the outlier space
-    np.testing.assert_allclose(diag.gradient_weights, np.broadcast_to(np.eye(2) / 2, (2, 2, 2)), atol=1e-12)
-    np.testing.assert_allclose(diag.loss, opt.loss, rtol=1e-13)
+    assert_close(diag.top_eigenvalues[:, :4], opt.outlier)
+    assert_close(diag.top_eigenvalues[:, 4:], 0.0)
+    assert_close(diag.alignment, 1.0)
+    assert_close(diag.overlap_data, 1.0)  # the gradient lies in the outlier space
+    assert_close(diag.gradient_weights, np.broadcast_to(np.eye(2) / 2, (2, 2, 2)))
+    assert_close(diag.loss, opt.loss, scale=0.03)
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------
 
 
 def test_cli_prints_the_check_values(capsys):
-    main(["ufm", "--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "4", "--json",
-          "--dtype", "float64"])
-    payload = json.loads(capsys.readouterr().out)
+    code, out, _ = run_cli(capsys, "ufm", "--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "4",
+                           "--json", "--dtype", "float64")
+    assert code == 0
+    payload = json.loads(out)
     assert round(payload["gamma"], 6) == CHECK["gamma"]
     assert round(payload["loss"]["theory"], 6) == CHECK["loss"]
     assert round(payload["outlier"]["theory"], 6) == CHECK["outlier"]
@@ -249,7 +254,7 @@ def test_cli_prints_the_check_values(capsys):
     for row in payload["outlier"]["layers"]:
         assert row["count_at_prediction"] == 9 and row["max_rel_error"] < 1e-12
         assert round(row["lanczos_top"], 6) == CHECK["outlier"]
-    np.testing.assert_allclose(payload["gram"]["layers"], CHECK["gram"], atol=5e-7)
+    np.testing.assert_allclose(payload["gram"]["layers"], CHECK["gram"], atol=PRINTED_6_DECIMALS)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -258,8 +263,6 @@ def test_cli_prints_the_check_values(capsys):
     (["--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "2"], "width d"),
 ])
 def test_cli_rejects_invalid_configurations_in_one_line(capsys, argv, message):
-    with pytest.raises(SystemExit) as exc:
-        main(["ufm", *argv])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
+    code, _, err = run_cli(capsys, "ufm", *argv)
+    assert code == 2
     assert message in err and err.count("\n") == 1
