@@ -12,7 +12,8 @@ import numpy as np  # noqa: E402
 from _common import time_it  # noqa: E402
 
 import jaxspec  # noqa: E402
-from jaxspec.engine import _run, make_config, seed_keys  # noqa: E402
+from jaxspec.engine import make_config, seed_keys
+from jaxspec.engine._spectrum import _run  # noqa: E402
 
 AXES = {
     # parameter: (values, base sizes); base: width, depth, k, seeds

@@ -294,8 +294,9 @@ def run_w3(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
 
 
 def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
-    """``network_spectrum(mlp_segments(params), xs)`` against ``jacobian_spectrum(params, xs)`` on W1's network
-    (growth rates), and on a narrower one with the exact prefix singular values; each pair in this process."""
+    """``network_spectrum(mlp_segments(params), xs)`` against ``jacobian_spectrum(params, xs)`` on W1's
+    network (growth rates), and on a narrower one with the exact prefix singular values; each pair in this
+    process."""
     del peers  # the reference is jacobian_spectrum itself
     width, depth, inputs, k = spec["width"], spec["depth"], spec["inputs"], spec["k"]
     rows = []
@@ -305,9 +306,10 @@ def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
         calls = {
             # prefixes: the exact singular values of every depth prefix, as network_spectrum returns them.
             "jaxspec.jacobian_spectrum": lambda **kw: jacobian_spectrum(
-                params, x, k=k, final_activation=True, prefixes=options["singular_values"], **{**options, **kw}),
-            "jaxspec.network_spectrum(mlp_segments(params))": lambda **kw: network_spectrum(segments, x, k=k,
-                                                                                            **{**options, **kw}),
+                params, x, k=k, final_activation=True, prefixes=options["singular_values"],
+                **{**options, **kw}),
+            "jaxspec.network_spectrum(mlp_segments(params))": lambda **kw: network_spectrum(
+                segments, x, k=k, **{**options, **kw}),
         }
         times = {}
         for name, call in calls.items():

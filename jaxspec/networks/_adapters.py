@@ -64,8 +64,14 @@ class _LinenBlock:
         return self.module.apply(variables, h, method=self.method, **dict(self.kwargs))
 
 
-def nnx_segment(modules: nnx.Module | Sequence[nnx.Module], *, stacked: bool = False, gated: bool = False,
-                method: str = "__call__", **kwargs: Any) -> Segment:
+def nnx_segment(
+    modules: nnx.Module | Sequence[nnx.Module],
+    *,
+    stacked: bool = False,
+    gated: bool = False,
+    method: str = "__call__",
+    **kwargs: Any,
+) -> Segment:
     """A Flax NNX module (or ``L`` of them) as a :class:`Segment` of :func:`network_spectrum`.
 
     Args:
@@ -108,13 +114,21 @@ def nnx_segment(modules: nnx.Module | Sequence[nnx.Module], *, stacked: bool = F
             raise InputError("the modules of one segment must share one structure (nnx.split graph)")
         state = _stack([s for _, s in splits])
     else:
-        raise InputError(f"modules must be an nnx.Module or a non-empty sequence of them, got "
-                         f"{type(modules).__name__}")
+        raise InputError(
+            f"modules must be an nnx.Module or a non-empty sequence of them, got {type(modules).__name__}"
+        )
     return Segment(_NNXBlock(graphdef, method, tuple(sorted(kwargs.items()))), state, bool(gated))
 
 
-def linen_segment(module: nn.Module, variables: Any, *, stacked: bool = False, gated: bool = False,
-                  method: str = "__call__", **kwargs: Any) -> Segment:
+def linen_segment(
+    module: nn.Module,
+    variables: Any,
+    *,
+    stacked: bool = False,
+    gated: bool = False,
+    method: str = "__call__",
+    **kwargs: Any,
+) -> Segment:
     """A Flax linen module and its variables (one block or ``L`` of them) as a :class:`Segment`.
 
     Args:
@@ -150,8 +164,10 @@ def linen_segment(module: nn.Module, variables: Any, *, stacked: bool = False, g
         raise InputError(f"module must be a flax.linen Module, got {type(module).__name__}")
     if isinstance(variables, (list, tuple)):
         if stacked or not variables:
-            raise InputError("variables must be one block's variables, a non-empty sequence of them, or one "
-                             "stacked pytree with stacked=True")
+            raise InputError(
+                "variables must be one block's variables, a non-empty sequence of them, or one "
+                "stacked pytree with stacked=True"
+            )
         variables = _stack(variables)
     elif not stacked:
         variables = _one(variables)
