@@ -34,7 +34,7 @@ def build_app() -> typer.Typer:
     @app.callback()
     def _root(
         ctx: typer.Context,
-        version: bool = typer.Option(False, "--version", help="print the version and exit", is_flag=True),
+        version: bool = typer.Option(False, "--version", help="print the version and exit"),
     ) -> None:
         if version:
             print(f"jaxspec {__version__}")
