@@ -24,7 +24,9 @@ def qr_backends(shapes, repeats: int, log=print) -> list[dict]:
         # A frame as the engine sees it: a masked Gaussian matrix times an orthonormal frame.
         a = jax.random.normal(jax.random.key(0), shape, jnp.float32) * jnp.float32(shape[-2] ** -0.5)
         oracle = np.log(np.abs(np.diagonal(np.linalg.qr(np.asarray(a, np.float64))[1], axis1=-2, axis2=-1)))
-        variants = {name: jax.jit(make_qr(name)) for name in ("householder", "cholesky2", "shifted_cholesky3")}
+        variants = {
+            name: jax.jit(make_qr(name)) for name in ("householder", "cholesky2", "shifted_cholesky3")
+        }
         variants["householder, R only (mode='r')"] = jax.jit(lambda a: (None, jnp.linalg.qr(a, mode="r")))
         variants["householder via lax.map"] = jax.jit(lambda a: jax.lax.map(jnp.linalg.qr, a))
         for name, fn in variants.items():
@@ -53,13 +55,17 @@ def prng(count: int, repeats: int, log=print) -> list[dict]:
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
         timing = time_it(lambda dtype=dtype: rng.standard_normal(count, dtype=dtype), repeats)
-        rows.append(dict(impl="numpy PCG64 ziggurat", dtype=np.dtype(dtype).name, ns=timing.median / count * 1e9))
+        rows.append(
+            dict(impl="numpy PCG64 ziggurat", dtype=np.dtype(dtype).name, ns=timing.median / count * 1e9)
+        )
     return rows
 
 
 def donation(width: int, depth: int, inputs: int, k: int, chunks: int, repeats: int, log=print) -> list[dict]:
     """A chunked driver (the carry crosses the jit boundary every chunk), with and without donating it."""
-    weights = jax.random.normal(jax.random.key(0), (depth, width, width), jnp.float32) * jnp.float32(width**-0.5)
+    weights = jax.random.normal(jax.random.key(0), (depth, width, width), jnp.float32) * jnp.float32(
+        width**-0.5
+    )
     frames = jnp.broadcast_to(jnp.eye(width, k, dtype=jnp.float32), (inputs, width, k))
     per = depth // chunks
 
@@ -79,9 +85,12 @@ def donation(width: int, depth: int, inputs: int, k: int, chunks: int, repeats: 
         step = jax.jit(advance, donate_argnums=(0,) if donate else ())
 
         def run(step=step):
-            carry = (frames + 0.0, jnp.zeros((inputs, k), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+            carry = (
+                frames + 0.0,
+                jnp.zeros((inputs, k), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32),
+            )
             for c in range(chunks):
-                carry = step(carry, weights[c * per:(c + 1) * per])
+                carry = step(carry, weights[c * per : (c + 1) * per])
             return carry[1]
 
         log(f"  donation={donate}")
@@ -99,8 +108,12 @@ def compute_dtype(width: int, depth: int, seeds: int, k: int, repeats: int, log=
     rows = []
     for dtype in ("float32", "float64"):
         log(f"  dtype {dtype}")
-        timing = time_it(lambda dtype=dtype: jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype=dtype, method="direct").mean,
-                         repeats)
+        timing = time_it(
+            lambda dtype=dtype: (
+                jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype=dtype, method="direct").mean
+            ),
+            repeats,
+        )
         rows.append(dict(dtype=dtype, time=timing.median, mean=np.asarray(timing.result)))
     rows[0]["accuracy"] = max_abs_diff(rows[0]["mean"], rows[1]["mean"])
     return rows

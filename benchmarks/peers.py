@@ -33,8 +33,18 @@ HIGHEST = jax.lax.Precision.HIGHEST
 # numpy
 
 
-def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
-                   dtype=np.float32, seed: int = 0, return_counts: bool = False):
+def numpy_ensemble(
+    n: int,
+    depth: int,
+    seeds: int,
+    k: int,
+    *,
+    p: float = 1.0,
+    sigma2: float = 1.0,
+    dtype=np.float32,
+    seed: int = 0,
+    return_counts: bool = False,
+):
     """Masked (``p < 1``) or Gaussian products, all seeds at once: ``(seeds, k)`` exponents (``K >= i``), and
     with ``return_counts`` the ``(seeds, k)`` numbers of counted layers (``depth``: index never collapsed)."""
     rng = np.random.default_rng(seed)
@@ -63,8 +73,18 @@ def numpy_ensemble(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, si
     return (out, counts) if return_counts else out
 
 
-def numpy_ensemble_loop(n: int, depth: int, seeds: int, k: int, *, p: float = 1.0, sigma2: float = 1.0,
-                        dtype=np.float32, seed: int = 0, return_counts: bool = False):
+def numpy_ensemble_loop(
+    n: int,
+    depth: int,
+    seeds: int,
+    k: int,
+    *,
+    p: float = 1.0,
+    sigma2: float = 1.0,
+    dtype=np.float32,
+    seed: int = 0,
+    return_counts: bool = False,
+):
     """The plain numpy loop: seed by seed, layer by layer, one ``W @ Q``, gates and one QR; ``(seeds, k)``
     exponents (and counted layers with ``return_counts``, as :func:`numpy_ensemble`)."""
     rng = np.random.default_rng(seed)
@@ -93,7 +113,9 @@ def numpy_ensemble_loop(n: int, depth: int, seeds: int, k: int, *, p: float = 1.
     return (out, all_counts) if return_counts else out
 
 
-def numpy_fixed_loop(weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32) -> np.ndarray:
+def numpy_fixed_loop(
+    weights: np.ndarray, masks: np.ndarray, frame: np.ndarray, dtype=np.float32
+) -> np.ndarray:
     """The plain numpy loop for one network at many inputs: input by input, one ``(N, N) x (N, k)`` product
     and one QR per layer; ``(B, k)``."""
     weights = weights.astype(dtype)
@@ -135,8 +157,13 @@ def _lyapax_run(step, state0, frame, depth, k):
     from lyapax.core import LyapunovCheckpoint  # noqa: PLC0415
 
     y0 = jnp.concatenate([frame, jnp.zeros((1, k), frame.dtype)])
-    checkpoint = LyapunovCheckpoint(state=state0, Y=y0, cum_log_growth=jnp.zeros((k,), frame.dtype),
-                                    elapsed_time=jnp.zeros((), frame.dtype), dt=1.0)
+    checkpoint = LyapunovCheckpoint(
+        state=state0,
+        Y=y0,
+        cum_log_growth=jnp.zeros((k,), frame.dtype),
+        elapsed_time=jnp.zeros((), frame.dtype),
+        dt=1.0,
+    )
     return lyapax.lyapunov_spectrum(step, state0, 1.0, depth, k=k, resume=checkpoint).exponents
 
 

@@ -29,12 +29,11 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 references and float64 accumulators (float32 compute)
 
-import numpy as np  # noqa: E402
-from _common import gemm_rate, machine_info  # noqa: E402
-
 import micro  # noqa: E402
+import numpy as np  # noqa: E402
 import scaling  # noqa: E402
 import workloads  # noqa: E402
+from _common import gemm_rate, machine_info  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -61,7 +60,8 @@ def workload_table(rows, gemm: float) -> list[str]:
     flops = rows[0].flops
     lines = [
         "| implementation | time (median) | [min, max] | GFLOP/s | of GEMM | "
-        + " | ".join(PEER_LABELS[p] for p in PEERS) + " | accuracy vs f64 | law z | note |",
+        + " | ".join(PEER_LABELS[p] for p in PEERS)
+        + " | accuracy vs f64 | law z | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -77,14 +77,16 @@ def workload_table(rows, gemm: float) -> list[str]:
         )
     roof = flops / (gemm * 1e9)
     ratios = " | ".join(f"{_fmt(peer.get(p, np.nan) / roof, '.1f')}x" for p in PEERS)
-    lines.append(f"| GEMM roofline ({flops / 1e9:.1f} GFLOP at {gemm:.1f} GFLOP/s) | {_fmt_time(roof)} | - | "
-                 f"{gemm:.2f} | 100% | {ratios} | - | - | the bound for the direct path |")
+    lines.append(
+        f"| GEMM roofline ({flops / 1e9:.1f} GFLOP at {gemm:.1f} GFLOP/s) | {_fmt_time(roof)} | - | "
+        f"{gemm:.2f} | 100% | {ratios} | - | - | the bound for the direct path |"
+    )
     return lines
 
 
 def _accuracy_cell(row) -> str:
     """Never-collapsed indices in absolute terms; collapse-conditioned ones in standard errors, if any."""
-    cell = _fmt(row.accuracy, '.1e')
+    cell = _fmt(row.accuracy, ".1e")
     conditioned = getattr(row, "accuracy_conditioned_se", None)
     return cell if conditioned is None else f"{cell}; cond. {conditioned:.2f} se"
 
@@ -101,8 +103,10 @@ def targets(results: dict, section_gemm: dict) -> list[str]:
     if rows:
         best = min((r for r in rows if r.role == "jaxspec"), key=lambda r: r.time)
         frac = rows[0].flops / best.time / 1e9 / section_gemm["W1"]
-        out.append(f"- W1 at least 50% of the GEMM rate: best jaxspec row ({best.impl}) reaches **{frac:.0%}** "
-                   f"-> {_verdict(frac >= 0.5)}.")
+        out.append(
+            f"- W1 at least 50% of the GEMM rate: best jaxspec row ({best.impl}) reaches **{frac:.0%}** "
+            f"-> {_verdict(frac >= 0.5)}."
+        )
     for name, rows in results.items():
         peer = {r.role: r.time for r in rows if r.role in PEERS}
         js = [r for r in rows if r.role == "jaxspec"]
@@ -113,41 +117,61 @@ def targets(results: dict, section_gemm: dict) -> list[str]:
         for label, row in (("the default", default), ("the fastest row", best)):
             ratios = ", ".join(f"{p} {t / row.time:.1f}x" for p, t in peer.items())
             ok = all(peer[p] / row.time >= 10 for p in ("numpy", "lyapax") if p in peer)
-            out.append(f"- {name} at least 10x faster than numpy and lyapax, {label} ({row.impl}): {ratios} -> "
-                       f"{_verdict(ok)}.")
+            out.append(
+                f"- {name} at least 10x faster than numpy and lyapax, {label} ({row.impl}): {ratios} -> "
+                f"{_verdict(ok)}."
+            )
         if name == "W2" and "numpy" in peer:
             direct = next(r for r in js if r.impl.startswith("direct"))
             rng = next((r for r in rows if r.role == "rng"), None)
-            share = f"; drawing the W_l and gates alone takes {rng.time / direct.time:.0%} of it" if rng else ""
+            share = (
+                f"; drawing the W_l and gates alone takes {rng.time / direct.time:.0%} of it" if rng else ""
+            )
             ratio = peer["numpy"] / direct.time
-            out.append(f"- W2 direct path at least 5x faster than numpy: {ratio:.1f}x ({direct.impl}){share} -> "
-                       f"{_verdict(ratio >= 5)}.")
+            out.append(
+                f"- W2 direct path at least 5x faster than numpy: {ratio:.1f}x ({direct.impl}){share} -> "
+                f"{_verdict(ratio >= 5)}."
+            )
             ratio = peer["numpy"] / default.time
-            out.append(f"- W2 the default users get ({default.impl}) at least 20x faster than numpy: {ratio:.1f}x "
-                       f"-> {_verdict(ratio >= 20)}.")
+            out.append(
+                f"- W2 the default users get ({default.impl}) at least 20x faster than numpy: {ratio:.1f}x "
+                f"-> {_verdict(ratio >= 20)}."
+            )
     rows = results.get("W4")
     if rows:
         for jac, net in zip(rows[::2], rows[1::2], strict=True):
             ratio = jac.time / net.time
-            out.append(f"- W4 network_spectrum at least 0.8x the speed of jacobian_spectrum ({net.impl}): "
-                       f"{ratio:.2f}x -> {_verdict(ratio >= 0.8)}.")
+            out.append(
+                f"- W4 network_spectrum at least 0.8x the speed of jacobian_spectrum ({net.impl}): "
+                f"{ratio:.2f}x -> {_verdict(ratio >= 0.8)}."
+            )
     for name, rows in results.items():
         js = [r for r in rows if r.role == "jaxspec" and r.accuracy is not None]
         if not js:
             continue
         worst = max(r.accuracy for r in js)
-        conditioned = [r.accuracy_conditioned_se for r in js
-                       if getattr(r, "accuracy_conditioned_se", None) is not None]
-        extra = "" if not conditioned else (
-            f" (indices no layer collapsed); on the collapse-conditioned indices (K_l >= i averages) float32 "
-            f"moves the seed mean by at most {max(conditioned):.2f} standard errors")
-        out.append(f"- {name} float32 within 1e-3 of float64: worst jaxspec row {worst:.1e}{extra} -> "
-                   f"{_verdict(worst <= 1e-3)}.")
+        conditioned = [
+            r.accuracy_conditioned_se for r in js if getattr(r, "accuracy_conditioned_se", None) is not None
+        ]
+        extra = (
+            ""
+            if not conditioned
+            else (
+                f" (indices no layer collapsed); on the collapse-conditioned indices (K_l >= i averages) float32 "
+                f"moves the seed mean by at most {max(conditioned):.2f} standard errors"
+            )
+        )
+        out.append(
+            f"- {name} float32 within 1e-3 of float64: worst jaxspec row {worst:.1e}{extra} -> "
+            f"{_verdict(worst <= 1e-3)}."
+        )
     return out
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (default)")
     size.add_argument("--full", action="store_true", help="the sizes of issue 10")
@@ -155,8 +179,11 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="W1,W2,W3,W4,micro,scaling", help="comma-separated sections")
     parser.add_argument("--no-peers", action="store_true", help="skip numpy and lyapax")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--reuse", action="store_true",
-                        help="reuse the finished workload sections of an interrupted run (benchmarks/.cache)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the finished workload sections of an interrupted run (benchmarks/.cache)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 5:
         parser.error("--repeats must be at least 5 (issue 10: median of >= 5 runs)")
@@ -188,15 +215,25 @@ def main(argv=None) -> int:
                 if row.timing is not None:
                     row.timing.result = None  # arrays of this process: not needed to render
             section_gemm[name] = gemm  # fractions of GEMM use the rate of the process that timed the rows
-            cached.write_bytes(pickle.dumps(dict(rows=results[name], gemm=gemm,
-                                                 when=time.strftime("%Y-%m-%d %H:%M", time.localtime(started)))))
+            cached.write_bytes(
+                pickle.dumps(
+                    dict(
+                        rows=results[name],
+                        gemm=gemm,
+                        when=time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
+                    )
+                )
+            )
     gemm_end, _ = gemm_rate()
 
     micro_out = {}
     if "micro" in sections:
         log("micro: QR backends")
-        shapes = [(32, 512, 32), (32, 128, 128), (4, 1024, 16)] if mode == "full" else \
-            [(16, 256, 16), (8, 64, 64), (2, 512, 16)]
+        shapes = (
+            [(32, 512, 32), (32, 128, 128), (4, 1024, 16)]
+            if mode == "full"
+            else [(16, 256, 16), (8, 64, 64), (2, 512, 16)]
+        )
         micro_out["qr"] = micro.qr_backends(shapes, args.repeats, log)
         log("micro: PRNG")
         micro_out["prng"] = micro.prng(2**22 if mode == "full" else 2**20, args.repeats, log)
@@ -210,25 +247,75 @@ def main(argv=None) -> int:
         scale_out = scaling.time_scaling(mode, args.repeats, log)
         memory = scaling.memory_scaling([100, 200, 400, 800, 1600, 3200])
         scale_out["memory"] = memory
-        figure_paths = scaling.figures({k: v for k, v in scale_out.items() if k != "memory"}, memory,
-                                       HERE / "figures")
+        figure_paths = scaling.figures(
+            {k: v for k, v in scale_out.items() if k != "memory"}, memory, HERE / "figures"
+        )
 
-    text = render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, scale_out, figure_paths,
-                  time.time() - started, args, section_gemm, reused)
+    text = render(
+        mode,
+        info,
+        gemm,
+        gemm_end,
+        gemm_timing,
+        sizes,
+        results,
+        micro_out,
+        scale_out,
+        figure_paths,
+        time.time() - started,
+        args,
+        section_gemm,
+        reused,
+    )
     args.out.write_text(text)
-    raw = {name: [dict(impl=r.impl, role=r.role, time=r.time, times=r.timing.times if r.timing else None,
-                       flops=r.flops, accuracy=r.accuracy, law_z=r.law_z, note=r.note) for r in rows]
-           for name, rows in results.items()}
-    raw.update(mode=mode, machine=info, gemm_gflops=[gemm, gemm_end], sizes=sizes,
-               micro={k: [{a: (b.tolist() if isinstance(b, np.ndarray) else b) for a, b in row.items()}
-                          for row in v] for k, v in micro_out.items()}, scaling=scale_out)
+    raw = {
+        name: [
+            dict(
+                impl=r.impl,
+                role=r.role,
+                time=r.time,
+                times=r.timing.times if r.timing else None,
+                flops=r.flops,
+                accuracy=r.accuracy,
+                law_z=r.law_z,
+                note=r.note,
+            )
+            for r in rows
+        ]
+        for name, rows in results.items()
+    }
+    raw.update(
+        mode=mode,
+        machine=info,
+        gemm_gflops=[gemm, gemm_end],
+        sizes=sizes,
+        micro={
+            k: [{a: (b.tolist() if isinstance(b, np.ndarray) else b) for a, b in row.items()} for row in v]
+            for k, v in micro_out.items()
+        },
+        scaling=scale_out,
+    )
     (args.out.parent / "results.json").write_text(json.dumps(raw, indent=1, default=str))
     log(f"wrote {args.out}")
     return 0
 
 
-def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, scale_out, figure_paths, elapsed,
-           args, section_gemm, reused) -> str:
+def render(
+    mode,
+    info,
+    gemm,
+    gemm_end,
+    gemm_timing,
+    sizes,
+    results,
+    micro_out,
+    scale_out,
+    figure_paths,
+    elapsed,
+    args,
+    section_gemm,
+    reused,
+) -> str:
     lines = [
         "# jaxspec benchmarks",
         "",
@@ -248,8 +335,10 @@ def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, s
         f"start, {gemm_end:.1f} GFLOP/s after the workloads. Fractions below use the start value.",
     ]
     for name, when in reused.items():
-        lines.append(f"- {name} was reused (`--reuse`) from the run started {when}, with its peers and its own "
-                     f"GEMM rate ({section_gemm[name]:.1f} GFLOP/s), which its fractions and roofline use.")
+        lines.append(
+            f"- {name} was reused (`--reuse`) from the run started {when}, with its peers and its own "
+            f"GEMM rate ({section_gemm[name]:.1f} GFLOP/s), which its fractions and roofline use."
+        )
     lines.append("")
     descriptions = {
         "W1": "fixed He-initialised zero-bias ReLU MLP, top-k growth rates of the Jacobian at many inputs",
@@ -264,29 +353,55 @@ def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, s
     if results:
         lines += ["## Targets of issue 10", ""] + targets(results, section_gemm) + [""]
     if micro_out:
-        lines += ["## Micro-benchmarks", "", "### QR backends (batched frames, float32)", "",
-                  "| shape (batch, n, k) | backend | time | max abs error of log|R_ii| vs float64 |",
-                  "|---|---|---|---|"]
+        lines += [
+            "## Micro-benchmarks",
+            "",
+            "### QR backends (batched frames, float32)",
+            "",
+            "| shape (batch, n, k) | backend | time | max abs error of log|R_ii| vs float64 |",
+            "|---|---|---|---|",
+        ]
         for r in micro_out["qr"]:
             lines.append(f"| {r['shape']} | {r['backend']} | {_fmt_time(r['time'])} | {r['accuracy']:.1e} |")
-        lines += ["", "### Random numbers (ns per standard normal)", "", "| generator | dtype | ns/number |",
-                  "|---|---|---|"]
+        lines += [
+            "",
+            "### Random numbers (ns per standard normal)",
+            "",
+            "| generator | dtype | ns/number |",
+            "|---|---|---|",
+        ]
         for r in micro_out["prng"]:
             lines.append(f"| {r['impl']} | {r['dtype']} | {r['ns']:.2f} |")
-        lines += ["", "### Buffer donation (chunked driver, carry crosses the jit boundary each chunk)", "",
-                  "| donate carry | time | XLA 'donated buffers not usable' warning |", "|---|---|---|"]
+        lines += [
+            "",
+            "### Buffer donation (chunked driver, carry crosses the jit boundary each chunk)",
+            "",
+            "| donate carry | time | XLA 'donated buffers not usable' warning |",
+            "|---|---|---|",
+        ]
         for r in micro_out["donation"]:
             lines.append(f"| {r['donate']} | {_fmt_time(r['time'])} | {r['unusable_warning']} |")
         d = micro_out["dtype"]
-        lines += ["", "### Compute dtype (direct path, Gaussian n=256, L=100, k=16, 4 seeds; float64 accumulator)",
-                  "", "| compute dtype | time |", "|---|---|"]
+        lines += [
+            "",
+            "### Compute dtype (direct path, Gaussian n=256, L=100, k=16, 4 seeds; float64 accumulator)",
+            "",
+            "| compute dtype | time |",
+            "|---|---|",
+        ]
         for r in d:
             lines.append(f"| {r['dtype']} | {_fmt_time(r['time'])} |")
         lines += ["", f"float32 vs float64 mean exponents: max abs difference {d[0]['accuracy']:.1e}.", ""]
     if scale_out:
-        lines += ["## Scaling", "", "Gaussian ensemble; each point the median of the timed runs. Slopes are "
-                  "least-squares fits of log time on log size, leaving out the smallest size (fixed overheads).",
-                  "", "| parameter | method | values | times | slope |", "|---|---|---|---|---|"]
+        lines += [
+            "## Scaling",
+            "",
+            "Gaussian ensemble; each point the median of the timed runs. Slopes are "
+            "least-squares fits of log time on log size, leaving out the smallest size (fixed overheads).",
+            "",
+            "| parameter | method | values | times | slope |",
+            "|---|---|---|---|---|",
+        ]
         for param, per in scale_out.items():
             if param == "memory":
                 continue
@@ -294,9 +409,14 @@ def render(mode, info, gemm, gemm_end, gemm_timing, sizes, results, micro_out, s
                 times = ", ".join(_fmt_time(t) for t in d["times"])
                 lines.append(f"| {param} | {label} | {d['values']} | {times} | {d['slope']:.2f} |")
         mem = scale_out["memory"]
-        lines += ["", f"Compiled memory of the engine against depth (n={mem['width']}, k={mem['k']}, "
-                  f"seeds={mem['seeds']}; XLA memory analysis):", "",
-                  "| depth | temporaries | output | arguments |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Compiled memory of the engine against depth (n={mem['width']}, k={mem['k']}, "
+            f"seeds={mem['seeds']}; XLA memory analysis):",
+            "",
+            "| depth | temporaries | output | arguments |",
+            "|---|---|---|---|",
+        ]
         for r in mem["rows"]:
             lines.append(f"| {r['depth']} | {r['temp']} B | {r['output']} B | {r['argument']} B |")
         lines += [""] + [f"![{p.stem}](figures/{p.name})" for p in figure_paths] + [""]

@@ -17,10 +17,24 @@ from jaxspec.engine._spectrum import _run  # noqa: E402
 
 AXES = {
     # parameter: (values, base sizes); base: width, depth, k, seeds
-    "quick": (dict(width=[32, 64, 128, 256, 512], depth=[50, 100, 200, 400, 800], k=[4, 8, 16, 32, 64],
-                   seeds=[1, 2, 4, 8, 16]), dict(width=128, depth=100, k=16, seeds=2)),
-    "full": (dict(width=[64, 128, 256, 512, 1024], depth=[100, 200, 400, 800, 1600], k=[8, 16, 32, 64, 128],
-                  seeds=[1, 2, 4, 8, 16, 32]), dict(width=256, depth=200, k=32, seeds=4)),
+    "quick": (
+        dict(
+            width=[32, 64, 128, 256, 512],
+            depth=[50, 100, 200, 400, 800],
+            k=[4, 8, 16, 32, 64],
+            seeds=[1, 2, 4, 8, 16],
+        ),
+        dict(width=128, depth=100, k=16, seeds=2),
+    ),
+    "full": (
+        dict(
+            width=[64, 128, 256, 512, 1024],
+            depth=[100, 200, 400, 800, 1600],
+            k=[8, 16, 32, 64, 128],
+            seeds=[1, 2, 4, 8, 16, 32],
+        ),
+        dict(width=256, depth=200, k=32, seeds=4),
+    ),
 }
 METHODS = {"direct (the product)": dict(method="direct"), "default (method='auto': chi)": {}}
 
@@ -28,8 +42,9 @@ METHODS = {"direct (the product)": dict(method="direct"), "default (method='auto
 def _time_point(sizes: dict, kw: dict, repeats: int) -> float:
     ens = jaxspec.gaussian(width=sizes["width"], depth=sizes["depth"])
     k = min(sizes["k"], sizes["width"])
-    return time_it(lambda: jaxspec.lyapunov_spectrum(ens, k=k, seeds=sizes["seeds"], **kw).exponents,
-                   repeats).median
+    return time_it(
+        lambda: jaxspec.lyapunov_spectrum(ens, k=k, seeds=sizes["seeds"], **kw).exponents, repeats
+    ).median
 
 
 def time_scaling(mode: str, repeats: int, log=print) -> dict:
@@ -55,8 +70,14 @@ def memory_scaling(depths, width: int = 128, k: int = 16, seeds: int = 4) -> dic
         ens = jaxspec.gaussian(width=width, depth=depth)
         cfg = make_config(k, max_k=width)
         stats = _run.lower(ens, seed_keys(0, seeds), cfg).compile().memory_analysis()
-        rows.append(dict(depth=depth, temp=int(stats.temp_size_in_bytes), output=int(stats.output_size_in_bytes),
-                         argument=int(stats.argument_size_in_bytes)))
+        rows.append(
+            dict(
+                depth=depth,
+                temp=int(stats.temp_size_in_bytes),
+                output=int(stats.output_size_in_bytes),
+                argument=int(stats.argument_size_in_bytes),
+            )
+        )
     return dict(width=width, k=k, seeds=seeds, rows=rows)
 
 
@@ -85,7 +106,12 @@ def figures(time_data: dict, memory: dict, out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     depth = [r["depth"] for r in memory["rows"]]
     ax.loglog(depth, [r["temp"] for r in memory["rows"]], "o-", label="temporaries (XLA)")
-    ax.loglog(depth, [r["output"] for r in memory["rows"]], "s-", label="output (incl. active counts, 4 B/layer/seed)")
+    ax.loglog(
+        depth,
+        [r["output"] for r in memory["rows"]],
+        "s-",
+        label="output (incl. active counts, 4 B/layer/seed)",
+    )
     ax.loglog(depth, [r["argument"] for r in memory["rows"]], "^-", label="arguments")
     ax.set_xlabel("depth L")
     ax.set_ylabel("bytes")

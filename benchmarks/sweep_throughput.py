@@ -29,10 +29,17 @@ from pathlib import Path
 
 def spec_dict(seeds: int, chunk_size: int | None, method: str = "direct") -> dict:
     return {
-        "name": "throughput", "seeds": seeds, "seed": 0, "chunk_size": chunk_size,
+        "name": "throughput",
+        "seeds": seeds,
+        "seed": 0,
+        "chunk_size": chunk_size,
         "params": {"ensemble": "masked", "k": 4, "dtype": "float32", "method": method},
-        "axes": {"width": [8, 16], "depth": [50, 100], "sigma2": [0.5, 1.0, 1.5, 2.0, 4.0],
-                 "p": [0.2, 0.4, 0.6, 0.8, 1.0]},
+        "axes": {
+            "width": [8, 16],
+            "depth": [50, 100],
+            "sigma2": [0.5, 1.0, 1.5, 2.0, 4.0],
+            "p": [0.2, 0.4, 0.6, 0.8, 1.0],
+        },
     }
 
 
@@ -60,10 +67,16 @@ def worker(devices: int, seeds: int, chunk_size: int | None, out: Path, method: 
     assert ds.attrs["complete"] and ds.attrs["num_runs_done"] == spec.num_runs
     compile_time = sum(compile_seconds)
     return {
-        "devices": devices, "runs": spec.num_runs, "chunks": ds.attrs["num_chunks"], "wall_s": wall,
-        "method": method, "runs_per_s": spec.num_runs / wall, "compile_s": compile_time,
+        "devices": devices,
+        "runs": spec.num_runs,
+        "chunks": ds.attrs["num_chunks"],
+        "wall_s": wall,
+        "method": method,
+        "runs_per_s": spec.num_runs / wall,
+        "compile_s": compile_time,
         "compute_runs_per_s": spec.num_runs / max(wall - compile_time, 1e-9),
-        "backend": jax.default_backend(), "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
     }
 
 
@@ -71,7 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--seeds", type=int, default=100, help="seeds per grid point (100 points)")
-    parser.add_argument("--chunk-size", type=int, default=None, help="runs per chunk (default: memory budget)")
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="runs per chunk (default: memory budget)"
+    )
     parser.add_argument("--method", default="direct", help="engine method: direct, gaussian_frame or chi")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
@@ -83,17 +98,29 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for devices in args.devices:
-            command = [sys.executable, __file__, "--worker", str(devices), "--seeds", str(args.seeds),
-                       "--method", args.method, "--out", str(Path(tmp) / f"d{devices}")]
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                str(devices),
+                "--seeds",
+                str(args.seeds),
+                "--method",
+                args.method,
+                "--out",
+                str(Path(tmp) / f"d{devices}"),
+            ]
             if args.chunk_size:
                 command += ["--chunk-size", str(args.chunk_size)]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"{r['method']}, {r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, {r['wall_s']:.1f} s wall "
-                  f"-> {r['runs_per_s']:.0f} runs/s end to end; compile {r['compile_s']:.1f} s -> "
-                  f"{r['compute_runs_per_s']:.0f} runs/s computing ({r['backend']}, {r['cpu_count']} cores)",
-                  flush=True)
+            print(
+                f"{r['method']}, {r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, {r['wall_s']:.1f} s wall "
+                f"-> {r['runs_per_s']:.0f} runs/s end to end; compile {r['compile_s']:.1f} s -> "
+                f"{r['compute_runs_per_s']:.0f} runs/s computing ({r['backend']}, {r['cpu_count']} cores)",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 

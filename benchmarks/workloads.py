@@ -30,9 +30,9 @@ from jaxspec.engine import (
     make_config,
     realisation_key,
     seed_keys,
+    shared_weights_spectrum,
 )
 from jaxspec.ensembles import FixedStack
-from jaxspec.engine import shared_weights_spectrum
 from jaxspec.networks import jacobian_spectrum, mlp_segments, network_spectrum
 
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -42,8 +42,10 @@ SIZES = {
     "W1": (dict(width=512, depth=64, inputs=32, k=32), dict(width=256, depth=32, inputs=16, k=16)),
     "W2": (dict(width=128, depth=1000, seeds=32, k=128), dict(width=64, depth=250, seeds=8, k=64)),
     "W3": (dict(width=1024, depth=100, seeds=4, k=16), dict(width=512, depth=50, seeds=2, k=16)),
-    "W4": (dict(width=512, depth=64, inputs=32, k=32, sv_width=64, sv_depth=32),
-           dict(width=256, depth=32, inputs=16, k=16, sv_width=32, sv_depth=16)),
+    "W4": (
+        dict(width=512, depth=64, inputs=32, k=32, sv_width=64, sv_depth=32),
+        dict(width=256, depth=32, inputs=16, k=16, sv_width=32, sv_depth=16),
+    ),
 }
 
 
@@ -55,11 +57,15 @@ class Row:
     impl: str
     timing: Timing | None
     flops: float
-    accuracy: float | None = None  # max |float32 - float64 reference| (same realisation), never-collapsed indices
+    accuracy: float | None = (
+        None  # max |float32 - float64 reference| (same realisation), never-collapsed indices
+    )
     # Rank-collapse-conditioned indices (some layer had K_l < i): max |mean32 - mean64| over seeds, in standard
     # errors of the float64 mean (float32 cannot resolve R_ii of a nearly rank-deficient layer to 1e-3).
     accuracy_conditioned_se: float | None = None
-    law_z: float | None = None  # fast paths: max |z| against the direct path's float64 mean (another realisation)
+    law_z: float | None = (
+        None  # fast paths: max |z| against the direct path's float64 mean (another realisation)
+    )
     note: str = ""
     role: str = "jaxspec"  # jaxspec | numpy (the plain loop) | numpy_batched | lyapax | rng
     seconds: float | None = None  # for rows without a timing (roofline)
@@ -102,8 +108,11 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     weights, x, masks = w1_network(width, depth, inputs)
     flops = _flops(width, depth, inputs, k)
     frame = initial_frame(frame_key(seed_keys(0, 1)[0]), width, width, k, jnp.float32)
-    ref = np.asarray(shared_weights_spectrum(weights, masks, k=k, dtype="float64", reortho_every=1,
-                                             qr="householder").exponents)
+    ref = np.asarray(
+        shared_weights_spectrum(
+            weights, masks, k=k, dtype="float64", reortho_every=1, qr="householder"
+        ).exponents
+    )
     rows = []
 
     def add(impl, fn, note="", role="jaxspec", sort=False):
@@ -119,19 +128,29 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
 
     @jax.jit
     def per_input(masks):
-        stacks = FixedStack(weights=jnp.broadcast_to(weights, (inputs,) + weights.shape), masks=masks,
-                            widths=(width,) * (depth + 1))
+        stacks = FixedStack(
+            weights=jnp.broadcast_to(weights, (inputs,) + weights.shape),
+            masks=masks,
+            widths=(width,) * (depth + 1),
+        )
         sums = jax.vmap(lambda s, key: ensemble_frame_sums(s, key, cfg))(stacks, keys)
         return exponents_from_sums(sums)
 
-    add("engine, per-input vmap (weights batched), Householder, m=1", lambda: per_input(masks),
-        "the straightforward form")
-    for qr, m, note in [("householder", 1, "stacked frames: one GEMM per layer"),
-                        ("cholesky2", 1, "stacked + CholeskyQR2"),
-                        ("auto", "auto", "default of shared_weights_spectrum")]:
-        add(f"stacked, qr={qr}, reortho={m}",
+    add(
+        "engine, per-input vmap (weights batched), Householder, m=1",
+        lambda: per_input(masks),
+        "the straightforward form",
+    )
+    for qr, m, note in [
+        ("householder", 1, "stacked frames: one GEMM per layer"),
+        ("cholesky2", 1, "stacked + CholeskyQR2"),
+        ("auto", "auto", "default of shared_weights_spectrum"),
+    ]:
+        add(
+            f"stacked, qr={qr}, reortho={m}",
             lambda qr=qr, m=m: shared_weights_spectrum(weights, masks, k=k, qr=qr, reortho_every=m).exponents,
-            note)
+            note,
+        )
     auto = shared_weights_spectrum(weights, masks, k=k)
     rows[-1].note += f" (resolved: qr={auto.config.qr}, m={auto.config.reortho_every})"
     rows[-1].default = True
@@ -143,23 +162,42 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
         jac["reortho_every"] = m
         resolved = jacobian_spectrum(params, x, **jac).config.reortho_every
         # float64 reference: the same frames and the same resolved interval.
-        jac64 = np.asarray(jacobian_spectrum(params, x, dtype="float64", **{**jac, "reortho_every": resolved})
-                           .growth_rates)
+        jac64 = np.asarray(
+            jacobian_spectrum(params, x, dtype="float64", **{**jac, "reortho_every": resolved}).growth_rates
+        )
         log(f"  W1 jaxspec.jacobian_spectrum m={m} ...")
         timing = time_it(lambda: jacobian_spectrum(params, x, **jac).growth_rates, repeats)
-        rows.append(Row("W1", f"jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False, "
-                        f"reortho_every={m!r})", timing, flops, max_abs_diff(np.asarray(timing.result), jac64),
-                        note="forward pass for every D_l(x), then the stacked engine (per-input random frames)"
-                        + (f"; resolved m={resolved}" if m == "auto" else "")))
+        rows.append(
+            Row(
+                "W1",
+                f"jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False, "
+                f"reortho_every={m!r})",
+                timing,
+                flops,
+                max_abs_diff(np.asarray(timing.result), jac64),
+                note="forward pass for every D_l(x), then the stacked engine (per-input random frames)"
+                + (f"; resolved m={resolved}" if m == "auto" else ""),
+            )
+        )
 
     if peers:
         w_np, m_np, f_np = np.asarray(weights), np.asarray(masks), np.asarray(frame)
-        add("numpy, plain loop (input by input, one QR per layer)", lambda: numpy_fixed_loop(w_np, m_np, f_np),
-            role="numpy")
-        add("numpy, batched (stacked GEMM + batched QR)", lambda: numpy_fixed(w_np, m_np, f_np),
-            role="numpy_batched")
-        add("lyapax.lyapunov_spectrum (jvp map, vmap inputs)", lyapax_fixed(weights, x, frame), role="lyapax",
-            sort=True)
+        add(
+            "numpy, plain loop (input by input, one QR per layer)",
+            lambda: numpy_fixed_loop(w_np, m_np, f_np),
+            role="numpy",
+        )
+        add(
+            "numpy, batched (stacked GEMM + batched QR)",
+            lambda: numpy_fixed(w_np, m_np, f_np),
+            role="numpy_batched",
+        )
+        add(
+            "lyapax.lyapunov_spectrum (jvp map, vmap inputs)",
+            lyapax_fixed(weights, x, frame),
+            role="lyapax",
+            sort=True,
+        )
     return rows
 
 
@@ -190,8 +228,17 @@ def split_accuracy(got, ref64, counted, depth: int) -> tuple[float, float | None
     return acc, (float(z.max()) if z.size else None)
 
 
-def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, peers: bool, log=print,
-                   rng_share: bool = False) -> list[Row]:
+def _ensemble_rows(
+    name: str,
+    ens,
+    seeds: int,
+    k: int,
+    variants,
+    repeats: int,
+    peers: bool,
+    log=print,
+    rng_share: bool = False,
+) -> list[Row]:
     width, depth = ens.max_width, ens.depth
     flops = _flops(width, depth, seeds, k)
     ref = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", method="direct")
@@ -209,12 +256,15 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
             same.impl += f"; = {label}"
             continue
         log(f"  {name} {label} ...")
-        timing = time_it(lambda kw=kw: jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, **kw).exponents, repeats)
+        timing = time_it(
+            lambda kw=kw: jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, **kw).exponents, repeats
+        )
         got = np.asarray(timing.result)
         # The float64 reference: the same realisation and the same resolved estimator (method, m, QR backend).
         if key not in references:
-            references[key] = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", method=key[0],
-                                                        reortho_every=key[1], qr=key[2])
+            references[key] = jaxspec.lyapunov_spectrum(
+                ens, k=k, seeds=seeds, dtype="float64", method=key[0], reortho_every=key[1], qr=key[2]
+            )
         res64 = references[key]
         acc, cond = split_accuracy(got, res64.exponents, res64.counted_layers, depth)
         law = None
@@ -222,8 +272,19 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
             with np.errstate(invalid="ignore"):
                 z = (np.asarray(res64.mean) - np.asarray(ref.mean)) / (np.sqrt(2.0) * se)
             law = float(np.nanmax(np.abs(z)))
-        rows.append(Row(name, label, timing, flops, acc, accuracy_conditioned_se=cond, law_z=law, note=note,
-                        default=not kw))
+        rows.append(
+            Row(
+                name,
+                label,
+                timing,
+                flops,
+                acc,
+                accuracy_conditioned_se=cond,
+                law_z=law,
+                note=note,
+                default=not kw,
+            )
+        )
     if rng_share:
         log(f"  {name} RNG alone ...")
         keys = seed_keys(0, seeds)
@@ -234,8 +295,9 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
                 _, key_layers = jax.random.split(realisation_key(seed_key))
 
                 def body(total, index):
-                    _, w, mask = ens.layer(None, jaxspec.ensembles.layer_key(key_layers, index), index,
-                                           jnp.float32)
+                    _, w, mask = ens.layer(
+                        None, jaxspec.ensembles.layer_key(key_layers, index), index, jnp.float32
+                    )
                     return total + jnp.sum(w) + jnp.sum(mask), None
 
                 return jax.lax.scan(body, jnp.float32(0), jnp.arange(depth))[0]
@@ -247,12 +309,17 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
     if peers:
         p = float(getattr(ens, "p", 1.0))
         sigma2 = float(ens.sigma2)
-        for fn, label, role in [(numpy_ensemble_loop, "numpy, plain loop (seed by seed, one QR per layer)", "numpy"),
-                                (numpy_ensemble, "numpy, batched (seeds batched, one QR per layer)",
-                                 "numpy_batched")]:
+        for fn, label, role in [
+            (numpy_ensemble_loop, "numpy, plain loop (seed by seed, one QR per layer)", "numpy"),
+            (numpy_ensemble, "numpy, batched (seeds batched, one QR per layer)", "numpy_batched"),
+        ]:
             log(f"  {name} {label} ...")
-            timing = time_it(lambda fn=fn: fn(width, depth, seeds, k, p=p, sigma2=sigma2), repeats, warmup=False)
-            np64, counted = fn(width, depth, seeds, k, p=p, sigma2=sigma2, dtype=np.float64, return_counts=True)
+            timing = time_it(
+                lambda fn=fn: fn(width, depth, seeds, k, p=p, sigma2=sigma2), repeats, warmup=False
+            )
+            np64, counted = fn(
+                width, depth, seeds, k, p=p, sigma2=sigma2, dtype=np.float64, return_counts=True
+            )
             acc, cond = split_accuracy(timing.result, np64, counted, depth)
             rows.append(Row(name, label, timing, flops, acc, accuracy_conditioned_se=cond, role=role))
         log(f"  {name} lyapax ...")
@@ -261,8 +328,17 @@ def _ensemble_rows(name: str, ens, seeds: int, k: int, variants, repeats: int, p
         # lyapax has no rank-collapse convention: compare on the indices no layer collapsed.
         count = int(full_rows.sum())
         acc = max_abs_diff(lx[:, :count], np.sort(ref_exps[:, full_rows], -1)[:, ::-1])
-        rows.append(Row(name, "lyapax.lyapunov_spectrum (jvp map, vmap seeds)", timing, flops, acc,
-                        role="lyapax", note=f"accuracy on the {count} never-collapsed indices"))
+        rows.append(
+            Row(
+                name,
+                "lyapax.lyapunov_spectrum (jvp map, vmap seeds)",
+                timing,
+                flops,
+                acc,
+                role="lyapax",
+                note=f"accuracy on the {count} never-collapsed indices",
+            )
+        )
     return rows
 
 
@@ -306,10 +382,16 @@ def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
         calls = {
             # prefixes: the exact singular values of every depth prefix, as network_spectrum returns them.
             "jaxspec.jacobian_spectrum": lambda **kw: jacobian_spectrum(
-                params, x, k=k, final_activation=True, prefixes=options["singular_values"],
-                **{**options, **kw}),
+                params,
+                x,
+                k=k,
+                final_activation=True,
+                prefixes=options["singular_values"],
+                **{**options, **kw},
+            ),
             "jaxspec.network_spectrum(mlp_segments(params))": lambda **kw: network_spectrum(
-                segments, x, k=k, **{**options, **kw}),
+                segments, x, k=k, **{**options, **kw}
+            ),
         }
         times = {}
         for name, call in calls.items():
@@ -323,22 +405,45 @@ def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
             if got.log_svals is not None:
                 acc = max(acc, max_abs_diff(np.asarray(got.log_svals), np.asarray(ref.log_svals)))
             times[name] = timing.median
-            ratio = "" if name.startswith("jaxspec.jacobian") else \
-                f"; {times['jaxspec.jacobian_spectrum'] / timing.median:.2f}x the speed of jacobian_spectrum"
-            rows.append(Row("W4", f"{name}, {label}", timing, flops, acc,
-                            note=f"resolved m={resolved}{ratio}", default=name.startswith("jaxspec.network")))
+            ratio = (
+                ""
+                if name.startswith("jaxspec.jacobian")
+                else f"; {times['jaxspec.jacobian_spectrum'] / timing.median:.2f}x the speed of jacobian_spectrum"
+            )
+            rows.append(
+                Row(
+                    "W4",
+                    f"{name}, {label}",
+                    timing,
+                    flops,
+                    acc,
+                    note=f"resolved m={resolved}{ratio}",
+                    default=name.startswith("jaxspec.network"),
+                )
+            )
 
     weights, x, _ = w1_network(width, depth, inputs)
     params = [{"w": w} for w in weights]
     flops = _flops(width, depth, inputs, k)
     for m in (1, "auto"):
-        pair(params, x, k, dict(singular_values=False, reortho_every=m), f"growth rates, reortho_every={m!r}",
-             flops)
+        pair(
+            params,
+            x,
+            k,
+            dict(singular_values=False, reortho_every=m),
+            f"growth rates, reortho_every={m!r}",
+            flops,
+        )
     sv_width, sv_depth = spec["sv_width"], spec["sv_depth"]
     weights, x, _ = w1_network(sv_width, sv_depth, inputs, seed=1)
-    pair([{"w": w} for w in weights], x, min(k, sv_width), dict(singular_values=True, reortho_every="auto"),
-         f"with exact prefix singular values (width {sv_width}, depth {sv_depth})",
-         _flops(sv_width, sv_depth, inputs, sv_width))
+    pair(
+        [{"w": w} for w in weights],
+        x,
+        min(k, sv_width),
+        dict(singular_values=True, reortho_every="auto"),
+        f"with exact prefix singular values (width {sv_width}, depth {sv_depth})",
+        _flops(sv_width, sv_depth, inputs, sv_width),
+    )
     return rows
 
 

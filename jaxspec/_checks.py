@@ -19,8 +19,11 @@ import numpy as np
 #: Matmul precision of every product jaxspec forms (GPUs and TPUs otherwise use TF32/bf16 passes).
 HIGHEST = jax.lax.Precision.HIGHEST
 #: Matmul precisions by name, for the ``precision=`` arguments.
-PRECISIONS = {"highest": jax.lax.Precision.HIGHEST, "high": jax.lax.Precision.HIGH,
-              "default": jax.lax.Precision.DEFAULT}
+PRECISIONS = {
+    "highest": jax.lax.Precision.HIGHEST,
+    "high": jax.lax.Precision.HIGH,
+    "default": jax.lax.Precision.DEFAULT,
+}
 #: Compute dtypes by name, for the ``dtype=`` arguments.
 DTYPES = ("float32", "float64")
 
@@ -59,7 +62,9 @@ def check_dtype(dtype: str) -> str:
     """Validate a compute dtype name; float64 needs ``jax_enable_x64``."""
     check_choice("dtype", dtype, DTYPES)
     if dtype == "float64" and not jax.config.jax_enable_x64:
-        raise InputError("dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first")
+        raise InputError(
+            "dtype float64 needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) first"
+        )
     return dtype
 
 

@@ -36,8 +36,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-_DIRECTIVE = re.compile(r"^:::[ \t]+(?P<ident>[\w.]+)[ \t]*\n"
-                        r"(?P<options>(?:[ \t]+.*\n|[ \t]*\n(?=[ \t]+\S))*)", re.MULTILINE)
+_DIRECTIVE = re.compile(
+    r"^:::[ \t]+(?P<ident>[\w.]+)[ \t]*\n"
+    r"(?P<options>(?:[ \t]+.*\n|[ \t]*\n(?=[ \t]+\S))*)",
+    re.MULTILINE,
+)
 _CLI_MARKER = re.compile(r"^<!--\s*cli-reference\s+(?P<target>[\w.]+)\s*-->[ \t]*$", re.MULTILINE)
 _ROLE = re.compile(r":(?:py:)?\w+:`~?(?P<target>[^`]+)`")
 DEFAULT_HEADING_LEVEL = 2
@@ -87,8 +90,12 @@ def _literal_all(tree: ast.Module) -> list[str] | None:
         targets = node.targets if isinstance(node, ast.Assign) else []
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
             names = list(ast.literal_eval(node.value))
-        elif (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
-              and node.target.id == "__all__" and names is not None):
+        elif (
+            isinstance(node, ast.AugAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "__all__"
+            and names is not None
+        ):
             names += list(ast.literal_eval(node.value))
     return names
 
@@ -117,10 +124,13 @@ def package_groups(package: str) -> tuple[dict[str, list[str]], list[str]] | Non
             module = ".".join(base + ([module] if module else []))
         for alias in node.names:
             source.setdefault(alias.asname or alias.name, module)
-    submodules = [name for name in exported
-                  if _source_path(f"{source.get(name, package)}.{name}") is not None
-                  and not name.startswith("_")
-                  and f"{source.get(name, package)}.{name}".startswith(package.split(".")[0] + ".")]
+    submodules = [
+        name
+        for name in exported
+        if _source_path(f"{source.get(name, package)}.{name}") is not None
+        and not name.startswith("_")
+        and f"{source.get(name, package)}.{name}".startswith(package.split(".")[0] + ".")
+    ]
     order = list(dict.fromkeys(source.values()))
     groups: dict[str, list[str]] = {}
     for module in order + [package]:
@@ -188,9 +198,17 @@ def grouped_directives(package: str, options: dict) -> str:
         # One directive per name: a package directive with a `members` list would repeat the package's
         # docstring in every group.
         for name in names:
-            out.append(_directive(f"{package}.{name}", {**options, "show_root_heading": True,
-                                                        "show_root_full_path": False,
-                                                        "heading_level": level + 2}))
+            out.append(
+                _directive(
+                    f"{package}.{name}",
+                    {
+                        **options,
+                        "show_root_heading": True,
+                        "show_root_full_path": False,
+                        "heading_level": level + 2,
+                    },
+                )
+            )
     if submodules:
         out.append(f"{'#' * (level + 1)} Packages {{ #packages }}\n\n")
         for name in submodules:
@@ -230,8 +248,13 @@ def cli_commands(target: str) -> list[tuple[str, str]]:
     found = []
 
     def visit(command, path, parent):
-        ctx = context_class(command, info_name=path[-1], parent=parent, terminal_width=CLI_HELP_WIDTH,
-                            max_content_width=CLI_HELP_WIDTH)
+        ctx = context_class(
+            command,
+            info_name=path[-1],
+            parent=parent,
+            terminal_width=CLI_HELP_WIDTH,
+            max_content_width=CLI_HELP_WIDTH,
+        )
         found.append((" ".join(path), command.get_help(ctx)))
         if hasattr(command, "list_commands"):
             for name in command.list_commands(ctx):

@@ -22,8 +22,10 @@ from typing import Any
 import griffe
 
 _SINGULAR_EXAMPLE = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
-_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):"
-                   r"`(?P<tilde>~?)(?P<target>[\w.]+?)(?:\(\))?`")
+_ROLE = re.compile(
+    r":(?:py:)?(?:func|class|mod|meth|attr|data|obj|exc|const):"
+    r"`(?P<tilde>~?)(?P<target>[\w.]+?)(?:\(\))?`"
+)
 _API_DIR = Path(__file__).resolve().parents[1] / "docs" / "api"
 _DIRECTIVE = re.compile(r"^:::\s+([\w.]+)[ \t]*\n(?P<options>(?:[ \t]+.*\n)*)", re.MULTILINE)
 
@@ -94,7 +96,7 @@ class ExampleSections(griffe.Extension):
         for module in sorted(self._modules, key=len, reverse=True):
             if not path.startswith(module + "."):
                 continue
-            parts = path[len(module) + 1:].split(".")
+            parts = path[len(module) + 1 :].split(".")
             private = 0
             while private < len(parts) - 1 and parts[private].startswith("_"):
                 private += 1
@@ -108,7 +110,7 @@ class ExampleSections(griffe.Extension):
                     targets |= {alias.target_path, alias.final_target.path}
             except (KeyError, ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
                 continue
-            if ".".join([module, *parts[:private + 1]]) in targets:
+            if ".".join([module, *parts[: private + 1]]) in targets:
                 return public
         return None
 
@@ -118,7 +120,7 @@ class ExampleSections(griffe.Extension):
         for module in self._modules:
             if not path.startswith(module + "."):
                 continue
-            parts = path[len(module) + 1:].split(".")
+            parts = path[len(module) + 1 :].split(".")
             if any(part.startswith("_") for part in parts):
                 return False
             try:

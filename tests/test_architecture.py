@@ -98,7 +98,9 @@ def _package(module: str) -> str:
 
 
 def test_every_package_has_a_layer():
-    assert {_package(m) for m in MODULES} <= set(LAYERS), "add new packages to docs/architecture.md and LAYERS"
+    assert {_package(m) for m in MODULES} <= set(LAYERS), (
+        "add new packages to docs/architecture.md and LAYERS"
+    )
 
 
 def test_no_import_cycles():
@@ -114,7 +116,7 @@ def test_no_import_cycles():
             if target == node:
                 continue
             if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target)
         stack.pop()
@@ -137,8 +139,12 @@ def test_imports_run_down_the_layers():
 
 
 def test_no_jaxspec_imports_inside_functions():
-    inside = [f"{module}:{line} imports {target}" for module, imports in GRAPH.items()
-              for target, line, in_function in imports if in_function]
+    inside = [
+        f"{module}:{line} imports {target}"
+        for module, imports in GRAPH.items()
+        for target, line, in_function in imports
+        if in_function
+    ]
     assert not inside, "function-level imports of jaxspec modules: " + "; ".join(inside)
 
 
@@ -161,8 +167,13 @@ def test_implementation_modules_are_private_and_define_no_all(module):
         return
     assert name.startswith("_"), f"{module}: implementation modules are _x.py, re-exported by their package"
     tree = ast.parse(MODULES[module].read_text())
-    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                if isinstance(t, ast.Name)}
+    assigned = {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     assert "__all__" not in assigned, f"{module}: the package __init__ lists what is public, not the module"
 
 
@@ -177,6 +188,9 @@ def test_package_all_lists_only_real_names(package):
 
 def test_nothing_points_outside_the_repository():
     shipped = list(PACKAGE.rglob("*.py")) + list((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
-    offenders = [str(p.relative_to(ROOT)) for p in shipped
-                 if "MATH.md" in p.read_text() or "../shared" in p.read_text()]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in shipped
+        if "MATH.md" in p.read_text() or "../shared" in p.read_text()
+    ]
     assert not offenders, f"cite docs/math.md instead: {offenders}"

@@ -68,8 +68,9 @@ def subspace_sines(u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"])
     return jnp.clip(jnp.flip(sines, axis=-1), 0.0, 1.0)
 
 
-def principal_angles(u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"]
-                     ) -> Float[Array, "*batch r"]:
+def principal_angles(
+    u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"]
+) -> Float[Array, "*batch r"]:
     """Principal angles (radians, ascending) between ``span(u)`` and ``span(v)``.
 
     ``arctan2(sin, cos)`` with sines from :func:`subspace_sines` and cosines from ``svd(u^T v)``: accurate for
@@ -95,8 +96,9 @@ def principal_angles(u: Float[Array, "*batch n p"], v: Float[Array, "*batch n q"
     return jnp.arctan2(subspace_sines(u, v), cosines)
 
 
-def top_singular_pairs(m: Float[Array, "*batch a b"], k: int) -> tuple[
-        Float[Array, "*batch a k"], Float[Array, "*batch k"], Float[Array, "*batch b k"]]:
+def top_singular_pairs(
+    m: Float[Array, "*batch a b"], k: int
+) -> tuple[Float[Array, "*batch a k"], Float[Array, "*batch k"], Float[Array, "*batch b k"]]:
     """Top-``k`` singular triplets of ``(..., a, b)`` matrices.
 
     Args:
@@ -118,8 +120,9 @@ def top_singular_pairs(m: Float[Array, "*batch a b"], k: int) -> tuple[
 # Rescaled products of masked layers.
 
 
-def _layer_matrices(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None
-                    ) -> Float[Array, "L n n"]:
+def _layer_matrices(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None
+) -> Float[Array, "L n n"]:
     if weights.ndim != 3:
         raise InputError(f"weights must be (L, n, n) stacked layers, got shape {weights.shape}")
     if masks is None:
@@ -129,8 +132,9 @@ def _layer_matrices(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] |
     return masks[..., None] * weights
 
 
-def scaled_product(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
-                   ) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
+def scaled_product(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+) -> tuple[Float[Array, "n n"], Float[Array, ""]]:
     """``M = A_L ... A_1`` as ``exp(log_scale) * M_hat`` with ``||M_hat||_F = 1`` (per-layer rescaling).
 
     Args:
@@ -149,8 +153,9 @@ def scaled_product(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | 
     return prefixes[-1], scales[-1]
 
 
-def _rescaled_products(layers: Float[Array, "L n n"], *, from_the_left: bool
-                       ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
+def _rescaled_products(
+    layers: Float[Array, "L n n"], *, from_the_left: bool
+) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
     """Running products ``A_l M`` (``from_the_left``, first layer first) or ``M A_l`` (last layer first), each
     divided by its Frobenius norm, whose logarithm accumulates in the scale."""
     start = jnp.eye(layers.shape[-2], layers.shape[-1], dtype=layers.dtype)
@@ -163,13 +168,15 @@ def _rescaled_products(layers: Float[Array, "L n n"], *, from_the_left: bool
         carry = (m / safe, log_scale + jnp.log(safe))
         return carry, carry
 
-    _, (products, scales) = jax.lax.scan(body, (start, jnp.zeros((), layers.dtype)), layers,
-                                         reverse=not from_the_left)
+    _, (products, scales) = jax.lax.scan(
+        body, (start, jnp.zeros((), layers.dtype)), layers, reverse=not from_the_left
+    )
     return products, scales
 
 
-def scaled_prefix_products(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
-                           ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
+def scaled_prefix_products(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
     """Every prefix ``J_l = A_l ... A_1`` (``l = 1..L``), rescaled.
 
     Args:
@@ -187,8 +194,9 @@ def scaled_prefix_products(weights: Float[Array, "L n n"], masks: Float[Array, "
     return _rescaled_products(_layer_matrices(weights, masks), from_the_left=True)
 
 
-def scaled_suffix_products(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
-                           ) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
+def scaled_suffix_products(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None
+) -> tuple[Float[Array, "L n n"], Float[Array, " L"]]:
     """Every suffix ``S_l = A_L ... A_{l+1}`` for ``l = 0..L-1`` (``S_0`` is the whole product), rescaled.
 
     Args:
@@ -206,8 +214,9 @@ def scaled_suffix_products(weights: Float[Array, "L n n"], masks: Float[Array, "
 # Alignment along depth.
 
 
-def prefix_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None,
-                     k: int = 1) -> Float[Array, "L k"]:
+def prefix_alignment(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None, k: int = 1
+) -> Float[Array, "L k"]:
     """Sines of the principal angles between the top-``k`` right singular subspaces of ``J_l`` and ``J_L``.
 
     Args:
@@ -232,8 +241,9 @@ def prefix_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] 
     return subspace_sines(v, jnp.broadcast_to(v[-1], v.shape))
 
 
-def suffix_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None,
-                     k: int = 1) -> Float[Array, "L k"]:
+def suffix_alignment(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None = None, k: int = 1
+) -> Float[Array, "L k"]:
     """Sines between the top-``k`` left singular subspaces of suffixes ``S_l = A_L ... A_{l+1}`` and of
     ``J_L``.
 
@@ -283,9 +293,13 @@ class SandwichResult(NamedTuple):
         return self.overlap
 
 
-def sandwich_from_parts(log_s1_ab: Float[Array, "*batch"], log_s_a: Float[Array, "*batch 2"],
-                        log_s_b: Float[Array, "*batch 2"], v1_a: Float[Array, "*batch n"],
-                        u1_b: Float[Array, "*batch n"]) -> SandwichResult:
+def sandwich_from_parts(
+    log_s1_ab: Float[Array, "*batch"],
+    log_s_a: Float[Array, "*batch 2"],
+    log_s_b: Float[Array, "*batch 2"],
+    v1_a: Float[Array, "*batch n"],
+    u1_b: Float[Array, "*batch n"],
+) -> SandwichResult:
     """The sandwich from log singular values and top vectors (for products too deep to form).
 
     Args:
@@ -308,9 +322,12 @@ def sandwich_from_parts(log_s1_ab: Float[Array, "*batch"], log_s_a: Float[Array,
     return SandwichResult(ratio, overlap, r_a, r_b, overlap + r_a + r_b)
 
 
-def _rescaled_sandwich(a: Float[Array, "*batch m n"], b: Float[Array, "*batch n p"],
-                       log_scale_a: Float[Array, "*batch"] | None = None,
-                       log_scale_b: Float[Array, "*batch"] | None = None) -> SandwichResult:
+def _rescaled_sandwich(
+    a: Float[Array, "*batch m n"],
+    b: Float[Array, "*batch n p"],
+    log_scale_a: Float[Array, "*batch"] | None = None,
+    log_scale_b: Float[Array, "*batch"] | None = None,
+) -> SandwichResult:
     """The sandwich of ``(e^{log_scale_a} a)(e^{log_scale_b} b)`` from the factors (``None``: no scale)."""
     _, s_a, v_a = top_singular_pairs(a, 2)
     u_b, s_b, _ = top_singular_pairs(b, 2)
@@ -364,8 +381,9 @@ class SegmentAlignment(NamedTuple):
     log_svals: Float[Array, "S k"]
 
 
-def segment_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None,
-                      boundaries: Sequence[int], k: int = 2) -> SegmentAlignment:
+def segment_alignment(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None, boundaries: Sequence[int], k: int = 2
+) -> SegmentAlignment:
     """Sandwich ratios and overlap matrices for a split of one product into consecutive segments.
 
     Args:
@@ -407,8 +425,9 @@ def segment_alignment(weights: Float[Array, "L n n"], masks: Float[Array, "L n"]
     return SegmentAlignment(result, overlaps, log_s)
 
 
-def split_sandwich(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None,
-                   split: int) -> SandwichResult:
+def split_sandwich(
+    weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None, split: int
+) -> SandwichResult:
     """The sandwich for segments of growing depth ``d`` on either side of a split point of one product.
 
     ``B_d = A_split ... A_{split-d+1}`` (the ``d`` layers before the split) and ``A_d = A_{split+d} ...
@@ -434,10 +453,12 @@ def split_sandwich(weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | 
     if not 1 <= split <= depth - 1:
         raise InputError(f"split must lie in [1, {depth - 1}], got {split}")
     count = min(split, depth - split)
-    after, after_scale = scaled_prefix_products(weights[split:split + count],
-                                                None if masks is None else masks[split:split + count])
+    after, after_scale = scaled_prefix_products(
+        weights[split : split + count], None if masks is None else masks[split : split + count]
+    )
     # Suffixes of the layers before the split, reversed so that index d - 1 holds the last d layers.
-    before, before_scale = scaled_suffix_products(weights[split - count:split],
-                                                  None if masks is None else masks[split - count:split])
+    before, before_scale = scaled_suffix_products(
+        weights[split - count : split], None if masks is None else masks[split - count : split]
+    )
     before, before_scale = before[::-1], before_scale[::-1]
     return _rescaled_sandwich(after, before, after_scale, before_scale)

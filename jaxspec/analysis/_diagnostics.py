@@ -85,7 +85,7 @@ def fit_slopes(log_svals: Float[ArrayLike, "S L k"], *, start: int = 1, stop: in
     if not 1 <= start < stop <= depth:
         raise InputError(f"need 1 <= start < stop <= {depth}, got start={start}, stop={stop}")
     l = np.arange(start, stop + 1, dtype=np.float64)
-    y = log_svals[:, start - 1: stop]
+    y = log_svals[:, start - 1 : stop]
     lc = l - l.mean()
     slopes = np.einsum("l,slk->sk", lc, y - y.mean(axis=1, keepdims=True)) / np.sum(lc**2)
     intercepts = y.mean(axis=1) - slopes * l.mean()
@@ -94,8 +94,9 @@ def fit_slopes(log_svals: Float[ArrayLike, "S L k"], *, start: int = 1, stop: in
     return SlopeFit(slopes.mean(0), stderr, intercepts.mean(0), slopes)
 
 
-def separation_ratios(log_svals: Float[ArrayLike, "*batch L k"], width: int | None = None
-                      ) -> tuple[Float[np.ndarray, "*batch L k-1"], Float[np.ndarray, " L"] | None]:
+def separation_ratios(
+    log_svals: Float[ArrayLike, "*batch L k"], width: int | None = None
+) -> tuple[Float[np.ndarray, "*batch L k-1"], Float[np.ndarray, " L"] | None]:
     """``log(s_i / s_{i+1})`` for every prefix, and the depth axis ``l / N``.
 
     Args:
@@ -130,9 +131,16 @@ class NetworkTheory(NamedTuple):
     model: str
 
 
-def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: float = 2.0,
-                   k: int | None = None, final_activation: bool = False, bias: bool = False,
-                   condition: str = "K>=i") -> NetworkTheory:
+def network_theory(
+    widths: Sequence[int],
+    *,
+    activation: str = "relu",
+    sigma2: float = 2.0,
+    k: int | None = None,
+    final_activation: bool = False,
+    bias: bool = False,
+    condition: str = "K>=i",
+) -> NetworkTheory:
     """The theory next to a network's Jacobian spectrum at initialisation.
 
     Zero-bias ReLU with sign-symmetric iid weights is the masked model with ``p = 1/2`` for every volume
@@ -172,15 +180,19 @@ def network_theory(widths: Sequence[int], *, activation: str = "relu", sigma2: f
     for l in range(depth):
         fan_in, fan_out = widths[l], widths[l + 1]
         gated = activation == "relu" and (final_activation or l < depth - 1)
-        laws.append(binomial_count_law(fan_in, fan_out, 0.5) if gated
-                    else fixed_count_law(fan_in, fan_out, fan_out))
+        laws.append(
+            binomial_count_law(fan_in, fan_out, 0.5) if gated else fixed_count_law(fan_in, fan_out, fan_out)
+        )
     result = count_law_theory(laws, k, sigma2=sigma2, condition=condition)
     model = "masked p=1/2 (ReLU)" if activation == "relu" else "Gaussian (Newman)"
     return NetworkTheory(result.exponents, result.variance, offsets, model)
 
 
-def zscores(estimate: Float[ArrayLike, "*shape"], expected: Float[ArrayLike, "*shape"],
-            stderr: Float[ArrayLike, "*shape"]) -> Float[np.ndarray, "*shape"]:
+def zscores(
+    estimate: Float[ArrayLike, "*shape"],
+    expected: Float[ArrayLike, "*shape"],
+    stderr: Float[ArrayLike, "*shape"],
+) -> Float[np.ndarray, "*shape"]:
     """``(estimate - expected) / stderr`` elementwise (NaN where ``stderr`` is not positive).
 
     Example:

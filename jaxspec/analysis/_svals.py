@@ -96,12 +96,14 @@ class GradedProduct(NamedTuple):
 
 def _initial_graded(frame: Float[Array, "N n0"]) -> GradedProduct:
     n0 = frame.shape[-1]
-    return GradedProduct(frame, jnp.zeros((n0,), accumulator_dtype()), jnp.eye(n0, dtype=frame.dtype),
-                         jnp.int32(_INT_BIG))
+    return GradedProduct(
+        frame, jnp.zeros((n0,), accumulator_dtype()), jnp.eye(n0, dtype=frame.dtype), jnp.int32(_INT_BIG)
+    )
 
 
-def graded_step(graded: GradedProduct, image: Float[Array, "N r"], active_count: int | Int[Array, ""]
-                ) -> GradedProduct:
+def graded_step(
+    graded: GradedProduct, image: Float[Array, "N r"], active_count: int | Int[Array, ""]
+) -> GradedProduct:
     """Fold one layer into the graded form, given ``image = A @ graded.frame``.
 
     Args:
@@ -142,8 +144,12 @@ def graded_step(graded: GradedProduct, image: Float[Array, "N r"], active_count:
     norms = jnp.linalg.norm(new_rows, axis=1)
     safe = jnp.where(norms > 0, norms, 1.0)
     new_d = d + log_abs_diag + row_max + jnp.log(safe.astype(acc))
-    return GradedProduct(q, new_d, new_rows / safe[:, None],
-                         jnp.minimum(graded.min_active, jnp.asarray(active_count, jnp.int32)))
+    return GradedProduct(
+        q,
+        new_d,
+        new_rows / safe[:, None],
+        jnp.minimum(graded.min_active, jnp.asarray(active_count, jnp.int32)),
+    )
 
 
 @functools.cache
@@ -194,8 +200,10 @@ def _rotate_pairs(s, rw, rot, dtype, acc):
     if rot is not None:
         rot2 = rot.reshape(half, 2, -1)
         g_big, g_small = swap(rot2), swap_small(rot2)
-        g_big, g_small = (cs[:, None] * g_big - sn[:, None] * g_small,
-                          sn[:, None] * g_big + cs[:, None] * g_small)
+        g_big, g_small = (
+            cs[:, None] * g_big - sn[:, None] * g_small,
+            sn[:, None] * g_big + cs[:, None] * g_small,
+        )
         rot = jnp.stack([jnp.where(fb, g_big, g_small), jnp.where(fb, g_small, g_big)], 1).reshape(rot.shape)
     return s_out.reshape(-1), rw_out.reshape(rw.shape), rot, jnp.max(jnp.abs(gamma))
 
@@ -278,8 +286,16 @@ def graded_log_svals(graded: GradedProduct, *, return_frames: bool = False) -> P
     return ProductSvals(log_svals, left, right)
 
 
-def stratified_scan(apply_layer: ApplyLayer, state: Any, frame: Float[Array, "N n0"], key: PRNGKeyArray,
-                    depth: int, *, prefixes: bool = False, return_frames: bool = False) -> ProductSvals:
+def stratified_scan(
+    apply_layer: ApplyLayer,
+    state: Any,
+    frame: Float[Array, "N n0"],
+    key: PRNGKeyArray,
+    depth: int,
+    *,
+    prefixes: bool = False,
+    return_frames: bool = False,
+) -> ProductSvals:
     """Exact log singular values of ``A_L ... A_1 F`` by a stratified QR scan (generic core). Pure; vmappable.
 
     Args:
@@ -346,13 +362,24 @@ def _stack_log_svals(weights, masks, input_width: int, prefixes: bool, return_fr
     n = weights.shape[-1]
     frame = jnp.eye(n, input_width, dtype=weights.dtype)
     layer = _masked_layer(weights, masks, jax.lax.Precision.HIGHEST)
-    return stratified_scan(layer, None, frame, jax.random.key(0), weights.shape[0], prefixes=prefixes,
-                           return_frames=return_frames)
+    return stratified_scan(
+        layer,
+        None,
+        frame,
+        jax.random.key(0),
+        weights.shape[0],
+        prefixes=prefixes,
+        return_frames=return_frames,
+    )
 
 
-def product_log_svals(weights: Float[ArrayLike, "L N N"] | Sequence[Float[ArrayLike, "n_out n_in"]],
-                      masks: Float[ArrayLike, "L N"] | Sequence[Float[ArrayLike, " n_out"]] | None = None, *,
-                      prefixes: bool = False, return_frames: bool = False) -> ProductSvals:
+def product_log_svals(
+    weights: Float[ArrayLike, "L N N"] | Sequence[Float[ArrayLike, "n_out n_in"]],
+    masks: Float[ArrayLike, "L N"] | Sequence[Float[ArrayLike, " n_out"]] | None = None,
+    *,
+    prefixes: bool = False,
+    return_frames: bool = False,
+) -> ProductSvals:
     """Exact log singular values of an explicit product ``D_L W_L ... D_1 W_1``.
 
     Args:
@@ -399,9 +426,15 @@ def product_log_svals(weights: Float[ArrayLike, "L N N"] | Sequence[Float[ArrayL
     return _stack_log_svals(w, m, int(n0), bool(prefixes), bool(return_frames))
 
 
-def ensemble_log_svals(ensemble: Ensemble, seed_key: PRNGKeyArray, *, prefixes: bool = False,
-                       return_frames: bool = False, dtype=jnp.float32,
-                       precision=jax.lax.Precision.HIGHEST) -> ProductSvals:
+def ensemble_log_svals(
+    ensemble: Ensemble,
+    seed_key: PRNGKeyArray,
+    *,
+    prefixes: bool = False,
+    return_frames: bool = False,
+    dtype=jnp.float32,
+    precision=jax.lax.Precision.HIGHEST,
+) -> ProductSvals:
     """Exact log singular values of one realisation of an ensemble (one seed), with the engine's keys.
 
     The layers are those of ``ensemble.sample(jaxspec.engine.realisation_key(seed_key))``, i.e. the very
@@ -431,8 +464,9 @@ def ensemble_log_svals(ensemble: Ensemble, seed_key: PRNGKeyArray, *, prefixes: 
         Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``,
         [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    return _ensemble_log_svals(ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name,
-                               precision)
+    return _ensemble_log_svals(
+        ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name, precision
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("prefixes", "return_frames", "dtype", "precision"))
@@ -446,5 +480,12 @@ def _ensemble_log_svals(ensemble, seed_key, prefixes: bool, return_frames: bool,
         image = mask[:, None].astype(dtype) * jnp.matmul(weight.astype(dtype), frame, precision=precision)
         return state, image, jnp.sum(mask > 0)
 
-    return stratified_scan(apply_layer, ensemble.init_state(key_state, dtype), frame, key_layers,
-                           ensemble.depth, prefixes=prefixes, return_frames=return_frames)
+    return stratified_scan(
+        apply_layer,
+        ensemble.init_state(key_state, dtype),
+        frame,
+        key_layers,
+        ensemble.depth,
+        prefixes=prefixes,
+        return_frames=return_frames,
+    )

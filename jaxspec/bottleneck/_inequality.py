@@ -85,9 +85,15 @@ class BottleneckReport(NamedTuple):
     norm_sq: jax.Array
 
 
-def bottleneck_inequality(params: Params, x: Float[ArrayLike, "B n0"], *, activation: str = "relu",
-                          negative_slope: float = 0.01, rtol: float = JACOBIAN_RTOL,
-                          precision: Any = HIGHEST) -> BottleneckInequality:
+def bottleneck_inequality(
+    params: Params,
+    x: Float[ArrayLike, "B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    rtol: float = JACOBIAN_RTOL,
+    precision: Any = HIGHEST,
+) -> BottleneckInequality:
     """Both sides of ``sum_l e_l <= ||theta||^2 - L k - 2 log|Jf(x)|_+`` at every input of a batch.
 
     Holds for every ReLU, leaky-ReLU or linear network and every ``k`` (Horn's inequality, see the module
@@ -140,9 +146,16 @@ def _bottleneck_inequality(params, x, rtol, activation, negative_slope, precisio
     return BottleneckInequality(layer_excess, lhs, rhs, margin, jd.rank, jd.logdet, norm_sq)
 
 
-def bottleneck_report(params: Params, x: Float[ArrayLike, "B n0"], *, activation: str = "relu",
-                      negative_slope: float = 0.01, jacobian_rtol: float = JACOBIAN_RTOL,
-                      rank_rtol: float = RANK_RTOL, precision: Any = HIGHEST) -> BottleneckReport:
+def bottleneck_report(
+    params: Params,
+    x: Float[ArrayLike, "B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    jacobian_rtol: float = JACOBIAN_RTOL,
+    rank_rtol: float = RANK_RTOL,
+    precision: Any = HIGHEST,
+) -> BottleneckReport:
     """All bottleneck measurements of a network on a batch: weights, representations, Jacobian, inequality.
 
     Args:

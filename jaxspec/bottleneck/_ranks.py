@@ -116,8 +116,14 @@ def _layer_singular_values(params) -> jax.Array:
 # Representations.
 
 
-def representations(params: Params, x: Float[ArrayLike, "B n0"], *, activation: str = "relu",
-                    negative_slope: float = 0.01, precision: Any = HIGHEST) -> list[Float[Array, "B _"]]:
+def representations(
+    params: Params,
+    x: Float[ArrayLike, "B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    precision: Any = HIGHEST,
+) -> list[Float[Array, "B _"]]:
     """The representations of a batch at every layer: ``[x, h_1, ..., h_{L-1}, f(x)]``.
 
     ``h_l = phi(W_l h_{l-1} + b_l)`` (post-activation) for hidden layers; the last entry is the linear output.
@@ -148,9 +154,15 @@ def representations(params: Params, x: Float[ArrayLike, "B n0"], *, activation: 
     return out
 
 
-def representation_ranks(params: Params, x: Float[ArrayLike, "B n0"], *, activation: str = "relu",
-                         negative_slope: float = 0.01, rtol: float = RANK_RTOL,
-                         precision: Any = HIGHEST) -> RepresentationRanks:
+def representation_ranks(
+    params: Params,
+    x: Float[ArrayLike, "B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    rtol: float = RANK_RTOL,
+    precision: Any = HIGHEST,
+) -> RepresentationRanks:
     """Numerical and stable rank of the representation matrix ``H_l`` (``(B, n_l)``) at every layer.
 
     Args:
@@ -205,15 +217,22 @@ def _stable_rank(s: jax.Array) -> jax.Array:
 
 def _input_jacobians(params, x, activation, negative_slope, precision) -> jax.Array:
     def f(xi):
-        return mlp_apply(params, xi, activation=activation, negative_slope=negative_slope,
-                         precision=precision)
+        return mlp_apply(
+            params, xi, activation=activation, negative_slope=negative_slope, precision=precision
+        )
 
     return jax.vmap(jax.jacfwd(f))(x)  # (B, n_L, n_0): exact inside each linear region
 
 
-def jacobian_pseudo_logdet(params: Params, x: Float[ArrayLike, "B n0"], *, activation: str = "relu",
-                           negative_slope: float = 0.01, rtol: float = JACOBIAN_RTOL,
-                           precision: Any = HIGHEST) -> JacobianPseudoDet:
+def jacobian_pseudo_logdet(
+    params: Params,
+    x: Float[ArrayLike, "B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    rtol: float = JACOBIAN_RTOL,
+    precision: Any = HIGHEST,
+) -> JacobianPseudoDet:
     """``log|Jf(x)|_+`` from the singular values of ``Jf(x)`` counted above ``rtol * s_1``.
 
     Args:

@@ -37,9 +37,17 @@ class BottleneckTask(NamedTuple):
     rank: int
 
 
-def bottleneck_target(key: PRNGKeyArray, num_points: int, *, input_dim: int = 8, bottleneck_dim: int = 2,
-                      output_dim: int = 8, hidden: int = 32, kind: str = "relu",
-                      dtype: Any = jnp.float32) -> BottleneckTask:
+def bottleneck_target(
+    key: PRNGKeyArray,
+    num_points: int,
+    *,
+    input_dim: int = 8,
+    bottleneck_dim: int = 2,
+    output_dim: int = 8,
+    hidden: int = 32,
+    kind: str = "relu",
+    dtype: Any = jnp.float32,
+) -> BottleneckTask:
     """A regression task of known bottleneck rank ``k``: ``y = f(x)``, ``f = h o g``, ``g: R^d -> R^k``.
 
     ``kind="relu"``: ``g`` and ``h`` are random bias-free ReLU nets with one hidden layer of width ``hidden``
@@ -74,8 +82,10 @@ def bottleneck_target(key: PRNGKeyArray, num_points: int, *, input_dim: int = 8,
     output_dim = check_positive_int("output_dim", output_dim)
     hidden = check_positive_int("hidden", hidden)
     if bottleneck_dim > min(input_dim, output_dim):
-        raise InputError(f"bottleneck_dim must be at most min(input_dim, output_dim) = "
-                         f"{min(input_dim, output_dim)}, got {bottleneck_dim}")
+        raise InputError(
+            f"bottleneck_dim must be at most min(input_dim, output_dim) = "
+            f"{min(input_dim, output_dim)}, got {bottleneck_dim}"
+        )
     check_choice("kind", kind, ("relu", "linear"))
     kx, kg, kh = jax.random.split(key, 3)
     x = jax.random.normal(kx, (num_points, input_dim), jnp.float32).astype(dtype)

@@ -31,8 +31,9 @@ def _singular_values_np(a) -> np.ndarray:
     raise InputError("expected a matrix A or a vector of non-negative singular values")
 
 
-def deep_linear_min_norm(a: Float[ArrayLike, "nL n0"] | Float[ArrayLike, " r"], depth: int, *,
-                         rtol: float = 1e-12) -> float:
+def deep_linear_min_norm(
+    a: Float[ArrayLike, "nL n0"] | Float[ArrayLike, " r"], depth: int, *, rtol: float = 1e-12
+) -> float:
     """``R(A; L) = L sum_i s_i(A)^(2/L)``: the least ``||theta||^2`` of a depth-``L`` linear net equal to A.
 
     Args:
@@ -56,8 +57,9 @@ def deep_linear_min_norm(a: Float[ArrayLike, "nL n0"] | Float[ArrayLike, " r"], 
     return float(depth * np.sum(s ** (2.0 / depth)))
 
 
-def deep_linear_weight_decay_optimum(a: Float[ArrayLike, "nL n0"] | Float[ArrayLike, " r"], depth: int,
-                                     weight_decay: float) -> Float[np.ndarray, " r"]:
+def deep_linear_weight_decay_optimum(
+    a: Float[ArrayLike, "nL n0"] | Float[ArrayLike, " r"], depth: int, weight_decay: float
+) -> Float[np.ndarray, " r"]:
     """End-to-end singular values of the global minimiser of ``||W_L...W_1 - A||_F^2 + lambda ||theta||^2``.
 
     This is the loss of :func:`weight_decay_loss` for a linear net on whitened inputs (``X^T X / N = I``) with
@@ -103,7 +105,13 @@ def deep_linear_weight_decay_optimum(a: Float[ArrayLike, "nL n0"] | Float[ArrayL
         if ai <= s_min + lam * s_min ** (-p):
             continue  # no stationary point: s = 0 is the only minimum
         hi = ai  # s + lambda s^-p > a at s = a
-        root = brentq(lambda s, ai=ai: s + lam * s ** (-p) - ai, s_min, hi, xtol=1e-300,
-                      rtol=4 * np.finfo(float).eps, maxiter=500)
+        root = brentq(
+            lambda s, ai=ai: s + lam * s ** (-p) - ai,
+            s_min,
+            hi,
+            xtol=1e-300,
+            rtol=4 * np.finfo(float).eps,
+            maxiter=500,
+        )
         out[i] = root if objective(root, ai) < objective(0.0, ai) else 0.0
     return out

@@ -24,9 +24,16 @@ from jaxspec.networks import mlp_apply
 from jaxspec.training import TrainResult, train
 
 
-def weight_decay_loss(params: Params, x: Float[Array, "N n0"], y: Float[Array, "N nL"], *,
-                      activation: str = "relu", weight_decay: float = 1e-3, negative_slope: float = 0.01,
-                      precision: Any = HIGHEST) -> Float[Array, ""]:
+def weight_decay_loss(
+    params: Params,
+    x: Float[Array, "N n0"],
+    y: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    weight_decay: float = 1e-3,
+    negative_slope: float = 0.01,
+    precision: Any = HIGHEST,
+) -> Float[Array, ""]:
     """``(1/N) sum_j ||f(x_j) - y_j||^2 + lambda ||theta||^2``.
 
     Args:
@@ -51,12 +58,22 @@ def weight_decay_loss(params: Params, x: Float[Array, "N n0"], y: Float[Array, "
     return jnp.mean(jnp.sum((pred - y) ** 2, axis=-1)) + weight_decay * parameter_norm_sq(params)
 
 
-def train_weight_decay(params: Params, x: Float[ArrayLike, "N n0"], y: Float[ArrayLike, "N nL"], *,
-                       activation: str = "relu", weight_decay: float = 1e-3, num_steps: int,
-                       optimizer: optax.GradientTransformation | None = None, learning_rate: float = 1e-2,
-                       log_every: int = 100, track_fn: Callable[[Params], dict[str, Any]] | None = None,
-                       progress: bool = True, negative_slope: float = 0.01,
-                       precision: Any = HIGHEST) -> TrainResult:
+def train_weight_decay(
+    params: Params,
+    x: Float[ArrayLike, "N n0"],
+    y: Float[ArrayLike, "N nL"],
+    *,
+    activation: str = "relu",
+    weight_decay: float = 1e-3,
+    num_steps: int,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate: float = 1e-2,
+    log_every: int = 100,
+    track_fn: Callable[[Params], dict[str, Any]] | None = None,
+    progress: bool = True,
+    negative_slope: float = 0.01,
+    precision: Any = HIGHEST,
+) -> TrainResult:
     """Train with weight decay through :func:`jaxspec.training.train` (full batch).
 
     The tracked quantities are ``{"norm_sq": ||theta||^2, "data_loss": (1/N) sum ||f(x) - y||^2}`` merged with
@@ -101,11 +118,21 @@ def train_weight_decay(params: Params, x: Float[ArrayLike, "N n0"], y: Float[Arr
         return weight_decay_loss(p, x, y, weight_decay=weight_decay, **kw)
 
     def track(p):
-        out = {"norm_sq": parameter_norm_sq(p),
-               "data_loss": weight_decay_loss(p, x, y, weight_decay=0.0, **kw)}
+        out = {
+            "norm_sq": parameter_norm_sq(p),
+            "data_loss": weight_decay_loss(p, x, y, weight_decay=0.0, **kw),
+        }
         if track_fn is not None:
             out.update(track_fn(p))
         return out
 
-    return train(loss_fn, params, optimizer, num_steps=num_steps, log_every=log_every, track_fn=track,
-                 learning_rate=learning_rate, progress=progress)
+    return train(
+        loss_fn,
+        params,
+        optimizer,
+        num_steps=num_steps,
+        log_every=log_every,
+        track_fn=track,
+        learning_rate=learning_rate,
+        progress=progress,
+    )

@@ -28,8 +28,10 @@ def as_layers(params: Any) -> Params:
         if not isinstance(p, dict) or "w" not in p or jnp.ndim(p["w"]) != 2:
             raise InputError(f"params[{l}] must be a dict holding a matrix 'w' of shape (n_out, n_in)")
         if l and p["w"].shape[1] != params[l - 1]["w"].shape[0]:
-            raise InputError(f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
-                             f"{params[l - 1]['w'].shape[0]} rows")
+            raise InputError(
+                f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
+                f"{params[l - 1]['w'].shape[0]} rows"
+            )
     return list(params)
 
 

@@ -27,7 +27,11 @@ def finite_list(values) -> list[float | None] | None:
 
 
 def runtime_info() -> dict[str, Any]:
-    return {"backend": jax.default_backend(), "device_count": jax.device_count(), "jax_version": jax.__version__}
+    return {
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+    }
 
 
 def print_json(payload: dict[str, Any]) -> None:

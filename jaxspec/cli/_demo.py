@@ -36,13 +36,21 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
         th_se = theory.predicted_stderr(ens, k, seeds=seeds)
         print(f"\n{label}: width {width}, depth {depth}, {seeds} seeds ({time.perf_counter() - start:.1f} s)")
         print(spectrum_table(mean, res.stderr, th, th_se))
-        ax.errorbar(index, mean, yerr=2 * np.asarray(res.stderr), fmt="o", ms=4, color=color,
-                    label=f"{label}: simulated (±2 s.e.)")
+        ax.errorbar(
+            index,
+            mean,
+            yerr=2 * np.asarray(res.stderr),
+            fmt="o",
+            ms=4,
+            color=color,
+            label=f"{label}: simulated (±2 s.e.)",
+        )
         ax.plot(index, th, "-", color=color, alpha=0.7, label=f"{label}: closed form")
     ax.set_xlabel("index i")
     ax.set_ylabel(r"Lyapunov exponent $\lambda_i$ (per layer)")
-    ax.set_title(f"Top Lyapunov exponents, N = {width}, L = {depth}, {seeds} seeds (conditioned on K ≥ i)",
-                 fontsize=9)
+    ax.set_title(
+        f"Top Lyapunov exponents, N = {width}, L = {depth}, {seeds} seeds (conditioned on K ≥ i)", fontsize=9
+    )
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

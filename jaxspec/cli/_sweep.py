@@ -22,38 +22,61 @@ def _prepare_jax(devices: int | None) -> None:
         jax.config.update("jax_num_cpu_devices", max(int(devices), jax.config.jax_num_cpu_devices))
 
 
-def run_sweep_command(spec_file: Path, out: Path, resume: bool, devices: int | None, quiet: bool,
-                      overrides: list[str], chunk_size: int | None) -> None:
+def run_sweep_command(
+    spec_file: Path,
+    out: Path,
+    resume: bool,
+    devices: int | None,
+    quiet: bool,
+    overrides: list[str],
+    chunk_size: int | None,
+) -> None:
     """Load the spec, run (or resume) it, and print where the results are."""
     _prepare_jax(devices)
     spec = load_spec(spec_file, overrides)
     if not quiet:
-        print(f"sweep {spec.name!r}: {spec.num_points} points x {spec.seeds} seeds = {spec.num_runs} runs "
-              f"-> {out}")
+        print(
+            f"sweep {spec.name!r}: {spec.num_points} points x {spec.seeds} seeds = {spec.num_runs} runs "
+            f"-> {out}"
+        )
     ds = run_sweep(spec, out, resume=resume, devices=devices, progress=not quiet, chunk_size=chunk_size)
     if ds.attrs["complete"]:
         if not quiet:
             seconds = ds.attrs["compute_seconds"]
-            print(f"done: {out / 'results.zarr'} (xarray.open_zarr) and {out / 'summary.parquet'} "
-                  f"(pandas.read_parquet); {ds.attrs['num_runs']} runs, devices {ds.attrs['devices_used']}, "
-                  f"{seconds:.1f} s of chunk time")
+            print(
+                f"done: {out / 'results.zarr'} (xarray.open_zarr) and {out / 'summary.parquet'} "
+                f"(pandas.read_parquet); {ds.attrs['num_runs']} runs, devices {ds.attrs['devices_used']}, "
+                f"{seconds:.1f} s of chunk time"
+            )
     else:
         lacking = missing_points(ds)
-        print(f"partial: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, {len(lacking)} points "
-              "miss seeds (other hosts' chunks, or run again with --resume)")
+        print(
+            f"partial: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, {len(lacking)} points "
+            "miss seeds (other hosts' chunks, or run again with --resume)"
+        )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
         spec: Path = typer.Argument(..., help="sweep spec file (.toml, .yaml or .json)"),
-        out: Path = typer.Option(..., "--out", help="output directory (new or empty; or this sweep's with --resume)"),
-        resume: bool = typer.Option(False, "--resume", help="continue an interrupted sweep, skipping finished chunks"),
+        out: Path = typer.Option(
+            ..., "--out", help="output directory (new or empty; or this sweep's with --resume)"
+        ),
+        resume: bool = typer.Option(
+            False, "--resume", help="continue an interrupted sweep, skipping finished chunks"
+        ),
         devices: int = typer.Option(None, "--devices", help="local devices to shard over (default: all)"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar or messages"),
-        overrides: list[str] = typer.Option(None, "--set", help="override a spec entry: key=value (repeatable), "
-                                            "e.g. seeds=32, axes.width=[8,16], params.k=2"),
-        chunk_size: int = typer.Option(None, "--chunk-size", help="runs per chunk (default: from the memory budget)"),
+        overrides: list[str] = typer.Option(
+            None,
+            "--set",
+            help="override a spec entry: key=value (repeatable), "
+            "e.g. seeds=32, axes.width=[8,16], params.k=2",
+        ),
+        chunk_size: int = typer.Option(
+            None, "--chunk-size", help="runs per chunk (default: from the memory budget)"
+        ),
     ) -> None:
         """Run a sweep over a grid of ensembles and seeds, sharded over devices, chunked and resumable."""
         run_sweep_command(spec, out, resume, devices, quiet, list(overrides or []), chunk_size)

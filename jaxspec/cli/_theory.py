@@ -24,9 +24,18 @@ def _nan_array(values) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: float | None,
-                   sigma2: float | None, fixed_count: int | None, condition: str, seeds: int,
-                   large_n: bool) -> dict:
+def theory_payload(
+    ensemble: str,
+    width: int,
+    depth: int,
+    k: int | None,
+    p: float | None,
+    sigma2: float | None,
+    fixed_count: int | None,
+    condition: str,
+    seeds: int,
+    large_n: bool,
+) -> dict:
     """The JSON payload of ``jaxspec theory``: exponents, per-layer sd, ``P(K >= i)``, offsets, rates."""
     if ensemble not in THEORY_ENSEMBLES:
         raise InputError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(THEORY_ENSEMBLES)}")
@@ -62,9 +71,10 @@ def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: floa
         s2 = float(ens.sigma2)
         gate_p = {"masked": float(ens.p) if ensemble == "masked" else None, "relu-net": 0.5}.get(ensemble)
         if large_n and ensemble in ("gaussian", "masked", "relu-net"):
-            exps = theory.masked_exponents(width, 1.0 if gate_p is None else gate_p, s2, kk,
-                                           fixed_count=fixed_count, large_n=True)
-        offsets = (np.zeros(kk) if ensemble == "orthogonal" else theory.singular_value_offsets(width, kk))
+            exps = theory.masked_exponents(
+                width, 1.0 if gate_p is None else gate_p, s2, kk, fixed_count=fixed_count, large_n=True
+            )
+        offsets = np.zeros(kk) if ensemble == "orthogonal" else theory.singular_value_offsets(width, kk)
         resolved = {"p": gate_p, "sigma2": s2}
     gaps = theory.spectral_gaps(exps) if kk > 1 else np.zeros(0)
     payload = {
@@ -76,14 +86,27 @@ def theory_payload(ensemble: str, width: int, depth: int, k: int | None, p: floa
         "gaps": finite_list(gaps),
         "separation_rate": float(gaps[0]) if kk > 1 and np.isfinite(gaps[0]) else None,
         "alignment_slope": float(gaps[0]) if kk > 1 and np.isfinite(gaps[0]) else None,
-        "config": {"ensemble": ensemble, "width": width, "depth": depth, "k": kk, "seeds": seeds,
-                   "fixed_count": fixed_count, "condition": condition, "large_n": large_n, **resolved},
+        "config": {
+            "ensemble": ensemble,
+            "width": width,
+            "depth": depth,
+            "k": kk,
+            "seeds": seeds,
+            "fixed_count": fixed_count,
+            "condition": condition,
+            "large_n": large_n,
+            **resolved,
+        },
     }
     if ensemble == "relu-net":
         moments = theory.relu_log_norm_moments((width,) * (depth + 1), sigma2=s2, large_n=large_n)
-        payload["relu_log_norm"] = {"mean": moments.mean, "variance": moments.variance,
-                                    "second": moments.second, "fourth": moments.fourth,
-                                    "prob_nonzero": moments.prob_nonzero}
+        payload["relu_log_norm"] = {
+            "mean": moments.mean,
+            "variance": moments.variance,
+            "second": moments.second,
+            "fourth": moments.fourth,
+            "prob_nonzero": moments.prob_nonzero,
+        }
     return payload
 
 
@@ -110,8 +133,10 @@ def _load_npz(path: Path):
     while f"weights_{depth}" in arrays:
         depth += 1
     if depth == 0:
-        raise InputError(f"{path}: expected an array 'weights' (L, N, N) or 'weights_0', 'weights_1', ...; "
-                         f"found {', '.join(sorted(arrays)) or 'nothing'}")
+        raise InputError(
+            f"{path}: expected an array 'weights' (L, N, N) or 'weights_0', 'weights_1', ...; "
+            f"found {', '.join(sorted(arrays)) or 'nothing'}"
+        )
     weights = [np.asarray(arrays[f"weights_{l}"], np.float64) for l in range(depth)]
     masks = None
     if any(f"masks_{l}" in arrays for l in range(depth)):
@@ -122,8 +147,17 @@ def _load_npz(path: Path):
     return weights, masks
 
 
-def svals_payload(ensemble: str | None, width: int | None, depth: int | None, seed: int, p: float | None,
-                  sigma2: float | None, npz: Path | None, prefixes: bool, dtype: str) -> dict:
+def svals_payload(
+    ensemble: str | None,
+    width: int | None,
+    depth: int | None,
+    seed: int,
+    p: float | None,
+    sigma2: float | None,
+    npz: Path | None,
+    prefixes: bool,
+    dtype: str,
+) -> dict:
     """The JSON payload of ``jaxspec svals``."""
     setup_dtype(dtype)
     start = time.perf_counter()
@@ -149,8 +183,15 @@ def svals_payload(ensemble: str | None, width: int | None, depth: int | None, se
         lam = theory.lyapunov_exponents(ens)
         offsets = np.zeros(width) if ensemble == "orthogonal" else theory.singular_value_offsets(width)
         theory_pred = None if lam is None else theory.predicted_log_svals(lam, offsets, depth)
-        config = {"ensemble": ensemble, "width": width, "depth": depth, "seed": seed, "dtype": dtype,
-                  "p": float(ens.p) if ensemble == "masked" else None, "sigma2": float(ens.sigma2)}
+        config = {
+            "ensemble": ensemble,
+            "width": width,
+            "depth": depth,
+            "seed": seed,
+            "dtype": dtype,
+            "p": float(ens.p) if ensemble == "masked" else None,
+            "sigma2": float(ens.sigma2),
+        }
     log_svals = np.asarray(out.log_svals, np.float64)
     final = log_svals[-1] if prefixes else log_svals
     payload = {
@@ -158,7 +199,9 @@ def svals_payload(ensemble: str | None, width: int | None, depth: int | None, se
         "per_layer": finite_list(final / layers),
         "theory": finite_list(theory_pred),
         "rank": int(np.isfinite(final).sum()),
-        "config": config, "wall_seconds": time.perf_counter() - start, **runtime_info(),
+        "config": config,
+        "wall_seconds": time.perf_counter() - start,
+        **runtime_info(),
     }
     if prefixes:
         payload["prefix_log_svals"] = [finite_list(row) for row in log_svals]
@@ -186,8 +229,10 @@ def register(app: typer.Typer) -> None:
             print_json(payload)
             return
         cfg = payload["config"]
-        print(f"{ensemble}: width {width}, sigma2 {cfg['sigma2']}, p {cfg['p']}, condition {condition}"
-              f"{', large-N' if large_n else ''}")
+        print(
+            f"{ensemble}: width {width}, sigma2 {cfg['sigma2']}, p {cfg['p']}, condition {condition}"
+            f"{', large-N' if large_n else ''}"
+        )
         exps, sd = _nan_array(payload["exponents"]), _nan_array(payload["per_layer_sd"])
         prob, se = _nan_array(payload["prob_active_at_least"]), _nan_array(payload["predicted_stderr"])
         offsets = None if payload["offsets"] is None else _nan_array(payload["offsets"])
@@ -196,8 +241,10 @@ def register(app: typer.Typer) -> None:
             c = "-" if offsets is None else f"{offsets[i]:9.5f}"
             print(f"{i + 1:>4} {exps[i]:12.6f} {sd[i]:10.6f} {prob[i]:9.5f} {se[i]:10.2e} {c:>9}")
         if payload["separation_rate"] is not None:
-            print(f"separation rate lambda_1 - lambda_2 = {payload['separation_rate']:.6f} per layer "
-                  f"(s_1/s_2 ~ exp(L x rate); alignment slope of log sin angle = -rate)")
+            print(
+                f"separation rate lambda_1 - lambda_2 = {payload['separation_rate']:.6f} per layer "
+                f"(s_1/s_2 ~ exp(L x rate); alignment slope of log sin angle = -rate)"
+            )
 
     @app.command("svals")
     def svals_command(
@@ -208,7 +255,8 @@ def register(app: typer.Typer) -> None:
         p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
         sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
         npz: Path = typer.Option(  # noqa: B008
-            None, help=".npz with 'weights' (L, N, N) [+ 'masks' (L, N)] or weights_0, weights_1, ..."),
+            None, help=".npz with 'weights' (L, N, N) [+ 'masks' (L, N)] or weights_0, weights_1, ..."
+        ),
         prefixes: bool = typer.Option(False, "--prefixes", help="also every prefix A_l ... A_1"),
         dtype: str = typer.Option("float64", help="float64 (default, exact to ~1e-12) or float32"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -219,8 +267,10 @@ def register(app: typer.Typer) -> None:
             print_json(payload)
             return
         layers = payload["config"]["depth"]
-        print(f"exact log singular values of a depth-{layers} product (rank {payload['rank']}, "
-              f"{payload['wall_seconds']:.2f} s)")
+        print(
+            f"exact log singular values of a depth-{layers} product (rank {payload['rank']}, "
+            f"{payload['wall_seconds']:.2f} s)"
+        )
         logs, per = _nan_array(payload["log_svals"]), _nan_array(payload["per_layer"])
         th = None if payload["theory"] is None else _nan_array(payload["theory"])
         print(f"{'i':>4} {'log s_i':>14} {'(1/L) log s_i':>14} {'L lam_i + c_i':>14}")

@@ -16,8 +16,16 @@ from jaxspec._checks import InputError
 from jaxspec.training import load_config, plot_dynamics, run_experiment, save_experiment
 
 
-def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, checkpoint_dir: Path | None,
-                      checkpoint_every: int | None, resume: bool, **options) -> dict:
+def run_train_command(
+    config: Path | None,
+    out: Path,
+    fmt: str,
+    quiet: bool,
+    checkpoint_dir: Path | None,
+    checkpoint_every: int | None,
+    resume: bool,
+    **options,
+) -> dict:
     """Load the config (file, then flags), run it, write the dataset and the figure; returns a summary."""
     if fmt not in ("zarr", "nc"):
         raise InputError(f"--format must be zarr or nc, got {fmt!r}")
@@ -25,14 +33,23 @@ def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, che
     cfg = load_config(config, **options)
     if (dtype or cfg.dtype) == "float64":
         jax.config.update("jax_enable_x64", True)
-    result, comparison, ds = run_experiment(cfg, progress=not quiet, checkpoint_dir=checkpoint_dir,
-                                            checkpoint_every=checkpoint_every, resume=resume)
+    result, comparison, ds = run_experiment(
+        cfg,
+        progress=not quiet,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
     data_path = save_experiment(ds, out, fmt)
-    title = (f"{cfg.model} network, depth {cfg.depth}, width {cfg.width}, {ds.attrs['data']}, "
-             f"{cfg.optimizer} lr {cfg.learning_rate:g}, {cfg.init} init")
+    title = (
+        f"{cfg.model} network, depth {cfg.depth}, width {cfg.width}, {ds.attrs['data']}, "
+        f"{cfg.optimizer} lr {cfg.learning_rate:g}, {cfg.init} init"
+    )
     figure = plot_dynamics(ds, Path(out) / "dynamics.png", title=title)
     summary = {
-        "dataset": str(data_path), "figure": str(figure), "final_loss": float(result.loss[-1]),
+        "dataset": str(data_path),
+        "figure": str(figure),
+        "final_loss": float(result.loss[-1]),
         "final_sigma": [float(s) for s in comparison.measured[-1]],
         "target_strength": [float(s) for s in comparison.target],
         "prediction_start_index": [int(i) for i in comparison.start_index],
@@ -46,7 +63,9 @@ def run_train_command(config: Path | None, out: Path, fmt: str, quiet: bool, che
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        config: Path = typer.Option(None, "--config", help="YAML or JSON file of options (flags override it)"),
+        config: Path = typer.Option(
+            None, "--config", help="YAML or JSON file of options (flags override it)"
+        ),
         out: Path = typer.Option(Path("jaxspec_train"), "--out", help="output directory"),
         model: str = typer.Option(None, help="linear, fixed_gates or relu [linear]"),
         data: str = typer.Option(None, help="teacher, digits or mnist [teacher]"),
@@ -56,7 +75,9 @@ def register(app: typer.Typer) -> None:
         init: str = typer.Option(None, help="random or aligned (linear only) [random]"),
         init_scale: float = typer.Option(None, help="std x sqrt(fan_in) of the random init [0.1]"),
         sigma0: float = typer.Option(None, help="aligned init: initial singular value of each mode [1e-3]"),
-        imbalance: float = typer.Option(None, help="aligned init: factor ratio between layers, 1 = balanced [1]"),
+        imbalance: float = typer.Option(
+            None, help="aligned init: factor ratio between layers, 1 = balanced [1]"
+        ),
         teacher_sv: str = typer.Option(None, help="teacher singular values, comma-separated [3,2,1]"),
         input_dim: int = typer.Option(None, help="teacher input dimension [8]"),
         output_dim: int = typer.Option(None, help="teacher output dimension [4]"),
@@ -85,20 +106,52 @@ def register(app: typer.Typer) -> None:
             try:
                 sv = tuple(float(s) for s in teacher_sv.split(","))
             except ValueError:
-                raise InputError(f"--teacher-sv must be comma-separated numbers, got {teacher_sv!r}") from None
+                raise InputError(
+                    f"--teacher-sv must be comma-separated numbers, got {teacher_sv!r}"
+                ) from None
         summary = run_train_command(
-            config, out, fmt, quiet, checkpoint_dir, checkpoint_every, resume, model=model, data=data,
-            mnist_path=mnist_path, depth=depth, width=width, init=init, init_scale=init_scale, sigma0=sigma0,
-            imbalance=imbalance, teacher_sv=sv, input_dim=input_dim, output_dim=output_dim,
-            num_samples=num_samples, whiten_dim=whiten_dim, limit=limit, steps=steps, learning_rate=learning_rate,
-            optimizer=optimizer, log_every=log_every, top_k=top_k, loss=loss, predict_from=predict_from,
-            seed=seed, dtype=dtype)
+            config,
+            out,
+            fmt,
+            quiet,
+            checkpoint_dir,
+            checkpoint_every,
+            resume,
+            model=model,
+            data=data,
+            mnist_path=mnist_path,
+            depth=depth,
+            width=width,
+            init=init,
+            init_scale=init_scale,
+            sigma0=sigma0,
+            imbalance=imbalance,
+            teacher_sv=sv,
+            input_dim=input_dim,
+            output_dim=output_dim,
+            num_samples=num_samples,
+            whiten_dim=whiten_dim,
+            limit=limit,
+            steps=steps,
+            learning_rate=learning_rate,
+            optimizer=optimizer,
+            log_every=log_every,
+            top_k=top_k,
+            loss=loss,
+            predict_from=predict_from,
+            seed=seed,
+            dtype=dtype,
+        )
         if json_out:
             print(json.dumps(summary))
             return
-        print(f"final loss {summary['final_loss']:.4g}; sigma {[round(s, 4) for s in summary['final_sigma']]} "
-              f"(targets {[round(s, 4) for s in summary['target_strength']]})")
+        print(
+            f"final loss {summary['final_loss']:.4g}; sigma {[round(s, 4) for s in summary['final_sigma']]} "
+            f"(targets {[round(s, 4) for s in summary['target_strength']]})"
+        )
         for name, errs in summary["max_relative_error"].items():
-            print(f"  max |measured/predicted - 1| from records {summary['prediction_start_index']}, {name}: "
-                  + ", ".join(f"{e:.3g}" for e in errs))
+            print(
+                f"  max |measured/predicted - 1| from records {summary['prediction_start_index']}, {name}: "
+                + ", ".join(f"{e:.3g}" for e in errs)
+            )
         print(f"wrote {summary['dataset']} and {summary['figure']}")

@@ -17,8 +17,18 @@ def _count_close(values: np.ndarray, target: float, rtol: float) -> int:
     return int(np.sum(np.abs(values - target) <= rtol * abs(target)))
 
 
-def run_ufm(num_classes: int, per_class: int, depth: int, lam: float | None, lam_w: float | None,
-            lam_h: float | None, width: int | None, dtype: str, lanczos_steps: int | None, seed: int) -> dict:
+def run_ufm(
+    num_classes: int,
+    per_class: int,
+    depth: int,
+    lam: float | None,
+    lam_w: float | None,
+    lam_h: float | None,
+    width: int | None,
+    dtype: str,
+    lanczos_steps: int | None,
+    seed: int,
+) -> dict:
     """Build the analytic optimum, measure it, and return the JSON payload of ``jaxspec ufm``."""
     setup_dtype(dtype)
     lam_w = lam if lam_w is None else lam_w
@@ -30,15 +40,19 @@ def run_ufm(num_classes: int, per_class: int, depth: int, lam: float | None, lam
     K, d = model.num_classes, model.width
     k = min(K * K + 1, K * d)  # the K^2 outliers and, when there is room, the first bulk eigenvalue
     if lanczos_steps is not None and not (1 <= lanczos_steps and k <= lanczos_steps <= K * d):
-        raise InputError(f"--lanczos-steps must be between {k} and the head size K d = {K * d}, "
-                         f"got {lanczos_steps}")
+        raise InputError(
+            f"--lanczos-steps must be between {k} and the head size K d = {K * d}, got {lanczos_steps}"
+        )
     start = time.perf_counter()
     params = ufm.collapsed_params(model)
-    measure = jax.jit(lambda p, key: (
-        ufm.loss(model, p),
-        ufm.layer_top_eigenvalues(model, p, k, num_steps=lanczos_steps, key=key),
-        ufm.gram_eigenvalues(model, p),
-        ufm.feature_gram_eigenvalues(model, p)))
+    measure = jax.jit(
+        lambda p, key: (
+            ufm.loss(model, p),
+            ufm.layer_top_eigenvalues(model, p, k, num_steps=lanczos_steps, key=key),
+            ufm.gram_eigenvalues(model, p),
+            ufm.feature_gram_eigenvalues(model, p),
+        )
+    )
     loss, eigs, gram, feature_gram = jax.device_get(measure(params, jax.random.key(seed)))
     wall = time.perf_counter() - start
 
@@ -48,27 +62,49 @@ def run_ufm(num_classes: int, per_class: int, depth: int, lam: float | None, lam
     layers = []
     for layer in range(depth):
         outliers = eigs[layer, : K * K]
-        layers.append({
-            "layer": layer + 1,
-            "lanczos_top": float(eigs[layer, 0]),
-            "lanczos_outliers": finite_list(outliers),
-            "next_eigenvalue": float(eigs[layer, K * K]) if eigs.shape[1] > K * K else None,
-            "count_at_prediction": _count_close(eigs[layer], theory.outlier, rtol),
-            "max_rel_error": float(np.max(np.abs(outliers - theory.outlier)) / theory.outlier),
-        })
+        layers.append(
+            {
+                "layer": layer + 1,
+                "lanczos_top": float(eigs[layer, 0]),
+                "lanczos_outliers": finite_list(outliers),
+                "next_eigenvalue": float(eigs[layer, K * K]) if eigs.shape[1] > K * K else None,
+                "count_at_prediction": _count_close(eigs[layer], theory.outlier, rtol),
+                "max_rel_error": float(np.max(np.abs(outliers - theory.outlier)) / theory.outlier),
+            }
+        )
     return {
         "gamma": theory.gamma,
         "sigma2": theory.sigma2,
         "s2": theory.s2,
-        "loss": {"theory": theory.loss, "measured": float(loss), "zero_solution": 0.5,
-                 "collapsed_is_global": theory.is_global},
-        "outlier": {"theory": theory.outlier, "multiplicity": theory.outlier_multiplicity,
-                    "count_rtol": rtol, "layers": layers},
-        "gram": {"theory": theory.weight_gram, "multiplicity": theory.gram_multiplicity,
-                 "layers": [finite_list(row) for row in gram]},
+        "loss": {
+            "theory": theory.loss,
+            "measured": float(loss),
+            "zero_solution": 0.5,
+            "collapsed_is_global": theory.is_global,
+        },
+        "outlier": {
+            "theory": theory.outlier,
+            "multiplicity": theory.outlier_multiplicity,
+            "count_rtol": rtol,
+            "layers": layers,
+        },
+        "gram": {
+            "theory": theory.weight_gram,
+            "multiplicity": theory.gram_multiplicity,
+            "layers": [finite_list(row) for row in gram],
+        },
         "feature_gram": {"theory": theory.feature_gram, "measured": finite_list(feature_gram)},
-        "config": {"K": K, "n": model.per_class, "L": depth, "d": d, "lam_w": model.lam_w,
-                   "lam_h": model.lam_h, "dtype": dtype, "lanczos_steps": lanczos_steps, "seed": seed},
+        "config": {
+            "K": K,
+            "n": model.per_class,
+            "L": depth,
+            "d": d,
+            "lam_w": model.lam_w,
+            "lam_h": model.lam_h,
+            "dtype": dtype,
+            "lanczos_steps": lanczos_steps,
+            "seed": seed,
+        },
         "wall_seconds": wall,
         **runtime_info(),
     }
@@ -96,19 +132,29 @@ def register(app: typer.Typer) -> None:
             print_json(payload)
             return
         cfg, out = payload["config"], payload["outlier"]
-        print(f"deep linear UFM: K={cfg['K']} n={cfg['n']} L={cfg['L']} d={cfg['d']} lam_W={cfg['lam_w']:g} "
-              f"lam_H={cfg['lam_h']:g} ({cfg['dtype']}, {payload['wall_seconds']:.2f} s on "
-              f"{payload['backend']})")
-        print(f"gamma = {payload['gamma']:.6f}   loss: theory {payload['loss']['theory']:.6f}, "
-              f"at the analytic point {payload['loss']['measured']:.6f}"
-              + ("" if payload["loss"]["collapsed_is_global"] else "   (the zero solution is lower: 0.5)"))
+        print(
+            f"deep linear UFM: K={cfg['K']} n={cfg['n']} L={cfg['L']} d={cfg['d']} lam_W={cfg['lam_w']:g} "
+            f"lam_H={cfg['lam_h']:g} ({cfg['dtype']}, {payload['wall_seconds']:.2f} s on "
+            f"{payload['backend']})"
+        )
+        print(
+            f"gamma = {payload['gamma']:.6f}   loss: theory {payload['loss']['theory']:.6f}, "
+            f"at the analytic point {payload['loss']['measured']:.6f}"
+            + ("" if payload["loss"]["collapsed_is_global"] else "   (the zero solution is lower: 0.5)")
+        )
         print(f"layer-wise Hessian outliers: theory {out['theory']:.6f} x {out['multiplicity']}")
-        print(f"{'layer':>6} {'lanczos top':>12} {'# at theory':>12} {'max rel err':>12} {'next':>12} "
-              f"{'Gram eig (theory ' + format(payload['gram']['theory'], '.6f') + ')'}")
+        print(
+            f"{'layer':>6} {'lanczos top':>12} {'# at theory':>12} {'max rel err':>12} {'next':>12} "
+            f"{'Gram eig (theory ' + format(payload['gram']['theory'], '.6f') + ')'}"
+        )
         for row, gram in zip(out["layers"], payload["gram"]["layers"], strict=True):
             nxt = "-" if row["next_eigenvalue"] is None else f"{row['next_eigenvalue']:.3g}"
-            print(f"{row['layer']:>6} {row['lanczos_top']:12.6f} {row['count_at_prediction']:>12} "
-                  f"{row['max_rel_error']:12.2e} {nxt:>12}  " + " ".join(f"{g:.6f}" for g in gram))
+            print(
+                f"{row['layer']:>6} {row['lanczos_top']:12.6f} {row['count_at_prediction']:>12} "
+                f"{row['max_rel_error']:12.2e} {nxt:>12}  " + " ".join(f"{g:.6f}" for g in gram)
+            )
         fg = payload["feature_gram"]
-        print(f"feature Gram H H^T: theory {fg['theory']:.6f} x {cfg['K']}, measured "
-              + " ".join(f"{g:.6f}" for g in fg["measured"]))
+        print(
+            f"feature Gram H H^T: theory {fg['theory']:.6f} x {cfg['K']}, measured "
+            + " ".join(f"{g:.6f}" for g in fg["measured"])
+        )

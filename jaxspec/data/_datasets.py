@@ -85,9 +85,16 @@ def _random_orthonormal(key: PRNGKeyArray, n: int, k: int, dtype) -> Float[Array
     return q * jnp.sign(jnp.diagonal(r))[None, :]
 
 
-def teacher(key: PRNGKeyArray, input_dim: int, output_dim: int, num_samples: int,
-            singular_values: Float[ArrayLike, " r"], *, noise: float = 0.0,
-            dtype=jnp.float32) -> tuple[Dataset, Teacher]:
+def teacher(
+    key: PRNGKeyArray,
+    input_dim: int,
+    output_dim: int,
+    num_samples: int,
+    singular_values: Float[ArrayLike, " r"],
+    *,
+    noise: float = 0.0,
+    dtype=jnp.float32,
+) -> tuple[Dataset, Teacher]:
     """Whitened inputs and targets from a linear (or low-rank) teacher with prescribed singular values.
 
     The inputs satisfy ``X^T X / N = I`` exactly (a scaled orthonormal frame), so ``Sigma_yx = T`` up to the
@@ -116,21 +123,24 @@ def teacher(key: PRNGKeyArray, input_dim: int, output_dim: int, num_samples: int
     for name, value in (("input_dim", input_dim), ("output_dim", output_dim), ("num_samples", num_samples)):
         check_positive_int(name, value)
     if num_samples < input_dim:
-        raise InputError(f"num_samples={num_samples} must be at least input_dim={input_dim} to whiten the "
-                         f"inputs")
+        raise InputError(
+            f"num_samples={num_samples} must be at least input_dim={input_dim} to whiten the inputs"
+        )
     s = np.asarray(singular_values, dtype=float).ravel()
     rank = s.size
     if rank < 1 or rank > min(input_dim, output_dim):
-        raise InputError(f"need 1 to min(input_dim, output_dim)={min(input_dim, output_dim)} singular "
-                         f"values, got {rank}")
+        raise InputError(
+            f"need 1 to min(input_dim, output_dim)={min(input_dim, output_dim)} singular values, got {rank}"
+        )
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
         raise InputError(f"singular_values must be positive and finite, got {s.tolist()}")
     if np.any(np.diff(s) > 0):
         raise InputError(f"singular_values must be sorted in descending order, got {s.tolist()}")
     if noise < 0:
         raise InputError(f"noise must be non-negative, got {noise}")
-    x, y, matrix, u, s_arr, v = _teacher_arrays(key, input_dim, output_dim, num_samples,
-                                                jnp.asarray(s, dtype), float(noise), jnp.dtype(dtype))
+    x, y, matrix, u, s_arr, v = _teacher_arrays(
+        key, input_dim, output_dim, num_samples, jnp.asarray(s, dtype), float(noise), jnp.dtype(dtype)
+    )
     name = f"teacher(d_in={input_dim}, d_out={output_dim}, N={num_samples}, s={s.tolist()})"
     return Dataset(x=x, y=y, labels=None, name=name), Teacher(matrix, u, s_arr, v)
 
@@ -164,12 +174,15 @@ def input_output_statistics(data: Dataset) -> tuple[Float[Array, "d_in d_in"], F
         Saxe, McClelland, Ganguli, arXiv:1312.6120; [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
     """
     n = data.num_samples
-    return (jnp.matmul(data.x.T, data.x, precision=HIGHEST) / n,
-            jnp.matmul(data.y.T, data.x, precision=HIGHEST) / n)
+    return (
+        jnp.matmul(data.x.T, data.x, precision=HIGHEST) / n,
+        jnp.matmul(data.y.T, data.x, precision=HIGHEST) / n,
+    )
 
 
-def whiten(x: Float[ArrayLike, "N d"], dim: int | None = None, *,
-           rtol: float = 1e-6) -> Float[np.ndarray, "N dim"]:
+def whiten(
+    x: Float[ArrayLike, "N d"], dim: int | None = None, *, rtol: float = 1e-6
+) -> Float[np.ndarray, "N dim"]:
     """PCA whitening: centre, project on the top ``dim`` principal directions, scale to unit variance.
 
     Directions with variance below ``rtol`` times the largest are dropped (digits has constant pixels).
@@ -193,13 +206,14 @@ def whiten(x: Float[ArrayLike, "N d"], dim: int | None = None, *,
     n = x.shape[0]
     centred = x - x.mean(axis=0, keepdims=True)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    var = s ** 2 / n
+    var = s**2 / n
     usable = int(np.sum(var > rtol * var[0])) if var.size and var[0] > 0 else 0
     if dim is None:
         dim = usable
     if isinstance(dim, bool) or int(dim) != dim or not 1 <= dim <= usable:
-        raise InputError(f"whitening dim must be an integer in [1, {usable}] (directions with variance), "
-                         f"got {dim}")
+        raise InputError(
+            f"whitening dim must be an integer in [1, {usable}] (directions with variance), got {dim}"
+        )
     return centred @ vt[:dim].T / np.sqrt(var[:dim])[None, :]
 
 
@@ -208,13 +222,15 @@ def _targets(labels: np.ndarray, num_classes: int, centred: bool) -> np.ndarray:
     return y - y.mean(axis=0, keepdims=True) if centred else y
 
 
-def _finish(x: np.ndarray, labels: np.ndarray, num_classes: int, whiten_dim, centre_targets: bool, dtype,
-            name: str) -> Dataset:
+def _finish(
+    x: np.ndarray, labels: np.ndarray, num_classes: int, whiten_dim, centre_targets: bool, dtype, name: str
+) -> Dataset:
     if whiten_dim is not None:
         x = whiten(x, None if whiten_dim == "all" else whiten_dim)
     y = _targets(labels, num_classes, centre_targets)
-    return Dataset(x=jnp.asarray(x, dtype), y=jnp.asarray(y, dtype), labels=jnp.asarray(labels, jnp.int32),
-                   name=name)
+    return Dataset(
+        x=jnp.asarray(x, dtype), y=jnp.asarray(y, dtype), labels=jnp.asarray(labels, jnp.int32), name=name
+    )
 
 
 def _check_limit(limit):
@@ -222,8 +238,13 @@ def _check_limit(limit):
         raise InputError(f"limit must be a positive integer or None, got {limit!r}")
 
 
-def digits(*, whiten_dim: int | str | None = 32, limit: int | None = None, centre_targets: bool = True,
-           dtype=jnp.float32) -> Dataset:
+def digits(
+    *,
+    whiten_dim: int | str | None = 32,
+    limit: int | None = None,
+    centre_targets: bool = True,
+    dtype=jnp.float32,
+) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), no download.
 
     Args:
@@ -253,13 +274,20 @@ def digits(*, whiten_dim: int | str | None = 32, limit: int | None = None, centr
     labels = np.asarray(bunch.target, dtype=np.int64)
     if limit is not None:
         x, labels = x[:limit], labels[:limit]
-    return _finish(x, labels, 10, whiten_dim, centre_targets, dtype,
-                   f"digits(N={x.shape[0]}, whiten_dim={whiten_dim})")
+    return _finish(
+        x, labels, 10, whiten_dim, centre_targets, dtype, f"digits(N={x.shape[0]}, whiten_dim={whiten_dim})"
+    )
 
 
 # IDX type codes (LeCun's MNIST format): code -> numpy big-endian dtype.
-_IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -295,13 +323,17 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(raw) - header != expected:
-        raise InputError(f"{path}: IDX header says shape {shape} ({expected} bytes) but the file holds "
-                         f"{len(raw) - header} data bytes")
+        raise InputError(
+            f"{path}: IDX header says shape {shape} ({expected} bytes) but the file holds "
+            f"{len(raw) - header} data bytes"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def _find_idx(folder: Path, stem: str) -> Path:
@@ -311,9 +343,15 @@ def _find_idx(folder: Path, stem: str) -> Path:
     raise InputError(f"{folder} has no {stem}[.gz] (expected the MNIST IDX files)")
 
 
-def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = None,
-               whiten_dim: int | str | None = None, centre_targets: bool = True,
-               dtype=jnp.float32) -> Dataset:
+def load_mnist(
+    path: str | Path,
+    *,
+    split: str = "train",
+    limit: int | None = None,
+    whiten_dim: int | str | None = None,
+    centre_targets: bool = True,
+    dtype=jnp.float32,
+) -> Dataset:
     """MNIST (or any IDX/npz data set in MNIST's layout) from local files; never downloads.
 
     ``path`` is either a folder holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -348,8 +386,9 @@ def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = No
             keys = (f"x_{split}", f"y_{split}")
             missing = [k for k in keys if k not in archive]
             if missing:
-                raise InputError(f"{path} lacks arrays {', '.join(missing)} (expected x_train, y_train, "
-                                 f"x_test, y_test)")
+                raise InputError(
+                    f"{path} lacks arrays {', '.join(missing)} (expected x_train, y_train, x_test, y_test)"
+                )
             images, labels = archive[keys[0]], archive[keys[1]]
     elif path.exists():
         raise InputError(f"{path} is neither a folder of IDX files nor an .npz file")
@@ -358,8 +397,9 @@ def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = No
     if images.ndim != 3:
         raise InputError(f"MNIST images must have shape (N, H, W), got {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise InputError(f"MNIST labels must have shape ({images.shape[0]},) to match the images, got "
-                         f"{labels.shape}")
+        raise InputError(
+            f"MNIST labels must have shape ({images.shape[0]},) to match the images, got {labels.shape}"
+        )
     if not np.issubdtype(labels.dtype, np.integer) or labels.size and labels.min() < 0:
         raise InputError("MNIST labels must be non-negative integers")
     if limit is not None:
@@ -369,5 +409,12 @@ def load_mnist(path: str | Path, *, split: str = "train", limit: int | None = No
     scale = 255.0 if np.issubdtype(images.dtype, np.integer) else 1.0
     x = images.reshape(images.shape[0], -1).astype(np.float64) / scale
     num_classes = max(10, int(labels.max()) + 1)
-    return _finish(x, labels.astype(np.int64), num_classes, whiten_dim, centre_targets, dtype,
-                   f"mnist({split}, N={x.shape[0]}, whiten_dim={whiten_dim})")
+    return _finish(
+        x,
+        labels.astype(np.int64),
+        num_classes,
+        whiten_dim,
+        centre_targets,
+        dtype,
+        f"mnist({split}, N={x.shape[0]}, whiten_dim={whiten_dim})",
+    )

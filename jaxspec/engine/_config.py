@@ -47,9 +47,18 @@ class EngineConfig(ComputeOptions):
         return dataclasses.asdict(self)
 
 
-def make_config(k: int, *, max_k: int, reortho_every: int = 1, dtype: str = "float32",
-                precision: str = "highest", condition: str = "K>=i", rates_every: int | None = None,
-                qr: str = "householder", method: str = "direct") -> EngineConfig:
+def make_config(
+    k: int,
+    *,
+    max_k: int,
+    reortho_every: int = 1,
+    dtype: str = "float32",
+    precision: str = "highest",
+    condition: str = "K>=i",
+    rates_every: int | None = None,
+    qr: str = "householder",
+    method: str = "direct",
+) -> EngineConfig:
     """Validate engine options and build an :class:`EngineConfig` (raises :class:`~jaxspec.InputError`).
 
     Args:
@@ -71,10 +80,21 @@ def make_config(k: int, *, max_k: int, reortho_every: int = 1, dtype: str = "flo
     check_dtype(dtype)
     check_choice("precision", precision, PRECISIONS)
     check_choice("condition", condition, CONDITIONS)
-    if rates_every is not None and (int(rates_every) != rates_every or rates_every < 1
-                                    or rates_every % reortho_every):
-        raise InputError(f"rates_every must be a positive multiple of reortho_every={reortho_every}, got {rates_every}")
+    if rates_every is not None and (
+        int(rates_every) != rates_every or rates_every < 1 or rates_every % reortho_every
+    ):
+        raise InputError(
+            f"rates_every must be a positive multiple of reortho_every={reortho_every}, got {rates_every}"
+        )
     check_choice("qr", qr, QR_BACKENDS)
     check_choice("method", method, METHODS)
-    return EngineConfig(int(k), reortho_every, dtype, precision, condition,
-                        None if rates_every is None else int(rates_every), qr, method)
+    return EngineConfig(
+        int(k),
+        reortho_every,
+        dtype,
+        precision,
+        condition,
+        None if rates_every is None else int(rates_every),
+        qr,
+        method,
+    )

@@ -17,8 +17,14 @@ class OrthogonalityWarning(UserWarning):
     ([math §4](https://jaxspec.github.io/jaxspec/math/#s4))."""
 
 
-def run_with_orthogonality_guard(run: Callable[[Any], tuple[Any, float | None]], config: Any, auto: bool, *,
-                                 divisor_of: int | None = None, stacklevel: int = 3) -> tuple[Any, Any]:
+def run_with_orthogonality_guard(
+    run: Callable[[Any], tuple[Any, float | None]],
+    config: Any,
+    auto: bool,
+    *,
+    divisor_of: int | None = None,
+    stacklevel: int = 3,
+) -> tuple[Any, Any]:
     """Run, then apply the orthogonality guard of :func:`reortho_limits` ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     With ``config.reortho_every > 1``, a block whose log condition number exceeded the guard is re-run with a
@@ -48,12 +54,18 @@ def run_with_orthogonality_guard(run: Callable[[Any], tuple[Any, float | None]],
             warnings.warn(
                 f"reortho_every={m}: a block grew the frame to log condition {spread:.1f} > {guard:.1f} "
                 f"({dtype}); the smallest exponents may be inaccurate (math §4). Use a smaller "
-                "reortho_every or reortho_every='auto'.", OrthogonalityWarning, stacklevel=stacklevel)
+                "reortho_every or reortho_every='auto'.",
+                OrthogonalityWarning,
+                stacklevel=stacklevel,
+            )
             return result, config
         smaller = max(1, min(m // 2, int(m * budget / spread)))
         if divisor_of is not None:
             smaller = max(d for d in range(1, smaller + 1) if divisor_of % d == 0)
-        warnings.warn(f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > "
-                      f"{guard:.1f}; re-running with m={smaller}.", OrthogonalityWarning,
-                      stacklevel=stacklevel)
+        warnings.warn(
+            f"reortho_every='auto': m={m} grew a block to log condition {spread:.1f} > "
+            f"{guard:.1f}; re-running with m={smaller}.",
+            OrthogonalityWarning,
+            stacklevel=stacklevel,
+        )
         config = dataclasses.replace(config, reortho_every=smaller)

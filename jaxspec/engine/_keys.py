@@ -29,7 +29,9 @@ def frame_key(seed_key: PRNGKeyArray) -> PRNGKeyArray:
     return jax.random.split(seed_key)[0]
 
 
-def initial_frame(key: PRNGKeyArray, input_width: int, padded_width: int, k: int, dtype) -> Float[Array, "N k"]:
+def initial_frame(
+    key: PRNGKeyArray, input_width: int, padded_width: int, k: int, dtype
+) -> Float[Array, "N k"]:
     """A Haar-random ``(padded_width, k)`` orthonormal frame supported on the first ``input_width`` rows."""
     # Drawn in float32 and cast: float32 and float64 runs start from the same frame.
     g = jax.random.normal(key, (padded_width, k), dtype=jnp.float32).astype(dtype)

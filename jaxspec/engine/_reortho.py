@@ -36,8 +36,12 @@ def parse_reortho_every(reortho_every: int | str, *, allow_auto: bool = True) ->
     """
     if allow_auto and reortho_every == AUTO:
         return 1, True
-    if (isinstance(reortho_every, bool) or not isinstance(reortho_every, (int, np.integer, float))
-            or int(reortho_every) != reortho_every or reortho_every < 1):
+    if (
+        isinstance(reortho_every, bool)
+        or not isinstance(reortho_every, (int, np.integer, float))
+        or int(reortho_every) != reortho_every
+        or reortho_every < 1
+    ):
         accepted = "a positive integer or 'auto'" if allow_auto else "a positive integer"
         raise InputError(f"reortho_every must be {accepted}, got {reortho_every!r}")
     return int(reortho_every), False
@@ -59,8 +63,13 @@ def reortho_limits(dtype) -> tuple[float, float]:
     return 0.25 * digits, 0.5 * digits
 
 
-def choose_reortho_every(mean_log_r: Float[np.ndarray, " k"], var_log_r: Float[np.ndarray, " k"], depth: int,
-                         dtype, rates_every: int | None = None) -> int:
+def choose_reortho_every(
+    mean_log_r: Float[np.ndarray, " k"],
+    var_log_r: Float[np.ndarray, " k"],
+    depth: int,
+    dtype,
+    rates_every: int | None = None,
+) -> int:
     """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     A block of ``m`` layers is predicted to spread the columns by ``m (max_i mu_i - min_i mu_i)`` plus four
@@ -97,8 +106,10 @@ def choose_reortho_every(mean_log_r: Float[np.ndarray, " k"], var_log_r: Float[n
     vmax = float(max(var.max(), 0.0))
 
     def safe(m: int) -> bool:
-        return (m * spread + 4 * math.sqrt(2 * m * vmax) <= budget
-                and m * growth + 4 * math.sqrt(m * vmax) <= range_budget)
+        return (
+            m * spread + 4 * math.sqrt(2 * m * vmax) <= budget
+            and m * growth + 4 * math.sqrt(m * vmax) <= range_budget
+        )
 
     lo, hi = 1, int(depth)
     if not safe(lo):
@@ -113,8 +124,9 @@ def choose_reortho_every(mean_log_r: Float[np.ndarray, " k"], var_log_r: Float[n
     return -(-int(depth) // -(-int(depth) // lo))
 
 
-def reortho_from_pilot(pilot_log_r: Float[np.ndarray, "... k"], depth: int, dtype,
-                       rates_every: int | None = None) -> int:
+def reortho_from_pilot(
+    pilot_log_r: Float[np.ndarray, "... k"], depth: int, dtype, rates_every: int | None = None
+) -> int:
     """:func:`choose_reortho_every` from a pilot run's per-layer ``log|R_ii|`` (NaN where not counted).
 
     Args:

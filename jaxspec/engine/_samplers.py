@@ -159,7 +159,9 @@ def _chi_layer(ensemble: GatedGaussian, k: int, dtype) -> SampledLayer:
         alive = dof >= 1
         log_gamma = log_gamma_variates(key_c, jnp.where(alive, dof, 1).astype(dtype) / 2, dtype)
         # R_ii^2 = (sigma2 / n_in) * 2 * Gamma((K - i + 1) / 2)
-        log_r = 0.5 * (ensemble.log_weight_variance(index, dtype) + jnp.log(jnp.asarray(2.0, dtype)) + log_gamma)
+        log_r = 0.5 * (
+            ensemble.log_weight_variance(index, dtype) + jnp.log(jnp.asarray(2.0, dtype)) + log_gamma
+        )
         return jnp.where(alive, log_r, 0.0), count
 
     return layer
@@ -212,8 +214,9 @@ def sampler_frame_sums(ensemble: GatedGaussian, seed_key: PRNGKeyArray, config: 
         totals, valid = accumulate_block(totals, log_r, kmin, block_indices.shape[0])
         return totals, (actives, jnp.where(valid, log_r, jnp.nan) if record else None)
 
-    totals, actives, block_log_r, block_size = scan_blocks(block, initial_totals((), k), depth,
-                                                           config.reortho_every, record)
+    totals, actives, block_log_r, block_size = scan_blocks(
+        block, initial_totals((), k), depth, config.reortho_every, record
+    )
     return frame_sums(totals, depth, actives, block_log_r, block_size, None, track_spread=False)
 
 

@@ -82,10 +82,19 @@ def initial_totals(batch_shape: tuple[int, ...], k: int) -> FrameSums:
     accumulators (zeros; ``min_active`` at the int32 maximum), for frames of shape ``batch_shape + (k,)``."""
     acc_dtype = accumulator_dtype()
     zeros = jnp.zeros(batch_shape + (k,), acc_dtype)
-    return FrameSums(log_r_sum=zeros, layer_count=jnp.zeros(batch_shape + (k,), jnp.int32), log_r_sum_all_k=zeros,
-                     layer_count_all_k=jnp.zeros(batch_shape, jnp.int32), depth=None,
-                     min_active=jnp.full(batch_shape, _BIG, jnp.int32), active_counts=None, block_log_r=None,
-                     block_size=None, frame=None, max_block_spread=jnp.zeros((), acc_dtype))
+    return FrameSums(
+        log_r_sum=zeros,
+        layer_count=jnp.zeros(batch_shape + (k,), jnp.int32),
+        log_r_sum_all_k=zeros,
+        layer_count_all_k=jnp.zeros(batch_shape, jnp.int32),
+        depth=None,
+        min_active=jnp.full(batch_shape, _BIG, jnp.int32),
+        active_counts=None,
+        block_log_r=None,
+        block_size=None,
+        frame=None,
+        max_block_spread=jnp.zeros((), acc_dtype),
+    )
 
 
 def block_spread(log_r: Float[Array, "*batch k"], valid: Array) -> Float[Array, ""]:
@@ -97,8 +106,9 @@ def block_spread(log_r: Float[Array, "*batch k"], valid: Array) -> Float[Array, 
     return jnp.where(jnp.any(finite), top - bottom, 0.0).astype(log_r.dtype)
 
 
-def accumulate_block(totals: FrameSums, log_r: Float[Array, "*batch k"], kmin: Int[Array, "*batch"],
-                     size: int) -> tuple[FrameSums, Array]:
+def accumulate_block(
+    totals: FrameSums, log_r: Float[Array, "*batch k"], kmin: Int[Array, "*batch"], size: int
+) -> tuple[FrameSums, Array]:
     """One block's bookkeeping under the rank-collapse conventions.
 
     Args:
@@ -129,8 +139,9 @@ def accumulate_block(totals: FrameSums, log_r: Float[Array, "*batch k"], kmin: I
 Block = Callable[[Any, Int[Array, " m"]], tuple[Any, tuple[Array, Array | None]]]
 
 
-def scan_blocks(block: Block, carry: Any, depth: int, reortho_every: int, record_blocks: bool
-                ) -> tuple[Any, Int[Array, " L *batch"], Array | None, Int[Array, " blocks"] | None]:
+def scan_blocks(
+    block: Block, carry: Any, depth: int, reortho_every: int, record_blocks: bool
+) -> tuple[Any, Int[Array, " L *batch"], Array | None, Int[Array, " blocks"] | None]:
     """Run ``block`` over the full blocks of ``reortho_every`` layers (one ``lax.scan``), then the remainder.
 
     Args:
@@ -147,12 +158,14 @@ def scan_blocks(block: Block, carry: Any, depth: int, reortho_every: int, record
     full, rem = divmod(depth, reortho_every)
     actives, block_log_r, sizes = [], [], []
     if full:
-        carry, (act, blr) = jax.lax.scan(block, carry, indices[: full * reortho_every].reshape(full, reortho_every))
+        carry, (act, blr) = jax.lax.scan(
+            block, carry, indices[: full * reortho_every].reshape(full, reortho_every)
+        )
         actives.append(act.reshape((-1,) + act.shape[2:]))
         block_log_r.append(blr)
         sizes.append(jnp.full((full,), reortho_every))
     if rem:
-        carry, (act, blr) = block(carry, indices[full * reortho_every:])
+        carry, (act, blr) = block(carry, indices[full * reortho_every :])
         actives.append(act)
         block_log_r.append(None if blr is None else blr[None])
         sizes.append(jnp.full((1,), rem))
@@ -161,21 +174,43 @@ def scan_blocks(block: Block, carry: Any, depth: int, reortho_every: int, record
     return carry, jnp.concatenate(actives), jnp.concatenate(block_log_r), jnp.concatenate(sizes)
 
 
-def frame_sums(totals: FrameSums, depth: int, active_counts: Array, block_log_r: Array | None,
-               block_size: Array | None, frame: Array | None, *, track_spread: bool = True) -> FrameSums:
+def frame_sums(
+    totals: FrameSums,
+    depth: int,
+    active_counts: Array,
+    block_log_r: Array | None,
+    block_size: Array | None,
+    frame: Array | None,
+    *,
+    track_spread: bool = True,
+) -> FrameSums:
     """Complete the final totals of :func:`scan_blocks` into the :class:`FrameSums` of the run."""
-    return totals._replace(depth=jnp.int32(depth), active_counts=active_counts, block_log_r=block_log_r,
-                           block_size=block_size, frame=frame,
-                           max_block_spread=totals.max_block_spread if track_spread else None)
+    return totals._replace(
+        depth=jnp.int32(depth),
+        active_counts=active_counts,
+        block_log_r=block_log_r,
+        block_size=block_size,
+        frame=frame,
+        max_block_spread=totals.max_block_spread if track_spread else None,
+    )
 
 
 # apply_layer(state, frame, key, index) -> (state, frame, active_count)
 ApplyLayer = Callable[[Any, Array, PRNGKeyArray, Int[Array, ""]], tuple[Any, Array, Array]]
 
 
-def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: Float[Array, "*frame k"], key: PRNGKeyArray,
-                  depth: int, *, reortho_every: int = 1, record_blocks: bool = False, qr: Callable | None = None,
-                  batch_shape: tuple[int, ...] = ()) -> FrameSums:
+def benettin_scan(
+    apply_layer: ApplyLayer,
+    state: Any,
+    frame: Float[Array, "*frame k"],
+    key: PRNGKeyArray,
+    depth: int,
+    *,
+    reortho_every: int = 1,
+    record_blocks: bool = False,
+    qr: Callable | None = None,
+    batch_shape: tuple[int, ...] = (),
+) -> FrameSums:
     """Propagate an orthonormal frame through ``depth`` layers with periodic QR (generic core).
 
     Args:
@@ -233,8 +268,9 @@ def benettin_scan(apply_layer: ApplyLayer, state: Any, frame: Float[Array, "*fra
         return (state, q.astype(frame.dtype), totals), (actives, recorded)
 
     carry = (state, frame, initial_totals(batch_shape, k))
-    (_, frame, totals), actives, block_log_r, block_size = scan_blocks(block, carry, depth, reortho_every,
-                                                                       record_blocks)
+    (_, frame, totals), actives, block_log_r, block_size = scan_blocks(
+        block, carry, depth, reortho_every, record_blocks
+    )
     return frame_sums(totals, depth, actives, block_log_r, block_size, frame)
 
 
@@ -264,8 +300,12 @@ def counted_layers(sums: FrameSums, condition: str = "K>=i") -> Int[Array, "*bat
     return jnp.broadcast_to(jnp.asarray(sums.depth)[..., None], shape)
 
 
-def window_rates(block_log_r: Float[Array, "*seeds blocks k"], block_size: Int[Array, "*seeds blocks"],
-                 reortho_every: int, rates_every: int) -> Float[Array, "*seeds windows k"] | None:
+def window_rates(
+    block_log_r: Float[Array, "*seeds blocks k"],
+    block_size: Int[Array, "*seeds blocks"],
+    reortho_every: int,
+    rates_every: int,
+) -> Float[Array, "*seeds windows k"] | None:
     """Mean per-layer growth rates over windows of ``rates_every`` layers (``None`` if no full window).
 
     Args:

@@ -30,8 +30,10 @@ from jaxspec.engine._scan import FrameSums, benettin_scan, exponents_from_sums
 
 
 def stacked_frame_sums(
-    weights: Float[Array, "L N N"], masks: Float[Array, "B L N"], frame: Float[Array, "*B N k"],
-    config: EngineConfig
+    weights: Float[Array, "L N N"],
+    masks: Float[Array, "B L N"],
+    frame: Float[Array, "*B N k"],
+    config: EngineConfig,
 ) -> FrameSums:
     """Frames of many inputs of one fixed network, pushed through one ``N x (inputs k)`` GEMM per layer.
 
@@ -100,8 +102,9 @@ def stacked_frame_sums(
         depth=jnp.full((batch,), depth, jnp.int32),
         active_counts=sums.active_counts.T,
         block_log_r=None if sums.block_log_r is None else jnp.swapaxes(sums.block_log_r, 0, 1),
-        block_size=None if sums.block_size is None else jnp.broadcast_to(sums.block_size, (batch,) +
-                                                                          sums.block_size.shape),
+        block_size=None
+        if sums.block_size is None
+        else jnp.broadcast_to(sums.block_size, (batch,) + sums.block_size.shape),
         frame=jnp.transpose(sums.frame, (1, 0, 2)),
     )
 
@@ -126,8 +129,16 @@ def _stacked_run(weights, masks, frame, config):
     return exponents_from_sums(sums, config.condition), sums
 
 
-def pilot_reortho_every(weights, masks, frame, config: EngineConfig, *, pilot_layers: int = 16,
-                        pilot_inputs: int = 4, divisor_of: int | None = None) -> int:
+def pilot_reortho_every(
+    weights,
+    masks,
+    frame,
+    config: EngineConfig,
+    *,
+    pilot_layers: int = 16,
+    pilot_inputs: int = 4,
+    divisor_of: int | None = None,
+) -> int:
     """``reortho_every="auto"`` for a fixed network at many inputs, from a short per-layer pilot.
 
     The spread of the growth rates is a per-layer statistic: the first ``pilot_layers`` layers at the first
@@ -218,8 +229,12 @@ def shared_weights_spectrum(
     )
     frame = initial_frame(frame_key(seed_keys(seed, 1)[0]), n, n, config.k, config.jnp_dtype)
     if auto:
-        config = dataclasses.replace(config, reortho_every=pilot_reortho_every(
-            weights, masks, frame, config, pilot_layers=pilot_layers, pilot_inputs=pilot_inputs))
+        config = dataclasses.replace(
+            config,
+            reortho_every=pilot_reortho_every(
+                weights, masks, frame, config, pilot_layers=pilot_layers, pilot_inputs=pilot_inputs
+            ),
+        )
 
     def run(config):
         exponents, sums = _stacked_run(weights, masks, frame, config)

@@ -47,18 +47,34 @@ def _direct_layer(ensemble: Ensemble, config: EngineConfig):
     return apply_layer
 
 
-def _direct_frame_sums(ensemble: Ensemble, seed_key: PRNGKeyArray, config: EngineConfig, *, depth: int,
-                       record_blocks: bool, batch_axis_name: str | None = None) -> FrameSums:
+def _direct_frame_sums(
+    ensemble: Ensemble,
+    seed_key: PRNGKeyArray,
+    config: EngineConfig,
+    *,
+    depth: int,
+    record_blocks: bool,
+    batch_axis_name: str | None = None,
+) -> FrameSums:
     dtype = config.jnp_dtype
     key_state, key_layers = jax.random.split(realisation_key(seed_key))
     frame = initial_frame(frame_key(seed_key), ensemble.input_width, ensemble.max_width, config.k, dtype)
     qr = make_qr(config.qr, precision=config.lax_precision, batch_axis_name=batch_axis_name)
-    return benettin_scan(_direct_layer(ensemble, config), ensemble.init_state(key_state, dtype), frame, key_layers,
-                         depth, reortho_every=config.reortho_every, record_blocks=record_blocks, qr=qr)
+    return benettin_scan(
+        _direct_layer(ensemble, config),
+        ensemble.init_state(key_state, dtype),
+        frame,
+        key_layers,
+        depth,
+        reortho_every=config.reortho_every,
+        record_blocks=record_blocks,
+        qr=qr,
+    )
 
 
-def ensemble_frame_sums(ensemble: Ensemble, seed_key: PRNGKeyArray, config: EngineConfig, *,
-                        batch_axis_name: str | None = None) -> FrameSums:
+def ensemble_frame_sums(
+    ensemble: Ensemble, seed_key: PRNGKeyArray, config: EngineConfig, *, batch_axis_name: str | None = None
+) -> FrameSums:
     """Run the engine on one realisation (one seed) of an ensemble. Pure; vmap it over seeds.
 
     Args:
@@ -80,8 +96,14 @@ def ensemble_frame_sums(ensemble: Ensemble, seed_key: PRNGKeyArray, config: Engi
     """
     if config.method != "direct":
         return sampler_frame_sums(ensemble, seed_key, config)
-    return _direct_frame_sums(ensemble, seed_key, config, depth=ensemble.depth,
-                              record_blocks=config.rates_every is not None, batch_axis_name=batch_axis_name)
+    return _direct_frame_sums(
+        ensemble,
+        seed_key,
+        config,
+        depth=ensemble.depth,
+        record_blocks=config.rates_every is not None,
+        batch_axis_name=batch_axis_name,
+    )
 
 
 @struct.dataclass
@@ -131,17 +153,28 @@ def _mean_and_stderr(exponents: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 @functools.partial(jax.jit, static_argnames=("config",))
 def _run(ensemble: Ensemble, keys: PRNGKeyArray, config: EngineConfig) -> LyapunovResult:
-    sums = jax.vmap(lambda key: ensemble_frame_sums(ensemble, key, config, batch_axis_name=_SEED_AXIS),
-                    axis_name=_SEED_AXIS)(keys)
+    sums = jax.vmap(
+        lambda key: ensemble_frame_sums(ensemble, key, config, batch_axis_name=_SEED_AXIS),
+        axis_name=_SEED_AXIS,
+    )(keys)
     exponents = exponents_from_sums(sums, config.condition)
     mean, stderr = _mean_and_stderr(exponents)
     local_rates = None
     if config.rates_every is not None:
-        local_rates = window_rates(sums.block_log_r, sums.block_size, config.reortho_every, config.rates_every)
+        local_rates = window_rates(
+            sums.block_log_r, sums.block_size, config.reortho_every, config.rates_every
+        )
     return LyapunovResult(
-        exponents=exponents, mean=mean, stderr=stderr, active_counts=sums.active_counts,
-        min_active=sums.min_active, counted_layers=counted_layers(sums, config.condition),
-        local_rates=local_rates, ensemble=ensemble, config=config, max_block_spread=sums.max_block_spread,
+        exponents=exponents,
+        mean=mean,
+        stderr=stderr,
+        active_counts=sums.active_counts,
+        min_active=sums.min_active,
+        counted_layers=counted_layers(sums, config.condition),
+        local_rates=local_rates,
+        ensemble=ensemble,
+        config=config,
+        max_block_spread=sums.max_block_spread,
     )
 
 
@@ -171,8 +204,9 @@ def _pilot_log_r(ensemble: Ensemble, seed_key: PRNGKeyArray, config: EngineConfi
     return _direct_frame_sums(ensemble, seed_key, pilot, depth=layers, record_blocks=True).block_log_r
 
 
-def resolve_reortho_every(ensemble: Ensemble, config: EngineConfig, seed: int = 0, *,
-                          pilot_layers: int = 32) -> int:
+def resolve_reortho_every(
+    ensemble: Ensemble, config: EngineConfig, seed: int = 0, *, pilot_layers: int = 32
+) -> int:
     """``reortho_every="auto"`` for an ensemble ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     From the closed form where the ensemble's :meth:`~jaxspec.ensembles.Ensemble.layer_theory` knows one,
@@ -195,14 +229,16 @@ def resolve_reortho_every(ensemble: Ensemble, config: EngineConfig, seed: int = 
     except (InputError, jax.errors.ConcretizationTypeError, TypeError):
         theory = None  # traced parameters (inside a sweep's vmap): fall back to the pilot
     if theory is not None:
-        return choose_reortho_every(theory.exponents, theory.variance, ensemble.depth, config.dtype,
-                                    config.rates_every)
+        return choose_reortho_every(
+            theory.exponents, theory.variance, ensemble.depth, config.dtype, config.rates_every
+        )
     log_r = _pilot_log_r(ensemble, seed_keys(seed, 1)[0], config, min(ensemble.depth, pilot_layers))
     return reortho_from_pilot(log_r, ensemble.depth, config.dtype, config.rates_every)
 
 
-def _guarded_run(ensemble: Ensemble, keys: PRNGKeyArray, config: EngineConfig, jit: bool, auto: bool
-                 ) -> LyapunovResult:
+def _guarded_run(
+    ensemble: Ensemble, keys: PRNGKeyArray, config: EngineConfig, jit: bool, auto: bool
+) -> LyapunovResult:
     """``_run`` (jitted or eager) under :func:`run_with_orthogonality_guard`."""
 
     def run(config):
@@ -217,10 +253,21 @@ def _guarded_run(ensemble: Ensemble, keys: PRNGKeyArray, config: EngineConfig, j
     return run_with_orthogonality_guard(run, config, auto, divisor_of=config.rates_every, stacklevel=4)[0]
 
 
-def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: int = 0,
-                      reortho_every: int | str = 1, dtype: str = "float32", precision: str = "highest",
-                      condition: str = "K>=i", rates_every: int | None = None, jit: bool = True,
-                      qr: str = "householder", method: str = "auto") -> LyapunovResult:
+def lyapunov_spectrum(
+    ensemble,
+    *,
+    k: int | None = None,
+    seeds: int = 1,
+    seed: int = 0,
+    reortho_every: int | str = 1,
+    dtype: str = "float32",
+    precision: str = "highest",
+    condition: str = "K>=i",
+    rates_every: int | None = None,
+    jit: bool = True,
+    qr: str = "householder",
+    method: str = "auto",
+) -> LyapunovResult:
     """Lyapunov exponents of a product of (masked) random or fixed layers, by QR iteration.
 
     Args:
@@ -265,13 +312,23 @@ def lyapunov_spectrum(ensemble, *, k: int | None = None, seeds: int = 1, seed: i
         Newman (1986) for the Gaussian closed form; Haas et al., arXiv:2602.12384, for masked products.
     """
     if not isinstance(ensemble, Ensemble):
-        raise InputError(f"ensemble must be a jaxspec ensemble (see jaxspec.ensembles), got {type(ensemble).__name__}")
+        raise InputError(
+            f"ensemble must be a jaxspec ensemble (see jaxspec.ensembles), got {type(ensemble).__name__}"
+        )
     max_k = min(ensemble.widths)
     reortho_every, auto = parse_reortho_every(reortho_every)
-    config = make_config(max_k if k is None else k, max_k=max_k, reortho_every=reortho_every,
-                         dtype=dtype, precision=precision, condition=condition, rates_every=rates_every)
-    config = dataclasses.replace(config, method=resolve_method(ensemble, method),
-                                 qr=resolve_qr(ensemble, qr, config.k))
+    config = make_config(
+        max_k if k is None else k,
+        max_k=max_k,
+        reortho_every=reortho_every,
+        dtype=dtype,
+        precision=precision,
+        condition=condition,
+        rates_every=rates_every,
+    )
+    config = dataclasses.replace(
+        config, method=resolve_method(ensemble, method), qr=resolve_qr(ensemble, qr, config.k)
+    )
     seeds = check_positive_int("seeds", seeds)
     if auto:
         config = dataclasses.replace(config, reortho_every=resolve_reortho_every(ensemble, config, int(seed)))

@@ -74,8 +74,9 @@ class Ensemble(Protocol):
     def init_state(self, key: PRNGKeyArray, dtype: Any = ...) -> Any:
         """Per-realisation state (``None`` for independent layers; the activation of a ReLU network)."""
 
-    def layer(self, state: Any, key: PRNGKeyArray, index: Int[Array, ""], dtype: Any = ...
-              ) -> tuple[Any, Float[Array, "N N"], Float[Array, " N"]]:
+    def layer(
+        self, state: Any, key: PRNGKeyArray, index: Int[Array, ""], dtype: Any = ...
+    ) -> tuple[Any, Float[Array, "N N"], Float[Array, " N"]]:
         """Layer ``index``: ``(state, weight (N, N), mask (N,))``. Pure; ``index`` may be traced."""
 
     def sample(self, key: PRNGKeyArray, dtype: Any = ...) -> LayerStack:

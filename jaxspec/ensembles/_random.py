@@ -93,7 +93,9 @@ class Orthogonal(PaddedLayers):
         # Every exponent is log(sigma) exactly, with no fluctuation; known for uniform widths only.
         if not self.is_uniform:
             return None
-        return LayerTheory(orthogonal_exponents(self.widths[0], float(self.sigma2), k), np.zeros(k), np.ones(k))
+        return LayerTheory(
+            orthogonal_exponents(self.widths[0], float(self.sigma2), k), np.zeros(k), np.ones(k)
+        )
 
 
 @struct.dataclass
@@ -199,8 +201,13 @@ class ReluNet(PaddedLayers):
         return np.concatenate([[1.0], np.cumprod(1.0 - dead)[:-1]])
 
 
-def gaussian(width: int | None = None, depth: int | None = None, *, sigma2: float = 1.0,
-             widths: Sequence[int] | None = None) -> Gaussian:
+def gaussian(
+    width: int | None = None,
+    depth: int | None = None,
+    *,
+    sigma2: float = 1.0,
+    widths: Sequence[int] | None = None,
+) -> Gaussian:
     """Ginibre ensemble, entries ``N(0, sigma2 / n_in)``.
 
     Args:
@@ -213,15 +220,27 @@ def gaussian(width: int | None = None, depth: int | None = None, *, sigma2: floa
     return Gaussian(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
 
 
-def orthogonal(width: int | None = None, depth: int | None = None, *, sigma2: float = 1.0,
-               widths: Sequence[int] | None = None) -> Orthogonal:
+def orthogonal(
+    width: int | None = None,
+    depth: int | None = None,
+    *,
+    sigma2: float = 1.0,
+    widths: Sequence[int] | None = None,
+) -> Orthogonal:
     """Haar-orthogonal layers times ``sqrt(sigma2)``."""
     check_positive("sigma2", sigma2)
     return Orthogonal(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
 
 
-def masked(width: int | None = None, depth: int | None = None, *, p: float = 0.5, sigma2: float = 1.0,
-           fixed_count: int | Sequence[int] | None = None, widths: Sequence[int] | None = None) -> Masked:
+def masked(
+    width: int | None = None,
+    depth: int | None = None,
+    *,
+    p: float = 0.5,
+    sigma2: float = 1.0,
+    fixed_count: int | Sequence[int] | None = None,
+    widths: Sequence[int] | None = None,
+) -> Masked:
     """Gaussian layers behind Bernoulli(``p``) gates, or exactly ``fixed_count`` active units per layer.
 
     Args:
@@ -237,7 +256,9 @@ def masked(width: int | None = None, depth: int | None = None, *, p: float = 0.5
     counts = None
     if fixed_count is not None:
         depth_ = len(widths) - 1
-        counts = (int(fixed_count),) * depth_ if np.ndim(fixed_count) == 0 else tuple(int(c) for c in fixed_count)
+        counts = (
+            (int(fixed_count),) * depth_ if np.ndim(fixed_count) == 0 else tuple(int(c) for c in fixed_count)
+        )
         if len(counts) != depth_:
             raise InputError(f"fixed_count needs one entry per layer ({depth_}), got {len(counts)}")
         for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True)):
@@ -246,15 +267,28 @@ def masked(width: int | None = None, depth: int | None = None, *, p: float = 0.5
     return Masked(sigma2=sigma2, p=p, widths=widths, fixed_count=counts)
 
 
-def relu_net(width: int | None = None, depth: int | None = None, *, sigma2: float = 2.0,
-             widths: Sequence[int] | None = None) -> ReluNet:
+def relu_net(
+    width: int | None = None,
+    depth: int | None = None,
+    *,
+    sigma2: float = 2.0,
+    widths: Sequence[int] | None = None,
+) -> ReluNet:
     """Zero-bias ReLU network at a random Gaussian input; He init is ``sigma2 = 2``."""
     check_positive("sigma2", sigma2)
     return ReluNet(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
 
 
-def make_ensemble(name: str, width: int | None = None, depth: int | None = None, *, sigma2: float | None = None,
-                  p: float | None = None, fixed_count=None, widths: Sequence[int] | None = None):
+def make_ensemble(
+    name: str,
+    width: int | None = None,
+    depth: int | None = None,
+    *,
+    sigma2: float | None = None,
+    p: float | None = None,
+    fixed_count=None,
+    widths: Sequence[int] | None = None,
+):
     """Build an ensemble by name (``gaussian``, ``orthogonal``, ``masked``, ``relu-net``).
 
     ``sigma2`` defaults to 1, except for ``relu-net`` (He init, 2). ``p`` is only meaningful for ``masked``.
@@ -270,6 +304,12 @@ def make_ensemble(name: str, width: int | None = None, depth: int | None = None,
     if name == "orthogonal":
         return orthogonal(width, depth, sigma2=1.0 if sigma2 is None else sigma2, widths=widths)
     if name == "masked":
-        return masked(width, depth, p=0.5 if p is None else p, sigma2=1.0 if sigma2 is None else sigma2,
-                      fixed_count=fixed_count, widths=widths)
+        return masked(
+            width,
+            depth,
+            p=0.5 if p is None else p,
+            sigma2=1.0 if sigma2 is None else sigma2,
+            fixed_count=fixed_count,
+            widths=widths,
+        )
     return relu_net(width, depth, sigma2=2.0 if sigma2 is None else sigma2, widths=widths)

@@ -24,16 +24,22 @@ def _weights(result: BottleneckResult) -> Figure:
             ax.axhline(1.0, color="k", ls="--", lw=0.8)
             ax.set_yscale("log")
             ax.set_ylim(1e-3, 10)
-            ax.set_title(f"{target.name} (lambda {target.weight_decay:g}), L = {net.depth}: "
-                         f"plateau {net.plateau_count}", fontsize=7)
+            ax.set_title(
+                f"{target.name} (lambda {target.weight_decay:g}), L = {net.depth}: "
+                f"plateau {net.plateau_count}",
+                fontsize=7,
+            )
             ax.set_xlabel("layer l")
             if col == 0:
                 ax.set_ylabel("singular values of W_l")
             if row == 0 and col == 0:
                 ax.legend(fontsize=6, ncol=2)
-    fig.suptitle("Weight spectra after training with weight decay lambda (dashed: 1). "
-                 "Bottleneck: R0 singular values near 1, the rest small; 'plateau' = median #{s_i > 0.5} "
-                 "over the middle layers", fontsize=9)
+    fig.suptitle(
+        "Weight spectra after training with weight decay lambda (dashed: 1). "
+        "Bottleneck: R0 singular values near 1, the rest small; 'plateau' = median #{s_i > 0.5} "
+        "over the middle layers",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -57,8 +63,10 @@ def _representations(result: BottleneckResult) -> Figure:
         ax.set_ylabel("rank of the representation H_l")
         ax.set_title(f"{target.name}: numerical (solid) and stable (dashed) rank", fontsize=9)
         ax.legend(fontsize=6, ncol=2, loc="best", framealpha=0.6)
-    fig.suptitle("Representation rank across layers "
-                 "(numerical: #{s_i > 1e-2 s_1}; stable: ||H||_F^2/||H||_2^2)", fontsize=9)
+    fig.suptitle(
+        "Representation rank across layers (numerical: #{s_i > 1e-2 s_1}; stable: ||H||_F^2/||H||_2^2)",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
@@ -74,13 +82,28 @@ def _norm(result: BottleneckResult) -> Figure:
         ax = axes[0, col]
         ax.plot(depths, [r.norm_sq for r in nets], "o", ms=6, label="trained ||theta||^2")
         grid = np.linspace(0, depths.max() * 1.05, 100)
-        ax.plot(grid, fit["r0"] * grid + fit["r1"], "-", lw=1.2,
-                label=f"fit: R0 = {fit['r0']:.2f} +- {fit['r0_stderr']:.2f}, R1 = {fit['r1']:.2f}")
+        ax.plot(
+            grid,
+            fit["r0"] * grid + fit["r1"],
+            "-",
+            lw=1.2,
+            label=f"fit: R0 = {fit['r0']:.2f} +- {fit['r0_stderr']:.2f}, R1 = {fit['r1']:.2f}",
+        )
         if target.exact_rank is not None:
-            ax.plot(target.optimum_depths, target.optimum_norm_sq, "k--", lw=1,
-                    label="exact optimum at this lambda")
-            ax.plot(grid, target.exact_rank * grid + target.exact_r1, "k:", lw=1,
-                    label=f"L rank A + 2 log|A|_+ (rank {target.exact_rank})")
+            ax.plot(
+                target.optimum_depths,
+                target.optimum_norm_sq,
+                "k--",
+                lw=1,
+                label="exact optimum at this lambda",
+            )
+            ax.plot(
+                grid,
+                target.exact_rank * grid + target.exact_r1,
+                "k:",
+                lw=1,
+                label=f"L rank A + 2 log|A|_+ (rank {target.exact_rank})",
+            )
         ax.set_xlabel("depth L")
         ax.set_ylabel("||theta||^2")
         ax.set_title(target.name, fontsize=9)
@@ -88,17 +111,28 @@ def _norm(result: BottleneckResult) -> Figure:
         ax = axes[1, col]
         top = 0.0
         for i, r in enumerate(nets):
-            ax.plot(r.ineq_lhs, r.ineq_rhs, ".", ms=3, alpha=0.6, color=cmap(i / max(len(nets) - 1, 1)),
-                    label=f"L = {r.depth}")
+            ax.plot(
+                r.ineq_lhs,
+                r.ineq_rhs,
+                ".",
+                ms=3,
+                alpha=0.6,
+                color=cmap(i / max(len(nets) - 1, 1)),
+                label=f"L = {r.depth}",
+            )
             top = max(top, float(np.max(r.ineq_rhs)), float(np.max(r.ineq_lhs)))
         ax.plot([0, top], [0, top], "k--", lw=1, label="equality")
         ax.set_xlabel("sum_l e_l")
         ax.set_ylabel("||theta||^2 - L k - 2 log|Jf(x)|_+")
-        ax.set_title(f"one point per input: all on or above the diagonal; min margin "
-                     f"{min(float(r.ineq_margin.min()) for r in nets):.2g}", fontsize=8)
+        ax.set_title(
+            f"one point per input: all on or above the diagonal; min margin "
+            f"{min(float(r.ineq_margin.min()) for r in nets):.2g}",
+            fontsize=8,
+        )
         ax.legend(fontsize=6, markerscale=3)
-    fig.suptitle("||theta||^2 = L R0 + R1 + O(1/L) and the per-network inequality (k = rank Jf(x) at 1e-3)",
-                 fontsize=9)
+    fig.suptitle(
+        "||theta||^2 = L R0 + R1 + O(1/L) and the per-network inequality (k = rank Jf(x) at 1e-3)", fontsize=9
+    )
     fig.tight_layout()
     return fig
 
@@ -115,8 +149,11 @@ def bottleneck_figures(result: BottleneckResult) -> dict[str, Figure]:
         ``l / L``) and ``bottleneck_norm.png`` (``||theta||^2`` against ``L`` with the fit and, for the linear
         target, the exact optimum; both sides of the per-network inequality) -> matplotlib figures.
     """
-    return {"bottleneck_weights.png": _weights(result),
-            "bottleneck_representations.png": _representations(result), "bottleneck_norm.png": _norm(result)}
+    return {
+        "bottleneck_weights.png": _weights(result),
+        "bottleneck_representations.png": _representations(result),
+        "bottleneck_norm.png": _norm(result),
+    }
 
 
 def bottleneck_markdown(summary: dict) -> str:
@@ -128,18 +165,25 @@ def bottleneck_markdown(summary: dict) -> str:
     Returns:
         The table and one line per target with ``R0``, ``R1`` (and their exact values for the linear target).
     """
-    lines = ["| target | L | plateau #{s_i > 0.5} | middle rep. rank | Jf rank (mode) | min margin | "
-             "sum e_l | bound | norm^2 | data loss |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | L | plateau #{s_i > 0.5} | middle rep. rank | Jf rank (mode) | min margin | "
+        "sum e_l | bound | norm^2 | data loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, t in summary["targets"].items():
         for d in t["depths"]:
-            lines.append(f"| {name} | {d['depth']} | {d['plateau_count']} | "
-                         f"{d['middle_representation_rank']} | {d['jacobian_rank_mode']} | "
-                         f"{d['min_inequality_margin']:.3g} | {d['mean_sum_e_l']:.2f} | "
-                         f"{d['mean_bound']:.2f} | {d['norm_sq']:.2f} | {d['final_data_loss']:.3g} |")
+            lines.append(
+                f"| {name} | {d['depth']} | {d['plateau_count']} | "
+                f"{d['middle_representation_rank']} | {d['jacobian_rank_mode']} | "
+                f"{d['min_inequality_margin']:.3g} | {d['mean_sum_e_l']:.2f} | "
+                f"{d['mean_bound']:.2f} | {d['norm_sq']:.2f} | {d['final_data_loss']:.3g} |"
+            )
     lines.append("")
     for name, t in summary["targets"].items():
         f = t["fit"]
-        exact = (f"; exact R0 = {t['exact_R0']}, R1 = {t['exact_R1']:.2f}" if "exact_R0" in t else "")
-        lines.append(f"- {name}: fit R0 = {f['r0']:.2f} +- {f['r0_stderr']:.2f}, R1 = {f['r1']:.2f} +- "
-                     f"{f['r1_stderr']:.2f}{exact}")
+        exact = f"; exact R0 = {t['exact_R0']}, R1 = {t['exact_R1']:.2f}" if "exact_R0" in t else ""
+        lines.append(
+            f"- {name}: fit R0 = {f['r0']:.2f} +- {f['r0_stderr']:.2f}, R1 = {f['r1']:.2f} +- "
+            f"{f['r1_stderr']:.2f}{exact}"
+        )
     return "\n".join(lines) + "\n"

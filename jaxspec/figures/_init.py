@@ -8,8 +8,10 @@ from matplotlib.figure import Figure
 
 from jaxspec.reproduce import InitResult
 
-_MODEL_TITLES = {"masked": "masked model, p = 1/2, sigma2 = 2",
-                 "relu": "ReLU MLP (He, zero bias), jvp tangents"}
+_MODEL_TITLES = {
+    "masked": "masked model, p = 1/2, sigma2 = 2",
+    "relu": "ReLU MLP (He, zero bias), jvp tangents",
+}
 
 
 def _scaling(result: InitResult) -> Figure:
@@ -29,21 +31,36 @@ def _scaling(result: InitResult) -> Figure:
             ax.plot(l, qr_m[:, i], color=c, lw=1.2, ls="--", label="(1/L) sum log|R_ii|" if i == 0 else None)
             ax.fill_between(l, qr_m[:, i] - qr_se[:, i], qr_m[:, i] + qr_se[:, i], color=c, alpha=0.12)
             ax.axhline(lam[i], color=c, lw=1.0, ls=":", label="theory lambda_i" if i == 0 else None)
-            ax.plot(l, lam[i] + offsets[i] / l, color="k", lw=0.7, ls="-.", alpha=0.6,
-                    label="lambda_i + c_i / L" if i == 0 else None)
+            ax.plot(
+                l,
+                lam[i] + offsets[i] / l,
+                color="k",
+                lw=0.7,
+                ls="-.",
+                alpha=0.6,
+                label="lambda_i + c_i / L" if i == 0 else None,
+            )
             ax.text(depth * 1.01, lam[i], f"i={i + 1}", color=c, va="center", fontsize=8)
-        ax.text(0.02, 0.02, "seeds with s_i(J_L) > 0 (no rank collapse): "
-                + ", ".join(f"i={i + 1}: {100 * a:.0f}%" for i, a in enumerate(curves.fraction_full_rank))
-                + "\nexact curves average those seeds; QR curves condition on K_l >= i",
-                transform=ax.transAxes, fontsize=7.5, va="bottom")
+        ax.text(
+            0.02,
+            0.02,
+            "seeds with s_i(J_L) > 0 (no rank collapse): "
+            + ", ".join(f"i={i + 1}: {100 * a:.0f}%" for i, a in enumerate(curves.fraction_full_rank))
+            + "\nexact curves average those seeds; QR curves condition on K_l >= i",
+            transform=ax.transAxes,
+            fontsize=7.5,
+            va="bottom",
+        )
         ax.set_title(title)
         ax.set_xlabel("depth L")
         ax.set_xlim(0, depth * 1.08)
     axes[0].set_ylabel("per-layer log singular value")
     axes[0].set_ylim(min(lam.min() - 0.15, -0.4), max(0.25, (lam[0] + offsets[0] / 8)))
     axes[0].legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"(a) depth-induced scaling of ordered singular values, N = {sizes.width}, "
-                 f"{sizes.seeds} seeds (bands: +-1 s.e.)")
+    fig.suptitle(
+        f"(a) depth-induced scaling of ordered singular values, N = {sizes.width}, "
+        f"{sizes.seeds} seeds (bands: +-1 s.e.)"
+    )
     fig.tight_layout()
     return fig
 
@@ -74,48 +91,75 @@ def _alignment(result: InitResult) -> Figure:
     depth = sizes.depth
     fig = Figure(figsize=(12, 4.6), dpi=130)
     axes = fig.subplots(1, 2, sharey=True)
-    styles = {"relu": ("tab:red", f"ReLU MLP, N = {sizes.width}"),
-              "gaussian": ("tab:blue", f"Gaussian product, N = {sizes.gaussian_alignment_width}")}
+    styles = {
+        "relu": ("tab:red", f"ReLU MLP, N = {sizes.width}"),
+        "gaussian": ("tab:blue", f"Gaussian product, N = {sizes.gaussian_alignment_width}"),
+    }
     for ax, side in zip(axes, ["prefix", "suffix"], strict=True):
         floors = set()
         for name, (color, label) in styles.items():
             curve = result.alignment[f"{name}_{side}"]
             x, (m, se) = curve.position, curve.log_sin
-            clipped = (f" ({curve.clipped} of {curve.sines.shape[0] * x.size} sines < eps clipped at eps)"
-                       if curve.clipped else "")
+            clipped = (
+                f" ({curve.clipped} of {curve.sines.shape[0] * x.size} sines < eps clipped at eps)"
+                if curve.clipped
+                else ""
+            )
             ax.plot(x, m, color=color, lw=1.6, label=f"{label}: mean log sin{clipped}")
             ax.fill_between(x, m - se, m + se, color=color, alpha=0.25)
             ref = (x >= 1) & (x <= depth - 1)
-            ax.plot(x[ref], curve.anchor + curve.predicted_slope * x[ref], color=color, ls="--", lw=1.0,
-                    label=f"predicted slope -(lambda_1 - lambda_2) = {curve.predicted_slope:.4f}")
+            ax.plot(
+                x[ref],
+                curve.anchor + curve.predicted_slope * x[ref],
+                color=color,
+                ls="--",
+                lw=1.0,
+                label=f"predicted slope -(lambda_1 - lambda_2) = {curve.predicted_slope:.4f}",
+            )
             if curve.clipped:
                 floors.add(curve.floor)
         for floor in sorted(floors):
-            ax.axhline(np.log(floor), color="0.5", lw=0.8, ls=":", label=f"log eps = {np.log(floor):.1f}: "
-                       "sines below eps (vectors equal to machine precision) are clipped here")
+            ax.axhline(
+                np.log(floor),
+                color="0.5",
+                lw=0.8,
+                ls=":",
+                label=f"log eps = {np.log(floor):.1f}: "
+                "sines below eps (vectors equal to machine precision) are clipped here",
+            )
         ax.set_xlabel("l (prefix depth)" if side == "prefix" else "L - l (layers in the suffix)")
-        ax.set_title("right vectors: sin angle(v_1(J_l), v_1(J_L))" if side == "prefix"
-                     else "left vectors: sin angle(u_1(A_L...A_{l+1}), u_1(J_L))")
+        ax.set_title(
+            "right vectors: sin angle(v_1(J_l), v_1(J_L))"
+            if side == "prefix"
+            else "left vectors: sin angle(u_1(A_L...A_{l+1}), u_1(J_L))"
+        )
         ax.legend(fontsize=8, loc="lower left")
     axes[0].set_ylabel("log sin angle")
-    fig.suptitle(f"(c) singular-vector alignment along depth, L = {depth}, "
-                 f"{sizes.alignment_seeds} seeds (bands: +-1 s.e.)")
+    fig.suptitle(
+        f"(c) singular-vector alignment along depth, L = {depth}, "
+        f"{sizes.alignment_seeds} seeds (bands: +-1 s.e.)"
+    )
     fig.tight_layout()
     return fig
 
 
 def _sandwich(result: InitResult) -> Figure:
     sizes = result.sizes
-    titles = {"gaussian": "independent Gaussian segments", "relu": "ReLU MLP split (independent at init)",
-              "aligned": f"aligned: shared bases + noise {sizes.aligned_noise}"}
+    titles = {
+        "gaussian": "independent Gaussian segments",
+        "relu": "ReLU MLP split (independent at init)",
+        "aligned": f"aligned: shared bases + noise {sizes.aligned_noise}",
+    }
     fig = Figure(figsize=(14, 4.4), dpi=130)
     axes = fig.subplots(1, 3, sharey=True)
     d = np.arange(1, sizes.segment_depth + 1)
     for ax, (name, title) in zip(axes, titles.items(), strict=True):
         bands = result.sandwich[name].bands
-        for key, color, label in [("upper", "tab:gray", "upper bound c + r_A + r_B"),
-                                  ("ratio", "tab:green", "s_1(AB) / (s_1(A) s_1(B))"),
-                                  ("lower", "tab:purple", "lower bound c = |<v_1(A), u_1(B)>|")]:
+        for key, color, label in [
+            ("upper", "tab:gray", "upper bound c + r_A + r_B"),
+            ("ratio", "tab:green", "s_1(AB) / (s_1(A) s_1(B))"),
+            ("lower", "tab:purple", "lower bound c = |<v_1(A), u_1(B)>|"),
+        ]:
             m, se = bands[key]
             ax.plot(d, m, color=color, lw=1.6 if key == "ratio" else 1.1, label=label)
             ax.fill_between(d, m - se, m + se, color=color, alpha=0.25)
@@ -126,8 +170,9 @@ def _sandwich(result: InitResult) -> Figure:
     axes[0].set_ylabel("sandwich quantity")
     axes[0].set_ylim(0, 1.6)
     axes[-1].legend(fontsize=7.5, loc="lower right")
-    fig.suptitle(f"(d) sandwich s_1(AB)/(s_1(A)s_1(B)) and its bounds, N = {sizes.width}, "
-                 f"{sizes.seeds} seeds")
+    fig.suptitle(
+        f"(d) sandwich s_1(AB)/(s_1(A)s_1(B)) and its bounds, N = {sizes.width}, {sizes.seeds} seeds"
+    )
     fig.tight_layout()
     return fig
 
@@ -144,18 +189,27 @@ def _overlaps(result: InitResult) -> Figure:
         ax.set_yticks(range(k), [f"v_{i + 1}" for i in range(k)])
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, f"{mean[i, j]:.2f}", ha="center", va="center",
-                        color="w" if mean[i, j] < 0.6 else "k", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    f"{mean[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    color="w" if mean[i, j] < 0.6 else "k",
+                    fontsize=8,
+                )
         ax.set_title(name)
         ax.set_xlabel("earlier segment: left basis U_j")
         if index == 0:
             ax.set_ylabel("later segment: right basis V_{j+1}")
     fig.colorbar(im, ax=axes, shrink=0.8, label="mean |<v_i(P_{j+1}), u_j(P_j)>|")
     seg = 2 * sizes.segment_depth // sizes.segments
-    fig.suptitle(f"overlaps between adjacent segments: {sizes.segments} segments of ~{seg} layers, "
-                 f"N = {sizes.width}, "
-                 f"mean over seeds and pairs (Haar level E|c| ~ {result.haar_overlap:.2f})",
-                 fontsize=10)
+    fig.suptitle(
+        f"overlaps between adjacent segments: {sizes.segments} segments of ~{seg} layers, "
+        f"N = {sizes.width}, "
+        f"mean over seeds and pairs (Haar level E|c| ~ {result.haar_overlap:.2f})",
+        fontsize=10,
+    )
     return fig
 
 
@@ -176,6 +230,10 @@ def init_figures(result: InitResult) -> dict[str, Figure]:
         >>> figs = init_figures(run_init(width=8, depth=24, progress=False))  # doctest: +SKIP
         >>> figs["init_c_alignment.png"].savefig("alignment.png")  # doctest: +SKIP
     """
-    return {"init_a_scaling.png": _scaling(result), "init_b_separation.png": _separation(result),
-            "init_c_alignment.png": _alignment(result), "init_d_sandwich.png": _sandwich(result),
-            "init_overlaps.png": _overlaps(result)}
+    return {
+        "init_a_scaling.png": _scaling(result),
+        "init_b_separation.png": _separation(result),
+        "init_c_alignment.png": _alignment(result),
+        "init_d_sandwich.png": _sandwich(result),
+        "init_overlaps.png": _overlaps(result),
+    }

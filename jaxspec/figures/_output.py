@@ -83,36 +83,53 @@ def _dynamics_files(result: DynamicsResult) -> dict[str, Writer]:
     for name, run in result.runs.items():
         files[f"{name}.nc"] = _netcdf(run.dataset, engine=None)
         files[f"{name}.png"] = lambda path, run=run: plot_dynamics(run.dataset, path, title=run.title)
-    return {**files, **_figures(dynamics_figures(result)),
-            "summary.json": _text(json.dumps(result.summary, indent=2)),
-            "summary.md": _text(dynamics_markdown(result.summary))}
+    return {
+        **files,
+        **_figures(dynamics_figures(result)),
+        "summary.json": _text(json.dumps(result.summary, indent=2)),
+        "summary.md": _text(dynamics_markdown(result.summary)),
+    }
 
 
 def _saddle_files(result: SaddleResult) -> dict[str, Writer]:
-    return {**_figures(saddle_figures(result)), "saddle_escape.nc": _netcdf(result.escape_dataset()),
-            "saddle_training.nc": _netcdf(result.training_dataset()),
-            "saddle_summary.json": _text(json.dumps(result.summary, indent=2)),
-            "saddle_summary.md": _text(saddle_markdown(result.summary))}
+    return {
+        **_figures(saddle_figures(result)),
+        "saddle_escape.nc": _netcdf(result.escape_dataset()),
+        "saddle_training.nc": _netcdf(result.training_dataset()),
+        "saddle_summary.json": _text(json.dumps(result.summary, indent=2)),
+        "saddle_summary.md": _text(saddle_markdown(result.summary)),
+    }
 
 
 def _bottleneck_files(result: BottleneckResult) -> dict[str, Writer]:
-    data = {f"bottleneck_{name}.nc": _netcdf(target.to_dataset(result.sizes))
-            for name, target in result.targets.items()}
-    return {**data, **_figures(bottleneck_figures(result)),
-            "bottleneck_summary.json": _text(json.dumps(result.summary, indent=2)),
-            "bottleneck_summary.md": _text(bottleneck_markdown(result.summary))}
+    data = {
+        f"bottleneck_{name}.nc": _netcdf(target.to_dataset(result.sizes))
+        for name, target in result.targets.items()
+    }
+    return {
+        **data,
+        **_figures(bottleneck_figures(result)),
+        "bottleneck_summary.json": _text(json.dumps(result.summary, indent=2)),
+        "bottleneck_summary.md": _text(bottleneck_markdown(result.summary)),
+    }
 
 
 def _ufm_files(result: UFMResult) -> dict[str, Writer]:
-    return {**_figures(ufm_figures(result)), "ufm_training.nc": _netcdf(result.training_dataset()),
-            "digits_spectrum.nc": _netcdf(result.digits_dataset()),
-            "ufm_summary.json": _text(json.dumps(result.summary, indent=2)),
-            "ufm_summary.md": _text(ufm_markdown(result.summary))}
+    return {
+        **_figures(ufm_figures(result)),
+        "ufm_training.nc": _netcdf(result.training_dataset()),
+        "digits_spectrum.nc": _netcdf(result.digits_dataset()),
+        "ufm_summary.json": _text(json.dumps(result.summary, indent=2)),
+        "ufm_summary.md": _text(ufm_markdown(result.summary)),
+    }
 
 
 _FILES: dict[type, Callable[[Any], dict[str, Writer]]] = {
-    InitResult: _init_files, DynamicsResult: _dynamics_files, SaddleResult: _saddle_files,
-    BottleneckResult: _bottleneck_files, UFMResult: _ufm_files,
+    InitResult: _init_files,
+    DynamicsResult: _dynamics_files,
+    SaddleResult: _saddle_files,
+    BottleneckResult: _bottleneck_files,
+    UFMResult: _ufm_files,
 }
 
 
@@ -122,8 +139,9 @@ def _writers(result) -> dict[str, Writer]:
     return _FILES[type(result)](result)
 
 
-def write_outputs(result: InitResult | DynamicsResult | SaddleResult | BottleneckResult | UFMResult,
-                  out_dir: str | Path) -> list[str]:
+def write_outputs(
+    result: InitResult | DynamicsResult | SaddleResult | BottleneckResult | UFMResult, out_dir: str | Path
+) -> list[str]:
     """Write a job's figures (PNG), data (netCDF) and summary (JSON, and Markdown where there is a table).
 
     Files per job (``out_dir`` is created):

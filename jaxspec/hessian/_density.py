@@ -55,8 +55,15 @@ class TraceEstimate(NamedTuple):
     stderr: Float[Array, ""]
 
 
-def slq(matvec: Matvec, params_like: Pytree, *, num_steps: int, num_probes: int, key: PRNGKeyArray,
-        precision=HIGHEST) -> SpectralQuadrature:
+def slq(
+    matvec: Matvec,
+    params_like: Pytree,
+    *,
+    num_steps: int,
+    num_probes: int,
+    key: PRNGKeyArray,
+    precision=HIGHEST,
+) -> SpectralQuadrature:
     """Stochastic Lanczos quadrature of the spectral measure of a symmetric operator.
 
     Args:
@@ -98,8 +105,9 @@ def slq(matvec: Matvec, params_like: Pytree, *, num_steps: int, num_probes: int,
     return SpectralQuadrature(nodes, weights)
 
 
-def spectral_density(quadrature: SpectralQuadrature, grid: Float[ArrayLike, " G"],
-                     width: float) -> Float[Array, " G"]:
+def spectral_density(
+    quadrature: SpectralQuadrature, grid: Float[ArrayLike, " G"], width: float
+) -> Float[Array, " G"]:
     """The SLQ density on a grid, each node broadened by a Gaussian of standard deviation ``width``.
 
     Args:
@@ -127,8 +135,9 @@ def spectral_density(quadrature: SpectralQuadrature, grid: Float[ArrayLike, " G"
     return jnp.mean(jnp.sum(kernel * quadrature.weights[None], axis=-1), axis=-1)
 
 
-def hutchinson_trace(matvec: Matvec, params_like: Pytree, *, num_samples: int,
-                     key: PRNGKeyArray) -> TraceEstimate:
+def hutchinson_trace(
+    matvec: Matvec, params_like: Pytree, *, num_samples: int, key: PRNGKeyArray
+) -> TraceEstimate:
     """Hutchinson's estimate of ``tr A`` from Rademacher probes (matfree ``stochtrace``), with its error.
 
     Args:

@@ -79,9 +79,15 @@ def _safe_normalise(vector: Float[Array, " P"]) -> tuple[Float[Array, " P"], Flo
     return jnp.where(norm > 0, vector / safe, jnp.zeros_like(vector)), norm
 
 
-def lanczos_tridiagonal(flat_matvec: Callable[[Float[Array, " P"]], Float[Array, " P"]],
-                        start: Float[Array, " P"], num_steps: int, *, key: PRNGKeyArray | None = None,
-                        breakdown_tol: float | None = None, precision=HIGHEST) -> Tridiagonal:
+def lanczos_tridiagonal(
+    flat_matvec: Callable[[Float[Array, " P"]], Float[Array, " P"]],
+    start: Float[Array, " P"],
+    num_steps: int,
+    *,
+    key: PRNGKeyArray | None = None,
+    breakdown_tol: float | None = None,
+    precision=HIGHEST,
+) -> Tridiagonal:
     """Run ``num_steps`` Lanczos steps with full reorthogonalisation on a flat symmetric operator.
 
     Pure and traceable (``jit``/``vmap`` over ``start``, ``key`` or a closed-over operator); ``num_steps`` is
@@ -136,11 +142,23 @@ def lanczos_tridiagonal(flat_matvec: Callable[[Float[Array, " P"]], Float[Array,
         # The fresh vector costs another reorthogonalisation, so draw it only on a breakdown.
         q_next = jax.lax.cond(broken, restart, lambda _: w_unit, None)
         beta = jnp.where(broken, jnp.zeros_like(beta), beta)
-        return (basis, alphas.at[j].set(alpha), betas.at[j].set(beta), restarts.at[j].set(broken), q_next,
-                scale)
+        return (
+            basis,
+            alphas.at[j].set(alpha),
+            betas.at[j].set(beta),
+            restarts.at[j].set(broken),
+            q_next,
+            scale,
+        )
 
-    init = (jnp.zeros((num_steps, dim), dtype), jnp.zeros(num_steps, dtype), jnp.zeros(num_steps, dtype),
-            jnp.zeros(num_steps, bool), q0, jnp.zeros((), dtype))
+    init = (
+        jnp.zeros((num_steps, dim), dtype),
+        jnp.zeros(num_steps, dtype),
+        jnp.zeros(num_steps, dtype),
+        jnp.zeros(num_steps, bool),
+        q0,
+        jnp.zeros((), dtype),
+    )
     basis, alphas, betas, restarts, _, _ = jax.lax.fori_loop(0, num_steps, step, init)
     return Tridiagonal(alphas, betas[:-1], betas[-1], basis, restarts[:-1])
 
@@ -158,9 +176,17 @@ def tridiagonal_matrix(tri: Tridiagonal) -> Float[Array, "m m"]:
     return jnp.diag(tri.diagonal) + jnp.diag(tri.off_diagonal, 1) + jnp.diag(tri.off_diagonal, -1)
 
 
-def lanczos_eigh(matvec: Matvec, params_like: Pytree, k: int, *, which: str = "top",
-                 num_steps: int | None = None, key: PRNGKeyArray | None = None,
-                 breakdown_tol: float | None = None, precision=HIGHEST) -> Eigenpairs:
+def lanczos_eigh(
+    matvec: Matvec,
+    params_like: Pytree,
+    k: int,
+    *,
+    which: str = "top",
+    num_steps: int | None = None,
+    key: PRNGKeyArray | None = None,
+    breakdown_tol: float | None = None,
+    precision=HIGHEST,
+) -> Eigenpairs:
     """The ``k`` largest (or smallest) eigenpairs of a symmetric pytree operator, by Lanczos.
 
     Extreme eigenvalues converge first; ``num_steps`` (default ``min(P, max(2k + 20, 40))``) trades accuracy
@@ -198,15 +224,18 @@ def lanczos_eigh(matvec: Matvec, params_like: Pytree, k: int, *, which: str = "t
     if num_steps is None:
         num_steps = min(dim, max(2 * k + 20, 40))
     if not (isinstance(num_steps, int) and k <= num_steps <= dim):
-        raise InputError(f"num_steps must be an integer between k={k} and the number of parameters {dim}, "
-                         f"got {num_steps!r}")
+        raise InputError(
+            f"num_steps must be an integer between k={k} and the number of parameters {dim}, "
+            f"got {num_steps!r}"
+        )
     if key is None:
         key = jax.random.key(0)
     flat_matvec, flat, unravel = flat_operator(matvec, params_like)
     start_key, restart_key = jax.random.split(key)
     start = jax.random.normal(start_key, flat.shape, flat.dtype)
-    tri = lanczos_tridiagonal(flat_matvec, start, num_steps, key=restart_key, breakdown_tol=breakdown_tol,
-                              precision=precision)
+    tri = lanczos_tridiagonal(
+        flat_matvec, start, num_steps, key=restart_key, breakdown_tol=breakdown_tol, precision=precision
+    )
     theta, s = jnp.linalg.eigh(tridiagonal_matrix(tri))
     order = jnp.arange(num_steps - 1, num_steps - 1 - k, -1) if which == "top" else jnp.arange(k)
     theta, s = theta[order], s[:, order]

@@ -104,8 +104,9 @@ def hessian_matvec(loss_fn: Loss, params: Pytree) -> Matvec:
     return linear
 
 
-def gauss_newton_matvec(predict_fn: Callable[[Pytree], Pytree], output_loss_fn: Loss,
-                        params: Pytree) -> Matvec:
+def gauss_newton_matvec(
+    predict_fn: Callable[[Pytree], Pytree], output_loss_fn: Loss, params: Pytree
+) -> Matvec:
     """The generalised Gauss-Newton operator ``v -> J^T H_out J v``.
 
     For ``loss(params) = output_loss_fn(predict_fn(params))`` with ``J`` the Jacobian of ``predict_fn`` and
@@ -213,9 +214,13 @@ def block_loss(loss_fn: Loss, params: Pytree, mask: Pytree) -> tuple[list[Array]
     return [leaves[i] for i in selected], restricted
 
 
-def flat_operator(matvec: Matvec, params_like: Pytree) -> tuple[
-        Callable[[Float[Array, " P"]], Float[Array, " P"]], Float[Array, " P"],
-        Callable[[Float[Array, " P"]], Pytree]]:
+def flat_operator(
+    matvec: Matvec, params_like: Pytree
+) -> tuple[
+    Callable[[Float[Array, " P"]], Float[Array, " P"]],
+    Float[Array, " P"],
+    Callable[[Float[Array, " P"]], Pytree],
+]:
     """Flatten a pytree operator into ``R^P -> R^P`` in the order of ``ravel_pytree``.
 
     Args:

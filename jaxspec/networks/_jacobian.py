@@ -136,8 +136,14 @@ class JacobianSpectrum:
 # The layer function: one MLP layer on an activation and a frame of tangents.
 
 
-def mlp_tangent_layer(padded: PaddedMLP, *, activation: str = "relu", negative_slope: float = 0.01,
-                      final_activation: bool = False, precision=jax.lax.Precision.HIGHEST) -> Callable:
+def mlp_tangent_layer(
+    padded: PaddedMLP,
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+    precision=jax.lax.Precision.HIGHEST,
+) -> Callable:
     """The engine's ``apply_layer`` for an MLP: ``(h, frame, key, index) -> (h', frame', K_l)``.
 
     ``h`` is the activation ``(N,)`` (padded), ``frame`` a ``(N, m)`` frame of tangents. The layer map
@@ -198,8 +204,9 @@ def _padded_input(padded: PaddedMLP, x: Float[Array, " n0"], dtype) -> Float[Arr
     return jnp.pad(x.astype(dtype), (0, padded.max_width - padded.widths[0]))
 
 
-def network_frame_sums(padded: PaddedMLP, x: Float[Array, " n0"], frame: Float[Array, "N k"],
-                       config: JacobianConfig) -> FrameSums:
+def network_frame_sums(
+    padded: PaddedMLP, x: Float[Array, " n0"], frame: Float[Array, "N k"], config: JacobianConfig
+) -> FrameSums:
     """The engine's :class:`jaxspec.engine.FrameSums` for ``J(x)``, one input. Pure; vmap it over
     inputs/seeds.
 
@@ -216,16 +223,29 @@ def network_frame_sums(padded: PaddedMLP, x: Float[Array, " n0"], frame: Float[A
         Benettin et al., Meccanica 15 (1980).
     """
     dtype = config.jnp_dtype
-    layer = mlp_tangent_layer(padded, activation=config.activation, negative_slope=config.negative_slope,
-                              final_activation=config.final_activation, precision=config.lax_precision)
+    layer = mlp_tangent_layer(
+        padded,
+        activation=config.activation,
+        negative_slope=config.negative_slope,
+        final_activation=config.final_activation,
+        precision=config.lax_precision,
+    )
     # Keep the output: a tiny wrapper whose state carries h.
-    sums = benettin_scan(layer, _padded_input(padded, x, dtype), frame.astype(dtype), jax.random.key(0),
-                         padded.depth, reortho_every=config.reortho_every, record_blocks=config.prefixes)
+    sums = benettin_scan(
+        layer,
+        _padded_input(padded, x, dtype),
+        frame.astype(dtype),
+        jax.random.key(0),
+        padded.depth,
+        reortho_every=config.reortho_every,
+        record_blocks=config.prefixes,
+    )
     return sums
 
 
-def network_prefix_svals(padded: PaddedMLP, x: Float[Array, " n0"], config: JacobianConfig, *,
-                         return_frames: bool = False) -> ProductSvals:
+def network_prefix_svals(
+    padded: PaddedMLP, x: Float[Array, " n0"], config: JacobianConfig, *, return_frames: bool = False
+) -> ProductSvals:
     """Exact singular values of ``J_l(x)`` (every prefix if ``config.prefixes``), by the stratified scan.
 
     Runs :func:`jaxspec.analysis.stratified_scan` on :func:`mlp_tangent_layer` with the full ``(N, n_0)``
@@ -244,15 +264,28 @@ def network_prefix_svals(padded: PaddedMLP, x: Float[Array, " n0"], config: Jaco
         Haas et al., arXiv:2602.12384 ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
     """
     dtype = config.jnp_dtype
-    layer = mlp_tangent_layer(padded, activation=config.activation, negative_slope=config.negative_slope,
-                              final_activation=config.final_activation, precision=config.lax_precision)
+    layer = mlp_tangent_layer(
+        padded,
+        activation=config.activation,
+        negative_slope=config.negative_slope,
+        final_activation=config.final_activation,
+        precision=config.lax_precision,
+    )
     frame = jnp.eye(padded.max_width, padded.widths[0], dtype=dtype)
-    return stratified_scan(layer, _padded_input(padded, x, dtype), frame, jax.random.key(0), padded.depth,
-                           prefixes=config.prefixes, return_frames=return_frames)
+    return stratified_scan(
+        layer,
+        _padded_input(padded, x, dtype),
+        frame,
+        jax.random.key(0),
+        padded.depth,
+        prefixes=config.prefixes,
+        return_frames=return_frames,
+    )
 
 
-def prefix_growth_rates(block_log_r: Float[Array, "*batch blocks k"],
-                        block_size: Int[Array, "*batch blocks"]) -> Float[Array, "*batch blocks k"]:
+def prefix_growth_rates(
+    block_log_r: Float[Array, "*batch blocks k"], block_size: Int[Array, "*batch blocks"]
+) -> Float[Array, "*batch blocks k"]:
     """``(..., blocks, k)`` running averages ``sum_{m<=b} log|R_ii| / layers`` under ``K>=i`` (NaN-aware).
 
     Example:
@@ -266,9 +299,15 @@ def prefix_growth_rates(block_log_r: Float[Array, "*batch blocks k"],
 
 
 def _engine_config(padded: PaddedMLP, config: JacobianConfig):
-    return make_config(config.k, max_k=padded.max_width, reortho_every=config.reortho_every,
-                       dtype=config.dtype, precision=config.precision, condition=config.condition,
-                       rates_every=config.reortho_every if config.prefixes else None)
+    return make_config(
+        config.k,
+        max_k=padded.max_width,
+        reortho_every=config.reortho_every,
+        dtype=config.dtype,
+        precision=config.precision,
+        condition=config.condition,
+        rates_every=config.reortho_every if config.prefixes else None,
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
@@ -280,8 +319,15 @@ def _gates_and_frames(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, c
     dtype = config.jnp_dtype
     padded = jax.tree.map(lambda a: a.astype(dtype), padded)  # everything in the compute dtype
     frames = jax.vmap(lambda key: input_frame(key, padded, config.k, dtype))(frame_keys)
-    outputs, diagonals = _forward_padded(padded, xs.astype(dtype), config.activation, config.negative_slope,
-                                         config.final_activation, config.lax_precision, all_layers=True)
+    outputs, diagonals = _forward_padded(
+        padded,
+        xs.astype(dtype),
+        config.activation,
+        config.negative_slope,
+        config.final_activation,
+        config.lax_precision,
+        all_layers=True,
+    )
     return padded, outputs, jnp.swapaxes(diagonals, 0, 1), frames
 
 
@@ -303,19 +349,37 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
     if config.singular_values:
         svals = jax.vmap(lambda x: network_prefix_svals(padded, x, config))(xs)
         log_svals = svals.log_svals[..., : config.k].astype(accumulator_dtype())
-    return JacobianSpectrum(growth_rates=rates, prefix_growth_rates=prefix_rates, log_svals=log_svals,
-                            active_counts=sums.active_counts, min_active=sums.min_active,
-                            max_block_spread=sums.max_block_spread, outputs=outputs,
-                            widths=padded.widths, config=config)
+    return JacobianSpectrum(
+        growth_rates=rates,
+        prefix_growth_rates=prefix_rates,
+        log_svals=log_svals,
+        active_counts=sums.active_counts,
+        min_active=sums.min_active,
+        max_block_spread=sums.max_block_spread,
+        outputs=outputs,
+        widths=padded.widths,
+        config=config,
+    )
 
 
-def jacobian_spectrum(params: Params | PaddedMLP, xs: Float[Array, "B n0"] | Float[Array, " n0"], *,
-                      k: int | None = None, activation: str = "relu",
-                      negative_slope: float = 0.01, final_activation: bool = False,
-                      singular_values: bool = True,
-                      prefixes: bool = True, reortho_every: int | str = 1, condition: str = "K>=i",
-                      dtype: str = "float32", precision: str = "highest", seed: int = 0,
-                      pilot_layers: int = 16, pilot_inputs: int = 4) -> JacobianSpectrum:
+def jacobian_spectrum(
+    params: Params | PaddedMLP,
+    xs: Float[Array, "B n0"] | Float[Array, " n0"],
+    *,
+    k: int | None = None,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+    singular_values: bool = True,
+    prefixes: bool = True,
+    reortho_every: int | str = 1,
+    condition: str = "K>=i",
+    dtype: str = "float32",
+    precision: str = "highest",
+    seed: int = 0,
+    pilot_layers: int = 16,
+    pilot_inputs: int = 4,
+) -> JacobianSpectrum:
     """Top-``k`` growth rates and exact singular values of ``J_l(x)`` for a batch of inputs, matrix-free.
 
     Args:
@@ -361,17 +425,33 @@ def jacobian_spectrum(params: Params | PaddedMLP, xs: Float[Array, "B n0"] | Flo
     if xs.ndim != 2 or xs.shape[1] != padded.widths[0]:
         raise InputError(f"xs must have shape (batch, {padded.widths[0]}), got {xs.shape}")
     every, auto = parse_reortho_every(reortho_every)
-    config = make_jacobian_config(padded, k=k, activation=activation, negative_slope=negative_slope,
-                                  final_activation=final_activation, singular_values=singular_values,
-                                  prefixes=prefixes, reortho_every=every, condition=condition, dtype=dtype,
-                                  precision=precision)
+    config = make_jacobian_config(
+        padded,
+        k=k,
+        activation=activation,
+        negative_slope=negative_slope,
+        final_activation=final_activation,
+        singular_values=singular_values,
+        prefixes=prefixes,
+        reortho_every=every,
+        condition=condition,
+        dtype=dtype,
+        precision=precision,
+    )
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
     divisor = padded.depth if prefixes else None
     if auto:
         cast, _, masks, frames = _gates_and_frames(padded, xs[:pilot_inputs], keys[:pilot_inputs], config)
-        m = pilot_reortho_every(cast.weights, masks, frames, _engine_config(padded, config),
-                                pilot_layers=pilot_layers, pilot_inputs=pilot_inputs, divisor_of=divisor)
+        m = pilot_reortho_every(
+            cast.weights,
+            masks,
+            frames,
+            _engine_config(padded, config),
+            pilot_layers=pilot_layers,
+            pilot_inputs=pilot_inputs,
+            divisor_of=divisor,
+        )
         config = dataclasses.replace(config, reortho_every=m)
 
     def run(config):
@@ -397,9 +477,14 @@ def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) 
     """
     max_k = min(padded.widths)
     k = max_k if k is None else k
-    engine = make_config(k, max_k=max_k, reortho_every=options.get("reortho_every", 1),
-                         dtype=options.get("dtype", "float32"), precision=options.get("precision", "highest"),
-                         condition=options.get("condition", "K>=i"))
+    engine = make_config(
+        k,
+        max_k=max_k,
+        reortho_every=options.get("reortho_every", 1),
+        dtype=options.get("dtype", "float32"),
+        precision=options.get("precision", "highest"),
+        condition=options.get("condition", "K>=i"),
+    )
     check_choice("activation", options.get("activation", "relu"), ACTIVATIONS)
     every = engine.reortho_every
     if options.get("prefixes", True) and every > 1 and padded.depth % every:
@@ -411,8 +496,14 @@ def make_jacobian_config(padded: PaddedMLP, *, k: int | None = None, **options) 
 # Dense route (small cases, float64 cross-check).
 
 
-def dense_jacobian(params: Params | PaddedMLP, x: Float[Array, "*B n0"], *, activation: str = "relu",
-                   negative_slope: float = 0.01, final_activation: bool = False) -> Float[Array, "*B nL n0"]:
+def dense_jacobian(
+    params: Params | PaddedMLP,
+    x: Float[Array, "*B n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+) -> Float[Array, "*B nL n0"]:
     """``J(x)`` by ``jax.jacfwd`` (``(n_L, n_0)``; ``(B, n_L, n_0)`` for a batch).
 
     Example:
@@ -420,16 +511,26 @@ def dense_jacobian(params: Params | PaddedMLP, x: Float[Array, "*B n0"], *, acti
         >>> dense_jacobian(init_mlp(jax.random.key(0), (3, 8, 2)), jnp.ones((5, 3))).shape
         (5, 2, 3)
     """
-    f = functools.partial(mlp_apply, params, activation=activation, negative_slope=negative_slope,
-                          final_activation=final_activation)
+    f = functools.partial(
+        mlp_apply,
+        params,
+        activation=activation,
+        negative_slope=negative_slope,
+        final_activation=final_activation,
+    )
     jac = jax.jacfwd(f)
     x = jnp.asarray(x)
     return jax.vmap(jac)(x) if x.ndim == 2 else jac(x)
 
 
-def dense_prefix_jacobians(params: Params | PaddedMLP, x: Float[Array, " n0"], *, activation: str = "relu",
-                           negative_slope: float = 0.01,
-                           final_activation: bool = False) -> Float[Array, "L N n0"]:
+def dense_prefix_jacobians(
+    params: Params | PaddedMLP,
+    x: Float[Array, " n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+) -> Float[Array, "L N n0"]:
     """Every prefix product ``J_l = D_l W_l ... D_1 W_1`` at ``x``, formed explicitly.
 
     Args:
@@ -439,14 +540,16 @@ def dense_prefix_jacobians(params: Params | PaddedMLP, x: Float[Array, " n0"], *
     Returns:
         ``(L, N, n_0)`` padded prefix Jacobians (rows beyond ``n_l`` are zero); entry ``L - 1`` is ``J(x)``.
     """
-    return _dense_prefix_jacobians(pad_params(params), jnp.asarray(x), activation, negative_slope,
-                                   final_activation)
+    return _dense_prefix_jacobians(
+        pad_params(params), jnp.asarray(x), activation, negative_slope, final_activation
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activation):
-    g = gates(padded, x, activation=activation, negative_slope=negative_slope,
-              final_activation=final_activation)
+    g = gates(
+        padded, x, activation=activation, negative_slope=negative_slope, final_activation=final_activation
+    )
     num_gated = g.shape[0]
     masks = jnp.concatenate([g, jnp.ones((padded.depth - num_gated, padded.max_width), g.dtype)])
     masks = masks * padded.row_valid()
@@ -461,8 +564,9 @@ def _dense_prefix_jacobians(padded, x, activation, negative_slope, final_activat
     return prefixes
 
 
-def dense_prefix_log_svals(params: Params | PaddedMLP, x: Float[Array, " n0"],
-                           **kwargs) -> Float[np.ndarray, "L n0"]:
+def dense_prefix_log_svals(
+    params: Params | PaddedMLP, x: Float[Array, " n0"], **kwargs
+) -> Float[np.ndarray, "L n0"]:
     """``(L, n_0)`` ``log s_i(J_l)`` by numpy SVD of the explicit prefixes (float64; ``-inf`` for zeros).
 
     Accurate only while ``s_i / s_1`` stays above machine precision

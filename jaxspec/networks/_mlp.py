@@ -61,8 +61,9 @@ Params = list[dict[str, Array]]
 # Activations and their derivatives (the gates).
 
 
-def apply_activation(pre: Float[Array, "*shape"], activation: str = "relu",
-                     negative_slope: float = 0.01) -> Float[Array, "*shape"]:
+def apply_activation(
+    pre: Float[Array, "*shape"], activation: str = "relu", negative_slope: float = 0.01
+) -> Float[Array, "*shape"]:
     """``phi(pre)`` elementwise; leaky ReLU is ``where(pre > 0, pre, negative_slope * pre)``.
 
     Example:
@@ -77,8 +78,9 @@ def apply_activation(pre: Float[Array, "*shape"], activation: str = "relu",
     return pre
 
 
-def activation_derivative(pre: Float[Array, "*shape"], activation: str = "relu",
-                          negative_slope: float = 0.01) -> Float[Array, "*shape"]:
+def activation_derivative(
+    pre: Float[Array, "*shape"], activation: str = "relu", negative_slope: float = 0.01
+) -> Float[Array, "*shape"]:
     """``phi'(pre)`` elementwise, with ``phi'(0) = negative_slope`` (0 for ReLU), matching ``jax.jvp``.
 
     Example:
@@ -98,8 +100,9 @@ def activation_derivative(pre: Float[Array, "*shape"], activation: str = "relu",
 # Initialisation.
 
 
-def init_gain(activation: str = "relu", init: str = "he", gain: float | None = None,
-              negative_slope: float = 0.01) -> float:
+def init_gain(
+    activation: str = "relu", init: str = "he", gain: float | None = None, negative_slope: float = 0.01
+) -> float:
     """The weight variance times fan-in, ``sigma2``: entries of ``W_l`` are ``N(0, sigma2 / n_in)``.
 
     ``gain`` (if given) is ``sigma2`` itself. Otherwise He: ``2 / (1 + negative_slope^2)`` for leaky ReLU,
@@ -125,8 +128,14 @@ def init_gain(activation: str = "relu", init: str = "he", gain: float | None = N
     return 2.0 / (1.0 + float(negative_slope) ** 2)
 
 
-def _init_law(widths: Sequence[int], activation: str, init: str, gain: float | None, negative_slope: float,
-              bias_std: float) -> tuple[tuple[int, ...], float]:
+def _init_law(
+    widths: Sequence[int],
+    activation: str,
+    init: str,
+    gain: float | None,
+    negative_slope: float,
+    bias_std: float,
+) -> tuple[tuple[int, ...], float]:
     """The validated widths and ``sigma2`` of :func:`init_mlp` and :func:`init_padded_mlp`."""
     check_choice("activation", activation, ACTIVATIONS)
     widths = _check_widths(widths)
@@ -136,9 +145,18 @@ def _init_law(widths: Sequence[int], activation: str, init: str, gain: float | N
     return widths, sigma2
 
 
-def init_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
-             gain: float | None = None, init: str = "he", negative_slope: float = 0.01, bias_std: float = 0.0,
-             dtype=jnp.float32) -> Params:
+def init_mlp(
+    key: PRNGKeyArray,
+    widths: Sequence[int],
+    *,
+    activation: str = "relu",
+    bias: bool = False,
+    gain: float | None = None,
+    init: str = "he",
+    negative_slope: float = 0.01,
+    bias_std: float = 0.0,
+    dtype=jnp.float32,
+) -> Params:
     """Draw an MLP: ``W_l`` entries iid ``N(0, sigma2 / n_l)`` with ``sigma2 = init_gain(...)``.
 
     Layer ``l`` uses the key ``fold_in(key, l)`` and standard normals drawn in float32 then cast, so that a
@@ -171,7 +189,8 @@ def init_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "rel
     for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         key_w, key_b = jax.random.split(layer_key(key, l))
         w = jax.random.normal(key_w, (n_out, n_in), jnp.float32).astype(dtype) * jnp.sqrt(
-            jnp.asarray(sigma2 / n_in, dtype))
+            jnp.asarray(sigma2 / n_in, dtype)
+        )
         layer = {"w": w}
         if bias:
             draw = jax.random.normal(key_b, (n_out,), jnp.float32).astype(dtype)
@@ -180,9 +199,18 @@ def init_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "rel
     return params
 
 
-def init_padded_mlp(key: PRNGKeyArray, widths: Sequence[int], *, activation: str = "relu", bias: bool = False,
-                    gain: float | None = None, init: str = "he", negative_slope: float = 0.01,
-                    bias_std: float = 0.0, dtype=jnp.float32) -> PaddedMLP:
+def init_padded_mlp(
+    key: PRNGKeyArray,
+    widths: Sequence[int],
+    *,
+    activation: str = "relu",
+    bias: bool = False,
+    gain: float | None = None,
+    init: str = "he",
+    negative_slope: float = 0.01,
+    bias_std: float = 0.0,
+    dtype=jnp.float32,
+) -> PaddedMLP:
     """Draw an MLP directly in the stacked form (one vmapped draw, so deep networks compile in constant time).
 
     The law is that of :func:`init_mlp`, and for equal widths the very same numbers (same per-layer keys,
@@ -278,8 +306,9 @@ def pad_params(params: Params | PaddedMLP) -> PaddedMLP:
     widths = mlp_widths(params)
     n = max(widths)
     dtype = params[0]["w"].dtype
-    weights = jnp.stack([jnp.pad(p["w"], ((0, n - p["w"].shape[0]), (0, n - p["w"].shape[1])))
-                         for p in params])
+    weights = jnp.stack(
+        [jnp.pad(p["w"], ((0, n - p["w"].shape[0]), (0, n - p["w"].shape[1]))) for p in params]
+    )
     biases = None
     if "b" in params[0]:
         biases = jnp.stack([jnp.pad(p["b"], (0, n - p["b"].shape[0])) for p in params]).astype(dtype)
@@ -310,8 +339,10 @@ def _check_params(params) -> None:
         if ("b" in p) != has_bias:
             raise InputError("either every layer has a bias 'b' or none does")
         if l and p["w"].shape[1] != params[l - 1]["w"].shape[0]:
-            raise InputError(f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
-                             f"{params[l - 1]['w'].shape[0]} rows")
+            raise InputError(
+                f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
+                f"{params[l - 1]['w'].shape[0]} rows"
+            )
 
 
 def _check_input(params, x) -> None:
@@ -334,13 +365,15 @@ def _linear(w, b, h, precision):
     return out if b is None else out + b
 
 
-def _forward(params, x, activation, negative_slope, final_activation, precision, *, gate_list=None,
-             collect_gates=False):
+def _forward(
+    params, x, activation, negative_slope, final_activation, precision, *, gate_list=None, collect_gates=False
+):
     """Shared forward pass, returns ``(y, gates)``; with ``gate_list`` the gates are frozen, not computed."""
     check_choice("activation", activation, ACTIVATIONS)
     if isinstance(params, PaddedMLP):
-        return _forward_padded(params, x, activation, negative_slope, final_activation, precision,
-                               gate_list=gate_list)
+        return _forward_padded(
+            params, x, activation, negative_slope, final_activation, precision, gate_list=gate_list
+        )
     depth = len(params)
     h = x
     found = []
@@ -362,12 +395,22 @@ def _forward(params, x, activation, negative_slope, final_activation, precision,
     return h, found
 
 
-def _forward_padded(padded: PaddedMLP, x, activation, negative_slope, final_activation, precision, *,
-                    gate_list=None, all_layers: bool = False):
+def _forward_padded(
+    padded: PaddedMLP,
+    x,
+    activation,
+    negative_slope,
+    final_activation,
+    precision,
+    *,
+    gate_list=None,
+    all_layers: bool = False,
+):
     n, depth = padded.max_width, padded.depth
     n0, n_out = padded.widths[0], padded.widths[-1]
     h = jnp.pad(x, [(0, 0)] * (jnp.ndim(x) - 1) + [(0, n - n0)]).astype(
-        jnp.result_type(x.dtype, padded.weights.dtype))
+        jnp.result_type(x.dtype, padded.weights.dtype)
+    )
     valid = padded.row_valid()
     biases = padded.biases if padded.biases is not None else jnp.zeros((depth, n), padded.weights.dtype)
     gated = jnp.asarray([_is_gated(l, depth, final_activation) for l in range(depth)])
@@ -405,8 +448,15 @@ def _pad_gates(padded: PaddedMLP, gate_list, final_activation: bool) -> Float[Ar
         gl = list(gate_list)
         if len(gl) == depth - 1:
             gl.append(jnp.ones(ones_shape, padded.weights.dtype))
-        return jnp.stack([jnp.pad(jnp.asarray(g, padded.weights.dtype),
-                                  [(0, 0)] * (jnp.ndim(g) - 1) + [(0, n - g.shape[-1])]) for g in gl])
+        return jnp.stack(
+            [
+                jnp.pad(
+                    jnp.asarray(g, padded.weights.dtype),
+                    [(0, 0)] * (jnp.ndim(g) - 1) + [(0, n - g.shape[-1])],
+                )
+                for g in gl
+            ]
+        )
     g = jnp.asarray(gate_list, padded.weights.dtype)  # already stacked (num_gated, ..., N)
     if g.shape[0] == depth - 1:
         g = jnp.concatenate([g, jnp.ones((1,) + g.shape[1:], g.dtype)])
@@ -421,9 +471,15 @@ def _num_gates(gate_list, depth: int) -> int:
     return num
 
 
-def mlp_apply(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activation: str = "relu",
-              negative_slope: float = 0.01, final_activation: bool = False,
-              precision=HIGHEST) -> Float[Array, "*batch nL"]:
+def mlp_apply(
+    params: Params | PaddedMLP,
+    x: Float[Array, "*batch n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+    precision=HIGHEST,
+) -> Float[Array, "*batch nL"]:
     """The network's output.
 
     Args:
@@ -447,9 +503,15 @@ def mlp_apply(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activ
     return _forward(params, x, activation, negative_slope, final_activation, precision)[0]
 
 
-def gates(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activation: str = "relu",
-          negative_slope: float = 0.01, final_activation: bool = False,
-          precision=HIGHEST) -> list[Float[Array, "*batch n"]] | Float[Array, "G *batch N"]:
+def gates(
+    params: Params | PaddedMLP,
+    x: Float[Array, "*batch n0"],
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.01,
+    final_activation: bool = False,
+    precision=HIGHEST,
+) -> list[Float[Array, "*batch n"]] | Float[Array, "G *batch N"]:
     """The activation derivatives ``d_l = phi'(W_l h_{l-1} + b_l)`` of every gated layer at ``x``.
 
     Args:
@@ -470,9 +532,13 @@ def gates(params: Params | PaddedMLP, x: Float[Array, "*batch n0"], *, activatio
     return _forward(params, x, activation, negative_slope, final_activation, precision, collect_gates=True)[1]
 
 
-def fixed_gates_apply(params: Params | PaddedMLP,
-                      gate_list: Sequence[Float[Array, "*batch n"]] | Float[Array, "G *batch N"],
-                      x: Float[Array, "*batch n0"], *, precision=HIGHEST) -> Float[Array, "*batch nL"]:
+def fixed_gates_apply(
+    params: Params | PaddedMLP,
+    gate_list: Sequence[Float[Array, "*batch n"]] | Float[Array, "G *batch N"],
+    x: Float[Array, "*batch n0"],
+    *,
+    precision=HIGHEST,
+) -> Float[Array, "*batch nL"]:
     """The network with frozen gates: ``y = W_L (d_{L-1} * (... d_1 * (W_1 x + b_1) ...)) + b_L``.
 
     A product of masked affine maps: linear in ``x`` when bias-free, differentiable in ``params`` (so it can
@@ -506,9 +572,9 @@ def fixed_gates_apply(params: Params | PaddedMLP,
     return _forward(params, x, "linear", 0.0, final_activation, precision, gate_list=gate_list)[0]
 
 
-def network_layer_stack(params: Params | PaddedMLP,
-                        gate_list: Sequence[Float[Array, " n"]] | Float[Array, "G N"], *,
-                        dtype=None) -> FixedStack:
+def network_layer_stack(
+    params: Params | PaddedMLP, gate_list: Sequence[Float[Array, " n"]] | Float[Array, "G N"], *, dtype=None
+) -> FixedStack:
     """The fixed-gates network as a :class:`jaxspec.FixedStack` (masked layers ``D_l W_l``) for the engine.
 
     Biases do not enter the Jacobian and are dropped. A missing last gate (linear last layer) becomes ones.
@@ -578,16 +644,36 @@ class MLP(nn.Module):
     param_dtype: Any = jnp.float32
 
     def setup(self):
-        self.layers = self.param("layers", lambda key: init_mlp(
-            key, self.widths, activation=self.activation, bias=self.bias, gain=self.gain,
-            init=self.weight_init,
-            negative_slope=self.negative_slope, bias_std=self.bias_std, dtype=self.param_dtype))
+        self.layers = self.param(
+            "layers",
+            lambda key: init_mlp(
+                key,
+                self.widths,
+                activation=self.activation,
+                bias=self.bias,
+                gain=self.gain,
+                init=self.weight_init,
+                negative_slope=self.negative_slope,
+                bias_std=self.bias_std,
+                dtype=self.param_dtype,
+            ),
+        )
 
     def __call__(self, x: Float[Array, "*batch n0"]) -> Float[Array, "*batch nL"]:
-        return mlp_apply(self.layers, x, activation=self.activation, negative_slope=self.negative_slope,
-                         final_activation=self.final_activation)
+        return mlp_apply(
+            self.layers,
+            x,
+            activation=self.activation,
+            negative_slope=self.negative_slope,
+            final_activation=self.final_activation,
+        )
 
     def gates(self, x: Float[Array, "*batch n0"]) -> list[Float[Array, "*batch n"]]:
         """The gates at ``x`` (call through ``model.apply(variables, x, method=MLP.gates)``)."""
-        return gates(self.layers, x, activation=self.activation, negative_slope=self.negative_slope,
-                     final_activation=self.final_activation)
+        return gates(
+            self.layers,
+            x,
+            activation=self.activation,
+            negative_slope=self.negative_slope,
+            final_activation=self.final_activation,
+        )

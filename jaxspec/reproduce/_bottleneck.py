@@ -79,8 +79,15 @@ class BottleneckSizes:
 
 
 #: GPU sizes of ``run_bottleneck(full=True)``.
-FULL_BOTTLENECK_SIZES = BottleneckSizes(depths=(4, 8, 12, 16, 20, 24), width=48, num_points=1024,
-                                        digits_limit=1797, digits_dim=32, steps=60000, learning_rate=2e-3)
+FULL_BOTTLENECK_SIZES = BottleneckSizes(
+    depths=(4, 8, 12, 16, 20, 24),
+    width=48,
+    num_points=1024,
+    digits_limit=1797,
+    digits_dim=32,
+    steps=60000,
+    learning_rate=2e-3,
+)
 
 
 @dataclass(frozen=True)
@@ -177,11 +184,15 @@ class BottleneckTarget:
         return xr.Dataset(
             {
                 "weight_singular_values": (("depth", "layer", "index"), pad("weight_sv", (max_l, n_sv))),
-                "representation_singular_values": (("depth", "representation", "rep_index"),
-                                                   pad("rep_sv", (max_l + 1, n_rep))),
+                "representation_singular_values": (
+                    ("depth", "representation", "rep_index"),
+                    pad("rep_sv", (max_l + 1, n_rep)),
+                ),
                 "representation_rank": (("depth", "representation"), pad("rep_rank", (max_l + 1,))),
-                "representation_stable_rank": (("depth", "representation"),
-                                               pad("rep_stable_rank", (max_l + 1,))),
+                "representation_stable_rank": (
+                    ("depth", "representation"),
+                    pad("rep_stable_rank", (max_l + 1,)),
+                ),
                 "jacobian_rank": (("depth", "input"), pad("jac_rank", (n_in,))),
                 "jacobian_logdet": (("depth", "input"), pad("jac_logdet", (n_in,))),
                 "inequality_lhs": (("depth", "input"), pad("ineq_lhs", (n_in,))),
@@ -192,14 +203,25 @@ class BottleneckTarget:
                 "final_data_loss": (("depth",), np.array([r.data_loss[-1] for r in nets])),
                 "loss": (("depth", "record"), np.stack([r.loss for r in nets])),
             },
-            coords={"depth": [r.depth for r in nets], "layer": np.arange(1, max_l + 1),
-                    "index": np.arange(1, n_sv + 1),
-                    "representation": np.arange(max_l + 1), "rep_index": np.arange(1, n_rep + 1),
-                    "input": np.arange(n_in), "record": nets[0].steps},
-            attrs={"target": self.name, "weight_decay": self.weight_decay, "width": sizes.width,
-                   "steps": sizes.steps, "jacobian_rtol": 1e-3, "representation_rtol": 1e-2,
-                   "activation": self.activation,
-                   "bottleneck_rank": -1 if self.bottleneck_rank is None else self.bottleneck_rank},
+            coords={
+                "depth": [r.depth for r in nets],
+                "layer": np.arange(1, max_l + 1),
+                "index": np.arange(1, n_sv + 1),
+                "representation": np.arange(max_l + 1),
+                "rep_index": np.arange(1, n_rep + 1),
+                "input": np.arange(n_in),
+                "record": nets[0].steps,
+            },
+            attrs={
+                "target": self.name,
+                "weight_decay": self.weight_decay,
+                "width": sizes.width,
+                "steps": sizes.steps,
+                "jacobian_rtol": 1e-3,
+                "representation_rtol": 1e-2,
+                "activation": self.activation,
+                "bottleneck_rank": -1 if self.bottleneck_rank is None else self.bottleneck_rank,
+            },
         )
 
 
@@ -225,8 +247,14 @@ def _task(target: str, sizes: BottleneckSizes, seed: int):
         data = digits(whiten_dim=sizes.digits_dim, limit=sizes.digits_limit, centre_targets=True)
         return data.x, data.y, "relu", None
     kind = "linear" if target == "linear_synthetic" else "relu"
-    task = bottleneck_target(jax.random.key(seed), sizes.num_points, input_dim=sizes.input_dim,
-                             bottleneck_dim=sizes.bottleneck_dim, output_dim=sizes.input_dim, kind=kind)
+    task = bottleneck_target(
+        jax.random.key(seed),
+        sizes.num_points,
+        input_dim=sizes.input_dim,
+        bottleneck_dim=sizes.bottleneck_dim,
+        output_dim=sizes.input_dim,
+        kind=kind,
+    )
     if kind == "relu":
         return task.x, task.y, "relu", None
     # Whiten the inputs exactly (X^T X / N = I) so that the loss is ||W - A||_F^2 + lambda ||theta||^2.
@@ -244,27 +272,45 @@ def _plateau_count(weight_sv: np.ndarray, threshold: float = 0.5) -> int:
     return int(np.median(np.sum(weight_sv[lo:hi] > threshold, axis=1)))
 
 
-def _train_one(x, y, activation: str, depth: int, sizes: BottleneckSizes, seed: int,
-               weight_decay: float) -> BottleneckNetwork:
+def _train_one(
+    x, y, activation: str, depth: int, sizes: BottleneckSizes, seed: int, weight_decay: float
+) -> BottleneckNetwork:
     widths = (x.shape[1],) + (sizes.width,) * (depth - 1) + (y.shape[1],)
     params = init_mlp(jax.random.key(1000 * seed + depth), widths, activation=activation)
     schedule = optax.cosine_decay_schedule(sizes.learning_rate, sizes.steps, alpha=0.01)
     start = time.perf_counter()
-    res = train_weight_decay(params, x, y, activation=activation, weight_decay=weight_decay,
-                             num_steps=sizes.steps, optimizer=optax.adam(schedule),
-                             log_every=sizes.steps // 20, progress=False)
+    res = train_weight_decay(
+        params,
+        x,
+        y,
+        activation=activation,
+        weight_decay=weight_decay,
+        num_steps=sizes.steps,
+        optimizer=optax.adam(schedule),
+        log_every=sizes.steps // 20,
+        progress=False,
+    )
     rep = jax.device_get(bottleneck_report(res.params, x, activation=activation))
     weight_sv = np.asarray(rep.weight_singular_values)
     return BottleneckNetwork(
-        depth=depth, steps=np.asarray(res.steps), loss=np.asarray(res.loss),
-        data_loss=np.asarray(res.tracked["data_loss"]), norm_sq=float(rep.norm_sq), weight_sv=weight_sv,
+        depth=depth,
+        steps=np.asarray(res.steps),
+        loss=np.asarray(res.loss),
+        data_loss=np.asarray(res.tracked["data_loss"]),
+        norm_sq=float(rep.norm_sq),
+        weight_sv=weight_sv,
         rep_sv=np.asarray(rep.representations.singular_values),
         rep_rank=np.asarray(rep.representations.numerical_rank),
-        rep_stable_rank=np.asarray(rep.representations.stable_rank), jac_rank=np.asarray(rep.jacobian.rank),
-        jac_logdet=np.asarray(rep.jacobian.logdet), ineq_lhs=np.asarray(rep.inequality.lhs),
-        ineq_rhs=np.asarray(rep.inequality.rhs), ineq_margin=np.asarray(rep.inequality.margin),
-        layer_excess=np.asarray(rep.inequality.layer_excess), plateau_count=_plateau_count(weight_sv),
-        seconds=time.perf_counter() - start)
+        rep_stable_rank=np.asarray(rep.representations.stable_rank),
+        jac_rank=np.asarray(rep.jacobian.rank),
+        jac_logdet=np.asarray(rep.jacobian.logdet),
+        ineq_lhs=np.asarray(rep.inequality.lhs),
+        ineq_rhs=np.asarray(rep.inequality.rhs),
+        ineq_margin=np.asarray(rep.inequality.margin),
+        layer_excess=np.asarray(rep.inequality.layer_excess),
+        plateau_count=_plateau_count(weight_sv),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _run_target(target: str, sizes: BottleneckSizes, seed: int, bar) -> BottleneckTarget:
@@ -282,37 +328,67 @@ def _run_target(target: str, sizes: BottleneckSizes, seed: int, bar) -> Bottlene
         s = s[s > 1e-5 * s[0]]  # A is a float32 product of rank-k factors
         exact_rank, exact_r1 = int(s.size), float(2 * np.sum(np.log(s)))
         optimum_depths = np.arange(2, int(max(sizes.depths) * 1.05) + 1)
-        optimum_norm_sq = np.array([d * np.sum(deep_linear_weight_decay_optimum(s, int(d), weight_decay)
-                                               ** (2.0 / d)) for d in optimum_depths])
-    return BottleneckTarget(name=target, activation=activation, weight_decay=weight_decay,
-                            bottleneck_rank=None if target == "relu_digits" else sizes.bottleneck_dim,
-                            networks=tuple(networks), fit=fit._asdict(), matrix=matrix, exact_rank=exact_rank,
-                            exact_r1=exact_r1, optimum_depths=optimum_depths, optimum_norm_sq=optimum_norm_sq)
+        optimum_norm_sq = np.array(
+            [
+                d * np.sum(deep_linear_weight_decay_optimum(s, int(d), weight_decay) ** (2.0 / d))
+                for d in optimum_depths
+            ]
+        )
+    return BottleneckTarget(
+        name=target,
+        activation=activation,
+        weight_decay=weight_decay,
+        bottleneck_rank=None if target == "relu_digits" else sizes.bottleneck_dim,
+        networks=tuple(networks),
+        fit=fit._asdict(),
+        matrix=matrix,
+        exact_rank=exact_rank,
+        exact_r1=exact_r1,
+        optimum_depths=optimum_depths,
+        optimum_norm_sq=optimum_norm_sq,
+    )
 
 
 def _target_summary(t: BottleneckTarget) -> dict:
     per_depth = []
     for r in t.networks:
         ranks = np.bincount(r.jac_rank.astype(int))
-        per_depth.append({
-            "depth": r.depth, "plateau_count": r.plateau_count,
-            "middle_representation_rank": int(r.rep_rank[r.depth // 2]),
-            "jacobian_rank_mode": int(np.argmax(ranks)), "jacobian_rank_counts": ranks.tolist(),
-            "min_inequality_margin": float(r.ineq_margin.min()),
-            "mean_sum_e_l": float(r.ineq_lhs.mean()), "mean_bound": float(r.ineq_rhs.mean()),
-            "norm_sq": r.norm_sq, "final_data_loss": float(r.data_loss[-1]), "seconds": r.seconds})
-    record = {"activation": t.activation, "bottleneck_rank": t.bottleneck_rank,
-              "weight_decay": t.weight_decay,
-              "fit": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in t.fit.items()},
-              "depths": per_depth}
+        per_depth.append(
+            {
+                "depth": r.depth,
+                "plateau_count": r.plateau_count,
+                "middle_representation_rank": int(r.rep_rank[r.depth // 2]),
+                "jacobian_rank_mode": int(np.argmax(ranks)),
+                "jacobian_rank_counts": ranks.tolist(),
+                "min_inequality_margin": float(r.ineq_margin.min()),
+                "mean_sum_e_l": float(r.ineq_lhs.mean()),
+                "mean_bound": float(r.ineq_rhs.mean()),
+                "norm_sq": r.norm_sq,
+                "final_data_loss": float(r.data_loss[-1]),
+                "seconds": r.seconds,
+            }
+        )
+    record = {
+        "activation": t.activation,
+        "bottleneck_rank": t.bottleneck_rank,
+        "weight_decay": t.weight_decay,
+        "fit": {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in t.fit.items()},
+        "depths": per_depth,
+    }
     if t.exact_rank is not None:
         record["exact_R0"] = t.exact_rank
         record["exact_R1"] = t.exact_r1
     return record
 
 
-def run_bottleneck(*, full: bool = False, seed: int = 0, targets: Sequence[str] | None = None,
-                   progress: bool = True, **overrides: Any) -> BottleneckResult:
+def run_bottleneck(
+    *,
+    full: bool = False,
+    seed: int = 0,
+    targets: Sequence[str] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> BottleneckResult:
     """Train at every depth and target with weight decay, measure the bottleneck, fit ``R0 L + R1``.
 
     Args:

@@ -29,37 +29,117 @@ import numpy as np
 from jaxspec.reproduce._jobs import check_names, resolve_sizes
 from jaxspec.training import TrainConfig, run_experiment
 
-_TEACHER = {"data": "teacher", "input_dim": 8, "output_dim": 4, "num_samples": 64,
-            "teacher_sv": (3.0, 2.0, 1.0)}
+_TEACHER = {
+    "data": "teacher",
+    "input_dim": 8,
+    "output_dim": 4,
+    "num_samples": 64,
+    "teacher_sv": (3.0, 2.0, 1.0),
+}
 _DIGITS = {"data": "digits", "whiten_dim": 16, "limit": 600}
 
 #: name -> (description, config). Quick sizes; ``full`` multiplies the training length and halves the step.
 EXPERIMENTS: dict[str, tuple[str, TrainConfig]] = {
-    "linear_teacher_aligned": ("deep linear, teacher, aligned balanced init", TrainConfig(
-        model="linear", init="aligned", sigma0=1e-2, depth=3, width=16, steps=5000, learning_rate=2e-3,
-        log_every=25, **_TEACHER)),
-    "linear_teacher_unbalanced": ("deep linear, teacher, aligned unbalanced init (ratio 2)", TrainConfig(
-        model="linear", init="aligned", sigma0=1e-2, imbalance=2.0, depth=3, width=16, steps=5000,
-        learning_rate=2e-3, log_every=25, **_TEACHER)),
-    "linear_teacher_random": ("deep linear, teacher, small random init", TrainConfig(
-        model="linear", init="random", init_scale=0.1, depth=3, width=16, steps=7500, learning_rate=2e-3,
-        log_every=25, predict_from=-1, **_TEACHER)),
-    "fixed_gates_teacher": ("fixed-gates ReLU, teacher, small random init", TrainConfig(
-        model="fixed_gates", init="random", init_scale=0.1, depth=3, width=64, steps=7500, learning_rate=4e-3,
-        log_every=25, predict_from=-1, **_TEACHER)),
-    "linear_digits": ("deep linear, digits (16 whitened components), small random init", TrainConfig(
-        model="linear", init="random", init_scale=0.1, depth=3, width=32, steps=6000, learning_rate=2e-2,
-        log_every=25, predict_from=-1, **_DIGITS)),
-    "fixed_gates_digits": ("fixed-gates ReLU, digits (16 whitened components), small random init",
-                           TrainConfig(model="fixed_gates", init="random", init_scale=0.1, depth=3, width=64,
-                                       steps=6000, learning_rate=2e-2, log_every=25, predict_from=-1,
-                                       **_DIGITS)),
+    "linear_teacher_aligned": (
+        "deep linear, teacher, aligned balanced init",
+        TrainConfig(
+            model="linear",
+            init="aligned",
+            sigma0=1e-2,
+            depth=3,
+            width=16,
+            steps=5000,
+            learning_rate=2e-3,
+            log_every=25,
+            **_TEACHER,
+        ),
+    ),
+    "linear_teacher_unbalanced": (
+        "deep linear, teacher, aligned unbalanced init (ratio 2)",
+        TrainConfig(
+            model="linear",
+            init="aligned",
+            sigma0=1e-2,
+            imbalance=2.0,
+            depth=3,
+            width=16,
+            steps=5000,
+            learning_rate=2e-3,
+            log_every=25,
+            **_TEACHER,
+        ),
+    ),
+    "linear_teacher_random": (
+        "deep linear, teacher, small random init",
+        TrainConfig(
+            model="linear",
+            init="random",
+            init_scale=0.1,
+            depth=3,
+            width=16,
+            steps=7500,
+            learning_rate=2e-3,
+            log_every=25,
+            predict_from=-1,
+            **_TEACHER,
+        ),
+    ),
+    "fixed_gates_teacher": (
+        "fixed-gates ReLU, teacher, small random init",
+        TrainConfig(
+            model="fixed_gates",
+            init="random",
+            init_scale=0.1,
+            depth=3,
+            width=64,
+            steps=7500,
+            learning_rate=4e-3,
+            log_every=25,
+            predict_from=-1,
+            **_TEACHER,
+        ),
+    ),
+    "linear_digits": (
+        "deep linear, digits (16 whitened components), small random init",
+        TrainConfig(
+            model="linear",
+            init="random",
+            init_scale=0.1,
+            depth=3,
+            width=32,
+            steps=6000,
+            learning_rate=2e-2,
+            log_every=25,
+            predict_from=-1,
+            **_DIGITS,
+        ),
+    ),
+    "fixed_gates_digits": (
+        "fixed-gates ReLU, digits (16 whitened components), small random init",
+        TrainConfig(
+            model="fixed_gates",
+            init="random",
+            init_scale=0.1,
+            depth=3,
+            width=64,
+            steps=6000,
+            learning_rate=2e-2,
+            log_every=25,
+            predict_from=-1,
+            **_DIGITS,
+        ),
+    ),
 }
 
 
 def _full(cfg: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(cfg, steps=cfg.steps * 4, learning_rate=cfg.learning_rate / 2,
-                               log_every=cfg.log_every * 2, limit=None if cfg.data == "digits" else cfg.limit)
+    return dataclasses.replace(
+        cfg,
+        steps=cfg.steps * 4,
+        learning_rate=cfg.learning_rate / 2,
+        log_every=cfg.log_every * 2,
+        limit=None if cfg.data == "digits" else cfg.limit,
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +183,9 @@ class DynamicsResult:
     summary: dict[str, dict[str, Any]]
 
 
-def run_dynamics(*, full: bool = False, experiments: Sequence[str] | None = None, progress: bool = True,
-                 **overrides: Any) -> DynamicsResult:
+def run_dynamics(
+    *, full: bool = False, experiments: Sequence[str] | None = None, progress: bool = True, **overrides: Any
+) -> DynamicsResult:
     """Train every experiment in float64 and compare the measured ``sigma_r(t)`` with the predictions.
 
     Args:
@@ -133,16 +214,19 @@ def run_dynamics(*, full: bool = False, experiments: Sequence[str] | None = None
         start = time.perf_counter()
         result, comparison, ds = run_experiment(cfg, progress=progress)
         seconds = time.perf_counter() - start
-        summary[name] = {"description": description,
-                         "max_relative_error": {k: [float(x) for x in v]
-                                                for k, v in comparison.max_relative_error.items()},
-                         "half_time_error": {k: [float(x) for x in v]
-                                             for k, v in comparison.half_time_error.items()},
-                         "prediction_start_step": [int(result.steps[i]) for i in comparison.start_index],
-                         "final_loss": float(result.loss[-1]),
-                         "final_sigma": comparison.measured[-1].tolist(),
-                         "target": comparison.target.tolist(),
-                         "final_alignment_min": float(np.min(np.asarray(result.tracked["alignment"][-1]))),
-                         "seconds": seconds, "config": cfg.to_dict()}
+        summary[name] = {
+            "description": description,
+            "max_relative_error": {
+                k: [float(x) for x in v] for k, v in comparison.max_relative_error.items()
+            },
+            "half_time_error": {k: [float(x) for x in v] for k, v in comparison.half_time_error.items()},
+            "prediction_start_step": [int(result.steps[i]) for i in comparison.start_index],
+            "final_loss": float(result.loss[-1]),
+            "final_sigma": comparison.measured[-1].tolist(),
+            "target": comparison.target.tolist(),
+            "final_alignment_min": float(np.min(np.asarray(result.tracked["alignment"][-1]))),
+            "seconds": seconds,
+            "config": cfg.to_dict(),
+        }
         runs[name] = DynamicsRun(description=description, config=cfg, dataset=ds)
     return DynamicsResult(runs=runs, summary=summary)

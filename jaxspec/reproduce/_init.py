@@ -105,9 +105,18 @@ class InitSizes:
 
 
 #: Paper-scale sizes of ``run_init(full=True)``, meant for a GPU.
-FULL_INIT_SIZES = InitSizes(width=64, depth=1000, seeds=64, alignment_seeds=128, gaussian_alignment_width=16,
-                            k=6, separation_widths=(16, 32, 64, 128), separation_depth_over_width=6.0,
-                            segment_depth=500, segments=6)
+FULL_INIT_SIZES = InitSizes(
+    width=64,
+    depth=1000,
+    seeds=64,
+    alignment_seeds=128,
+    gaussian_alignment_width=16,
+    k=6,
+    separation_widths=(16, 32, 64, 128),
+    separation_depth_over_width=6.0,
+    segment_depth=500,
+    segments=6,
+)
 
 
 class Band(NamedTuple):
@@ -273,9 +282,14 @@ class InitResult:
         import xarray as xr
 
         sizes, depth = self.sizes, self.sizes.depth
-        coords = {"seed": np.arange(sizes.seeds), "alignment_seed": np.arange(sizes.alignment_seeds),
-                  "depth": np.arange(1, depth + 1), "suffix_start": np.arange(depth),
-                  "index": np.arange(1, sizes.k + 1), "segment_depth": np.arange(1, sizes.segment_depth + 1)}
+        coords = {
+            "seed": np.arange(sizes.seeds),
+            "alignment_seed": np.arange(sizes.alignment_seeds),
+            "depth": np.arange(1, depth + 1),
+            "suffix_start": np.arange(depth),
+            "index": np.arange(1, sizes.k + 1),
+            "segment_depth": np.arange(1, sizes.segment_depth + 1),
+        }
         dv = {}
         for model in MODELS:
             dv[f"{model}_log_svals"] = (("seed", "depth", "index"), self.scaling[model].log_svals)
@@ -284,29 +298,36 @@ class InitResult:
         dv["theory_offsets"] = (("index",), self.theory_offsets)
         for name in ("relu", "gaussian"):
             dv[f"{name}_prefix_sin"] = (("alignment_seed", "depth"), self.alignment[f"{name}_prefix"].sines)
-            dv[f"{name}_suffix_sin"] = (("alignment_seed", "suffix_start"),
-                                        self.alignment[f"{name}_suffix"].sines)
+            dv[f"{name}_suffix_sin"] = (
+                ("alignment_seed", "suffix_start"),
+                self.alignment[f"{name}_suffix"].sines,
+            )
         for name in CONSTRUCTIONS:
             entry = self.sandwich[name]
             for key in ("ratio", "lower", "upper", "r_a", "r_b"):
                 dv[f"sandwich_{name}_{key}"] = (("seed", "segment_depth"), getattr(entry, key))
             dv[f"overlaps_{name}"] = (("seed", "pair", "later_right", "earlier_left"), entry.overlaps)
         for n, sep in self.separation.items():
-            dv[f"separation_log_s1_over_s2_N{n}"] = (("seed", f"depth_N{n}"),
-                                                     sep.log_svals[:, :, 0] - sep.log_svals[:, :, 1])
+            dv[f"separation_log_s1_over_s2_N{n}"] = (
+                ("seed", f"depth_N{n}"),
+                sep.log_svals[:, :, 0] - sep.log_svals[:, :, 1],
+            )
             coords[f"depth_N{n}"] = np.arange(1, sep.log_svals.shape[1] + 1)
             dv[f"separation_theory_gap_N{n}"] = ((), float(sep.theory_exponents[0] - sep.theory_exponents[1]))
         ds = xr.Dataset(dv, coords=coords)
-        ds.attrs.update({"description": "jaxspec figures init: scaling, separation, alignment, sandwich at "
-                                        "init",
-                         "reference": "Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384",
-                         "sizes": json.dumps(asdict(sizes)),
-                         "gaps": json.dumps({k: float(v) for k, v in self.gaps.items()}),
-                         "conventions": "log = natural log; depth index l = 1..L; "
-                                        "sines from projection residuals; "
-                                        "qr_log_r is per-layer log|R_ii| (NaN where K_l < i)",
-                         "sine_floor": json.dumps({k: c.floor for k, c in self.alignment.items()}),
-                         "sines_clipped": json.dumps({k: c.clipped for k, c in self.alignment.items()})})
+        ds.attrs.update(
+            {
+                "description": "jaxspec figures init: scaling, separation, alignment, sandwich at init",
+                "reference": "Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384",
+                "sizes": json.dumps(asdict(sizes)),
+                "gaps": json.dumps({k: float(v) for k, v in self.gaps.items()}),
+                "conventions": "log = natural log; depth index l = 1..L; "
+                "sines from projection residuals; "
+                "qr_log_r is per-layer log|R_ii| (NaN where K_l < i)",
+                "sine_floor": json.dumps({k: c.floor for k, c in self.alignment.items()}),
+                "sines_clipped": json.dumps({k: c.clipped for k, c in self.alignment.items()}),
+            }
+        )
         return ds
 
 
@@ -406,13 +427,23 @@ def _alignment_program(keys_relu, keys_gauss, sizes, dtype):
 # The three constructions of figure (d) are drawn by separate programs and measured by one shared program
 # (compiling all of it as a single XLA program took minutes on a CPU).
 _STACK_PROGRAMS = {
-    "gaussian": jax.jit(lambda keys, sizes, dt: (_gaussian_stacks(keys, 2 * sizes.segment_depth, sizes.width,
-                                                                  dt), None), static_argnums=(1, 2)),
-    "relu": jax.jit(lambda keys, sizes, dt: _relu_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
-                    static_argnums=(1, 2)),
-    "aligned": jax.jit(lambda keys, sizes, dt: (_aligned_stacks(keys, 2 * sizes.segment_depth, sizes.width,
-                                                                sizes.aligned_decay, sizes.aligned_noise, dt),
-                                                None), static_argnums=(1, 2)),
+    "gaussian": jax.jit(
+        lambda keys, sizes, dt: (_gaussian_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt), None),
+        static_argnums=(1, 2),
+    ),
+    "relu": jax.jit(
+        lambda keys, sizes, dt: _relu_stacks(keys, 2 * sizes.segment_depth, sizes.width, dt),
+        static_argnums=(1, 2),
+    ),
+    "aligned": jax.jit(
+        lambda keys, sizes, dt: (
+            _aligned_stacks(
+                keys, 2 * sizes.segment_depth, sizes.width, sizes.aligned_decay, sizes.aligned_noise, dt
+            ),
+            None,
+        ),
+        static_argnums=(1, 2),
+    ),
 }
 
 
@@ -420,8 +451,14 @@ _STACK_PROGRAMS = {
 def _measure_segments(w, m, split, boundaries, k):
     sw = jax.vmap(lambda a, b: split_sandwich(a, b, split))(w, m)
     seg = jax.vmap(lambda a, b: segment_alignment(a, b, boundaries, k))(w, m)
-    return {"ratio": sw.ratio, "lower": sw.lower, "upper": sw.upper, "r_a": sw.r_a, "r_b": sw.r_b,
-            "overlaps": jnp.abs(seg.overlaps)}
+    return {
+        "ratio": sw.ratio,
+        "lower": sw.lower,
+        "upper": sw.upper,
+        "r_a": sw.r_a,
+        "r_b": sw.r_b,
+        "overlaps": jnp.abs(seg.overlaps),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -430,35 +467,52 @@ def _measure_segments(w, m, split, boundaries, k):
 
 def _scaling(sizes: InitSizes, seed: int, dtype: str) -> dict[str, ScalingCurves]:
     s, depth = sizes.seeds, sizes.depth
-    out = _scaling_program(_seed_keys(seed, "a-masked", s), _seed_keys(seed, "a-relu", s),
-                           _seed_keys(seed, "a-frames", s), sizes=sizes, dtype=dtype)
+    out = _scaling_program(
+        _seed_keys(seed, "a-masked", s),
+        _seed_keys(seed, "a-relu", s),
+        _seed_keys(seed, "a-frames", s),
+        sizes=sizes,
+        dtype=dtype,
+    )
     l = np.arange(1, depth + 1)
     curves = {}
     for model, (qr, sv) in zip(MODELS, out, strict=True):
         sv, qr = np.asarray(sv), np.asarray(qr)
         curves[model] = ScalingCurves(
-            log_svals=sv, qr_log_r=qr, sv_rate=_mean_se(sv / l[None, :, None]),
+            log_svals=sv,
+            qr_log_r=qr,
+            sv_rate=_mean_se(sv / l[None, :, None]),
             qr_rate=_mean_se(np.asarray(prefix_growth_rates(qr, np.ones(depth)))),
-            fraction_full_rank=np.isfinite(sv[:, -1]).mean(0))  # seeds with rank >= i at depth L
+            fraction_full_rank=np.isfinite(sv[:, -1]).mean(0),
+        )  # seeds with rank >= i at depth L
     return curves
 
 
 def _scaling_summary(curves: ScalingCurves) -> dict:
-    return {"fraction_full_rank_at_L": curves.fraction_full_rank.tolist(),
-            "sv_at_L": curves.sv_rate.mean[-1].tolist(), "sv_se_at_L": curves.sv_rate.se[-1].tolist(),
-            "qr_at_L": curves.qr_rate.mean[-1].tolist(), "qr_se_at_L": curves.qr_rate.se[-1].tolist()}
+    return {
+        "fraction_full_rank_at_L": curves.fraction_full_rank.tolist(),
+        "sv_at_L": curves.sv_rate.mean[-1].tolist(),
+        "sv_se_at_L": curves.sv_rate.se[-1].tolist(),
+        "qr_at_L": curves.qr_rate.mean[-1].tolist(),
+        "qr_se_at_L": curves.qr_rate.se[-1].tolist(),
+    }
 
 
 def _separation(sizes: InitSizes, seed: int, dtype: str) -> dict[int, SeparationCurves]:
     out = {}
     for n in sizes.separation_widths:
         depth = int(round(sizes.separation_depth_over_width * n))
-        sv = np.asarray(_separation_program(_seed_keys(seed, f"b-{n}", sizes.seeds), n=n, depth=depth,
-                                            dtype=dtype))
+        sv = np.asarray(
+            _separation_program(_seed_keys(seed, f"b-{n}", sizes.seeds), n=n, depth=depth, dtype=dtype)
+        )
         th = network_theory((n,) * 3, k=2, final_activation=True)
-        out[n] = SeparationCurves(width=n, log_svals=sv, log_ratio=_mean_se(sv[:, :, 0] - sv[:, :, 1]),
-                                  theory_exponents=np.asarray(th.exponents),
-                                  theory_offsets=np.asarray(singular_value_offsets(n, 2)))
+        out[n] = SeparationCurves(
+            width=n,
+            log_svals=sv,
+            log_ratio=_mean_se(sv[:, :, 0] - sv[:, :, 1]),
+            theory_exponents=np.asarray(th.exponents),
+            theory_offsets=np.asarray(singular_value_offsets(n, 2)),
+        )
     return out
 
 
@@ -468,8 +522,13 @@ def _separation_summary(sep: SeparationCurves) -> dict:
     m, se = sep.log_ratio
     slope, _ = _window_slope(l, m, depth // 4, depth)
     lam = sep.theory_exponents
-    return {"fitted_slope_per_layer": slope, "theory_gap": float(lam[0] - lam[1]), "mean_at_L": float(m[-1]),
-            "se_at_L": float(se[-1]), "theory_at_L": float(sep.theory_log_ratio(depth))}
+    return {
+        "fitted_slope_per_layer": slope,
+        "theory_gap": float(lam[0] - lam[1]),
+        "mean_at_L": float(m[-1]),
+        "se_at_L": float(se[-1]),
+        "theory_at_L": float(sep.theory_log_ratio(depth)),
+    }
 
 
 def _alignment_curve(sines: np.ndarray, side: str, depth: int, gap: float) -> AlignmentCurve:
@@ -484,29 +543,46 @@ def _alignment_curve(sines: np.ndarray, side: str, depth: int, gap: float) -> Al
     # The rate is asymptotic: fit where l * gap >~ 1, and away from the far end (l -> L).
     lo, hi = max(4, int(np.ceil(1 / gap))), depth - max(int(np.ceil(1 / gap)), depth // 4)
     window = (x >= lo) & (x <= hi)
-    return AlignmentCurve(sines=sines, position=x, log_sin=Band(m, se), floor=floor,
-                          clipped=int(np.sum(kept < floor)), predicted_slope=-gap, fit_window=(lo, hi),
-                          anchor=float(np.mean(m[window] + gap * x[window])))
+    return AlignmentCurve(
+        sines=sines,
+        position=x,
+        log_sin=Band(m, se),
+        floor=floor,
+        clipped=int(np.sum(kept < floor)),
+        predicted_slope=-gap,
+        fit_window=(lo, hi),
+        anchor=float(np.mean(m[window] + gap * x[window])),
+    )
 
 
 def _alignment(sizes: InitSizes, seed: int, dtype: str, gaps: dict[str, float]) -> dict[str, AlignmentCurve]:
-    relu, gauss = _alignment_program(_seed_keys(seed, "c-relu", sizes.alignment_seeds),
-                                     _seed_keys(seed, "c-gauss", sizes.alignment_seeds), sizes=sizes,
-                                     dtype=dtype)
+    relu, gauss = _alignment_program(
+        _seed_keys(seed, "c-relu", sizes.alignment_seeds),
+        _seed_keys(seed, "c-gauss", sizes.alignment_seeds),
+        sizes=sizes,
+        dtype=dtype,
+    )
     measured = {"relu": relu, "gaussian": gauss}
-    return {f"{name}_{side}": _alignment_curve(np.asarray(measured[name][index]), side, sizes.depth,
-                                               gaps[name])
-            for index, side in enumerate(("prefix", "suffix")) for name in ("relu", "gaussian")}
+    return {
+        f"{name}_{side}": _alignment_curve(np.asarray(measured[name][index]), side, sizes.depth, gaps[name])
+        for index, side in enumerate(("prefix", "suffix"))
+        for name in ("relu", "gaussian")
+    }
 
 
 def _alignment_summary(curve: AlignmentCurve) -> dict:
     lo, hi = curve.fit_window
     slope, _ = _window_slope(curve.position, curve.log_sin.mean, lo, hi)
     gap = -curve.predicted_slope
-    return {"fitted_slope": slope, "predicted_slope": curve.predicted_slope,
-            "relative_error": abs(-slope - gap) / gap, "fit_window": [lo, hi],
-            "clipped_points": curve.clipped, "points": int(curve.sines.shape[0] * curve.position.size),
-            "sine_floor": curve.floor}
+    return {
+        "fitted_slope": slope,
+        "predicted_slope": curve.predicted_slope,
+        "relative_error": abs(-slope - gap) / gap,
+        "fit_window": [lo, hi],
+        "clipped_points": curve.clipped,
+        "points": int(curve.sines.shape[0] * curve.position.size),
+        "sine_floor": curve.floor,
+    }
 
 
 def _sandwich(sizes: InitSizes, seed: int, dtype: str) -> dict[str, SandwichCurves]:
@@ -516,25 +592,33 @@ def _sandwich(sizes: InitSizes, seed: int, dtype: str) -> dict[str, SandwichCurv
     for name in CONSTRUCTIONS:
         w, m = _STACK_PROGRAMS[name](_seed_keys(seed, f"d-{name}", sizes.seeds), sizes, dt)
         m = jnp.ones(w.shape[:3], dt) if m is None else m
-        entry = {key: np.asarray(v) for key, v in _measure_segments(w, m, sizes.segment_depth, boundaries,
-                                                                    min(4, sizes.width)).items()}
+        entry = {
+            key: np.asarray(v)
+            for key, v in _measure_segments(
+                w, m, sizes.segment_depth, boundaries, min(4, sizes.width)
+            ).items()
+        }
         bands = {key: _mean_se(entry[key]) for key in ("upper", "ratio", "lower")}
-        out[name] = SandwichCurves(**entry, bands=bands,
-                                   mean_overlaps=entry["overlaps"].mean(axis=(0, 1)))  # over seeds and pairs
+        out[name] = SandwichCurves(
+            **entry, bands=bands, mean_overlaps=entry["overlaps"].mean(axis=(0, 1))
+        )  # over seeds and pairs
     return out
 
 
 def _sandwich_summary(entry: SandwichCurves) -> dict:
     slack = 1 + 1e-9  # rounding of the three computed quantities
     held = np.mean((entry.lower <= entry.ratio * slack) & (entry.ratio <= entry.upper * slack))
-    return {"ratio_at_max_depth": float(np.mean(entry.ratio[:, -1])),
-            "overlap_at_max_depth": float(np.mean(entry.lower[:, -1])),
-            "upper_minus_lower_at_max_depth": float(np.mean(entry.upper[:, -1] - entry.lower[:, -1])),
-            "fraction_bounds_hold": float(held)}
+    return {
+        "ratio_at_max_depth": float(np.mean(entry.ratio[:, -1])),
+        "overlap_at_max_depth": float(np.mean(entry.lower[:, -1])),
+        "upper_minus_lower_at_max_depth": float(np.mean(entry.upper[:, -1] - entry.lower[:, -1])),
+        "fraction_bounds_hold": float(held),
+    }
 
 
-def run_init(*, full: bool = False, seed: int = 0, progress: bool = True, dtype: str = "float64",
-             **overrides: Any) -> InitResult:
+def run_init(
+    *, full: bool = False, seed: int = 0, progress: bool = True, dtype: str = "float64", **overrides: Any
+) -> InitResult:
     """Measure figures (a)-(d) and the overlaps at initialisation, beside their closed forms.
 
     Args:
@@ -565,8 +649,10 @@ def run_init(*, full: bool = False, seed: int = 0, progress: bool = True, dtype:
     n = sizes.width
     lam = theory.lyapunov_exponents(masked(width=n, depth=sizes.depth, p=0.5, sigma2=2.0), n)
     offsets = singular_value_offsets(n)
-    gaps = {"relu": float(lam[0] - lam[1]),
-            "gaussian": float(-np.diff(theory.gaussian_exponents(sizes.gaussian_alignment_width, k=2))[0])}
+    gaps = {
+        "relu": float(lam[0] - lam[1]),
+        "gaussian": float(-np.diff(theory.gaussian_exponents(sizes.gaussian_alignment_width, k=2))[0]),
+    }
 
     timings = {}
     bar = progress_bar(4, "init figures", progress)
@@ -584,14 +670,27 @@ def run_init(*, full: bool = False, seed: int = 0, progress: bool = True, dtype:
     sandwich = timed("d_sandwich", _sandwich)
     bar.close()
 
-    summary = {"sizes": asdict(sizes), "seconds": timings, "theory_exponents": lam[: sizes.k].tolist(),
-               "theory_offsets": offsets[: sizes.k].tolist(),
-               "a_scaling": {model: _scaling_summary(c) for model, c in scaling.items()},
-               "b_separation": {int(w): _separation_summary(c) for w, c in separation.items()},
-               "c_alignment": {name: _alignment_summary(c) for name, c in alignment.items()},
-               "d_sandwich": {name: _sandwich_summary(c) for name, c in sandwich.items()},
-               "overlaps_mean": {name: c.mean_overlaps.tolist() for name, c in sandwich.items()}}
-    return InitResult(sizes=sizes, dtype=dtype, theory_exponents=np.asarray(lam[: sizes.k]),
-                      theory_offsets=np.asarray(offsets[: sizes.k]), gaps=gaps,
-                      haar_overlap=float(np.sqrt(2 / (np.pi * n))), scaling=scaling, separation=separation,
-                      alignment=alignment, sandwich=sandwich, summary=summary)
+    summary = {
+        "sizes": asdict(sizes),
+        "seconds": timings,
+        "theory_exponents": lam[: sizes.k].tolist(),
+        "theory_offsets": offsets[: sizes.k].tolist(),
+        "a_scaling": {model: _scaling_summary(c) for model, c in scaling.items()},
+        "b_separation": {int(w): _separation_summary(c) for w, c in separation.items()},
+        "c_alignment": {name: _alignment_summary(c) for name, c in alignment.items()},
+        "d_sandwich": {name: _sandwich_summary(c) for name, c in sandwich.items()},
+        "overlaps_mean": {name: c.mean_overlaps.tolist() for name, c in sandwich.items()},
+    }
+    return InitResult(
+        sizes=sizes,
+        dtype=dtype,
+        theory_exponents=np.asarray(lam[: sizes.k]),
+        theory_offsets=np.asarray(offsets[: sizes.k]),
+        gaps=gaps,
+        haar_overlap=float(np.sqrt(2 / (np.pi * n))),
+        scaling=scaling,
+        separation=separation,
+        alignment=alignment,
+        sandwich=sandwich,
+        summary=summary,
+    )

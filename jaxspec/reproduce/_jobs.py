@@ -34,8 +34,9 @@ def resolve_sizes(quick: S, full_sizes: S, full: bool, overrides: dict[str, Any]
     known = [f.name for f in dataclasses.fields(base)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise InputError(f"unknown size overrides {unknown} for {type(base).__name__}; "
-                         f"known: {', '.join(known)}")
+        raise InputError(
+            f"unknown size overrides {unknown} for {type(base).__name__}; known: {', '.join(known)}"
+        )
     return dataclasses.replace(base, **overrides)
 
 

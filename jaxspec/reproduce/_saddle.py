@@ -88,9 +88,21 @@ class SaddleSizes:
 
 
 #: GPU sizes of ``run_saddle(full=True)``.
-FULL_SADDLE_SIZES = SaddleSizes(depth=16, width=48, restarts=64, ascent_steps=4000, num_points=1024,
-                                digits_limit=1797, digits_dim=32, plateau_init=1e-4, plateau_steps=80000,
-                                s2s_depth=6, s2s_width=32, s2s_init=0.1, s2s_steps=100000)
+FULL_SADDLE_SIZES = SaddleSizes(
+    depth=16,
+    width=48,
+    restarts=64,
+    ascent_steps=4000,
+    num_points=1024,
+    digits_limit=1797,
+    digits_dim=32,
+    plateau_init=1e-4,
+    plateau_steps=80000,
+    s2s_depth=6,
+    s2s_width=32,
+    s2s_init=0.1,
+    s2s_steps=100000,
+)
 
 
 @dataclass(frozen=True)
@@ -110,9 +122,11 @@ class LowRankProfile:
     @classmethod
     def of(cls, ratios: LayerRatios) -> LowRankProfile:
         """From :func:`jaxspec.saddle.layer_ratios`, as float64 numpy arrays."""
-        return cls(np.asarray(ratios.s1_over_s2, dtype=float),
-                   np.asarray(ratios.weight_tail_energy, dtype=float),
-                   np.asarray(ratios.activation_tail_energy, dtype=float))
+        return cls(
+            np.asarray(ratios.s1_over_s2, dtype=float),
+            np.asarray(ratios.weight_tail_energy, dtype=float),
+            np.asarray(ratios.activation_tail_energy, dtype=float),
+        )
 
     def min_ratio_over_l_quarter(self) -> float:
         """``min over l >= 2 of min(s_1/s_2, RATIO_CLIP) / l^(1/4)`` (>= 1 where the low-rank bound holds)."""
@@ -176,8 +190,10 @@ class TrainingRun:
 
     def plateau_steps(self) -> list[list[int]]:
         """``[[first step, last step], ...]`` of the plateaus."""
-        return [[int(self.steps[a]), int(self.steps[b])] for a, b in zip(self.plateau_start, self.plateau_end,
-                                                                         strict=True)]
+        return [
+            [int(self.steps[a]), int(self.steps[b])]
+            for a, b in zip(self.plateau_start, self.plateau_end, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -211,18 +227,39 @@ class SaddleResult:
 
         profiles = [self.escapes[c].profile for c in CASES] + [self.first_plateau]
         return xr.Dataset(
-            {"s1_over_s2": (("case", "layer"), np.stack([np.minimum(p.s1_over_s2, 1e300) for p in profiles])),
-             "weight_tail_energy": (("case", "layer"), np.stack([p.weight_tail for p in profiles])),
-             "activation_tail_energy": (("case", "layer"), np.stack([p.activation_tail for p in profiles])),
-             "speed": (("case",), np.array([self.escapes[c].speed for c in CASES]
-                                           + [float(self.tiny.speed[self.first_plateau_end])])),
-             "restart_speeds": (("case3", "restart"),
-                                np.stack([self.escapes[c].restart_speeds for c in CASES]))},
-            coords={"case": list(CASES) + ["ridge_gd_first_plateau"],
-                    "layer": np.arange(1, self.sizes.depth + 1),
-                    "case3": list(CASES), "restart": np.arange(self.sizes.restarts)},
-            attrs={"depth": self.sizes.depth, "width": self.sizes.width,
-                   "ratio_of_exact_rank_one": "stored as 1e300"},
+            {
+                "s1_over_s2": (
+                    ("case", "layer"),
+                    np.stack([np.minimum(p.s1_over_s2, 1e300) for p in profiles]),
+                ),
+                "weight_tail_energy": (("case", "layer"), np.stack([p.weight_tail for p in profiles])),
+                "activation_tail_energy": (
+                    ("case", "layer"),
+                    np.stack([p.activation_tail for p in profiles]),
+                ),
+                "speed": (
+                    ("case",),
+                    np.array(
+                        [self.escapes[c].speed for c in CASES]
+                        + [float(self.tiny.speed[self.first_plateau_end])]
+                    ),
+                ),
+                "restart_speeds": (
+                    ("case3", "restart"),
+                    np.stack([self.escapes[c].restart_speeds for c in CASES]),
+                ),
+            },
+            coords={
+                "case": list(CASES) + ["ridge_gd_first_plateau"],
+                "layer": np.arange(1, self.sizes.depth + 1),
+                "case3": list(CASES),
+                "restart": np.arange(self.sizes.restarts),
+            },
+            attrs={
+                "depth": self.sizes.depth,
+                "width": self.sizes.width,
+                "ratio_of_exact_rank_one": "stored as 1e300",
+            },
         )
 
     def training_dataset(self):
@@ -235,17 +272,24 @@ class SaddleResult:
             data[f"{name}_speed"] = ((f"{name}_record",), r.speed)
             data[f"{name}_norm_sq"] = ((f"{name}_record",), r.norm_sq)
             data[f"{name}_dominant_counts"] = ((f"{name}_record", f"{name}_layer"), r.counts)
-            data[f"{name}_singular_values"] = ((f"{name}_record", f"{name}_layer", f"{name}_index"),
-                                               r.singular_values)
-        return xr.Dataset(data,
-                          coords={"tiny_record": self.tiny.steps, "s2s_record": self.saddle_to_saddle.steps},
-                          attrs={"tiny_step_scale": self.tiny.step_scale,
-                                 "s2s_step_scale": self.saddle_to_saddle.step_scale})
+            data[f"{name}_singular_values"] = (
+                (f"{name}_record", f"{name}_layer", f"{name}_index"),
+                r.singular_values,
+            )
+        return xr.Dataset(
+            data,
+            coords={"tiny_record": self.tiny.steps, "s2s_record": self.saddle_to_saddle.steps},
+            attrs={
+                "tiny_step_scale": self.tiny.step_scale,
+                "s2s_step_scale": self.saddle_to_saddle.step_scale,
+            },
+        )
 
 
 def _ridge(sizes: SaddleSizes, seed: int):
-    return ridge_target(jax.random.key(seed), sizes.num_points, input_dim=8, output_dim=4,
-                        amplitudes=(4.0, 2.0, 1.0))
+    return ridge_target(
+        jax.random.key(seed), sizes.num_points, input_dim=8, output_dim=4, amplitudes=(4.0, 2.0, 1.0)
+    )
 
 
 def _case_data(case: str, sizes: SaddleSizes, seed: int):
@@ -262,65 +306,101 @@ def _escape_case(case: str, sizes: SaddleSizes, seed: int) -> EscapeCase:
     x, g = _case_data(case, sizes, seed)
     widths = (x.shape[1],) + (sizes.width,) * (sizes.depth - 1) + (g.shape[1],)
     start = time.perf_counter()
-    esc = optimal_escape_direction(jax.random.key(seed + 17), widths, x, g, num_restarts=sizes.restarts,
-                                   num_steps=sizes.ascent_steps)
+    esc = optimal_escape_direction(
+        jax.random.key(seed + 17), widths, x, g, num_restarts=sizes.restarts, num_steps=sizes.ascent_steps
+    )
     profile = LowRankProfile.of(layer_ratios(esc.params, x))
-    return EscapeCase(speed=float(esc.speed), kkt_residual=float(esc.kkt_residual),
-                      layer_norms_sq=np.asarray(esc.layer_norms_sq, dtype=float),
-                      restart_speeds=np.asarray(esc.restart_speeds, dtype=float),
-                      speed_history=np.asarray(esc.speed_history, dtype=float), profile=profile,
-                      seconds=time.perf_counter() - start)
+    return EscapeCase(
+        speed=float(esc.speed),
+        kkt_residual=float(esc.kkt_residual),
+        layer_norms_sq=np.asarray(esc.layer_norms_sq, dtype=float),
+        restart_speeds=np.asarray(esc.restart_speeds, dtype=float),
+        speed_history=np.asarray(esc.speed_history, dtype=float),
+        profile=profile,
+        seconds=time.perf_counter() - start,
+    )
 
 
-def _train_run(x, y, depth: int, width: int, init_scale: float, steps: int, step_scale0: float,
-               seed: int) -> tuple[TrainingRun, Any]:
+def _train_run(
+    x, y, depth: int, width: int, init_scale: float, steps: int, step_scale0: float, seed: int
+) -> tuple[TrainingRun, Any]:
     """The run and its tracked parameters (leading record axis)."""
     widths = (x.shape[1],) + (width,) * (depth - 1) + (y.shape[1],)
     params = [{"w": init_scale * p["w"]} for p in init_mlp(jax.random.key(seed + 5), widths)]
     c = step_scale0 * depth ** ((depth - 2) / 2)
     start = time.perf_counter()
-    res = train_from_small_init(params, x, y, step_scale=c, num_steps=steps, log_every=max(steps // 400, 1),
-                                progress=False)
+    res = train_from_small_init(
+        params, x, y, step_scale=c, num_steps=steps, log_every=max(steps // 400, 1), progress=False
+    )
     g = mse_output_gradient(y)
     speeds = jax.jit(jax.vmap(lambda p: escape_speed(p, x, g)))(res.tracked["params"])
     loss = np.asarray(res.loss, dtype=float)
     plateaus = detect_plateaus(loss)
-    run = TrainingRun(depth=depth, init_scale=init_scale, steps=np.asarray(res.steps), loss=loss,
-                      speed=np.asarray(speeds, dtype=float),
-                      norm_sq=np.asarray(res.tracked["norm_sq"], dtype=float),
-                      singular_values=np.asarray(res.tracked["singular_values"], dtype=float),
-                      counts=np.asarray(dominant_counts(res.tracked["singular_values"])),
-                      plateau_start=np.asarray(plateaus.start), plateau_end=np.asarray(plateaus.end),
-                      step_scale=c, seconds=time.perf_counter() - start)
+    run = TrainingRun(
+        depth=depth,
+        init_scale=init_scale,
+        steps=np.asarray(res.steps),
+        loss=loss,
+        speed=np.asarray(speeds, dtype=float),
+        norm_sq=np.asarray(res.tracked["norm_sq"], dtype=float),
+        singular_values=np.asarray(res.tracked["singular_values"], dtype=float),
+        counts=np.asarray(dominant_counts(res.tracked["singular_values"])),
+        plateau_start=np.asarray(plateaus.start),
+        plateau_end=np.asarray(plateaus.end),
+        step_scale=c,
+        seconds=time.perf_counter() - start,
+    )
     return run, res.tracked["params"]
 
 
 def _profile_summary(profile: LowRankProfile) -> dict:
-    return {"s1_over_s2": [min(v, RATIO_CLIP) for v in profile.s1_over_s2.tolist()],
-            "weight_tail": profile.weight_tail.tolist(), "activation_tail": profile.activation_tail.tolist(),
-            "min_ratio_over_l_quarter_deep_layers": profile.min_ratio_over_l_quarter()}
+    return {
+        "s1_over_s2": [min(v, RATIO_CLIP) for v in profile.s1_over_s2.tolist()],
+        "weight_tail": profile.weight_tail.tolist(),
+        "activation_tail": profile.activation_tail.tolist(),
+        "min_ratio_over_l_quarter_deep_layers": profile.min_ratio_over_l_quarter(),
+    }
 
 
-def _summary(sizes: SaddleSizes, escapes: dict[str, EscapeCase], tiny: TrainingRun, end: int,
-             first: LowRankProfile, s2s: TrainingRun) -> dict:
+def _summary(
+    sizes: SaddleSizes,
+    escapes: dict[str, EscapeCase],
+    tiny: TrainingRun,
+    end: int,
+    first: LowRankProfile,
+    s2s: TrainingRun,
+) -> dict:
     summary = {"sizes": asdict(sizes), "escape": {}, "first_plateau": {}, "saddle_to_saddle": {}}
     for case, e in escapes.items():
         profile = _profile_summary(e.profile)
         summary["escape"][case] = {
-            "speed": e.speed, "kkt_residual": e.kkt_residual, "restart_speeds": e.restart_speeds.tolist(),
-            "layer_norms_sq": e.layer_norms_sq.tolist(), **profile, "seconds": e.seconds}
+            "speed": e.speed,
+            "kkt_residual": e.kkt_residual,
+            "restart_speeds": e.restart_speeds.tolist(),
+            "layer_norms_sq": e.layer_norms_sq.tolist(),
+            **profile,
+            "seconds": e.seconds,
+        }
     speed_at_end = float(tiny.speed[end])
     summary["first_plateau"] = {
-        "end_step": int(tiny.steps[end]), "speed_at_end": speed_at_end,
+        "end_step": int(tiny.steps[end]),
+        "speed_at_end": speed_at_end,
         "optimal_speed": escapes["ridge"].speed,
-        "speed_ratio": speed_at_end / escapes["ridge"].speed, **_profile_summary(first),
-        "plateaus_steps": tiny.plateau_steps(), "step_scale": tiny.step_scale, "seconds": tiny.seconds}
+        "speed_ratio": speed_at_end / escapes["ridge"].speed,
+        **_profile_summary(first),
+        "plateaus_steps": tiny.plateau_steps(),
+        "step_scale": tiny.step_scale,
+        "seconds": tiny.seconds,
+    }
     summary["saddle_to_saddle"] = {
-        "depth": sizes.s2s_depth, "step_scale": s2s.step_scale, "plateaus_steps": s2s.plateau_steps(),
+        "depth": sizes.s2s_depth,
+        "step_scale": s2s.step_scale,
+        "plateaus_steps": s2s.plateau_steps(),
         "loss_at_plateau_end": [float(s2s.loss[b]) for b in s2s.plateau_end],
         "median_dominant_count_at_plateau_end": [float(np.median(s2s.counts[b])) for b in s2s.plateau_end],
         "dominant_counts_at_plateau_end": [s2s.counts[b].tolist() for b in s2s.plateau_end],
-        "seconds": s2s.seconds}
+        "seconds": s2s.seconds,
+    }
     return summary
 
 
@@ -350,15 +430,24 @@ def run_saddle(*, full: bool = False, seed: int = 0, progress: bool = True, **ov
         bar.update(1)
 
     x, y = _ridge(sizes, seed)
-    tiny, params = _train_run(x, y, sizes.depth, sizes.width, sizes.plateau_init, sizes.plateau_steps,
-                              sizes.step_scale0, seed)
+    tiny, params = _train_run(
+        x, y, sizes.depth, sizes.width, sizes.plateau_init, sizes.plateau_steps, sizes.step_scale0, seed
+    )
     bar.update(1)
     end = int(tiny.plateau_end[0])
     first = LowRankProfile.of(layer_ratios(jax.tree.map(lambda a: a[end], params), x))
-    s2s, _ = _train_run(x, y, sizes.s2s_depth, sizes.s2s_width, sizes.s2s_init, sizes.s2s_steps,
-                        sizes.step_scale0, seed + 1)
+    s2s, _ = _train_run(
+        x, y, sizes.s2s_depth, sizes.s2s_width, sizes.s2s_init, sizes.s2s_steps, sizes.step_scale0, seed + 1
+    )
     bar.update(1)
     bar.close()
-    return SaddleResult(sizes=sizes, escapes=escapes, tiny=tiny, first_plateau_end=end, first_plateau=first,
-                        saddle_to_saddle=s2s, ratio_clip=RATIO_CLIP,
-                        summary=_summary(sizes, escapes, tiny, end, first, s2s))
+    return SaddleResult(
+        sizes=sizes,
+        escapes=escapes,
+        tiny=tiny,
+        first_plateau_end=end,
+        first_plateau=first,
+        saddle_to_saddle=s2s,
+        ratio_clip=RATIO_CLIP,
+        summary=_summary(sizes, escapes, tiny, end, first, s2s),
+    )

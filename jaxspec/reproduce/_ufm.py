@@ -76,13 +76,27 @@ class UFMSizes:
 
 
 #: GPU sizes of ``run_ufm(full=True)``.
-FULL_UFM_SIZES = UFMSizes(num_classes=4, per_class=20, depth=5, width=10, lam=2e-3, steps=20000,
-                          learning_rate=0.2, init_scale=0.8, records=100, slq_steps=100, slq_probes=16,
-                          digits_classes=(2, 3, 4, 5, 6, 7, 8, 9, 10), digits_hidden=64, digits_steps=10000)
+FULL_UFM_SIZES = UFMSizes(
+    num_classes=4,
+    per_class=20,
+    depth=5,
+    width=10,
+    lam=2e-3,
+    steps=20000,
+    learning_rate=0.2,
+    init_scale=0.8,
+    records=100,
+    slq_steps=100,
+    slq_probes=16,
+    digits_classes=(2, 3, 4, 5, 6, 7, 8, 9, 10),
+    digits_hidden=64,
+    digits_steps=10000,
+)
 
 
-def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
-                   floor: float = 1e-9) -> tuple[int, float]:
+def count_outliers(
+    eigenvalues: np.ndarray, max_count: int, min_count: int = 1, floor: float = 1e-9
+) -> tuple[int, float]:
     """Outliers: the eigenvalues before the largest ratio ``lambda_i / lambda_{i+1}`` with ``i >= min_count``.
 
     ``min_count`` skips gaps inside what is known to be in the outlier cluster: the class part of the
@@ -110,7 +124,7 @@ def count_outliers(eigenvalues: np.ndarray, max_count: int, min_count: int = 1,
     values = values[np.isfinite(values)][: max_count + 1]
     values = np.maximum(values, floor * values[0])
     ratios = values[:-1] / values[1:]
-    index = min_count - 1 + int(np.argmax(ratios[min_count - 1:]))
+    index = min_count - 1 + int(np.argmax(ratios[min_count - 1 :]))
     return index + 1, float(ratios[index])
 
 
@@ -135,8 +149,12 @@ def _density(quad, below: float, above: float, width: float, points: int) -> Spe
     nodes = np.asarray(quad.nodes)
     lo, hi = float(nodes.min()), float(nodes.max())
     grid = np.linspace(lo - below * (hi - lo), hi + above * (hi - lo), points)
-    return SpectralDensity(nodes=nodes, weights=np.asarray(quad.weights), grid=grid,
-                           density=np.asarray(hessian.spectral_density(quad, grid, width * (hi - lo))))
+    return SpectralDensity(
+        nodes=nodes,
+        weights=np.asarray(quad.weights),
+        grid=grid,
+        density=np.asarray(hessian.spectral_density(quad, grid, width * (hi - lo))),
+    )
 
 
 @dataclass(frozen=True)
@@ -232,10 +250,17 @@ class UFMResult:
             data[f"{activation}_final_spectrum"] = (("layer", "index"), run.final_spectrum)
             data[f"{activation}_slq_nodes"] = (("probe", "node"), run.slq.nodes)
             data[f"{activation}_slq_weights"] = (("probe", "node"), run.slq.weights)
-        attrs = {f"theory_{k}": float(v) for k, v in self.theory._asdict().items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        attrs.update({f"size_{k}": (np.asarray(v) if isinstance(v, tuple) else v)
-                      for k, v in asdict(self.sizes).items()})
+        attrs = {
+            f"theory_{k}": float(v)
+            for k, v in self.theory._asdict().items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        attrs.update(
+            {
+                f"size_{k}": (np.asarray(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self.sizes).items()
+            }
+        )
         return xr.Dataset(data, coords=coords, attrs=attrs)
 
     def digits_dataset(self):
@@ -244,16 +269,25 @@ class UFMResult:
 
         d = self.digits
         data = {}
-        for fields, suffix in ((d.eigenvalues, "eigenvalues"), (d.outlier_count, "outlier_count"),
-                               (d.gap_ratio, "gap_ratio"),
-                               (d.outlier_count_any_gap, "outlier_count_any_gap")):
+        for fields, suffix in (
+            (d.eigenvalues, "eigenvalues"),
+            (d.outlier_count, "outlier_count"),
+            (d.gap_ratio, "gap_ratio"),
+            (d.outlier_count_any_gap, "outlier_count_any_gap"),
+        ):
             dims = ("classes", "rank") if suffix == "eigenvalues" else ("classes",)
             data.update({f"{name}_{suffix}": (dims, fields[name]) for name in BLOCKS})
-        data.update({"train_accuracy": (("classes",), d.accuracy), "final_loss": (("classes",), d.loss),
-                     "slq_nodes": (("probe", "node"), d.slq.nodes),
-                     "slq_weights": (("probe", "node"), d.slq.weights)})
-        return xr.Dataset(data, coords={"classes": d.classes},
-                          attrs={"num_params_full_hessian": int(d.num_params)})
+        data.update(
+            {
+                "train_accuracy": (("classes",), d.accuracy),
+                "final_loss": (("classes",), d.loss),
+                "slq_nodes": (("probe", "node"), d.slq.nodes),
+                "slq_weights": (("probe", "node"), d.slq.weights),
+            }
+        )
+        return xr.Dataset(
+            data, coords={"classes": d.classes}, attrs={"num_params_full_hessian": int(d.num_params)}
+        )
 
 
 # --- deep UFM -----------------------------------------------------------------------------------------------
@@ -261,9 +295,15 @@ class UFMResult:
 
 def _train_ufm(model: ufm.UFM, sizes: UFMSizes, seed: int, progress: bool) -> UFMRun:
     start = time.perf_counter()
-    result = ufm.train_ufm(model, key=jax.random.key(seed), init_scale=sizes.init_scale,
-                           num_steps=sizes.steps, learning_rate=sizes.learning_rate,
-                           log_every=max(1, sizes.steps // sizes.records), progress=progress)
+    result = ufm.train_ufm(
+        model,
+        key=jax.random.key(seed),
+        init_scale=sizes.init_scale,
+        num_steps=sizes.steps,
+        learning_rate=sizes.learning_rate,
+        log_every=max(1, sizes.steps // sizes.records),
+        progress=progress,
+    )
     params = result.params
 
     def layer_spectrum(layer, p):
@@ -271,18 +311,32 @@ def _train_ufm(model: ufm.UFM, sizes: UFMSizes, seed: int, progress: bool) -> UF
         return jnp.linalg.eigvalsh(hessian.dense_hessian(restricted, weight))[::-1]
 
     # Every eigenvalue of each layer's regularised Hessian (hidden layers d^2, head K d: padded with NaN).
-    hidden = (jax.jit(lambda p: jax.vmap(lambda l: layer_spectrum(l, p))(jnp.arange(model.depth - 1)))(params)
-              if model.depth > 1 else np.zeros((0, sizes.width**2)))
+    hidden = (
+        jax.jit(lambda p: jax.vmap(lambda l: layer_spectrum(l, p))(jnp.arange(model.depth - 1)))(params)
+        if model.depth > 1
+        else np.zeros((0, sizes.width**2))
+    )
     head = jax.jit(lambda p: layer_spectrum(model.depth - 1, p))(params)
     spectra = np.full((model.depth, sizes.width**2), np.nan)
     spectra[:-1] = np.asarray(hidden)
     spectra[-1, : head.shape[0]] = np.asarray(head)
-    quad = jax.jit(lambda p, key: hessian.slq(hessian.hessian_matvec(lambda q: ufm.loss(model, q), p), p,
-                                              num_steps=sizes.slq_steps, num_probes=sizes.slq_probes,
-                                              key=key))(params, jax.random.key(seed + 1))
-    return UFMRun(steps=np.asarray(result.steps), loss=np.asarray(result.loss),
-                  tracked=jax.tree.map(np.asarray, result.tracked), final_spectrum=spectra,
-                  slq=_density(quad, 0.05, 0.05, 0.01, 2000), seconds=time.perf_counter() - start)
+    quad = jax.jit(
+        lambda p, key: hessian.slq(
+            hessian.hessian_matvec(lambda q: ufm.loss(model, q), p),
+            p,
+            num_steps=sizes.slq_steps,
+            num_probes=sizes.slq_probes,
+            key=key,
+        )
+    )(params, jax.random.key(seed + 1))
+    return UFMRun(
+        steps=np.asarray(result.steps),
+        loss=np.asarray(result.loss),
+        tracked=jax.tree.map(np.asarray, result.tracked),
+        final_spectrum=spectra,
+        slq=_density(quad, 0.05, 0.05, 0.01, 2000),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _ufm_summary(run: UFMRun, sizes: UFMSizes) -> dict:
@@ -324,8 +378,13 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> DigitsRuns:
         y = jax.nn.one_hot(targets[mask], num_classes)
         widths = (64, hidden, hidden, num_classes)
         keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), num_classes), 3)
-        params = [{"w": jax.random.normal(keys[i], (widths[i], widths[i + 1])) * np.sqrt(2.0 / widths[i]),
-                   "b": jnp.zeros(widths[i + 1])} for i in range(3)]
+        params = [
+            {
+                "w": jax.random.normal(keys[i], (widths[i], widths[i + 1])) * np.sqrt(2.0 / widths[i]),
+                "b": jnp.zeros(widths[i + 1]),
+            }
+            for i in range(3)
+        ]
 
         def predict(p, x=x):
             h = x
@@ -341,19 +400,32 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> DigitsRuns:
             decay = sum(jnp.sum(layer["w"] ** 2) for layer in p)
             return data_loss(p) + 0.5 * sizes.digits_weight_decay * decay
 
-        res = train(loss, params, optax.adam(1e-3), num_steps=sizes.digits_steps,
-                    log_every=max(1, sizes.digits_steps // 10), progress=progress)
+        res = train(
+            loss,
+            params,
+            optax.adam(1e-3),
+            num_steps=sizes.digits_steps,
+            log_every=max(1, sizes.digits_steps // 10),
+            progress=progress,
+        )
         p = res.params
         out["accuracy"].append(float(jnp.mean(jnp.argmax(predict(p), axis=1) == targets[mask])))
         out["loss"].append(float(res.loss[-1]))
-        blocks = {"head": hessian.block_loss(data_loss, p, hessian.path_mask(p, 2, "w")),
-                  "hidden": hessian.block_loss(data_loss, p, hessian.path_mask(p, 1, "w")),
-                  "full": (p, data_loss)}
+        blocks = {
+            "head": hessian.block_loss(data_loss, p, hessian.path_mask(p, 2, "w")),
+            "hidden": hessian.block_loss(data_loss, p, hessian.path_mask(p, 1, "w")),
+            "full": (p, data_loss),
+        }
         for name, (block, block_fn) in blocks.items():
             size = hessian.num_parameters(block)
             kk = min(k, size)
-            top = jax.jit(lambda b, f=block_fn, kk=kk, size=size: hessian.lanczos_eigh(
-                hessian.hessian_matvec(f, b), b, kk, num_steps=min(size, 2 * kk + 20)).eigenvalues)(block)
+            top = jax.jit(
+                lambda b, f=block_fn, kk=kk, size=size: (
+                    hessian.lanczos_eigh(
+                        hessian.hessian_matvec(f, b), b, kk, num_steps=min(size, 2 * kk + 20)
+                    ).eigenvalues
+                )
+            )(block)
             eigs = np.full(k, np.nan)
             eigs[:kk] = np.asarray(top)
             limit = min(2 * num_classes**2 + 10, kk - 1)
@@ -361,28 +433,46 @@ def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> DigitsRuns:
             # anywhere (which may stop right after that sub-cluster).
             count, gap = count_outliers(eigs, limit, min_count=num_classes + 1)
             count_any, gap_any = count_outliers(eigs, limit)
-            for what, value in (("eigs", eigs), ("count", count), ("gap", gap), ("count_any", count_any),
-                                ("gap_any", gap_any)):
+            for what, value in (
+                ("eigs", eigs),
+                ("count", count),
+                ("gap", gap),
+                ("count_any", count_any),
+                ("gap_any", gap_any),
+            ):
                 out[f"{name}_{what}"].append(value)
         if num_classes == max_c:
-            density = jax.jit(lambda q, key, data_loss=data_loss: hessian.slq(
-                hessian.hessian_matvec(data_loss, q), q, num_steps=2 * sizes.slq_steps,
-                num_probes=sizes.slq_probes, key=key))
+            density = jax.jit(
+                lambda q, key, data_loss=data_loss: hessian.slq(
+                    hessian.hessian_matvec(data_loss, q),
+                    q,
+                    num_steps=2 * sizes.slq_steps,
+                    num_probes=sizes.slq_probes,
+                    key=key,
+                )
+            )
             slq = _density(density(p, jax.random.key(seed + 2)), 0.02, 0.05, 0.005, 3000)
             num_params = hessian.num_parameters(p)
-    return DigitsRuns(classes=np.asarray(sizes.digits_classes), accuracy=np.asarray(out["accuracy"]),
-                      loss=np.asarray(out["loss"]),
-                      eigenvalues={n: np.stack(out[f"{n}_eigs"]) for n in BLOCKS},
-                      outlier_count={n: np.asarray(out[f"{n}_count"]) for n in BLOCKS},
-                      gap_ratio={n: np.asarray(out[f"{n}_gap"]) for n in BLOCKS},
-                      outlier_count_any_gap={n: np.asarray(out[f"{n}_count_any"]) for n in BLOCKS},
-                      gap_ratio_any={n: np.asarray(out[f"{n}_gap_any"]) for n in BLOCKS}, slq=slq,
-                      num_params=num_params)
+    return DigitsRuns(
+        classes=np.asarray(sizes.digits_classes),
+        accuracy=np.asarray(out["accuracy"]),
+        loss=np.asarray(out["loss"]),
+        eigenvalues={n: np.stack(out[f"{n}_eigs"]) for n in BLOCKS},
+        outlier_count={n: np.asarray(out[f"{n}_count"]) for n in BLOCKS},
+        gap_ratio={n: np.asarray(out[f"{n}_gap"]) for n in BLOCKS},
+        outlier_count_any_gap={n: np.asarray(out[f"{n}_count_any"]) for n in BLOCKS},
+        gap_ratio_any={n: np.asarray(out[f"{n}_gap_any"]) for n in BLOCKS},
+        slq=slq,
+        num_params=num_params,
+    )
 
 
 def _digits_summary(d: DigitsRuns) -> dict:
-    summary = {"classes": d.classes.tolist(), "train_accuracy": d.accuracy.tolist(),
-               "predicted_count": [int(c * c) for c in d.classes]}
+    summary = {
+        "classes": d.classes.tolist(),
+        "train_accuracy": d.accuracy.tolist(),
+        "predicted_count": [int(c * c) for c in d.classes],
+    }
     for name in BLOCKS:
         summary[f"{name}_outlier_count"] = d.outlier_count[name].tolist()
         summary[f"{name}_gap_ratio"] = d.gap_ratio[name].tolist()
@@ -415,14 +505,25 @@ def run_ufm(*, full: bool = False, seed: int = 0, progress: bool = True, **overr
     sizes = resolve_sizes(UFMSizes(), FULL_UFM_SIZES, full, overrides)
     start = time.perf_counter()
     with jax.default_matmul_precision("highest"):
-        models = {activation: ufm.make_ufm(sizes.num_classes, sizes.per_class, sizes.depth, sizes.lam,
-                                           width=sizes.width, activation=activation)
-                  for activation in ACTIVATIONS}
+        models = {
+            activation: ufm.make_ufm(
+                sizes.num_classes,
+                sizes.per_class,
+                sizes.depth,
+                sizes.lam,
+                width=sizes.width,
+                activation=activation,
+            )
+            for activation in ACTIVATIONS
+        }
         runs = {activation: _train_ufm(model, sizes, seed, progress) for activation, model in models.items()}
         theory = ufm.collapsed_optimum(models["linear"])
         digits = _digits_runs(sizes, seed, progress)
-    summary = {"sizes": asdict(sizes), "theory": dict(theory._asdict()),
-               "seconds": time.perf_counter() - start,
-               "ufm": {activation: _ufm_summary(run, sizes) for activation, run in runs.items()},
-               "digits": _digits_summary(digits)}
+    summary = {
+        "sizes": asdict(sizes),
+        "theory": dict(theory._asdict()),
+        "seconds": time.perf_counter() - start,
+        "ufm": {activation: _ufm_summary(run, sizes) for activation, run in runs.items()},
+        "digits": _digits_summary(digits),
+    }
     return UFMResult(sizes=sizes, theory=theory, runs=runs, digits=digits, summary=summary)

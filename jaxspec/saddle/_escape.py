@@ -94,8 +94,14 @@ def project_to_sphere(params: Any) -> Any:
     return jax.tree.map(lambda w: w * scale, params)
 
 
-def escape_speed(params: Params, x: Float[Array, "N n0"], g: Float[Array, "N nL"], *,
-                 activation: str = "relu", precision: Any = HIGHEST) -> Float[Array, ""]:
+def escape_speed(
+    params: Params,
+    x: Float[Array, "N n0"],
+    g: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    precision: Any = HIGHEST,
+) -> Float[Array, ""]:
     """``-L0`` of ``theta`` projected on the sphere: ``-L0(theta) (L / ||theta||^2)^(L/2)`` (scale-free).
 
     Args:
@@ -118,11 +124,18 @@ def escape_speed(params: Params, x: Float[Array, "N n0"], g: Float[Array, "N nL"
     """
     depth = len(params)
     return -localised_loss(params, x, g, activation=activation, precision=precision) * (
-        depth / parameter_norm_sq(params)) ** (depth / 2)
+        depth / parameter_norm_sq(params)
+    ) ** (depth / 2)
 
 
-def escape_stats(params: Params, x: Float[Array, "N n0"], g: Float[Array, "N nL"], *,
-                 activation: str = "relu", precision: Any = HIGHEST) -> EscapeStats:
+def escape_stats(
+    params: Params,
+    x: Float[Array, "N n0"],
+    g: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    precision: Any = HIGHEST,
+) -> EscapeStats:
     """Speed, KKT residual and per-layer squared norms of the direction of ``params``.
 
     Args:
@@ -156,8 +169,9 @@ def _escape_stats_jit(params, x, g, activation, precision) -> EscapeStats:
 
 def _escape_stats(rho, x, g, activation, precision) -> EscapeStats:
     depth = len(rho)
-    loss, grad = jax.value_and_grad(lambda p: localised_loss(p, x, g, activation=activation,
-                                                             precision=precision))(rho)
+    loss, grad = jax.value_and_grad(
+        lambda p: localised_loss(p, x, g, activation=activation, precision=precision)
+    )(rho)
     radial = _tree_vdot(grad, rho) / depth
     tangential = jax.tree.map(lambda a, b: a - radial * b, grad, rho)
     grad_norm = jnp.sqrt(parameter_norm_sq(grad))
@@ -237,10 +251,13 @@ def _ascend_factored(factors0, x, g, activation, precision, steps):
     return f, history
 
 
-@functools.partial(jax.jit, static_argnames=("widths", "activation", "num_restarts", "num_steps", "max_rank",
-                                             "dtype", "precision"))
-def _optimal_escape(key, x, g, widths, activation, num_restarts, num_steps, step_size, max_rank, dtype,
-                    precision):
+@functools.partial(
+    jax.jit,
+    static_argnames=("widths", "activation", "num_restarts", "num_steps", "max_rank", "dtype", "precision"),
+)
+def _optimal_escape(
+    key, x, g, widths, activation, num_restarts, num_steps, step_size, max_rank, dtype, precision
+):
     keys = jax.random.split(key, num_restarts)
     steps = _ascent_schedule(step_size, num_steps).astype(dtype)
 
@@ -253,8 +270,12 @@ def _optimal_escape(key, x, g, widths, activation, num_restarts, num_steps, step
             for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
                 ku, kv = jax.random.split(jax.random.fold_in(k, l))
                 r = min(max_rank, n_in, n_out)
-                f0.append({"u": jax.random.normal(ku, (n_out, r), jnp.float32).astype(dtype),
-                           "v": jax.random.normal(kv, (n_in, r), jnp.float32).astype(dtype)})
+                f0.append(
+                    {
+                        "u": jax.random.normal(ku, (n_out, r), jnp.float32).astype(dtype),
+                        "v": jax.random.normal(kv, (n_in, r), jnp.float32).astype(dtype),
+                    }
+                )
             f, hist = _ascend_factored(f0, x, g, activation, precision, steps)
             theta = project_to_sphere(_factor_weights(f))
         return theta, hist, _escape_stats(theta, x, g, activation, precision)
@@ -265,10 +286,20 @@ def _optimal_escape(key, x, g, widths, activation, num_restarts, num_steps, step
     return theta, stats.speed[best], stats.kkt_residual[best], stats.layer_norms_sq[best], stats.speed, hists
 
 
-def optimal_escape_direction(key: PRNGKeyArray, widths: Sequence[int], x: Float[Array, "N n0"],
-                             g: Float[Array, "N nL"], *, activation: str = "relu", num_restarts: int = 16,
-                             num_steps: int = 2000, step_size: float = 0.2, max_rank: int | None = None,
-                             dtype: Any = jnp.float32, precision: Any = HIGHEST) -> EscapeDirection:
+def optimal_escape_direction(
+    key: PRNGKeyArray,
+    widths: Sequence[int],
+    x: Float[Array, "N n0"],
+    g: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    num_restarts: int = 16,
+    num_steps: int = 2000,
+    step_size: float = 0.2,
+    max_rank: int | None = None,
+    dtype: Any = jnp.float32,
+    precision: Any = HIGHEST,
+) -> EscapeDirection:
     """The fastest escape direction: maximise ``-L0`` on the sphere ``||theta||^2 = L`` from random restarts.
 
     Each restart starts from a Gaussian network and takes ``num_steps`` Riemannian gradient-ascent steps: the
@@ -323,6 +354,16 @@ def optimal_escape_direction(key: PRNGKeyArray, widths: Sequence[int], x: Float[
     if g.shape != (x.shape[0], widths[-1]):
         raise InputError(f"g must have shape ({x.shape[0]}, {widths[-1]}), got {g.shape}")
     theta, speed, res, norms, speeds, hists = _optimal_escape(
-        key, x, g, widths, activation, num_restarts, num_steps, step_size, max_rank, jnp.dtype(dtype),
-        precision)
+        key,
+        x,
+        g,
+        widths,
+        activation,
+        num_restarts,
+        num_steps,
+        step_size,
+        max_rank,
+        jnp.dtype(dtype),
+        precision,
+    )
     return EscapeDirection(list(theta), speed, res, norms, speeds, hists)

@@ -44,8 +44,14 @@ def mse_output_gradient(y_target: Float[ArrayLike, "N nL"]) -> Float[Array, "N n
     return -y / y.shape[0]
 
 
-def mse_loss(params: Params, x: Float[Array, "N n0"], y: Float[Array, "N nL"], *, activation: str = "relu",
-             precision: Any = HIGHEST) -> Float[Array, ""]:
+def mse_loss(
+    params: Params,
+    x: Float[Array, "N n0"],
+    y: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    precision: Any = HIGHEST,
+) -> Float[Array, ""]:
     """``C(Y_theta) = 1/(2N) ||f(X) - Y*||_F^2``, whose gradient at ``Y = 0`` is :func:`mse_output_gradient`.
 
     Args:
@@ -67,8 +73,14 @@ def mse_loss(params: Params, x: Float[Array, "N n0"], y: Float[Array, "N nL"], *
     return 0.5 * jnp.mean(jnp.sum((pred - y) ** 2, axis=-1))
 
 
-def localised_loss(params: Params, x: Float[Array, "N n0"], g: Float[Array, "N nL"], *,
-                   activation: str = "relu", precision: Any = HIGHEST) -> Float[Array, ""]:
+def localised_loss(
+    params: Params,
+    x: Float[Array, "N n0"],
+    g: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    precision: Any = HIGHEST,
+) -> Float[Array, ""]:
     """``L0(theta) = Tr[G^T Y_theta] = sum_{j,o} G_jo f_theta(x_j)_o``.
 
     Args:

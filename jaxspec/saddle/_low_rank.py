@@ -39,8 +39,9 @@ class LayerRatios(NamedTuple):
     activation_tail_energy: jax.Array
 
 
-def dominant_counts(singular_values: Float[ArrayLike, "*batch K"], *,
-                    rtol: float = 0.1) -> Int[Array, "*batch"]:
+def dominant_counts(
+    singular_values: Float[ArrayLike, "*batch K"], *, rtol: float = 0.1
+) -> Int[Array, "*batch"]:
     """Number of dominant singular values, ``#{s_i > rtol * s_1}``, along the last axis.
 
     Args:
@@ -58,8 +59,9 @@ def dominant_counts(singular_values: Float[ArrayLike, "*batch K"], *,
     return jnp.sum(s > rtol * s[..., :1], axis=-1)
 
 
-def layer_ratios(params: Params, x: Float[Array, "N n0"], *, activation: str = "relu",
-                 precision: Any = HIGHEST) -> LayerRatios:
+def layer_ratios(
+    params: Params, x: Float[Array, "N n0"], *, activation: str = "relu", precision: Any = HIGHEST
+) -> LayerRatios:
     """Per-layer ``s_1/s_2`` and non-leading energy fractions of the weights and of the activations.
 
     Args:

@@ -86,8 +86,9 @@ def detect_plateaus(loss: Float[ArrayLike, " T"], *, rate_tol: float = 0.05, min
     return Plateaus(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), rate)
 
 
-def first_plateau_direction(result: TrainResult, *, rate_tol: float = 0.05,
-                            min_length: int = 3) -> tuple[Params, int]:
+def first_plateau_direction(
+    result: TrainResult, *, rate_tol: float = 0.05, min_length: int = 3
+) -> tuple[Params, int]:
     """The parameters at the end of the first plateau of a :func:`train_from_small_init` run.
 
     Args:

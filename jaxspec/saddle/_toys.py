@@ -24,9 +24,15 @@ from jaxspec._checks import HIGHEST, InputError, check_positive_int
 from jaxspec.saddle._validation import Params
 
 
-def ridge_target(key: PRNGKeyArray, num_points: int, *, input_dim: int = 8, output_dim: int = 4,
-                 amplitudes: Sequence[float] = (4.0, 2.0, 1.0),
-                 dtype: Any = jnp.float32) -> tuple[Float[Array, "N d"], Float[Array, "N d_out"]]:
+def ridge_target(
+    key: PRNGKeyArray,
+    num_points: int,
+    *,
+    input_dim: int = 8,
+    output_dim: int = 4,
+    amplitudes: Sequence[float] = (4.0, 2.0, 1.0),
+    dtype: Any = jnp.float32,
+) -> tuple[Float[Array, "N d"], Float[Array, "N d_out"]]:
     """A teacher of separated scales for saddle-to-saddle runs: ``y = sum_k a_k u_k relu(v_k . x)``.
 
     ``v_k`` (orthonormal in ``R^d``) and ``u_k`` (orthonormal in ``R^{d_out}``) are random; inputs lie on the

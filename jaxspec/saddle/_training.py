@@ -65,10 +65,19 @@ def escape_step(step_scale: float, depth: int) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def train_from_small_init(params: Params, x: Float[Array, "N n0"], y: Float[Array, "N nL"], *,
-                          activation: str = "relu", step_scale: float = 0.05, num_steps: int,
-                          log_every: int = 10, track_params: bool = True, progress: bool = True,
-                          precision: Any = HIGHEST) -> TrainResult:
+def train_from_small_init(
+    params: Params,
+    x: Float[Array, "N n0"],
+    y: Float[Array, "N nL"],
+    *,
+    activation: str = "relu",
+    step_scale: float = 0.05,
+    num_steps: int,
+    log_every: int = 10,
+    track_params: bool = True,
+    progress: bool = True,
+    precision: Any = HIGHEST,
+) -> TrainResult:
     """Gradient descent on ``C = 1/(2N) ||f(X) - Y*||^2`` from tiny ``params``, ``eta = c ||theta||^(2-L)``.
 
     Runs through :func:`jaxspec.training.train`; tracked every ``log_every`` steps: ``"singular_values"``
@@ -116,5 +125,6 @@ def train_from_small_init(params: Params, x: Float[Array, "N n0"], y: Float[Arra
             out["params"] = p
         return out
 
-    return train(loss_fn, params, opt, num_steps=num_steps, log_every=log_every, track_fn=track,
-                 progress=progress)
+    return train(
+        loss_fn, params, opt, num_steps=num_steps, log_every=log_every, track_fn=track, progress=progress
+    )

@@ -28,8 +28,10 @@ def check_params(params: Any) -> Params:
         if "b" in p:
             raise InputError("the saddle at the origin is for bias-free networks; drop the biases 'b'")
         if l and p["w"].shape[1] != params[l - 1]["w"].shape[0]:
-            raise InputError(f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
-                             f"{params[l - 1]['w'].shape[0]} rows")
+            raise InputError(
+                f"params[{l}]['w'] has {p['w'].shape[1]} columns but params[{l - 1}]['w'] has "
+                f"{params[l - 1]['w'].shape[0]} rows"
+            )
     return list(params)
 
 
@@ -46,7 +48,11 @@ def check_data(params: Params, x: Any, g: Any) -> tuple[jax.Array, jax.Array]:
 
 def check_positive_number(name: str, value: Any) -> float:
     """``float(value)`` if it is a finite positive number (not a bool), else raise InputError."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value)
-            or value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not np.isfinite(value)
+        or value <= 0
+    ):
         raise InputError(f"{name} must be a positive number, got {value!r}")
     return float(value)

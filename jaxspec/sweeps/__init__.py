@@ -28,7 +28,15 @@ References:
 
 from jaxspec.sweeps._execute import CpuLapackWarning, local_mesh, make_group_runner, run_sweep
 from jaxspec.sweeps._kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
-from jaxspec.sweeps._plan import Chunk, Group, SweepPlan, group_output_shapes, make_plan, point_params, run_key
+from jaxspec.sweeps._plan import (
+    Chunk,
+    Group,
+    SweepPlan,
+    group_output_shapes,
+    make_plan,
+    point_params,
+    run_key,
+)
 from jaxspec.sweeps._report import draw_report
 from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override
 from jaxspec.sweeps._store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame

@@ -29,7 +29,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import socket
 import time
 import warnings
@@ -43,9 +42,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxspec._checks import InputError
-from jaxspec.sweeps._plan import Group, group_output_shapes, padded_size, point_indices, run_key
+from jaxspec.sweeps._plan import Group, padded_size, point_indices, run_key
 from jaxspec.sweeps._spec import SweepSpec
-from jaxspec.sweeps._store import SweepStore, load_sweep, provenance
+from jaxspec.sweeps._store import SweepStore, load_sweep
 
 BATCH_AXIS = "runs"
 
@@ -56,7 +55,9 @@ def local_mesh(devices: int | None = None) -> Mesh:
     if devices is None:
         devices = len(local)
     if isinstance(devices, bool) or int(devices) != devices or not 1 <= devices <= len(local):
-        raise InputError(f"devices must be an integer in [1, {len(local)}] (this host's devices), got {devices}")
+        raise InputError(
+            f"devices must be an integer in [1, {len(local)}] (this host's devices), got {devices}"
+        )
     return Mesh(np.array(local[: int(devices)]), (BATCH_AXIS,))
 
 
@@ -84,8 +85,12 @@ _RUNNERS: dict[tuple, Callable] = {}
 
 def _cached_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
     """One jitted runner per (sweep numbers, static shape, devices), reused across calls in a process."""
-    key = (spec.fingerprint(), tuple(sorted(group.static.items())), tuple(d.id for d in mesh.devices.flat),
-           cpu_minibatch(spec, group, mesh))
+    key = (
+        spec.fingerprint(),
+        tuple(sorted(group.static.items())),
+        tuple(d.id for d in mesh.devices.flat),
+        cpu_minibatch(spec, group, mesh),
+    )
     if key not in _RUNNERS:
         if len(_RUNNERS) >= 64:
             _RUNNERS.clear()
@@ -120,9 +125,13 @@ def cpu_minibatch(spec: SweepSpec, group: Group, mesh: Mesh) -> int | None:
     if cost <= 0:
         return None
     if cost >= _LAPACK_SPLIT_FLOP:
-        warnings.warn(f"kernel {kernel.name!r} makes LAPACK calls of about {cost} flop per run, which jaxlib splits "
-                      f"over the thread pool shared by {mesh.devices.size} CPU devices and may deadlock; on a CPU "
-                      "run with devices=1", CpuLapackWarning, stacklevel=3)
+        warnings.warn(
+            f"kernel {kernel.name!r} makes LAPACK calls of about {cost} flop per run, which jaxlib splits "
+            f"over the thread pool shared by {mesh.devices.size} CPU devices and may deadlock; on a CPU "
+            "run with devices=1",
+            CpuLapackWarning,
+            stacklevel=3,
+        )
         return 1
     return max(1, (_LAPACK_SPLIT_FLOP - 1) // cost)
 
@@ -186,12 +195,25 @@ def _open_store(spec: SweepSpec, out: Path, resume: bool, num_devices: int, dist
         raise error
     if not ok:
         raise InputError(f"host 0 refused the output directory {out}; see its message")
-    return store if store is not None else SweepStore.open_for_run(out, spec, resume=True, num_devices=num_devices)
+    return (
+        store
+        if store is not None
+        else SweepStore.open_for_run(out, spec, resume=True, num_devices=num_devices)
+    )
 
 
-def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices: int | None = None,
-              progress: bool = True, chunk_size: int | None = None, process_index: int | None = None,
-              process_count: int | None = None, on_chunk: Callable[[int], None] | None = None):
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    devices: int | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+):
     """Run (or resume) a sweep into the directory ``out`` and return its xarray Dataset.
 
     Args:
@@ -221,13 +243,17 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
     if process_index is None and process_count is None:
         process_index, process_count = jax.process_index(), jax.process_count()
     elif distributed:
-        raise InputError("process_index/process_count are for hosts launched without jax.distributed; "
-                         "with jax.distributed they come from JAX")
+        raise InputError(
+            "process_index/process_count are for hosts launched without jax.distributed; "
+            "with jax.distributed they come from JAX"
+        )
     elif process_index is None or process_count is None or not 0 <= process_index < process_count:
         raise InputError(f"need 0 <= process_index < process_count, got {process_index}, {process_count}")
     elif process_count > 1 and spec.chunk_size is None:
-        raise InputError("hosts launched on their own need an explicit chunk_size, so that every host cuts the "
-                         "same chunks whatever its devices")
+        raise InputError(
+            "hosts launched on their own need an explicit chunk_size, so that every host cuts the "
+            "same chunks whatever its devices"
+        )
     mesh = local_mesh(devices)
     num_devices = mesh.devices.size
     out = Path(out)
@@ -236,8 +262,13 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
     done = store.done_chunks()
     mine = [c for c in plan.chunks if c.index % process_count == process_index]
     todo = [c for c in mine if c.index not in done]
-    meta = {"devices": num_devices, "backend": jax.default_backend(), "process_index": process_index,
-            "process_count": process_count, "host": socket.gethostname()}
+    meta = {
+        "devices": num_devices,
+        "backend": jax.default_backend(),
+        "process_index": process_index,
+        "process_count": process_count,
+        "host": socket.gethostname(),
+    }
     _run_chunks(store, todo, sum(c.num_runs for c in mine), mesh, meta, progress, on_chunk)
     if distributed:
         _barrier("jaxspec-sweep-chunks-written")
@@ -250,8 +281,15 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, resume: bool = False, devices
     return load_sweep(out, warn=False)
 
 
-def _run_chunks(store: SweepStore, todo: list, total_runs: int, mesh: Mesh, meta: Mapping[str, Any],
-                progress: bool, on_chunk: Callable[[int], None] | None) -> None:
+def _run_chunks(
+    store: SweepStore,
+    todo: list,
+    total_runs: int,
+    mesh: Mesh,
+    meta: Mapping[str, Any],
+    progress: bool,
+    on_chunk: Callable[[int], None] | None,
+) -> None:
     """Compute the given chunks, one compiled runner per group, writing each as soon as it is fetched.
 
     The next chunk is dispatched before the previous one is written, so device work overlaps the host's
@@ -262,9 +300,16 @@ def _run_chunks(store: SweepStore, todo: list, total_runs: int, mesh: Mesh, meta
     spec, plan = store.spec, store.plan
     num_devices = mesh.devices.size
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
-    bar = tqdm(total=total_runs, initial=total_runs - sum(c.num_runs for c in todo), unit="run",
-               unit_scale=True, desc=f"sweep {spec.name}", disable=not progress, dynamic_ncols=True,
-               smoothing=0.1)
+    bar = tqdm(
+        total=total_runs,
+        initial=total_runs - sum(c.num_runs for c in todo),
+        unit="run",
+        unit_scale=True,
+        desc=f"sweep {spec.name}",
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
     runners: dict[int, Callable] = {}
 
     def dispatch(chunk):

@@ -89,8 +89,11 @@ class Parameter:
                 raise InputError(f"parameter {name!r} must be true or false, got {value!r}")
             value = bool(value)
         elif self.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating) \
-                    or float(value) != int(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float | np.integer | np.floating)
+                or float(value) != int(value)
+            ):
                 raise InputError(f"parameter {name!r} must be an integer, got {value!r}")
             value = int(value)
         elif self.kind is float:
@@ -103,7 +106,9 @@ class Parameter:
             if not isinstance(value, str):
                 raise InputError(f"parameter {name!r} must be a string, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise InputError(f"parameter {name!r} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+            raise InputError(
+                f"parameter {name!r} must be one of {', '.join(map(str, self.choices))}, got {value!r}"
+            )
         if self.check is not None:
             message = self.check(value)
             if message:
@@ -154,7 +159,9 @@ class Kernel:
     records: Mapping[str, Record]
     check: Callable[[Mapping[str, Any], Mapping[str, Any], tuple[str, ...]], None] | None = None
     run_bytes: Callable[[Mapping[str, Any], tuple[str, ...]], int] | None = None
-    theory: Callable[[Mapping[str, Any], tuple[str, ...]], dict[str, tuple[tuple[str, ...], np.ndarray]]] | None = None
+    theory: (
+        Callable[[Mapping[str, Any], tuple[str, ...]], dict[str, tuple[tuple[str, ...], np.ndarray]]] | None
+    ) = None
     lapack_cost: Callable[[Mapping[str, Any], tuple[str, ...]], int] | None = None
 
     @property
@@ -195,7 +202,9 @@ def get_kernel(name: str) -> Kernel:
     try:
         return KERNELS[name]
     except KeyError:
-        raise InputError(f"unknown sweep kernel {name!r}; known kernels: {', '.join(sorted(KERNELS))}") from None
+        raise InputError(
+            f"unknown sweep kernel {name!r}; known kernels: {', '.join(sorted(KERNELS))}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -212,18 +221,31 @@ def _probability(value) -> str | None:
 
 def _ensemble(params: Mapping[str, Any]):
     masked = params["ensemble"] == "masked"
-    return make_ensemble(params["ensemble"], params["width"], params["depth"], sigma2=params.get("sigma2"),
-                         p=params.get("p") if masked else None,
-                         fixed_count=params.get("fixed_count") if masked else None)
+    return make_ensemble(
+        params["ensemble"],
+        params["width"],
+        params["depth"],
+        sigma2=params.get("sigma2"),
+        p=params.get("p") if masked else None,
+        fixed_count=params.get("fixed_count") if masked else None,
+    )
 
 
 def _engine_config(params: Mapping[str, Any], record: tuple[str, ...]):
     """The engine's own validated configuration of one point (static parameters are Python values)."""
     k = params["width"] if params.get("k") is None else params["k"]
     rates_every = params.get("rates_every") if "rates" in record else None
-    return make_config(k, max_k=params["width"], reortho_every=params["reortho_every"], dtype=params["dtype"],
-                       precision=params["precision"], condition=params["condition"], rates_every=rates_every,
-                       qr=params["qr"], method=params["method"])
+    return make_config(
+        k,
+        max_k=params["width"],
+        reortho_every=params["reortho_every"],
+        dtype=params["dtype"],
+        precision=params["precision"],
+        condition=params["condition"],
+        rates_every=rates_every,
+        qr=params["qr"],
+        method=params["method"],
+    )
 
 
 def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str, jax.Array]:
@@ -252,11 +274,14 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
         "min_active": sums.min_active.astype(jnp.int32),
     }
     if "rates" in record:
-        out["rates"] = window_rates(sums.block_log_r, sums.block_size, config.reortho_every, config.rates_every)
+        out["rates"] = window_rates(
+            sums.block_log_r, sums.block_size, config.reortho_every, config.rates_every
+        )
     for name, prefixes in (("svals", False), ("svals_prefixes", True)):
         if name in record:
-            svals = ensemble_log_svals(ensemble, seed_key, prefixes=prefixes, dtype=config.jnp_dtype,
-                                       precision=config.lax_precision)
+            svals = ensemble_log_svals(
+                ensemble, seed_key, prefixes=prefixes, dtype=config.jnp_dtype, precision=config.lax_precision
+            )
             out["log_" + name] = getattr(svals, "log_svals", svals)[..., : config.k]
     if "alignment" in record:
         stack = ensemble.sample(realisation_key(seed_key), config.jnp_dtype)
@@ -270,10 +295,18 @@ def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], recor
     if name != "masked":
         for masked_only in ("p", "fixed_count"):
             if static.get(masked_only, dynamic.get(masked_only)) is not None:
-                raise InputError(f"parameter {masked_only!r} only applies to the masked ensemble, not {name!r}")
+                raise InputError(
+                    f"parameter {masked_only!r} only applies to the masked ensemble, not {name!r}"
+                )
     # The ensemble's and engine's own validation, with this point's Python values.
-    ensemble = make_ensemble(name, static["width"], static["depth"], sigma2=dynamic.get("sigma2", static.get("sigma2")),
-                             p=dynamic.get("p", static.get("p")), fixed_count=static.get("fixed_count"))
+    ensemble = make_ensemble(
+        name,
+        static["width"],
+        static["depth"],
+        sigma2=dynamic.get("sigma2", static.get("sigma2")),
+        p=dynamic.get("p", static.get("p")),
+        fixed_count=static.get("fixed_count"),
+    )
     rates_every = static.get("rates_every")
     if "rates" in record:
         if rates_every is None:
@@ -285,8 +318,10 @@ def _lyapunov_check(static: Mapping[str, Any], dynamic: Mapping[str, Any], recor
         check_fast_path(ensemble, static["method"])
         product_records = sorted({"svals", "svals_prefixes", "alignment"} & set(record))
         if product_records:
-            raise InputError(f"method {static['method']!r} samples exponents only (no product exists); records "
-                             f"{', '.join(product_records)} need method 'direct'")
+            raise InputError(
+                f"method {static['method']!r} samples exponents only (no product exists); records "
+                f"{', '.join(product_records)} need method 'direct'"
+            )
 
 
 def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> int:
@@ -337,51 +372,92 @@ def _lyapunov_theory(params: Mapping[str, Any], record: tuple[str, ...]) -> dict
     sd = theory.predicted_stderr(ensemble, k, seeds=1, condition=params["condition"])
     if exponents is None:
         exponents, sd = np.full(k, np.nan), np.full(k, np.nan)
-    return {"theory_exponents": (("index",), np.asarray(exponents, float)),
-            "theory_run_sd": (("index",), np.asarray(sd, float))}
+    return {
+        "theory_exponents": (("index",), np.asarray(exponents, float)),
+        "theory_run_sd": (("index",), np.asarray(sd, float)),
+    }
 
 
-LYAPUNOV = register_kernel(Kernel(
-    name="lyapunov",
-    fn=lyapunov_kernel,
-    parameters={
-        "ensemble": Parameter(str, True, "masked", "gaussian, orthogonal, masked or relu-net",
-                              choices=ENSEMBLE_NAMES),
-        "width": Parameter(int, True, REQUIRED, "layer width N", check=_positive),
-        "depth": Parameter(int, True, REQUIRED, "number of layers L", check=_positive),
-        "sigma2": Parameter(float, False, None, "weight variance times fan-in (default 1, relu-net 2)",
-                            check=_positive),
-        "p": Parameter(float, False, None, "gate probability of the masked ensemble (default 0.5)",
-                       check=_probability),
-        "fixed_count": Parameter(int, True, None, "masked ensemble: exactly this many active units per layer",
-                                 check=lambda v: None if v >= 0 else "must be non-negative"),
-        "k": Parameter(int, True, None, "number of exponents (default: the width, the full spectrum)",
-                       check=_positive),
-        "reortho_every": Parameter(int, True, 1, "layers between QR re-orthonormalisations", check=_positive),
-        "dtype": Parameter(str, True, "float32", "compute dtype", choices=DTYPES),
-        "precision": Parameter(str, True, "highest", "matmul precision", choices=tuple(PRECISIONS)),
-        "condition": Parameter(str, True, "K>=i", "rank-collapse convention", choices=CONDITIONS),
-        "qr": Parameter(str, True, "householder", "QR backend (jaxspec.engine.make_qr)",
-                        choices=QR_BACKENDS),
-        "method": Parameter(str, True, "direct", "direct product, or an exact-in-law fast sampler of jaxspec.engine "
-                            "(gaussian_frame, chi; gaussian and masked ensembles, exponents only)",
-                            choices=METHODS),
-        "rates_every": Parameter(int, True, None, "layers per window of the local rates (record 'rates')",
-                                 check=_positive),
-    },
-    records={
-        "exponents": Record({"exponents": ("index",), "counted_layers": ("index",), "min_active": ()},
-                            always=True, doc="Lyapunov exponents, layers counted per index, min active count"),
-        "rates": Record({"rates": ("window", "index")},
-                        doc="local growth rates averaged over windows of rates_every layers"),
-        "svals": Record({"log_svals": ("index",)}, doc="log singular values of the depth-L product (jaxspec.analysis)"),
-        "svals_prefixes": Record({"log_svals_prefixes": ("layer", "index")},
-                                 doc="log singular values of every prefix product A_l ... A_1 (jaxspec.analysis)"),
-        "alignment": Record({"alignment_log_sin": ("layer",)},
-                            doc="log sin angle between the top right singular vectors of J_l and J_L"),
-    },
-    check=_lyapunov_check,
-    run_bytes=_lyapunov_run_bytes,
-    theory=_lyapunov_theory,
-    lapack_cost=_lyapunov_lapack_cost,
-))
+LYAPUNOV = register_kernel(
+    Kernel(
+        name="lyapunov",
+        fn=lyapunov_kernel,
+        parameters={
+            "ensemble": Parameter(
+                str, True, "masked", "gaussian, orthogonal, masked or relu-net", choices=ENSEMBLE_NAMES
+            ),
+            "width": Parameter(int, True, REQUIRED, "layer width N", check=_positive),
+            "depth": Parameter(int, True, REQUIRED, "number of layers L", check=_positive),
+            "sigma2": Parameter(
+                float, False, None, "weight variance times fan-in (default 1, relu-net 2)", check=_positive
+            ),
+            "p": Parameter(
+                float,
+                False,
+                None,
+                "gate probability of the masked ensemble (default 0.5)",
+                check=_probability,
+            ),
+            "fixed_count": Parameter(
+                int,
+                True,
+                None,
+                "masked ensemble: exactly this many active units per layer",
+                check=lambda v: None if v >= 0 else "must be non-negative",
+            ),
+            "k": Parameter(
+                int,
+                True,
+                None,
+                "number of exponents (default: the width, the full spectrum)",
+                check=_positive,
+            ),
+            "reortho_every": Parameter(
+                int, True, 1, "layers between QR re-orthonormalisations", check=_positive
+            ),
+            "dtype": Parameter(str, True, "float32", "compute dtype", choices=DTYPES),
+            "precision": Parameter(str, True, "highest", "matmul precision", choices=tuple(PRECISIONS)),
+            "condition": Parameter(str, True, "K>=i", "rank-collapse convention", choices=CONDITIONS),
+            "qr": Parameter(
+                str, True, "householder", "QR backend (jaxspec.engine.make_qr)", choices=QR_BACKENDS
+            ),
+            "method": Parameter(
+                str,
+                True,
+                "direct",
+                "direct product, or an exact-in-law fast sampler of jaxspec.engine "
+                "(gaussian_frame, chi; gaussian and masked ensembles, exponents only)",
+                choices=METHODS,
+            ),
+            "rates_every": Parameter(
+                int, True, None, "layers per window of the local rates (record 'rates')", check=_positive
+            ),
+        },
+        records={
+            "exponents": Record(
+                {"exponents": ("index",), "counted_layers": ("index",), "min_active": ()},
+                always=True,
+                doc="Lyapunov exponents, layers counted per index, min active count",
+            ),
+            "rates": Record(
+                {"rates": ("window", "index")},
+                doc="local growth rates averaged over windows of rates_every layers",
+            ),
+            "svals": Record(
+                {"log_svals": ("index",)}, doc="log singular values of the depth-L product (jaxspec.analysis)"
+            ),
+            "svals_prefixes": Record(
+                {"log_svals_prefixes": ("layer", "index")},
+                doc="log singular values of every prefix product A_l ... A_1 (jaxspec.analysis)",
+            ),
+            "alignment": Record(
+                {"alignment_log_sin": ("layer",)},
+                doc="log sin angle between the top right singular vectors of J_l and J_L",
+            ),
+        },
+        check=_lyapunov_check,
+        run_bytes=_lyapunov_run_bytes,
+        theory=_lyapunov_theory,
+        lapack_cost=_lyapunov_lapack_cost,
+    )
+)

@@ -74,18 +74,30 @@ def _exponents_vs_axis(ds, axis: str, axes: tuple[str, ...], out: Path, plt) -> 
     for i in range(shown):
         color = f"C{i}"
         ok = np.isfinite(mean[:, i])
-        ax.errorbar(x[ok], mean[ok, i], yerr=2 * np.nan_to_num(se[ok, i]), fmt="o", ms=5, capsize=3, color=color,
-                    label=rf"$\lambda_{i + 1}$ simulated (±2 s.e.)")
+        ax.errorbar(
+            x[ok],
+            mean[ok, i],
+            yerr=2 * np.nan_to_num(se[ok, i]),
+            fmt="o",
+            ms=5,
+            capsize=3,
+            color=color,
+            label=rf"$\lambda_{i + 1}$ simulated (±2 s.e.)",
+        )
         if theory is not None and np.isfinite(theory[:, i]).any():
-            ax.plot(x_theory, theory[:, i], "-", color=color, alpha=0.7, label=rf"$\lambda_{i + 1}$ closed form")
+            ax.plot(
+                x_theory, theory[:, i], "-", color=color, alpha=0.7, label=rf"$\lambda_{i + 1}$ closed form"
+            )
     if axis in ("width", "sigma2"):
         ax.set_xscale("log", base=2)
     ax.axhline(0.0, color="0.6", lw=0.8)
     ax.set_xlabel(_X_AXES[axis])
     ax.set_ylabel(r"Lyapunov exponent $\lambda_i$ (per layer)")
     params = _spec(ds)["params"]
-    ax.set_title(f"{ds.attrs.get('title', 'sweep')}: {params.get('ensemble', '')}{_slice_label(ds, (axis,), axes)}",
-                 fontsize=9)
+    ax.set_title(
+        f"{ds.attrs.get('title', 'sweep')}: {params.get('ensemble', '')}{_slice_label(ds, (axis,), axes)}",
+        fontsize=9,
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = out / f"exponents_vs_{axis}.png"
@@ -136,8 +148,16 @@ def _separation(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
         cmap = plt.get_cmap("viridis", max(len(levels), 2))
         for j, level in enumerate(levels):
             sel = values == level
-            ax.errorbar(x[sel], mean[sel], yerr=2 * np.nan_to_num(se[sel]), fmt="o", ms=4, capsize=2,
-                        color=cmap(j), label=f"simulated, {color_axis}={level:g}")
+            ax.errorbar(
+                x[sel],
+                mean[sel],
+                yerr=2 * np.nan_to_num(se[sel]),
+                fmt="o",
+                ms=4,
+                capsize=2,
+                color=cmap(j),
+                label=f"simulated, {color_axis}={level:g}",
+            )
     else:
         ax.errorbar(x, mean, yerr=2 * np.nan_to_num(se), fmt="o", ms=4, capsize=2, label="simulated")
     if "theory_exponents" in stacked:
@@ -172,15 +192,28 @@ def _phase_diagram(ds, axes: tuple[str, ...], out: Path, plt) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     finite = mean[np.isfinite(mean)]
     span = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-6)
-    mesh = ax.pcolormesh(_edges(sigma2, log=True), _edges(p, log=False), mean, cmap="RdBu_r",
-                         norm=TwoSlopeNorm(0.0, -span, span), shading="flat")
+    mesh = ax.pcolormesh(
+        _edges(sigma2, log=True),
+        _edges(p, log=False),
+        mean,
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(0.0, -span, span),
+        shading="flat",
+    )
     fig.colorbar(mesh, ax=ax, label=r"simulated $\lambda_1$ (seed mean)")
     # Closed-form lambda_1 on a fine grid, and its large-N criticality sigma2 p = 1.
     s_fine = np.geomspace(sigma2.min(), sigma2.max(), 48)
     p_fine = np.linspace(p.min(), p.max(), 40)
     condition = params.get("condition", "K>=i")
-    th = np.array([[theory.masked_exponents(width, float(pp), float(ss), k=1, condition=condition)[0]
-                    for ss in s_fine] for pp in p_fine])
+    th = np.array(
+        [
+            [
+                theory.masked_exponents(width, float(pp), float(ss), k=1, condition=condition)[0]
+                for ss in s_fine
+            ]
+            for pp in p_fine
+        ]
+    )
     if np.nanmin(th) < 0 < np.nanmax(th):
         ax.contour(s_fine, p_fine, th, levels=[0.0], colors="k", linewidths=1.5)
         ax.plot([], [], "k-", label=rf"closed form $\lambda_1 = 0$ (N={width})")

@@ -122,7 +122,12 @@ class SweepSpec:
         if self.chunk_size is not None and not _is_positive_int(self.chunk_size):
             raise InputError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
         budget = self.memory_budget_mb
-        if isinstance(budget, bool) or not isinstance(budget, int | float) or not math.isfinite(budget) or budget <= 0:
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, int | float)
+            or not math.isfinite(budget)
+            or budget <= 0
+        ):
             raise InputError(f"memory_budget_mb must be a positive number, got {budget!r}")
         object.__setattr__(self, "memory_budget_mb", float(budget))
         object.__setattr__(self, "record", self._check_record(kernel))
@@ -138,8 +143,10 @@ class SweepSpec:
             raise InputError(f"record must be a list of names, got {self.record!r}")
         for r in record:
             if r not in kernel.records:
-                raise InputError(f"unknown record {r!r} for kernel {kernel.name!r}{_suggest(r, kernel.records)}; "
-                                 f"choose from {', '.join(kernel.records)}")
+                raise InputError(
+                    f"unknown record {r!r} for kernel {kernel.name!r}{_suggest(r, kernel.records)}; "
+                    f"choose from {', '.join(kernel.records)}"
+                )
         always = [r for r, rec in kernel.records.items() if rec.always]
         # Canonical order: the kernel's, so that equal requests compare (and fingerprint) equal.
         return tuple(r for r in kernel.records if r in record or r in always)
@@ -150,8 +157,10 @@ class SweepSpec:
         axes = {}
         for name, values in self.axes.items():
             if name not in kernel.parameters:
-                raise InputError(f"unknown axis {name!r} for kernel {kernel.name!r}{_suggest(name, kernel.parameters)}"
-                                 f"; axes are kernel parameters: {', '.join(kernel.parameters)}")
+                raise InputError(
+                    f"unknown axis {name!r} for kernel {kernel.name!r}{_suggest(name, kernel.parameters)}"
+                    f"; axes are kernel parameters: {', '.join(kernel.parameters)}"
+                )
             if isinstance(values, str | bytes) or not isinstance(values, Sequence):
                 values = [values]
             if len(values) == 0:
@@ -171,8 +180,10 @@ class SweepSpec:
         params = {}
         for name, value in self.params.items():
             if name not in kernel.parameters:
-                raise InputError(f"unknown parameter {name!r} for kernel {kernel.name!r}"
-                                 f"{_suggest(name, kernel.parameters)}; known: {', '.join(kernel.parameters)}")
+                raise InputError(
+                    f"unknown parameter {name!r} for kernel {kernel.name!r}"
+                    f"{_suggest(name, kernel.parameters)}; known: {', '.join(kernel.parameters)}"
+                )
             if name in self.axes:
                 raise InputError(f"{name!r} is both a fixed parameter and an axis; keep one")
             params[name] = kernel.parameters[name].coerce(name, value)
@@ -180,7 +191,9 @@ class SweepSpec:
             if name in self.axes or name in params:
                 continue
             if par.default is REQUIRED:
-                raise InputError(f"kernel {kernel.name!r} needs {name!r}: set it in params or make it an axis")
+                raise InputError(
+                    f"kernel {kernel.name!r} needs {name!r}: set it in params or make it an axis"
+                )
             params[name] = par.default
         return {name: params[name] for name in kernel.parameters if name in params}
 
@@ -227,10 +240,15 @@ class SweepSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that :meth:`from_dict` turns back into an equal spec."""
         return {
-            "name": self.name, "kernel": self.kernel, "seeds": self.seeds, "seed": self.seed,
-            "record": list(self.record), "params": dict(self.params),
+            "name": self.name,
+            "kernel": self.kernel,
+            "seeds": self.seeds,
+            "seed": self.seed,
+            "record": list(self.record),
+            "params": dict(self.params),
             "axes": {a: list(v) for a, v in self.axes.items()},
-            "chunk_size": self.chunk_size, "memory_budget_mb": self.memory_budget_mb,
+            "chunk_size": self.chunk_size,
+            "memory_budget_mb": self.memory_budget_mb,
         }
 
     def science_dict(self) -> dict[str, Any]:
@@ -271,8 +289,10 @@ class SweepSpec:
                 params[key] = data.pop(key)
                 continue
             hint = _suggest(key, known | set(kernel.parameters if kernel else ()))
-            raise InputError(f"unknown key {key!r} in sweep spec{hint}; top-level keys are "
-                             f"{', '.join(SCIENCE_KEYS + EXECUTION_KEYS)} and the kernel's parameters")
+            raise InputError(
+                f"unknown key {key!r} in sweep spec{hint}; top-level keys are "
+                f"{', '.join(SCIENCE_KEYS + EXECUTION_KEYS)} and the kernel's parameters"
+            )
         if "axes" not in data:
             raise InputError("a sweep spec needs an [axes] table (the grid)")
         if "seeds" not in data:
@@ -280,9 +300,17 @@ class SweepSpec:
         record = data.get("record", ())
         if isinstance(record, list):
             record = tuple(record)
-        return cls(axes=data["axes"], seeds=data["seeds"], params=params, kernel=kernel_name, record=record,
-                   seed=data.get("seed", 0), name=data.get("name", "sweep"), chunk_size=data.get("chunk_size"),
-                   memory_budget_mb=data.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB))
+        return cls(
+            axes=data["axes"],
+            seeds=data["seeds"],
+            params=params,
+            kernel=kernel_name,
+            record=record,
+            seed=data.get("seed", 0),
+            name=data.get("name", "sweep"),
+            chunk_size=data.get("chunk_size"),
+            memory_budget_mb=data.get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB),
+        )
 
     def with_overrides(self, assignments: Sequence[str]) -> SweepSpec:
         """A new spec with ``key=value`` assignments applied (values parsed as TOML, else taken as strings).

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from jaxspec._checks import InputError
-from jaxspec.sweeps._plan import SweepPlan, group_output_shapes, make_plan, point_indices, point_params
+from jaxspec.sweeps._plan import group_output_shapes, make_plan, point_indices, point_params
 from jaxspec.sweeps._spec import SweepSpec
 
 FORMAT = "jaxspec-sweep/1"
@@ -81,10 +81,20 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def _git_commit() -> str | None:
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -141,17 +151,23 @@ class SweepStore:
         try:
             self.spec = SweepSpec.from_dict(manifest["spec"])
         except InputError as err:
-            raise InputError(f"{self.path / MANIFEST} holds an invalid spec ({err}); refusing to touch it") from None
+            raise InputError(
+                f"{self.path / MANIFEST} holds an invalid spec ({err}); refusing to touch it"
+            ) from None
         if self.spec.fingerprint() != manifest["fingerprint"]:
-            raise InputError(f"{self.path / MANIFEST} is corrupted (its spec does not match its fingerprint); "
-                             "refusing to touch it")
+            raise InputError(
+                f"{self.path / MANIFEST} is corrupted (its spec does not match its fingerprint); "
+                "refusing to touch it"
+            )
         try:
             self.plan = make_plan(self.spec, chunk_sizes=manifest["chunk_sizes"])
         except InputError as err:
             raise InputError(f"{self.path / MANIFEST} is corrupted ({err}); refusing to touch it") from None
         if len(self.plan.chunks) != manifest["num_chunks"]:
-            raise InputError(f"{self.path / MANIFEST} is corrupted (it expects {manifest['num_chunks']} chunks, "
-                             f"its plan makes {len(self.plan.chunks)}); refusing to touch it")
+            raise InputError(
+                f"{self.path / MANIFEST} is corrupted (it expects {manifest['num_chunks']} chunks, "
+                f"its plan makes {len(self.plan.chunks)}); refusing to touch it"
+            )
 
     # -- opening ----------------------------------------------------------------------------------------
 
@@ -161,11 +177,15 @@ class SweepStore:
         try:
             manifest = json.loads(file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InputError(f"{file} is corrupted ({type(err).__name__}); refusing to touch {path}") from None
+            raise InputError(
+                f"{file} is corrupted ({type(err).__name__}); refusing to touch {path}"
+            ) from None
         required = ("format", "spec", "fingerprint", "chunk_sizes", "num_chunks", "provenance")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             found = manifest.get("format") if isinstance(manifest, dict) else None
-            raise InputError(f"{file} is not a {FORMAT} manifest (format {found!r}); refusing to touch {path}")
+            raise InputError(
+                f"{file} is not a {FORMAT} manifest (format {found!r}); refusing to touch {path}"
+            )
         missing = [key for key in required if key not in manifest]
         if missing:
             raise InputError(f"{file} is corrupted (missing {', '.join(missing)}); refusing to touch {path}")
@@ -182,8 +202,15 @@ class SweepStore:
         return cls(path, cls._read_manifest(path))
 
     @classmethod
-    def open_for_run(cls, path: str | Path, spec: SweepSpec, *, resume: bool, num_devices: int,
-                     info: dict[str, Any] | None = None) -> SweepStore:
+    def open_for_run(
+        cls,
+        path: str | Path,
+        spec: SweepSpec,
+        *,
+        resume: bool,
+        num_devices: int,
+        info: dict[str, Any] | None = None,
+    ) -> SweepStore:
         """Create a store for ``spec``, or reopen one to resume it; refuse anything else.
 
         Args:
@@ -202,13 +229,18 @@ class SweepStore:
         if path.is_dir() and (path / MANIFEST).exists():
             return cls._reopen(path, spec, resume)
         if path.is_dir() and any(path.iterdir()):
-            raise InputError(f"{path} is not empty and is not a jaxspec sweep store (no {MANIFEST}); "
-                             "refusing to write into it: choose a new or empty --out directory")
+            raise InputError(
+                f"{path} is not empty and is not a jaxspec sweep store (no {MANIFEST}); "
+                "refusing to write into it: choose a new or empty --out directory"
+            )
         path.mkdir(parents=True, exist_ok=True)
         plan = make_plan(spec, num_devices=num_devices)
         manifest = {
-            "format": FORMAT, "spec": spec.to_dict(), "fingerprint": spec.fingerprint(),
-            "chunk_sizes": plan.chunk_sizes(), "num_chunks": len(plan.chunks),
+            "format": FORMAT,
+            "spec": spec.to_dict(),
+            "fingerprint": spec.fingerprint(),
+            "chunk_sizes": plan.chunk_sizes(),
+            "num_chunks": len(plan.chunks),
             "provenance": info if info is not None else provenance(num_devices),
         }
         (path / CHUNK_DIR).mkdir(exist_ok=True)
@@ -229,13 +261,17 @@ class SweepStore:
         if manifest["fingerprint"] != spec.fingerprint():
             stored = manifest["spec"] if isinstance(manifest["spec"], dict) else {}
             diff = _first_difference({k: stored.get(k) for k in spec.science_dict()}, spec.science_dict())
-            raise InputError(f"{path} holds a different sweep ({diff}); refusing to overwrite it: "
-                             "use a new --out directory")
+            raise InputError(
+                f"{path} holds a different sweep ({diff}); refusing to overwrite it: "
+                "use a new --out directory"
+            )
         store = cls(path, manifest)
         if not resume:
             done = len(store.done_chunks())
-            raise InputError(f"{path} already holds this sweep ({done} of {len(store.plan.chunks)} chunks done); "
-                             "pass --resume to continue it, or choose a new --out directory")
+            raise InputError(
+                f"{path} already holds this sweep ({done} of {len(store.plan.chunks)} chunks done); "
+                "pass --resume to continue it, or choose a new --out directory"
+            )
         store.verify_chunks()
         return store
 
@@ -255,8 +291,10 @@ class SweepStore:
             if match:
                 index = int(match.group(1))
                 if index >= len(self.plan.chunks):
-                    raise InputError(f"{self.chunk_dir / entry} does not belong to this sweep's plan "
-                                     f"({len(self.plan.chunks)} chunks); refusing to touch {self.path}")
+                    raise InputError(
+                        f"{self.chunk_dir / entry} does not belong to this sweep's plan "
+                        f"({len(self.plan.chunks)} chunks); refusing to touch {self.path}"
+                    )
                 found.add(index)
         return found
 
@@ -277,7 +315,9 @@ class SweepStore:
         header = {"fingerprint": self.spec.fingerprint(), "chunk": index, **meta}
         arrays = {f"var/{name}": np.asarray(value) for name, value in outputs.items()}
         buffer = io.BytesIO()
-        np.savez(buffer, __header__=np.array(json.dumps(header)), __point_id__=point_ids, __seed__=seeds, **arrays)
+        np.savez(
+            buffer, __header__=np.array(json.dumps(header)), __point_id__=point_ids, __seed__=seeds, **arrays
+        )
         _atomic_write_bytes(self.chunk_dir / _chunk_name(index), buffer.getvalue())
 
     def read_chunk(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -299,8 +339,10 @@ class SweepStore:
             raise InputError(f"chunk file {file} holds other runs than the plan's chunk {index}{advice}")
         for name, value in arrays.items():
             if value.shape[:1] != (chunk.num_runs,):
-                raise InputError(f"chunk file {file} has {value.shape[:1]} runs of {name!r}, expected "
-                                 f"{chunk.num_runs}{advice}")
+                raise InputError(
+                    f"chunk file {file} has {value.shape[:1]} runs of {name!r}, expected "
+                    f"{chunk.num_runs}{advice}"
+                )
         return header, arrays
 
     def verify_chunks(self) -> None:
@@ -356,8 +398,9 @@ class SweepStore:
                 data[name][(*where, *(slice(0, s) for s in value.shape[1:]))] = value
             worker_info.append(header)
         axis_dims = tuple(spec.axes)
-        coords = {a: np.asarray(v, dtype=object if isinstance(v[0], str) else None)
-                  for a, v in spec.axes.items()}
+        coords = {
+            a: np.asarray(v, dtype=object if isinstance(v[0], str) else None) for a, v in spec.axes.items()
+        }
         coords["seed"] = np.arange(spec.seeds)
         for dim, size in dim_sizes.items():
             coords[dim] = np.arange(1, size + 1)
@@ -368,15 +411,24 @@ class SweepStore:
         complete = len(done_chunks) == len(plan.chunks)
         info = self.manifest["provenance"]
         attrs = {
-            "title": f"jaxspec sweep {spec.name!r}", "kernel": spec.kernel, "spec": json.dumps(spec.to_dict()),
-            "spec_fingerprint": spec.fingerprint(), "format": FORMAT, "complete": complete,
-            "num_chunks": len(plan.chunks), "num_chunks_done": len(done_chunks),
-            "num_runs": spec.num_runs, "num_runs_done": int(done.sum()),
+            "title": f"jaxspec sweep {spec.name!r}",
+            "kernel": spec.kernel,
+            "spec": json.dumps(spec.to_dict()),
+            "spec_fingerprint": spec.fingerprint(),
+            "format": FORMAT,
+            "complete": complete,
+            "num_chunks": len(plan.chunks),
+            "num_chunks_done": len(done_chunks),
+            "num_runs": spec.num_runs,
+            "num_runs_done": int(done.sum()),
             "missing_points": int((~done.all(axis=-1)).sum()),
             "key_rule": "run (point_id, s) uses fold_in(fold_in(key(seed), point_id), s)",
-            "versions": json.dumps(info.get("versions", {})), "backend": info.get("backend"),
-            "device_kind": info.get("device_kind"), "git_commit": info.get("git_commit") or "unknown",
-            "created": info.get("created"), "x64": info.get("x64"),
+            "versions": json.dumps(info.get("versions", {})),
+            "backend": info.get("backend"),
+            "device_kind": info.get("device_kind"),
+            "git_commit": info.get("git_commit") or "unknown",
+            "created": info.get("created"),
+            "x64": info.get("x64"),
             "devices_used": sorted({int(h.get("devices", 0)) for h in worker_info}) or [],
             "process_count": max([int(h.get("process_count", 1)) for h in worker_info], default=1),
             "hosts": sorted({str(h.get("host")) for h in worker_info}),
@@ -384,8 +436,9 @@ class SweepStore:
         }
         ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
         for name in variables:
-            ds[name].attrs["description"] = next(rec.doc for rec in kernel.records.values()
-                                                 if name in rec.variables)
+            ds[name].attrs["description"] = next(
+                rec.doc for rec in kernel.records.values() if name in rec.variables
+            )
         ds["done"].attrs["description"] = "whether the run (point, seed) has been computed"
         return ds
 
@@ -470,7 +523,7 @@ def summary_frame(ds):
     for name, var in ds.data_vars.items():
         if name == "done" or var.dims[: len(axis_dims) + 1] != (*axis_dims, "seed"):
             continue
-        rest = var.dims[len(axis_dims) + 1:]
+        rest = var.dims[len(axis_dims) + 1 :]
         values = np.asarray(var.values)[where]
         if rest == ():
             columns[name] = values
@@ -523,7 +576,11 @@ def load_sweep(path: str | Path, *, warn: bool = True):
         return xr.open_zarr(store.zarr_path).load()
     ds = store.assemble()
     if warn and not ds.attrs["complete"]:
-        warnings.warn(f"partial sweep {store.path}: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, "
-                      f"{ds.attrs['missing_points']} of {store.spec.num_points} points miss seeds "
-                      "(jaxspec.sweeps.missing_points(ds) lists them)", PartialSweepWarning, stacklevel=2)
+        warnings.warn(
+            f"partial sweep {store.path}: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, "
+            f"{ds.attrs['missing_points']} of {store.spec.num_points} points miss seeds "
+            "(jaxspec.sweeps.missing_points(ds) lists them)",
+            PartialSweepWarning,
+            stacklevel=2,
+        )
     return ds

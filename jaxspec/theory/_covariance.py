@@ -37,8 +37,9 @@ from jaxspec.theory._lyapunov import (
 from jaxspec.theory._validation import check_k
 
 
-def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0,
-                     condition: str = "K>=i") -> Float[np.ndarray, "k k"]:
+def layer_covariance(
+    laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0, condition: str = "K>=i"
+) -> Float[np.ndarray, "k k"]:
     """``(k, k)`` covariance per layer ``Sigma`` of the exponent estimates: ``Cov = Sigma / (L seeds)``.
 
     Args:
@@ -80,8 +81,9 @@ def layer_covariance(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[
     return cov
 
 
-def estimator_covariance(ensemble, k: int | None = None, *, seeds: int = 1,
-                         condition: str = "K>=i") -> Float[np.ndarray, "k k"] | None:
+def estimator_covariance(
+    ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i"
+) -> Float[np.ndarray, "k k"] | None:
     """``(k, k)`` predicted covariance of :func:`jaxspec.lyapunov_spectrum`'s mean exponents, or ``None``.
 
     ``layer_covariance / (L seeds)`` (``reortho_every = 1``); Haar-orthogonal ensembles give zeros.

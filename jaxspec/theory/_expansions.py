@@ -26,8 +26,9 @@ def _indices(n: int, k: int | None) -> np.ndarray:
     return np.arange(1, check_k(k, n) + 1)
 
 
-def large_n_exponents(n: int, p: float = 1.0, sigma2: float = 1.0,
-                      k: int | None = None) -> Float[np.ndarray, " k"]:
+def large_n_exponents(
+    n: int, p: float = 1.0, sigma2: float = 1.0, k: int | None = None
+) -> Float[np.ndarray, " k"]:
     """``(k,)`` large-N exponents ``(1/2) log(sigma2 p) + (1/2) log(1 - (i-1)/(pN)) - (3-p)/(4pN)``.
 
     NaN where ``i - 1 >= pN`` (outside the expansion's range).

@@ -53,8 +53,9 @@ def singular_value_offsets(n: int, k: int | None = None) -> Float[np.ndarray, " 
     return 0.5 * (special.digamma((n - i + 1) / 2.0) - special.digamma(i / 2.0))
 
 
-def predicted_log_svals(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"],
-                        depth: float | Float[ArrayLike, "*D"]) -> Float[np.ndarray, "*D k"]:
+def predicted_log_svals(
+    exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"], depth: float | Float[ArrayLike, "*D"]
+) -> Float[np.ndarray, "*D k"]:
     """``E log s_i(M_L) ~ L lambda_i + c_i`` for one depth (``(k,)``) or an array of depths (``(D, k)``).
 
     Valid once ``L * gap >> 1``. For every prefix ``l = 1..L`` of one product pass ``np.arange(1, L + 1)``.
@@ -115,8 +116,9 @@ def alignment_slope(exponents: Float[ArrayLike, " k"]) -> float:
     return separation_rate(exponents, 1)
 
 
-def predicted_separation(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"],
-                         depth: float | Float[ArrayLike, "*D"]) -> Float[np.ndarray, "*D k-1"]:
+def predicted_separation(
+    exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"], depth: float | Float[ArrayLike, "*D"]
+) -> Float[np.ndarray, "*D k-1"]:
     """``E log(s_i/s_{i+1}) ~ L (lambda_i - lambda_{i+1}) + c_i - c_{i+1}``: ``(k-1,)`` or ``(D, k-1)``.
 
     Args:
@@ -139,8 +141,9 @@ def predicted_separation(exponents: Float[ArrayLike, " k"], offsets: Float[Array
         return pred[..., :-1] - pred[..., 1:]
 
 
-def separation_depth(exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"], log_ratio: float,
-                     i: int = 1) -> float:
+def separation_depth(
+    exponents: Float[ArrayLike, " k"], offsets: Float[ArrayLike, " k"], log_ratio: float, i: int = 1
+) -> float:
     """Depth at which ``E log(s_i/s_{i+1})`` reaches ``log_ratio``: ``(log_ratio - c_i + c_{i+1}) / gap_i``.
 
     Example:

@@ -15,8 +15,9 @@ from jax.scipy import special as jsp
 from jaxtyping import Array, ArrayLike, Float
 
 
-def gaussian_exponents_jax(n: int, sigma2: Float[ArrayLike, ""] = 1.0,
-                           k: int | None = None) -> Float[Array, " k"]:
+def gaussian_exponents_jax(
+    n: int, sigma2: Float[ArrayLike, ""] = 1.0, k: int | None = None
+) -> Float[Array, " k"]:
     """``(k,)`` Newman exponents with a traced ``sigma2`` (``n``, ``k`` static).
 
     Args:
@@ -41,8 +42,9 @@ def gaussian_exponents_jax(n: int, sigma2: Float[ArrayLike, ""] = 1.0,
     return 0.5 * jnp.log(sigma2) + 0.5 * (jnp.log(2.0 / n) + jsp.digamma((n - i + 1) / 2.0))
 
 
-def masked_exponents_jax(n: int, p: Float[ArrayLike, ""] = 0.5, sigma2: Float[ArrayLike, ""] = 1.0,
-                         k: int | None = None) -> Float[Array, " k"]:
+def masked_exponents_jax(
+    n: int, p: Float[ArrayLike, ""] = 0.5, sigma2: Float[ArrayLike, ""] = 1.0, k: int | None = None
+) -> Float[Array, " k"]:
     """``(k,)`` masked-product exponents conditioned on ``K >= i``, with traced ``p`` and ``sigma2``.
 
     ``lambda_i = (1/2) log(2 sigma2 / n) + (1/2) E[psi((K-i+1)/2) | K >= i]``, ``K ~ Binomial(n, p)``; the

@@ -89,9 +89,14 @@ def check_condition(condition: str) -> None:
     check_choice("condition", condition, CONDITIONS)
 
 
-def law_terms(law: CountLaw, k: int, sigma2: float, condition: str) -> tuple[
-        Bool[np.ndarray, "k counts"], Bool[np.ndarray, "k counts"], Float[np.ndarray, "k counts"],
-        Float[np.ndarray, "k counts"]]:
+def law_terms(
+    law: CountLaw, k: int, sigma2: float, condition: str
+) -> tuple[
+    Bool[np.ndarray, "k counts"],
+    Bool[np.ndarray, "k counts"],
+    Float[np.ndarray, "k counts"],
+    Float[np.ndarray, "k counts"],
+]:
     """The Bartlett terms of ``log|R_ii|`` of one layer law: index ``i`` (rows) by active count ``K`` (cols).
 
     Returns:
@@ -109,8 +114,9 @@ def law_terms(law: CountLaw, k: int, sigma2: float, condition: str) -> tuple[
     return alive, admit, half_dof, mean_term
 
 
-def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0,
-                     condition: str = "K>=i") -> LayerTheory:
+def count_law_theory(
+    laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[ArrayLike, " L"] = 1.0, condition: str = "K>=i"
+) -> LayerTheory:
     """Exponents and per-layer variances of a product whose layer ``l`` has active-count law ``laws[l]``.
 
     The exponent is the long-run mean of ``log|R_ii|`` over the layers the convention counts: a mixture over
@@ -162,8 +168,9 @@ def count_law_theory(laws: Sequence[CountLaw], k: int, *, sigma2: float | Float[
     return LayerTheory(exponents, np.where(weight_sum > 0, variance, np.nan), prob)
 
 
-def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
-                       large_n: bool = False) -> Float[np.ndarray, " k"]:
+def gaussian_exponents(
+    n: int, sigma2: float = 1.0, k: int | None = None, *, large_n: bool = False
+) -> Float[np.ndarray, " k"]:
     """Newman's spectrum of real Ginibre products: ``(1/2) log sigma2 + (1/2)[log(2/n) + psi((n-i+1)/2)]``.
 
     Args:
@@ -190,8 +197,9 @@ def gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
     return 0.5 * np.log(sigma2) + 0.5 * (np.log(2.0 / n) + special.digamma((n - i + 1) / 2.0))
 
 
-def complex_gaussian_exponents(n: int, sigma2: float = 1.0, k: int | None = None, *,
-                               large_n: bool = False) -> Float[np.ndarray, " k"]:
+def complex_gaussian_exponents(
+    n: int, sigma2: float = 1.0, k: int | None = None, *, large_n: bool = False
+) -> Float[np.ndarray, " k"]:
     """Complex Ginibre products (``E|z|^2 = sigma2/n``): ``(1/2) log sigma2 + (1/2)[psi(n-i+1) - log n]``.
 
     ``|R_ii|^2 ~ (sigma2/n) Gamma(n-i+1, 1)``, whence the digamma of an integer argument. ``large_n`` gives
@@ -250,9 +258,16 @@ def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> F
     return np.full(k, 0.5 * np.log(sigma2))
 
 
-def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None = None, *,
-                     condition: str = "K>=i", fixed_count: int | None = None,
-                     large_n: bool = False) -> Float[np.ndarray, " k"]:
+def masked_exponents(
+    n: int,
+    p: float = 0.5,
+    sigma2: float = 1.0,
+    k: int | None = None,
+    *,
+    condition: str = "K>=i",
+    fixed_count: int | None = None,
+    large_n: bool = False,
+) -> Float[np.ndarray, " k"]:
     """Masked Gaussian products ``x -> D W x`` with Bernoulli(p) gates (or exactly ``fixed_count`` active).
 
     ``lambda_i = (1/2) log sigma2 + (1/2) log(2/n) + (1/2) E_K[psi((K-i+1)/2) | convention]``.
@@ -290,8 +305,9 @@ def masked_exponents(n: int, p: float = 0.5, sigma2: float = 1.0, k: int | None 
     return count_law_theory([law], k, sigma2=sigma2, condition=condition).exponents
 
 
-def count_laws(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0,
-               counts: Sequence[int] | None = None) -> list[CountLaw]:
+def count_laws(
+    widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0, counts: Sequence[int] | None = None
+) -> list[CountLaw]:
     """Per-layer count laws of a (masked) Gaussian product with widths ``(n_0, ..., n_L)``.
 
     Args:
@@ -323,13 +339,23 @@ def count_laws(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0
         raise InputError(f"p needs one entry per layer ({depth}), got {ps.shape[0]}")
     if not np.all((ps > 0) & (ps <= 1)):
         raise InputError(f"p must lie in (0, 1], got {p}")
-    return [fixed_count_law(widths[l], widths[l + 1], widths[l + 1]) if ps[l] == 1.0
-            else binomial_count_law(widths[l], widths[l + 1], float(ps[l])) for l in range(depth)]
+    return [
+        fixed_count_law(widths[l], widths[l + 1], widths[l + 1])
+        if ps[l] == 1.0
+        else binomial_count_law(widths[l], widths[l + 1], float(ps[l]))
+        for l in range(depth)
+    ]
 
 
-def product_theory(widths: Sequence[int], *, p: float | Float[ArrayLike, " L"] = 1.0,
-                   counts: Sequence[int] | None = None, sigma2: float | Float[ArrayLike, " L"] = 1.0,
-                   k: int | None = None, condition: str = "K>=i") -> LayerTheory:
+def product_theory(
+    widths: Sequence[int],
+    *,
+    p: float | Float[ArrayLike, " L"] = 1.0,
+    counts: Sequence[int] | None = None,
+    sigma2: float | Float[ArrayLike, " L"] = 1.0,
+    k: int | None = None,
+    condition: str = "K>=i",
+) -> LayerTheory:
     """Exponents, per-layer variances and ``P(counted)`` of a product with variable widths and gates.
 
     The convenient form of :func:`count_law_theory` for deterministic per-layer counts (``counts``), variable
@@ -381,8 +407,9 @@ def ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | No
     return ensemble.layer_theory(check_k(k, min(ensemble.widths)), condition)
 
 
-def lyapunov_exponents(ensemble, k: int | None = None,
-                       condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
+def lyapunov_exponents(
+    ensemble, k: int | None = None, condition: str = "K>=i"
+) -> Float[np.ndarray, " k"] | None:
     """The closed-form spectrum of an ensemble, or ``None`` where none is known (fixed networks).
 
     Args:
@@ -403,8 +430,9 @@ def lyapunov_exponents(ensemble, k: int | None = None,
     return None if theory is None else theory.exponents
 
 
-def per_layer_variance(ensemble, k: int | None = None,
-                       condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
+def per_layer_variance(
+    ensemble, k: int | None = None, condition: str = "K>=i"
+) -> Float[np.ndarray, " k"] | None:
     """``(k,)`` per-layer variance of ``log|R_ii|`` (Gaussian: ``psi1((n-i+1)/2)/4``), or ``None``."""
     check_condition(condition)
     theory = ensemble_theory(ensemble, k, condition)
@@ -432,8 +460,9 @@ def relu_survival(ensemble) -> Float[np.ndarray, " L"]:
     return np.asarray(ensemble.survival(), float)
 
 
-def expected_counted_fraction(ensemble, k: int | None = None,
-                              condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
+def expected_counted_fraction(
+    ensemble, k: int | None = None, condition: str = "K>=i"
+) -> Float[np.ndarray, " k"] | None:
     """``(k,)`` expected fraction of the ``L`` layers that enter index ``i``'s estimate, or ``None``.
 
     ``P_i`` (:class:`LayerTheory`'s ``prob_counted``) for ensembles whose gates ignore the state; for ReLU
@@ -454,8 +483,9 @@ def expected_counted_fraction(ensemble, k: int | None = None,
     return fraction / len(laws)
 
 
-def predicted_stderr(ensemble, k: int | None = None, *, seeds: int = 1,
-                     condition: str = "K>=i") -> Float[np.ndarray, " k"] | None:
+def predicted_stderr(
+    ensemble, k: int | None = None, *, seeds: int = 1, condition: str = "K>=i"
+) -> Float[np.ndarray, " k"] | None:
     """Predicted standard error of the engine's mean over ``seeds`` at the ensemble's depth ``L``.
 
     ``sqrt(v_i / (L f_i seeds))`` with ``f_i`` the expected fraction of counted layers

@@ -61,8 +61,9 @@ def _rising_even(counts: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
-def norm_power_moment(laws: Sequence[CountLaw], power: int, *,
-                      sigma2: float | Float[ArrayLike, " L"] = 2.0) -> float:
+def norm_power_moment(
+    laws: Sequence[CountLaw], power: int, *, sigma2: float | Float[ArrayLike, " L"] = 2.0
+) -> float:
     """``E ||J u||^{2 power} = prod_l (sigma2_l / n_l)^power E[K (K+2) ... (K + 2 power - 2)]`` (exact).
 
     Args:
@@ -92,8 +93,9 @@ def norm_power_moment(laws: Sequence[CountLaw], power: int, *,
     return float(total)
 
 
-def count_law_log_norm_moments(laws: Sequence[CountLaw], *, sigma2: float | Float[ArrayLike, " L"] = 2.0,
-                               large_n: bool = False) -> LogNormMoments:
+def count_law_log_norm_moments(
+    laws: Sequence[CountLaw], *, sigma2: float | Float[ArrayLike, " L"] = 2.0, large_n: bool = False
+) -> LogNormMoments:
     """Exact moments of ``||J u||^2`` for a masked Gaussian product with the given per-layer count laws.
 
     Args:
@@ -137,8 +139,9 @@ def count_law_log_norm_moments(laws: Sequence[CountLaw], *, sigma2: float | Floa
     return LogNormMoments(float(means.sum()), float(variances.sum()), second, fourth, prob, means, variances)
 
 
-def relu_log_norm_moments(widths: Sequence[int], *, sigma2: float = 2.0, final_activation: bool = True,
-                          large_n: bool = False) -> LogNormMoments:
+def relu_log_norm_moments(
+    widths: Sequence[int], *, sigma2: float = 2.0, final_activation: bool = True, large_n: bool = False
+) -> LogNormMoments:
     """Exact moments of ``log||J u||^2`` and ``||J u||^{2,4}`` for a zero-bias ReLU network at initialisation.
 
     Args:

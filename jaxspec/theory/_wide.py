@@ -35,8 +35,9 @@ ACTIVATIONS = ("linear", "relu")
 WEIGHTS = ("gaussian", "orthogonal")
 
 
-def wide_spectral_variance(depth: int, *, activation: str = "linear", weights: str = "gaussian",
-                           p: float | None = None) -> float:
+def wide_spectral_variance(
+    depth: int, *, activation: str = "linear", weights: str = "gaussian", p: float | None = None
+) -> float:
     """Variance of the spectrum of ``J J^T`` normalised to mean 1, width to infinity first.
 
     Args:
@@ -100,8 +101,12 @@ def fuss_catalan_moment(depth: int, order: int, *, log: bool = False) -> float:
     """
     depth = check_positive_int("depth", depth)
     order = int(order)
-    log_moment = (special.gammaln((depth + 1) * order + 1) - special.gammaln(order + 1)
-                  - special.gammaln(depth * order + 1) - np.log(depth * order + 1.0))
+    log_moment = (
+        special.gammaln((depth + 1) * order + 1)
+        - special.gammaln(order + 1)
+        - special.gammaln(depth * order + 1)
+        - np.log(depth * order + 1.0)
+    )
     return float(log_moment) if log else float(np.exp(log_moment))
 
 

@@ -43,8 +43,9 @@ def _manager(directory: str | Path, max_to_keep: int | None = 2):
     directory = Path(directory).expanduser().resolve()
     if directory.exists() and not directory.is_dir():
         raise InputError(f"checkpoint_dir exists and is not a directory: {directory}")
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False
+    )
     return ocp.CheckpointManager(directory, options=options, item_names=("state", "history"))
 
 
@@ -67,10 +68,14 @@ def save_checkpoint(directory: str | Path, checkpoint: TrainCheckpoint, max_to_k
 
     state = {"params": checkpoint.params, "opt_state": checkpoint.opt_state}
     with _manager(directory, max_to_keep) as manager:
-        manager.save(int(checkpoint.step),
-                     args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             history=ocp.args.StandardSave(_history_dict(checkpoint.history))),
-                     force=True)
+        manager.save(
+            int(checkpoint.step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                history=ocp.args.StandardSave(_history_dict(checkpoint.history)),
+            ),
+            force=True,
+        )
         manager.wait_until_finished()
 
 
@@ -82,8 +87,9 @@ def latest_checkpoint_step(directory: str | Path) -> int | None:
         return manager.latest_step()
 
 
-def restore_checkpoint(directory: str | Path, params_template: Any, opt_state_template: Any,
-                       step: int | None = None) -> TrainCheckpoint:
+def restore_checkpoint(
+    directory: str | Path, params_template: Any, opt_state_template: Any, step: int | None = None
+) -> TrainCheckpoint:
     """Read a checkpoint back into the structures of the templates.
 
     Args:
@@ -102,17 +108,31 @@ def restore_checkpoint(directory: str | Path, params_template: Any, opt_state_te
         if step is None:
             raise InputError(f"no checkpoint found in {directory}")
         target = {"params": params_template, "opt_state": opt_state_template}
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
-                                if not hasattr(x, "sharding") else
-                                jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), target)
+        abstract = jax.tree.map(
+            lambda x: (
+                jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+                if not hasattr(x, "sharding")
+                else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+            ),
+            target,
+        )
         try:
-            restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                     history=ocp.args.StandardRestore()))
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), history=ocp.args.StandardRestore()
+                ),
+            )
         except (ValueError, KeyError) as err:
-            raise InputError(f"checkpoint in {directory} does not match these parameters or optimizer: "
-                             f"{' '.join(str(err).split())[:200]}") from err
+            raise InputError(
+                f"checkpoint in {directory} does not match these parameters or optimizer: "
+                f"{' '.join(str(err).split())[:200]}"
+            ) from err
     flat = restored["history"]
     tracked_keys = sorted(k for k in flat if k.startswith("tracked_"))
-    history = {"steps": np.asarray(flat["steps"]), "loss": np.asarray(flat["loss"]),
-               "tracked": [np.asarray(flat[k]) for k in tracked_keys]}
+    history = {
+        "steps": np.asarray(flat["steps"]),
+        "loss": np.asarray(flat["loss"]),
+        "tracked": [np.asarray(flat[k]) for k in tracked_keys],
+    }
     return TrainCheckpoint(step, restored["state"]["params"], restored["state"]["opt_state"], history)

@@ -45,11 +45,13 @@ if TYPE_CHECKING:  # xarray is an optional extra, imported where a dataset is ma
 DATASETS = ("teacher", "digits", "mnist")
 INITS = ("random", "aligned")
 OPTIMIZERS = ("sgd", "momentum", "adam")
-PREDICTION_STYLE = {"mode_ode": ("--", "shared-basis mode ODE"),
-                    "mode_ode_kernel": ("-.", "mode ODE, measured kernel ratio"),
-                    "balanced": (":", "balanced L-layer ODE (Saxe/Arora)"),
-                    "saxe": ((0, (1, 3)), "Saxe closed form"),
-                    "arora": ((0, (5, 2, 1, 2)), "Arora end-to-end matrix ODE")}
+PREDICTION_STYLE = {
+    "mode_ode": ("--", "shared-basis mode ODE"),
+    "mode_ode_kernel": ("-.", "mode ODE, measured kernel ratio"),
+    "balanced": (":", "balanced L-layer ODE (Saxe/Arora)"),
+    "saxe": ((0, (1, 3)), "Saxe closed form"),
+    "arora": ((0, (5, 2, 1, 2)), "Arora end-to-end matrix ODE"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,11 +113,25 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field (raises :class:`jaxspec.InputError`) and return the config itself."""
-        for name, options in (("model", MODEL_KINDS), ("data", DATASETS), ("init", INITS),
-                              ("optimizer", OPTIMIZERS), ("loss", LOSSES), ("dtype", DTYPES)):
+        for name, options in (
+            ("model", MODEL_KINDS),
+            ("data", DATASETS),
+            ("init", INITS),
+            ("optimizer", OPTIMIZERS),
+            ("loss", LOSSES),
+            ("dtype", DTYPES),
+        ):
             check_choice(name, getattr(self, name), options)
-        for name in ("depth", "width", "steps", "log_every", "top_k", "input_dim", "output_dim",
-                     "num_samples"):
+        for name in (
+            "depth",
+            "width",
+            "steps",
+            "log_every",
+            "top_k",
+            "input_dim",
+            "output_dim",
+            "num_samples",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -183,8 +199,14 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
 
 def _make_data(cfg: TrainConfig, dtype) -> Dataset:
     if cfg.data == "teacher":
-        ds, _ = teacher(jax.random.fold_in(jax.random.key(cfg.seed), 1), cfg.input_dim, cfg.output_dim,
-                        cfg.num_samples, cfg.teacher_sv, dtype=dtype)
+        ds, _ = teacher(
+            jax.random.fold_in(jax.random.key(cfg.seed), 1),
+            cfg.input_dim,
+            cfg.output_dim,
+            cfg.num_samples,
+            cfg.teacher_sv,
+            dtype=dtype,
+        )
         return ds
     whiten_dim = cfg.whiten_dim if cfg.whiten_dim else None
     if cfg.data == "digits":
@@ -200,10 +222,14 @@ def _target_modes(ds: Dataset):
     return (u, vt.T), s
 
 
-def alignment_start_index(result: TrainResult, target_basis: tuple[Float[ArrayLike, "d_out R"],
-                                                                   Float[ArrayLike, "d_in R"]],
-                          threshold: float = 0.9, *, target_strengths: Float[ArrayLike, " R"] | None = None,
-                          cluster_rtol: float = 0.1) -> Int[np.ndarray, " k"]:
+def alignment_start_index(
+    result: TrainResult,
+    target_basis: tuple[Float[ArrayLike, "d_out R"], Float[ArrayLike, "d_in R"]],
+    threshold: float = 0.9,
+    *,
+    target_strengths: Float[ArrayLike, " R"] | None = None,
+    cluster_rtol: float = 0.1,
+) -> Int[np.ndarray, " k"]:
     """Per mode, the first record where the end-to-end mode is aligned with the target's mode.
 
     Alignment of mode ``r``: ``||P_U u_r|| ||P_V v_r|| >= threshold`` with ``P_U``, ``P_V`` the projections on
@@ -235,8 +261,9 @@ def alignment_start_index(result: TrainResult, target_basis: tuple[Float[ArrayLi
     starts = []
     for r in range(k):
         members = np.nonzero(cluster == cluster[r])[0]
-        overlap = (np.linalg.norm(np.einsum("ti,im->tm", u[:, :, r], tu[:, members]), axis=1)
-                   * np.linalg.norm(np.einsum("ti,im->tm", v[:, :, r], tv[:, members]), axis=1))
+        overlap = np.linalg.norm(np.einsum("ti,im->tm", u[:, :, r], tu[:, members]), axis=1) * np.linalg.norm(
+            np.einsum("ti,im->tm", v[:, :, r], tv[:, members]), axis=1
+        )
         ok = np.nonzero(overlap >= threshold)[0]
         starts.append(min(int(ok[0]), last) if ok.size else last)
     return np.asarray(starts, dtype=int)
@@ -250,9 +277,14 @@ def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(cfg.learning_rate)
 
 
-def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir: str | Path | None = None,
-                   checkpoint_every: int | None = None,
-                   resume: bool = False) -> tuple[TrainResult, DynamicsComparison, xr.Dataset]:
+def run_experiment(
+    cfg: TrainConfig,
+    *,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+) -> tuple[TrainResult, DynamicsComparison, xr.Dataset]:
     """Train as ``cfg`` says, track the spectral quantities, and run the predictions beside the measurement.
 
     Args:
@@ -284,33 +316,63 @@ def run_experiment(cfg: TrainConfig, *, progress: bool = True, checkpoint_dir: s
         ratios = cfg.imbalance ** (np.arange(cfg.depth) - (cfg.depth - 1) / 2)
         # sigma_r(0) = sigma0 s_r / s_1: distinct modes, so the singular vectors are defined from the start.
         factors = balanced_factors(cfg.sigma0 * strengths[:rank] / strengths[0], cfg.depth) * ratios[:, None]
-        params = aligned_init(widths, np.asarray(basis[0])[:, :rank], np.asarray(basis[1])[:, :rank], factors,
-                              key=key, dtype=dtype)
+        params = aligned_init(
+            widths,
+            np.asarray(basis[0])[:, :rank],
+            np.asarray(basis[1])[:, :rank],
+            factors,
+            key=key,
+            dtype=dtype,
+        )
     else:
         params = deep_linear_init(key, widths, scale=cfg.init_scale, dtype=dtype)
     model = make_model(cfg.model, params, ds)
     loss_fn = make_loss(model, ds, cfg.loss)
-    tracker = make_tracker(model, top_k=cfg.top_k, target_basis=(jnp.asarray(basis[0][:, :cfg.top_k], dtype),
-                                                                 jnp.asarray(basis[1][:, :cfg.top_k], dtype)))
-    result = train(loss_fn, params, _optimizer(cfg), num_steps=cfg.steps, log_every=cfg.log_every,
-                   track_fn=tracker, progress=progress, checkpoint_dir=checkpoint_dir,
-                   checkpoint_every=checkpoint_every, resume=resume)
+    tracker = make_tracker(
+        model,
+        top_k=cfg.top_k,
+        target_basis=(
+            jnp.asarray(basis[0][:, : cfg.top_k], dtype),
+            jnp.asarray(basis[1][:, : cfg.top_k], dtype),
+        ),
+    )
+    result = train(
+        loss_fn,
+        params,
+        _optimizer(cfg),
+        num_steps=cfg.steps,
+        log_every=cfg.log_every,
+        track_fn=tracker,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+    )
     if cfg.predict_from == -1:
         start = alignment_start_index(result, basis, target_strengths=strengths)
     elif cfg.predict_from > len(result.steps) - 2:
-        raise InputError(f"predict_from={cfg.predict_from} is past the last record but one "
-                         f"({len(result.steps) - 2})")
+        raise InputError(
+            f"predict_from={cfg.predict_from} is past the last record but one ({len(result.steps) - 2})"
+        )
     else:
         start = cfg.predict_from
     sxx, syx = input_output_statistics(ds)
-    comparison = compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=cfg.depth,
-                                  learning_rate=cfg.learning_rate, start_index=start, basis="target",
-                                  target_basis=basis)
+    comparison = compare_dynamics(
+        result,
+        sigma_xx=sxx,
+        sigma_yx=syx,
+        depth=cfg.depth,
+        learning_rate=cfg.learning_rate,
+        start_index=start,
+        basis="target",
+        target_basis=basis,
+    )
     return result, comparison, to_dataset(cfg, result, comparison, ds.name)
 
 
-def to_dataset(cfg: TrainConfig, result: TrainResult, comparison: DynamicsComparison,
-               data_name: str = "") -> xr.Dataset:
+def to_dataset(
+    cfg: TrainConfig, result: TrainResult, comparison: DynamicsComparison, data_name: str = ""
+) -> xr.Dataset:
     """The trajectories and predictions as an ``xarray.Dataset`` with labelled dimensions (an extra).
 
     Args:
@@ -326,11 +388,18 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison: DynamicsCompar
 
     tr = {k: np.asarray(v) for k, v in result.tracked.items()}
     steps = np.asarray(result.steps)
-    dims = {"sigma": ("step", "mode"), "u": ("step", "out_dim", "mode"), "v": ("step", "in_dim", "mode"),
-            "factors": ("step", "layer", "mode"), "mode_kernel": ("step", "mode"),
-            "layer_sv": ("step", "layer", "layer_mode"), "alignment": ("step", "pair", "align_mode"),
-            "balancedness": ("step", "pair"), "end_to_end": ("step", "out_dim", "in_dim"),
-            "target_projection": ("step", "mode")}
+    dims = {
+        "sigma": ("step", "mode"),
+        "u": ("step", "out_dim", "mode"),
+        "v": ("step", "in_dim", "mode"),
+        "factors": ("step", "layer", "mode"),
+        "mode_kernel": ("step", "mode"),
+        "layer_sv": ("step", "layer", "layer_mode"),
+        "alignment": ("step", "pair", "align_mode"),
+        "balancedness": ("step", "pair"),
+        "end_to_end": ("step", "out_dim", "in_dim"),
+        "target_projection": ("step", "mode"),
+    }
     variables = {k: (dims[k], v) for k, v in tr.items() if k in dims}
     variables["loss"] = ("step", np.asarray(result.loss))
     variables["target_strength"] = ("mode", comparison.target)
@@ -342,16 +411,22 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison: DynamicsCompar
         variables[f"half_time_{name}"] = ("mode", comparison.half_time[name])
         variables[f"half_time_error_{name}"] = ("mode", comparison.half_time_error[name])
     variables["half_time_measured"] = ("mode", comparison.half_time["measured"])
-    coords = {"step": steps, "time": ("step", comparison.time),
-              "mode": np.arange(1, tr["sigma"].shape[1] + 1),
-              "layer": np.arange(1, tr["factors"].shape[1] + 1),
-              "pair": np.arange(1, tr["balancedness"].shape[1] + 1)}
+    coords = {
+        "step": steps,
+        "time": ("step", comparison.time),
+        "mode": np.arange(1, tr["sigma"].shape[1] + 1),
+        "layer": np.arange(1, tr["factors"].shape[1] + 1),
+        "pair": np.arange(1, tr["balancedness"].shape[1] + 1),
+    }
     descriptions = {
-        "sigma": "end-to-end singular values", "factors": "per-mode factors a_{l,r} (prod_l = sigma_r)",
+        "sigma": "end-to-end singular values",
+        "factors": "per-mode factors a_{l,r} (prod_l = sigma_r)",
         "mode_kernel": "sum_l ||d sigma_r / d W_l||^2",
         "layer_sv": "singular values of each layer (NaN-padded)",
-        "alignment": "|<v_r(W_{l+1}), u_r(W_l)>|", "balancedness": "||W_{l+1}^T W_{l+1} - W_l W_l^T||_F",
-        "target_projection": "u*_r^T E v*_r on the target's modes", "loss": "training loss",
+        "alignment": "|<v_r(W_{l+1}), u_r(W_l)>|",
+        "balancedness": "||W_{l+1}^T W_{l+1} - W_l W_l^T||_F",
+        "target_projection": "u*_r^T E v*_r on the target's modes",
+        "loss": "training loss",
         "target_strength": "s_r / c_r, the fixed point of the decoupled mode ODE",
         "prediction_start": "record index where the predictions of each mode start",
     }
@@ -359,8 +434,13 @@ def to_dataset(cfg: TrainConfig, result: TrainResult, comparison: DynamicsCompar
     for name, text in descriptions.items():
         if name in ds:
             ds[name].attrs["description"] = text
-    ds.attrs.update({"config": json.dumps(cfg.to_dict()), "data": data_name,
-                     "time": "gradient-flow time t = step * learning_rate"})
+    ds.attrs.update(
+        {
+            "config": json.dumps(cfg.to_dict()),
+            "data": data_name,
+            "time": "gradient-flow time t = step * learning_rate",
+        }
+    )
     return ds
 
 
@@ -379,15 +459,17 @@ def save_experiment(ds: xr.Dataset, out_dir: str | Path, fmt: str = "zarr") -> P
     return path
 
 
-def plot_dynamics(ds: xr.Dataset, path: str | Path, title: str | None = None,
-                  predictions: Sequence[str] | None = None) -> Path:
+def plot_dynamics(
+    ds: xr.Dataset, path: str | Path, title: str | None = None, predictions: Sequence[str] | None = None
+) -> Path:
     """Measured against predicted ``sigma_r(t)`` per mode, the relative errors, and alignment over time."""
     import matplotlib.pyplot as plt
 
     time = ds["time"].values
     sigma = ds["sigma"].values
-    names = [n for n in PREDICTION_STYLE
-             if f"predicted_{n}" in ds and (predictions is None or n in predictions)]
+    names = [
+        n for n in PREDICTION_STYLE if f"predicted_{n}" in ds and (predictions is None or n in predictions)
+    ]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     ax = axes[0]
@@ -395,14 +477,27 @@ def plot_dynamics(ds: xr.Dataset, path: str | Path, title: str | None = None,
         color = colors[r % len(colors)]
         ax.plot(time, sigma[:, r], color=color, lw=2.2, alpha=0.55, label=f"measured sigma_{r + 1}")
         for n in names:
-            ax.plot(time, ds[f"predicted_{n}"].values[:, r], color=color, ls=PREDICTION_STYLE[n][0], lw=1.3,
-                    label=PREDICTION_STYLE[n][1] if r == 0 else None)
+            ax.plot(
+                time,
+                ds[f"predicted_{n}"].values[:, r],
+                color=color,
+                ls=PREDICTION_STYLE[n][0],
+                lw=1.3,
+                label=PREDICTION_STYLE[n][1] if r == 0 else None,
+            )
         ax.axhline(ds["target_strength"].values[r], color=color, lw=0.6, ls=(0, (1, 4)))
     labelled = False
     for r, start in enumerate(np.asarray(ds["prediction_start"].values, dtype=int)):
         if start:
-            ax.plot(time[start], sigma[start, r], "o", ms=6, mfc="none", color=colors[r % len(colors)],
-                    label=None if labelled else "prediction start (mode aligned)")
+            ax.plot(
+                time[start],
+                sigma[start, r],
+                "o",
+                ms=6,
+                mfc="none",
+                color=colors[r % len(colors)],
+                label=None if labelled else "prediction start (mode aligned)",
+            )
             labelled = True
     ax.set_xlabel("gradient-flow time t = step x learning rate")
     ax.set_ylabel("end-to-end singular value sigma_r(t)")
@@ -413,8 +508,14 @@ def plot_dynamics(ds: xr.Dataset, path: str | Path, title: str | None = None,
         color = colors[r % len(colors)]
         for n in names:
             err = np.abs(ds[f"relative_error_{n}"].values[:, r])
-            ax.semilogy(time, np.where(err > 0, err, np.nan), color=color, ls=PREDICTION_STYLE[n][0], lw=1.2,
-                        label=f"mode {r + 1}: {n}" if len(names) <= 2 or r == 0 else None)
+            ax.semilogy(
+                time,
+                np.where(err > 0, err, np.nan),
+                color=color,
+                ls=PREDICTION_STYLE[n][0],
+                lw=1.2,
+                label=f"mode {r + 1}: {n}" if len(names) <= 2 or r == 0 else None,
+            )
     ax.set_xlabel("gradient-flow time t")
     ax.set_ylabel("|measured / predicted - 1|")
     ax.set_title("relative error per mode (colour = mode)")
@@ -423,8 +524,14 @@ def plot_dynamics(ds: xr.Dataset, path: str | Path, title: str | None = None,
     align = ds["alignment"].values
     for p in range(align.shape[1]):
         for r in range(align.shape[2]):
-            ax.plot(time, align[:, p, r], color=colors[r % len(colors)], ls=["-", "--", ":", "-."][p % 4],
-                    lw=1.2, label=f"|<v_{r + 1}(W_{p + 2}), u_{r + 1}(W_{p + 1})>|")
+            ax.plot(
+                time,
+                align[:, p, r],
+                color=colors[r % len(colors)],
+                ls=["-", "--", ":", "-."][p % 4],
+                lw=1.2,
+                label=f"|<v_{r + 1}(W_{p + 2}), u_{r + 1}(W_{p + 1})>|",
+            )
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("gradient-flow time t")
     ax.set_ylabel("adjacent-layer alignment")

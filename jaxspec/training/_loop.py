@@ -63,8 +63,9 @@ def _is_positive_int(x) -> bool:
     return not isinstance(x, bool) and isinstance(x, (int, np.integer)) and x >= 1
 
 
-def _validate(loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every,
-              resume):
+def _validate(
+    loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every, resume
+):
     if not callable(loss_fn):
         raise InputError("loss_fn must be a callable params -> scalar loss")
     if track_fn is not None and not callable(track_fn):
@@ -79,8 +80,10 @@ def _validate(loss_fn, params, optimizer, num_steps, log_every, track_fn, checkp
         if checkpoint_dir is None:
             raise InputError("checkpoint_every needs checkpoint_dir")
         if not _is_positive_int(checkpoint_every) or checkpoint_every % log_every:
-            raise InputError(f"checkpoint_every must be a positive multiple of log_every={log_every}, "
-                             f"got {checkpoint_every!r}")
+            raise InputError(
+                f"checkpoint_every must be a positive multiple of log_every={log_every}, "
+                f"got {checkpoint_every!r}"
+            )
     if resume and checkpoint_dir is None:
         raise InputError("resume=True needs checkpoint_dir")
     leaves = jax.tree.leaves(params)
@@ -131,8 +134,9 @@ def _make_runner(loss_fn, optimizer, track_fn):
             carry, _ = jax.lax.scan(step, carry, None, length=stretch)
             return carry, record(carry[0])
 
-        (params, opt_state), (loss, tracked) = jax.lax.scan(one_stretch, (params, opt_state), None,
-                                                            length=num_records)
+        (params, opt_state), (loss, tracked) = jax.lax.scan(
+            one_stretch, (params, opt_state), None, length=num_records
+        )
         return params, opt_state, loss, tracked
 
     return jax.jit(run, static_argnames=("stretch", "num_records")), jax.jit(record)
@@ -154,11 +158,20 @@ def _schedule(start: int, num_steps: int, log_every: int, block: int) -> list[tu
     return calls
 
 
-def train(loss_fn: Callable[[Any], Float[Array, ""]], params: Any,
-          optimizer: optax.GradientTransformation | None = None,
-          *, num_steps: int, log_every: int = 1, track_fn: Callable[[Any], Any] | None = None,
-          learning_rate: float = 1e-2, progress: bool = True, checkpoint_dir: str | Path | None = None,
-          checkpoint_every: int | None = None, resume: bool = False) -> TrainResult:
+def train(
+    loss_fn: Callable[[Any], Float[Array, ""]],
+    params: Any,
+    optimizer: optax.GradientTransformation | None = None,
+    *,
+    num_steps: int,
+    log_every: int = 1,
+    track_fn: Callable[[Any], Any] | None = None,
+    learning_rate: float = 1e-2,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+) -> TrainResult:
     """Train ``params`` by minimising ``loss_fn`` with an optax optimizer, recording on a schedule.
 
     Args:
@@ -195,8 +208,9 @@ def train(loss_fn: Callable[[Any], Float[Array, ""]], params: Any,
         if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
             raise InputError(f"learning_rate must be a positive number, got {learning_rate!r}")
         optimizer = optax.sgd(learning_rate)
-    _validate(loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every,
-              resume)
+    _validate(
+        loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every, resume
+    )
     params = jax.tree.map(jnp.asarray, params)
     opt_state = optimizer.init(params)
     run, record = _make_runner(loss_fn, optimizer, track_fn)
@@ -207,27 +221,38 @@ def train(loss_fn: Callable[[Any], Float[Array, ""]], params: Any,
     if resume and latest_checkpoint_step(checkpoint_dir) is not None:
         ckpt = restore_checkpoint(checkpoint_dir, params, opt_state)
         if ckpt.step > num_steps:
-            raise InputError(f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past "
-                             f"num_steps={num_steps}")
+            raise InputError(
+                f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past num_steps={num_steps}"
+            )
         if ckpt.step % log_every and ckpt.step != num_steps:
             raise InputError(f"the checkpoint step {ckpt.step} is not a multiple of log_every={log_every}")
         start, params, opt_state = ckpt.step, ckpt.params, ckpt.opt_state
-        history = {"steps": [ckpt.history["steps"]], "loss": [ckpt.history["loss"]],
-                   "tracked": [[leaf] for leaf in ckpt.history["tracked"]]}
+        history = {
+            "steps": [ckpt.history["steps"]],
+            "loss": [ckpt.history["loss"]],
+            "tracked": [[leaf] for leaf in ckpt.history["tracked"]],
+        }
     else:
         loss0, tracked0 = jax.device_get(record(params))
-        history = {"steps": [np.zeros(1, dtype=np.int64)], "loss": [np.asarray(loss0)[None]],
-                   "tracked": [[np.asarray(leaf)[None]] for leaf in jax.tree.leaves(tracked0)]}
+        history = {
+            "steps": [np.zeros(1, dtype=np.int64)],
+            "loss": [np.asarray(loss0)[None]],
+            "tracked": [[np.asarray(leaf)[None]] for leaf in jax.tree.leaves(tracked0)],
+        }
 
     checkpoint_records = None if checkpoint_every is None else checkpoint_every // log_every
     block = _calls_per_record_block(max(1, num_steps // log_every), checkpoint_records)
 
     def current_history():
-        return {"steps": np.concatenate(history["steps"]), "loss": np.concatenate(history["loss"]),
-                "tracked": [np.concatenate(parts) for parts in history["tracked"]]}
+        return {
+            "steps": np.concatenate(history["steps"]),
+            "loss": np.concatenate(history["loss"]),
+            "tracked": [np.concatenate(parts) for parts in history["tracked"]],
+        }
 
-    with tqdm(total=num_steps, initial=start, unit="step", disable=not progress, desc="train",
-              leave=False) as bar:
+    with tqdm(
+        total=num_steps, initial=start, unit="step", disable=not progress, desc="train", leave=False
+    ) as bar:
         step = start
         for stretch, n in _schedule(start, num_steps, log_every, block):
             params, opt_state, loss, tracked = run(params, opt_state, stretch=stretch, num_records=n)

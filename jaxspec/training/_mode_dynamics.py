@@ -49,8 +49,9 @@ from jaxspec._checks import HIGHEST, InputError, check_positive_int
 from jaxspec.training._loop import TrainResult
 
 
-def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: Float[ArrayLike, " T"],
-                  substeps: int = 8) -> Any:
+def rk4_integrate(
+    rhs: Callable[[Any], Any], y0: Any, times: Float[ArrayLike, " T"], substeps: int = 8
+) -> Any:
     """Integrate the autonomous ODE ``dy/dt = rhs(y)`` and return ``y`` at every entry of ``times``.
 
     Args:
@@ -90,8 +91,9 @@ def rk4_integrate(rhs: Callable[[Any], Any], y0: Any, times: Float[ArrayLike, " 
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)
 
 
-def saxe_two_layer(t: Float[ArrayLike, "*shape"], s: Float[ArrayLike, "*shape"],
-                   u0: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:
+def saxe_two_layer(
+    t: Float[ArrayLike, "*shape"], s: Float[ArrayLike, "*shape"], u0: Float[ArrayLike, "*shape"]
+) -> Float[Array, "*shape"]:
     """Saxe's closed form for a balanced two-layer mode with whitened inputs.
 
     Args:
@@ -115,9 +117,14 @@ def saxe_two_layer(t: Float[ArrayLike, "*shape"], s: Float[ArrayLike, "*shape"],
     return s / (1 - decay + decay * s / u0)
 
 
-def balanced_mode_ode(times: Float[ArrayLike, " T"], sigma0: Float[ArrayLike, " R"],
-                      s: Float[ArrayLike, " R"], depth: int, c: float | Float[ArrayLike, " R"] = 1.0,
-                      substeps: int = 8) -> Float[Array, "T R"]:
+def balanced_mode_ode(
+    times: Float[ArrayLike, " T"],
+    sigma0: Float[ArrayLike, " R"],
+    s: Float[ArrayLike, " R"],
+    depth: int,
+    c: float | Float[ArrayLike, " R"] = 1.0,
+    substeps: int = 8,
+) -> Float[Array, "T R"]:
     """``d sigma_r/dt = L sigma_r^{2-2/L} (s_r - c_r sigma_r)``, each mode independently.
 
     Args:
@@ -162,15 +169,20 @@ def _mode_rhs(s, c, kappa=1.0):
         sigma = jnp.prod(a, axis=0)
         # prod_{m != l} a_m computed without dividing (a factor may be 0).
         depth = a.shape[0]
-        others = jnp.stack([jnp.prod(jnp.concatenate([a[:l], a[l + 1:]]), axis=0) for l in range(depth)])
+        others = jnp.stack([jnp.prod(jnp.concatenate([a[:l], a[l + 1 :]]), axis=0) for l in range(depth)])
         return others * (kappa * (s - c * sigma))[None, :]
 
     return rhs
 
 
-def mode_ode(times: Float[ArrayLike, " T"], factors0: Float[ArrayLike, "L R"], s: Float[ArrayLike, " R"],
-             c: float | Float[ArrayLike, " R"] = 1.0, substeps: int = 8,
-             kappa: float | Float[ArrayLike, " R"] = 1.0) -> ModeTrajectory:
+def mode_ode(
+    times: Float[ArrayLike, " T"],
+    factors0: Float[ArrayLike, "L R"],
+    s: Float[ArrayLike, " R"],
+    c: float | Float[ArrayLike, " R"] = 1.0,
+    substeps: int = 8,
+    kappa: float | Float[ArrayLike, " R"] = 1.0,
+) -> ModeTrajectory:
     """The unbalanced shared-basis mode ODE ``d a_{l,r}/dt = kappa_r (prod_{m != l} a_{m,r}) g_r``.
 
     ``g_r = s_r - c_r sigma_r``; ``kappa_r = 1`` is the law of [math §5](https://jaxspec.github.io/jaxspec/math/#s5).
@@ -205,8 +217,14 @@ def mode_ode(times: Float[ArrayLike, " T"], factors0: Float[ArrayLike, "L R"], s
     return ModeTrajectory(factors, jnp.prod(factors, axis=1))
 
 
-def mode_gd(factors0: Float[ArrayLike, "L R"], s: Float[ArrayLike, " R"], learning_rate: float,
-            num_steps: int, record_every: int = 1, c: float | Float[ArrayLike, " R"] = 1.0) -> ModeTrajectory:
+def mode_gd(
+    factors0: Float[ArrayLike, "L R"],
+    s: Float[ArrayLike, " R"],
+    learning_rate: float,
+    num_steps: int,
+    record_every: int = 1,
+    c: float | Float[ArrayLike, " R"] = 1.0,
+) -> ModeTrajectory:
     """Gradient descent on aligned layers, mode by mode: the exact discrete counterpart of :func:`mode_ode`.
 
     ``a_{l,r} <- a_{l,r} + eta (prod_{m != l} a_{m,r}) (s_r - c_r prod_m a_{m,r})``. For a deep linear network
@@ -254,9 +272,14 @@ def _psd_power(sym: Float[Array, "n n"], power: float) -> Float[Array, "n n"]:
     return jnp.matmul(q * jnp.clip(lam, 0, None)[None, :] ** power, q.T, precision=HIGHEST)
 
 
-def arora_end_to_end(times: Float[ArrayLike, " T"], w0: Float[ArrayLike, "d_out d_in"],
-                     sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"],
-                     depth: int, substeps: int = 8) -> Float[Array, "T d_out d_in"]:
+def arora_end_to_end(
+    times: Float[ArrayLike, " T"],
+    w0: Float[ArrayLike, "d_out d_in"],
+    sigma_xx: Float[ArrayLike, "d_in d_in"],
+    sigma_yx: Float[ArrayLike, "d_out d_in"],
+    depth: int,
+    substeps: int = 8,
+) -> Float[Array, "T d_out d_in"]:
     """Arora's end-to-end dynamics of a balanced deep linear network, integrated from ``W(times[0]) = w0``.
 
     ``dW/dt = -sum_{j=1}^{L} (W W^T)^{(j-1)/L} (W Sigma_xx - Sigma_yx) (W^T W)^{(L-j)/L}``. Exact for gradient
@@ -285,8 +308,9 @@ def arora_end_to_end(times: Float[ArrayLike, " T"], w0: Float[ArrayLike, "d_out 
     check_positive_int("depth", depth)
     w0, sigma_xx, sigma_yx = jnp.asarray(w0), jnp.asarray(sigma_xx), jnp.asarray(sigma_yx)
     if sigma_xx.shape != (w0.shape[1],) * 2 or sigma_yx.shape != w0.shape:
-        raise InputError(f"shapes do not match: W {w0.shape}, Sigma_xx {sigma_xx.shape}, "
-                         f"Sigma_yx {sigma_yx.shape}")
+        raise InputError(
+            f"shapes do not match: W {w0.shape}, Sigma_xx {sigma_xx.shape}, Sigma_yx {sigma_yx.shape}"
+        )
 
     def rhs(w):
         grad = jnp.matmul(w, sigma_xx, precision=HIGHEST) - sigma_yx
@@ -300,9 +324,12 @@ def arora_end_to_end(times: Float[ArrayLike, " T"], w0: Float[ArrayLike, "d_out 
     return rk4_integrate(rhs, w0, times, substeps)
 
 
-def mode_targets(sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"],
-                 u: Float[ArrayLike, "d_out R"], v: Float[ArrayLike, "d_in R"]
-                 ) -> tuple[Float[Array, " R"], Float[Array, " R"]]:
+def mode_targets(
+    sigma_xx: Float[ArrayLike, "d_in d_in"],
+    sigma_yx: Float[ArrayLike, "d_out d_in"],
+    u: Float[ArrayLike, "d_out R"],
+    v: Float[ArrayLike, "d_in R"],
+) -> tuple[Float[Array, " R"], Float[Array, " R"]]:
     """``s_r = u_r^T Sigma_yx v_r`` and ``c_r = v_r^T Sigma_xx v_r`` for the columns of ``u`` and ``v``.
 
     Example:
@@ -351,7 +378,7 @@ class DynamicsComparison(NamedTuple):
 def _half_times(time, values, starts, target) -> np.ndarray:
     out = np.full(values.shape[1], np.nan)
     for r in range(values.shape[1]):
-        t, v = time[starts[r]:], values[starts[r]:, r]
+        t, v = time[starts[r] :], values[starts[r] :, r]
         above = np.nonzero(v >= target[r] / 2)[0]
         if above.size == 0:
             continue
@@ -367,8 +394,9 @@ def _half_times(time, values, starts, target) -> np.ndarray:
 PREDICTIONS = ("mode_ode", "mode_ode_kernel", "balanced", "saxe", "arora")
 
 
-def target_svd(sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"]) -> tuple[
-        Float[np.ndarray, "d_out d_out"], Float[np.ndarray, " r"], Float[np.ndarray, "d_in d_in"]]:
+def target_svd(
+    sigma_xx: Float[ArrayLike, "d_in d_in"], sigma_yx: Float[ArrayLike, "d_out d_in"]
+) -> tuple[Float[np.ndarray, "d_out d_out"], Float[np.ndarray, " r"], Float[np.ndarray, "d_in d_in"]]:
     """``(U, s, V^T)`` of the least-squares target map ``Sigma_yx Sigma_xx^{-1}`` (numpy, float64)."""
     sigma_xx = np.asarray(sigma_xx, dtype=np.float64)
     sigma_yx = np.asarray(sigma_yx, dtype=np.float64)
@@ -389,7 +417,7 @@ def _predictions_from(tracked, measured, time, start, u, v, sigma_xx, sigma_yx, 
         out["mode_ode"] = np.asarray(mode_ode(t_pred, a0, s, c, substeps).sigma)
     if "mode_ode_kernel" in predictions and "mode_kernel" in tracked:
         with np.errstate(divide="ignore", invalid="ignore"):
-            shared = sig0 ** 2 * np.sum(a0 ** -2.0, axis=0)
+            shared = sig0**2 * np.sum(a0**-2.0, axis=0)
             kappa = np.where(shared > 0, np.asarray(tracked["mode_kernel"][start], np.float64) / shared, 1.0)
         out["mode_ode_kernel"] = np.asarray(mode_ode(t_pred, a0, s, c, substeps, kappa).sigma)
     if "balanced" in predictions:
@@ -403,12 +431,20 @@ def _predictions_from(tracked, measured, time, start, u, v, sigma_xx, sigma_yx, 
     return out, s / c
 
 
-def compare_dynamics(result: TrainResult, *, sigma_xx: Float[ArrayLike, "d_in d_in"],
-                     sigma_yx: Float[ArrayLike, "d_out d_in"], depth: int, learning_rate: float | None = None,
-                     time: Float[ArrayLike, " T"] | None = None, start_index: int | Int[ArrayLike, " R"] = 0,
-                     basis: str = "target", target_basis: tuple[Float[ArrayLike, "d_out R"],
-                                                                Float[ArrayLike, "d_in R"]] | None = None,
-                     substeps: int = 8, predictions: Sequence[str] = PREDICTIONS) -> DynamicsComparison:
+def compare_dynamics(
+    result: TrainResult,
+    *,
+    sigma_xx: Float[ArrayLike, "d_in d_in"],
+    sigma_yx: Float[ArrayLike, "d_out d_in"],
+    depth: int,
+    learning_rate: float | None = None,
+    time: Float[ArrayLike, " T"] | None = None,
+    start_index: int | Int[ArrayLike, " R"] = 0,
+    basis: str = "target",
+    target_basis: tuple[Float[ArrayLike, "d_out R"], Float[ArrayLike, "d_in R"]] | None = None,
+    substeps: int = 8,
+    predictions: Sequence[str] = PREDICTIONS,
+) -> DynamicsComparison:
     """Run the predictions from a tracked training run and measure their error per mode.
 
     Args:
@@ -444,8 +480,9 @@ def compare_dynamics(result: TrainResult, *, sigma_xx: Float[ArrayLike, "d_in d_
     """
     tracked = result.tracked
     if not isinstance(tracked, dict) or not {"sigma", "u", "v", "factors"} <= set(tracked):
-        raise InputError("result.tracked must hold sigma, u, v and factors "
-                         "(use jaxspec.training.make_tracker)")
+        raise InputError(
+            "result.tracked must hold sigma, u, v and factors (use jaxspec.training.make_tracker)"
+        )
     unknown = sorted(set(predictions) - set(PREDICTIONS))
     if unknown:
         raise InputError(f"unknown predictions {unknown}; known: {', '.join(PREDICTIONS)}")
@@ -481,8 +518,9 @@ def compare_dynamics(result: TrainResult, *, sigma_xx: Float[ArrayLike, "d_in d_
                 v = np.asarray(tracked["v"][start], dtype=np.float64)
             else:
                 u, v = fixed_u, fixed_v
-            preds, fixed_points = _predictions_from(tracked, measured, time, int(start), u, v, sigma_xx,
-                                                    sigma_yx, depth, substeps, predictions)
+            preds, fixed_points = _predictions_from(
+                tracked, measured, time, int(start), u, v, sigma_xx, sigma_yx, depth, substeps, predictions
+            )
             modes = starts == start
             target[modes] = fixed_points[modes]
             for name, values in preds.items():
@@ -490,8 +528,9 @@ def compare_dynamics(result: TrainResult, *, sigma_xx: Float[ArrayLike, "d_in d_
                 full[start:, modes] = values[:, modes]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = {k: measured / p - 1.0 for k, p in predicted.items()}
-    max_rel = {k: np.array([np.nanmax(np.abs(e[starts[r]:, r])) for r in range(rank)])
-               for k, e in rel.items()}
+    max_rel = {
+        k: np.array([np.nanmax(np.abs(e[starts[r] :, r])) for r in range(rank)]) for k, e in rel.items()
+    }
     half = {"measured": _half_times(time, measured, starts, target)}
     half.update({k: _half_times(time, p, starts, target) for k, p in predicted.items()})
     t0 = time[starts]

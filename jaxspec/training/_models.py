@@ -63,8 +63,9 @@ class Model:
     jacobian_inputs: int | None = None
 
 
-def weight_matrices(params: Params | Sequence[Float[Array, "n_out n_in"]]
-                    ) -> list[Float[Array, "n_out n_in"]]:
+def weight_matrices(
+    params: Params | Sequence[Float[Array, "n_out n_in"]],
+) -> list[Float[Array, "n_out n_in"]]:
     """The weight matrices ``[W_1, ..., W_L]`` of a list of layer dicts (or of a list of matrices).
 
     Example:
@@ -76,8 +77,9 @@ def weight_matrices(params: Params | Sequence[Float[Array, "n_out n_in"]]
     return [p["w"] if isinstance(p, dict) else p for p in params]
 
 
-def deep_linear_init(key: PRNGKeyArray, widths: Sequence[int], *, scale: float = 1.0,
-                     dtype=jnp.float32) -> Params:
+def deep_linear_init(
+    key: PRNGKeyArray, widths: Sequence[int], *, scale: float = 1.0, dtype=jnp.float32
+) -> Params:
     """A bias-free deep linear network, entries ``N(0, scale^2 / n_in)`` (small ``scale``: the rich regime).
 
     Args:
@@ -113,9 +115,15 @@ def balanced_factors(sigma0: float | Float[ArrayLike, " R"], depth: int) -> Floa
     return np.repeat((sigma0 ** (1.0 / depth))[None, :], depth, axis=0)
 
 
-def aligned_init(widths: Sequence[int], u_out: Float[ArrayLike, "nL R"], v_in: Float[ArrayLike, "n0 R"],
-                 factors: Float[ArrayLike, "L R"], *, key: PRNGKeyArray | None = None,
-                 dtype=jnp.float32) -> Params:
+def aligned_init(
+    widths: Sequence[int],
+    u_out: Float[ArrayLike, "nL R"],
+    v_in: Float[ArrayLike, "n0 R"],
+    factors: Float[ArrayLike, "L R"],
+    *,
+    key: PRNGKeyArray | None = None,
+    dtype=jnp.float32,
+) -> Params:
     """Layers with a shared singular basis: ``W_l = P_l diag(a_l) P_{l-1}^T``.
 
     ([math §5](https://jaxspec.github.io/jaxspec/math/#s5).)
@@ -152,8 +160,10 @@ def aligned_init(widths: Sequence[int], u_out: Float[ArrayLike, "nL R"], v_in: F
         raise InputError(f"R={rank} modes do not fit in widths {widths}")
     u_out, v_in = jnp.asarray(u_out, dtype), jnp.asarray(v_in, dtype)
     if u_out.shape != (widths[-1], rank) or v_in.shape != (widths[0], rank):
-        raise InputError(f"u_out must be ({widths[-1]}, {rank}) and v_in ({widths[0]}, {rank}), got "
-                         f"{u_out.shape} and {v_in.shape}")
+        raise InputError(
+            f"u_out must be ({widths[-1]}, {rank}) and v_in ({widths[0]}, {rank}), got "
+            f"{u_out.shape} and {v_in.shape}"
+        )
     bases = [v_in]
     for l, n in enumerate(widths[1:-1]):
         if key is None:
@@ -162,8 +172,9 @@ def aligned_init(widths: Sequence[int], u_out: Float[ArrayLike, "nL R"], v_in: F
             draw = jax.random.normal(jax.random.fold_in(key, l), (n, rank), jnp.float32).astype(dtype)
             bases.append(jnp.linalg.qr(draw)[0])
     bases.append(u_out)
-    return [{"w": (bases[l + 1] * jnp.asarray(factors[l], dtype)[None, :]) @ bases[l].T}
-            for l in range(depth)]
+    return [
+        {"w": (bases[l + 1] * jnp.asarray(factors[l], dtype)[None, :]) @ bases[l].T} for l in range(depth)
+    ]
 
 
 def make_model(kind: str, params0: Params, data: Dataset, *, jacobian_inputs: int | None = None) -> Model:
@@ -185,8 +196,10 @@ def make_model(kind: str, params0: Params, data: Dataset, *, jacobian_inputs: in
     check_choice("model kind", kind, MODEL_KINDS)
     ws = weight_matrices(params0)
     if ws[0].shape[1] != data.input_dim or ws[-1].shape[0] != data.output_dim:
-        raise InputError(f"network maps {ws[0].shape[1]} -> {ws[-1].shape[0]} but the data are "
-                         f"{data.input_dim} -> {data.output_dim}")
+        raise InputError(
+            f"network maps {ws[0].shape[1]} -> {ws[-1].shape[0]} but the data are "
+            f"{data.input_dim} -> {data.output_dim}"
+        )
     if kind == "linear" and any(isinstance(p, dict) and "b" in p for p in params0):
         raise InputError("a deep linear network has no biases")
     gate_list = reference = None
@@ -201,8 +214,9 @@ def make_model(kind: str, params0: Params, data: Dataset, *, jacobian_inputs: in
     return Model(kind, len(ws), data.x, gate_list, reference, n_jac)
 
 
-def model_apply(model: Model, params: Params,
-                x: Float[Array, "M d_in"] | None = None) -> Float[Array, "M d_out"]:
+def model_apply(
+    model: Model, params: Params, x: Float[Array, "M d_in"] | None = None
+) -> Float[Array, "M d_out"]:
     """The model's outputs ``(N, d_out)`` on ``x`` (default: the training inputs).
 
     A fixed-gates model uses its frozen gates on the training inputs and the gates of its initial parameters
@@ -234,9 +248,11 @@ def end_to_end_fn(model: Model) -> Callable[[Params], Float[Array, "d_out d_in"]
         x = np.asarray(model.train_x, dtype=np.float64)
         gram = x.T @ x
         if np.linalg.matrix_rank(gram) < gram.shape[0]:
-            raise InputError("the training inputs do not span the input space; the end-to-end map of a "
-                             "fixed-gates network needs X^T X invertible (whiten or reduce the input "
-                             "dimension)")
+            raise InputError(
+                "the training inputs do not span the input space; the end-to-end map of a "
+                "fixed-gates network needs X^T X invertible (whiten or reduce the input "
+                "dimension)"
+            )
         # P = X (X^T X)^{-1}: M = F^T P is the least-squares linear map of the outputs on the inputs.
         projector = jnp.asarray(np.linalg.solve(gram, x.T).T, model.train_x.dtype)
 
@@ -276,9 +292,10 @@ def make_loss(model: Model, data: Dataset, loss: str = "mse") -> Callable[[Param
     if data.x.shape[0] != model.train_x.shape[0]:
         raise InputError("make_loss needs the data the model was made with")
     if loss == "mse":
+
         def mse(params):
             residual = model_apply(model, params) - data.y
-            return 0.5 * jnp.mean(jnp.sum(residual ** 2, axis=-1))
+            return 0.5 * jnp.mean(jnp.sum(residual**2, axis=-1))
 
         return mse
     labels = data.labels if data.labels is not None else jnp.argmax(data.y, axis=-1)

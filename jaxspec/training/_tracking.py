@@ -35,8 +35,9 @@ from jaxspec._checks import HIGHEST, InputError
 from jaxspec.training._models import Model, Params, end_to_end_fn, weight_matrices
 
 
-def fix_signs(u: Float[Array, "m k"], v: Float[Array, "n k"]
-              ) -> tuple[Float[Array, "m k"], Float[Array, "n k"]]:
+def fix_signs(
+    u: Float[Array, "m k"], v: Float[Array, "n k"]
+) -> tuple[Float[Array, "m k"], Float[Array, "n k"]]:
     """Flip each pair ``(u_r, v_r)`` so that the largest-magnitude entry of ``u_r`` is positive.
 
     Args:
@@ -57,8 +58,9 @@ def fix_signs(u: Float[Array, "m k"], v: Float[Array, "n k"]
     return u * sign[None, :], v * sign[None, :]
 
 
-def end_to_end_svd(matrix: Float[Array, "m n"], k: int) -> tuple[
-        Float[Array, " k"], Float[Array, "m k"], Float[Array, "n k"]]:
+def end_to_end_svd(
+    matrix: Float[Array, "m n"], k: int
+) -> tuple[Float[Array, " k"], Float[Array, "m k"], Float[Array, "n k"]]:
     """Top-``k`` singular triplets of an end-to-end map.
 
     Args:
@@ -105,8 +107,8 @@ def adjacent_alignment(weights: list[Float[Array, "n_out n_in"]], k: int) -> Flo
     svds = [jnp.linalg.svd(w, full_matrices=False) for w in weights]
     rows = []
     for l in range(len(weights) - 1):
-        u_lower = svds[l][0][:, :k]           # (n_l, k): left vectors of W_l
-        v_upper = svds[l + 1][2][:k].T        # (n_l, k): right vectors of W_{l+1}
+        u_lower = svds[l][0][:, :k]  # (n_l, k): left vectors of W_l
+        v_upper = svds[l + 1][2][:k].T  # (n_l, k): right vectors of W_{l+1}
         rows.append(jnp.abs(jnp.sum(u_lower * v_upper, axis=0)))
     return jnp.stack(rows)
 
@@ -119,8 +121,10 @@ def balancedness(weights: list[Float[Array, "n_out n_in"]]) -> list[Float[Array,
     References:
         Arora et al., arXiv:1810.02281; Du, Hu, Lee, arXiv:1806.00900.
     """
-    return [jnp.matmul(b.T, b, precision=HIGHEST) - jnp.matmul(a, a.T, precision=HIGHEST)
-            for a, b in zip(weights[:-1], weights[1:], strict=True)]
+    return [
+        jnp.matmul(b.T, b, precision=HIGHEST) - jnp.matmul(a, a.T, precision=HIGHEST)
+        for a, b in zip(weights[:-1], weights[1:], strict=True)
+    ]
 
 
 def balancedness_norms(weights: list[Float[Array, "n_out n_in"]]) -> Float[Array, " L-1"]:
@@ -135,9 +139,13 @@ def balancedness_norms(weights: list[Float[Array, "n_out n_in"]]) -> Float[Array
     return jnp.stack([jnp.linalg.norm(d) for d in balancedness(weights)])
 
 
-def mode_factors(end_to_end: Callable[[Params], Float[Array, "d_out d_in"]], params: Params,
-                 sigma: Float[Array, " k"], u: Float[Array, "d_out k"],
-                 v: Float[Array, "d_in k"]) -> tuple[Float[Array, "L k"], Float[Array, " k"]]:
+def mode_factors(
+    end_to_end: Callable[[Params], Float[Array, "d_out d_in"]],
+    params: Params,
+    sigma: Float[Array, " k"],
+    u: Float[Array, "d_out k"],
+    v: Float[Array, "d_in k"],
+) -> tuple[Float[Array, "L k"], Float[Array, " k"]]:
     """Per-mode factors ``a_{l,r}`` and the mode kernel ``K_r = sum_l ||d sigma_r / d W_l||_F^2``.
 
     With ``n_{l,r} = ||d (u_r^T E v_r) / d W_l||_F`` (singular vectors held fixed), the factors are
@@ -173,12 +181,16 @@ def mode_factors(end_to_end: Callable[[Params], Float[Array, "d_out d_in"]], par
     safe = jnp.where(norms > 0, norms, 1.0)
     log_geo = jnp.mean(jnp.log(safe), axis=0)
     factors = jnp.abs(sigma)[None, :] ** (1.0 / depth) * jnp.exp(log_geo[None, :] - jnp.log(safe))
-    return jnp.where(ok[None, :], factors, 0.0), jnp.sum(norms ** 2, axis=0)
+    return jnp.where(ok[None, :], factors, 0.0), jnp.sum(norms**2, axis=0)
 
 
-def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
-                 target_basis: tuple[Float[Array, "d_out k"], Float[Array, "d_in k"]] | None = None
-                 ) -> Callable[[Params], dict[str, Array]]:
+def make_tracker(
+    model: Model,
+    *,
+    top_k: int,
+    full_map: bool = True,
+    target_basis: tuple[Float[Array, "d_out k"], Float[Array, "d_in k"]] | None = None,
+) -> Callable[[Params], dict[str, Array]]:
     """The ``track_fn`` of a training run.
 
     Args:
@@ -205,8 +217,9 @@ def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
     if target_basis is not None:
         tu, tv = (jnp.asarray(b) for b in target_basis)
         if tu.ndim != 2 or tv.ndim != 2 or tu.shape[1] != tv.shape[1] or tv.shape[0] != d_in:
-            raise InputError(f"target_basis must be (U (d_out, k), V ({d_in}, k)), got {tu.shape}, "
-                             f"{tv.shape}")
+            raise InputError(
+                f"target_basis must be (U (d_out, k), V ({d_in}, k)), got {tu.shape}, {tv.shape}"
+            )
 
     def track(params: Params) -> dict[str, Array]:
         weights = weight_matrices(params)
@@ -216,8 +229,11 @@ def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
         k_align = min(k, *(min(w.shape) for w in weights))
         factors, kernel = mode_factors(e2e, params, sigma, u, v)
         out = {
-            "sigma": sigma, "u": u, "v": v,
-            "factors": factors, "mode_kernel": kernel,
+            "sigma": sigma,
+            "u": u,
+            "v": v,
+            "factors": factors,
+            "mode_kernel": kernel,
             "layer_sv": layer_singular_values(weights),
             "alignment": adjacent_alignment(weights, k_align),
             "balancedness": balancedness_norms(weights),
@@ -225,8 +241,9 @@ def make_tracker(model: Model, *, top_k: int, full_map: bool = True,
         if full_map:
             out["end_to_end"] = matrix
         if target_basis is not None:
-            out["target_projection"] = jnp.einsum("ir,ij,jr->r", tu.astype(matrix.dtype), matrix,
-                                                  tv.astype(matrix.dtype), precision=HIGHEST)
+            out["target_projection"] = jnp.einsum(
+                "ir,ij,jr->r", tu.astype(matrix.dtype), matrix, tv.astype(matrix.dtype), precision=HIGHEST
+            )
         return out
 
     return track

@@ -60,9 +60,14 @@ def _normalised(x: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     return x / jnp.linalg.norm(x)
 
 
-def feature_collapse(features: Float[Array, "d N"], classes: Int[Array, " N"], num_classes: int,
-                     classifier: Float[Array, "K d"], decisions: Int[Array, " N"],
-                     geometry: str = "orthogonal") -> NeuralCollapse:
+def feature_collapse(
+    features: Float[Array, "d N"],
+    classes: Int[Array, " N"],
+    num_classes: int,
+    classifier: Float[Array, "K d"],
+    decisions: Int[Array, " N"],
+    geometry: str = "orthogonal",
+) -> NeuralCollapse:
     """NC1-NC4 of one set of features.
 
     Args:
@@ -171,4 +176,5 @@ def collapse_metrics(ufm: UFM, params: UFMParams, geometry: str = "orthogonal") 
     decisions = jnp.argmax(predict(ufm, params), axis=0)
     classifiers = effective_classifiers(ufm, params)
     return jax.vmap(lambda h, c: feature_collapse(h, labels(ufm), ufm.num_classes, c, decisions, geometry))(
-        feats, classifiers)
+        feats, classifiers
+    )

@@ -97,8 +97,9 @@ def _downstream_map(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, "
     return jax.lax.fori_loop(0, num, right_multiply, params.head)
 
 
-def kronecker_factors(ufm: UFM, params: UFMParams, layer: Layer
-                      ) -> tuple[Float[Array, "d_out d_out"], Float[Array, "d d"]]:
+def kronecker_factors(
+    ufm: UFM, params: UFMParams, layer: Layer
+) -> tuple[Float[Array, "d_out d_out"], Float[Array, "d d"]]:
     """The two factors of the linear UFM's layer-wise data Hessian ``(A^T A) (x) Av[h h^T]``.
 
     Args:
@@ -122,8 +123,10 @@ def kronecker_factors(ufm: UFM, params: UFMParams, layer: Layer
     """
     check_layer(ufm, layer)
     if ufm.activation != "linear":
-        raise InputError("the Kronecker form of the layer-wise Hessian holds for the linear UFM only; use "
-                         "layer_eigenpairs (Hessian-vector products) for ReLU")
+        raise InputError(
+            "the Kronecker form of the layer-wise Hessian holds for the linear UFM only; use "
+            "layer_eigenpairs (Hessian-vector products) for ReLU"
+        )
     a = _downstream_map(ufm, params, layer)
     h = layer_features(ufm, params)[layer]
     left = jnp.matmul(a.T, a, precision=HIGHEST)
@@ -173,8 +176,9 @@ def class_mean_gradients(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Arr
     return jnp.swapaxes(means, 0, 1)
 
 
-def _split_factors(ufm: UFM, params: UFMParams, layer: Layer
-                   ) -> tuple[Float[Array, "K P"], Float[Array, "K*(K-1) P"], Float[Array, "K*N P"]]:
+def _split_factors(
+    ufm: UFM, params: UFMParams, layer: Layer
+) -> tuple[Float[Array, "K P"], Float[Array, "K*(K-1) P"], Float[Array, "K*N P"]]:
     K, N = ufm.num_classes, ufm.num_samples
     jac = per_sample_jacobians(ufm, params, layer)  # [c', i, P]
     delta = class_mean_gradients(ufm, params, layer)  # [c, c', P]
@@ -186,8 +190,9 @@ def _split_factors(ufm: UFM, params: UFMParams, layer: Layer
     return class_rows, cross_rows, within_rows
 
 
-def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: Layer
-                       ) -> tuple[Float[Array, "P P"], Float[Array, "P P"], Float[Array, "P P"]]:
+def gauss_newton_parts(
+    ufm: UFM, params: UFMParams, layer: Layer
+) -> tuple[Float[Array, "P P"], Float[Array, "P P"], Float[Array, "P P"]]:
     """The class, cross-class and within-class parts of a layer's Gauss-Newton matrix, each ``(P, P)``.
 
     Their sum is the layer's Gauss-Newton matrix (the layer-wise data Hessian for the linear UFM).
@@ -206,8 +211,9 @@ def gauss_newton_parts(ufm: UFM, params: UFMParams, layer: Layer
     return tuple(jnp.matmul(r.T, r, precision=HIGHEST) for r in rows)
 
 
-def gauss_newton_split(ufm: UFM, params: UFMParams, layer: Layer,
-                       rtol: float | None = None) -> GaussNewtonSplit:
+def gauss_newton_split(
+    ufm: UFM, params: UFMParams, layer: Layer, rtol: float | None = None
+) -> GaussNewtonSplit:
     """Eigenvalues and ranks of the class / cross-class / within-class Gauss-Newton parts of one layer.
 
     Eigenvalues are squared singular values of the stacked factor vectors (never of the ``P x P`` matrices,
@@ -314,9 +320,16 @@ def alignment_matrix(ufm: UFM, params: UFMParams, layer: Layer) -> Float[Array, 
     return jax.vmap(alignment)(vectors, products).reshape(K, K)
 
 
-def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: Layer, k: int | None = None, *,
-                     num_steps: int | None = None, regularised: bool = False,
-                     key: PRNGKeyArray | None = None) -> Eigenpairs:
+def layer_eigenpairs(
+    ufm: UFM,
+    params: UFMParams,
+    layer: Layer,
+    k: int | None = None,
+    *,
+    num_steps: int | None = None,
+    regularised: bool = False,
+    key: PRNGKeyArray | None = None,
+) -> Eigenpairs:
     """Top eigenpairs of one layer's Hessian by Lanczos on Hessian-vector products.
 
     Args:
@@ -353,8 +366,15 @@ def layer_eigenpairs(ufm: UFM, params: UFMParams, layer: Layer, k: int | None = 
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_steps", "regularised"))
-def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, num_steps: int | None = None,
-                          regularised: bool = False, key: PRNGKeyArray | None = None) -> Float[Array, "L k"]:
+def layer_top_eigenvalues(
+    ufm: UFM,
+    params: UFMParams,
+    k: int | None = None,
+    *,
+    num_steps: int | None = None,
+    regularised: bool = False,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, "L k"]:
     """Top ``k`` eigenvalues of every layer's Hessian by Lanczos, ``(L, k)`` descending.
 
     Jitted (``k``, ``num_steps``, ``regularised`` static). The hidden layers share one vmapped Lanczos; the
@@ -391,15 +411,22 @@ def layer_top_eigenvalues(ufm: UFM, params: UFMParams, k: int | None = None, *, 
     key = jax.random.key(0) if key is None else key
 
     def one_layer(layer, layer_key):
-        return layer_eigenpairs(ufm, params, layer, k, num_steps=num_steps, regularised=regularised,
-                                key=layer_key).eigenvalues
+        return layer_eigenpairs(
+            ufm, params, layer, k, num_steps=num_steps, regularised=regularised, key=layer_key
+        ).eigenvalues
 
     return map_layers(ufm, one_layer, key)
 
 
-def gradient_outlier_overlap(ufm: UFM, params: UFMParams, layer: Layer,
-                             eigenvectors: Float[Array, "k d_out d"] | None = None, *, gradient: str = "data",
-                             key: PRNGKeyArray | None = None) -> Float[Array, ""]:
+def gradient_outlier_overlap(
+    ufm: UFM,
+    params: UFMParams,
+    layer: Layer,
+    eigenvectors: Float[Array, "k d_out d"] | None = None,
+    *,
+    gradient: str = "data",
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, ""]:
     """``||P_top g||^2 / ||g||^2`` for one layer, ``P_top`` onto its top ``K^2`` Hessian eigenvectors.
 
     Args:

@@ -80,8 +80,16 @@ def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: float | None = None,
-             width: int | None = None, activation: str = "linear", dtype: str = "float32") -> UFM:
+def make_ufm(
+    num_classes: int,
+    per_class: int,
+    depth: int,
+    lam_w: float,
+    lam_h: float | None = None,
+    width: int | None = None,
+    activation: str = "linear",
+    dtype: str = "float32",
+) -> UFM:
     """Validate a deep UFM configuration.
 
     Args:
@@ -105,8 +113,11 @@ def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: 
     References:
         Garrod & Keating, arXiv:2404.06106.
     """
-    for name, value, low in (("num_classes K", num_classes, 2), ("per_class n", per_class, 1),
-                             ("depth L", depth, 1)):
+    for name, value, low in (
+        ("num_classes K", num_classes, 2),
+        ("per_class n", per_class, 1),
+        ("depth L", depth, 1),
+    ):
         if not (_is_int(value) and value >= low):
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
     width = num_classes if width is None else width
@@ -118,8 +129,16 @@ def make_ufm(num_classes: int, per_class: int, depth: int, lam_w: float, lam_h: 
             raise InputError(f"{name} must be a positive finite number, got {value!r}")
     check_choice("activation", activation, ACTIVATIONS)
     check_dtype(dtype)
-    return UFM(float(lam_w), float(lam_h), int(num_classes), int(per_class), int(depth), int(width),
-               activation, dtype)
+    return UFM(
+        float(lam_w),
+        float(lam_h),
+        int(num_classes),
+        int(per_class),
+        int(depth),
+        int(width),
+        activation,
+        dtype,
+    )
 
 
 def labels(ufm: UFM) -> Int[Array, " N"]:
@@ -237,9 +256,11 @@ def init_params(ufm: UFM, key: PRNGKeyArray, scale: float = 1.0) -> UFMParams:
     d, K, N, L = ufm.width, ufm.num_classes, ufm.num_samples, ufm.depth
     dt = jnp.dtype(ufm.dtype)
     std = scale / jnp.sqrt(jnp.asarray(d, dt))
-    return UFMParams(features=scale * jax.random.normal(k_h, (d, N), dt),
-                     hidden=std * jax.random.normal(k_w, (L - 1, d, d), dt),
-                     head=std * jax.random.normal(k_o, (K, d), dt))
+    return UFMParams(
+        features=scale * jax.random.normal(k_h, (d, N), dt),
+        hidden=std * jax.random.normal(k_w, (L - 1, d, d), dt),
+        head=std * jax.random.normal(k_o, (K, d), dt),
+    )
 
 
 def check_layer(ufm: UFM, layer: int | Int[Array, ""]) -> None:
@@ -247,8 +268,10 @@ def check_layer(ufm: UFM, layer: int | Int[Array, ""]) -> None:
     if isinstance(layer, jax.Array) and layer.ndim == 0 and jnp.issubdtype(layer.dtype, jnp.integer):
         return  # a traced index: a hidden layer (vmap over layers); the head needs a Python int
     if not (_is_int(layer) and 0 <= layer < ufm.depth):
-        raise InputError(f"layer must be an integer in [0, {ufm.depth - 1}] (0-based; {ufm.depth - 1} is the "
-                         f"head), got {layer!r}")
+        raise InputError(
+            f"layer must be an integer in [0, {ufm.depth - 1}] (0-based; {ufm.depth - 1} is the "
+            f"head), got {layer!r}"
+        )
 
 
 def is_head(ufm: UFM, layer: int | Int[Array, ""]) -> bool:
@@ -262,8 +285,9 @@ def layer_weight(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""]) -> Fl
     return params.head if is_head(ufm, layer) else params.hidden[layer]
 
 
-def with_layer(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""],
-               weight: Float[Array, "d_out d"]) -> UFMParams:
+def with_layer(
+    ufm: UFM, params: UFMParams, layer: int | Int[Array, ""], weight: Float[Array, "d_out d"]
+) -> UFMParams:
     """``params`` with layer ``layer`` replaced by ``weight`` (a traced integer means a hidden layer)."""
     check_layer(ufm, layer)
     if is_head(ufm, layer):
@@ -292,8 +316,9 @@ def map_layers(ufm: UFM, fn: Callable[[int | Int[Array, ""], PRNGKeyArray], Any]
     return jax.tree.map(lambda h, t: jnp.concatenate([h, t], axis=0), hidden, head)
 
 
-def layer_block(ufm: UFM, params: UFMParams, layer: int | Int[Array, ""], *, regularised: bool = False
-                ) -> tuple[Float[Array, "d_out d"], Callable[[Float[Array, "d_out d"]], Float[Array, ""]]]:
+def layer_block(
+    ufm: UFM, params: UFMParams, layer: int | Int[Array, ""], *, regularised: bool = False
+) -> tuple[Float[Array, "d_out d"], Callable[[Float[Array, "d_out d"]], Float[Array, ""]]]:
     """One layer's weight and the loss restricted to it (the other parameters held at ``params``).
 
     Its Hessian is the layer-wise Hessian. ``regularised=False`` (default) keeps only the data term, whose

@@ -108,8 +108,10 @@ def _one_minus_gamma(num_classes: int, per_class: int, depth: int, lam_w: float,
     log_rhs = L * math.log(lam_w * K) + math.log(lam_h * K * n)
     if L == 1:  # (1 - gamma)^2 = rhs, a collapsed solution needs gamma > 0
         if log_rhs >= 0:
-            raise InputError(f"no collapsed optimum: lam_W K * lam_H K n = {math.exp(log_rhs):.4g} >= 1; "
-                             f"the only minimiser is zero (weaken lam_W or lam_H)")
+            raise InputError(
+                f"no collapsed optimum: lam_W K * lam_H K n = {math.exp(log_rhs):.4g} >= 1; "
+                f"the only minimiser is zero (weaken lam_W or lam_H)"
+            )
         return math.exp(0.5 * log_rhs)
     # In u = log(1 - gamma) the left side is (L-1) log(1 - e^u) + (L+1) u: no underflow for tiny lam.
     u_peak = math.log1p(-(L - 1) / (2.0 * L))
@@ -119,17 +121,20 @@ def _one_minus_gamma(num_classes: int, per_class: int, depth: int, lam_w: float,
 
     peak = log_lhs(u_peak)
     if log_rhs > peak:
-        raise InputError(f"no collapsed optimum: (lam_W K)^L (lam_H K n) = {math.exp(log_rhs):.4g} exceeds "
-                         f"the maximum {math.exp(peak):.4g} of gamma^(L-1)(1-gamma)^(L+1); the only "
-                         f"minimiser is zero (weaken lam_W or lam_H)")
+        raise InputError(
+            f"no collapsed optimum: (lam_W K)^L (lam_H K n) = {math.exp(log_rhs):.4g} exceeds "
+            f"the maximum {math.exp(peak):.4g} of gamma^(L-1)(1-gamma)^(L+1); the only "
+            f"minimiser is zero (weaken lam_W or lam_H)"
+        )
     if log_rhs == peak:
         return math.exp(u_peak)
     # log_lhs increases from -inf (u -> -inf) to its peak at u_peak; the root nearest gamma = 1 is below it.
     u_low = min(u_peak, log_rhs / (L + 1)) - 1.0
     while log_lhs(u_low) > log_rhs:
         u_low -= 1.0
-    u = brentq(lambda x: log_lhs(x) - log_rhs, u_low, u_peak, xtol=1e-15, rtol=4 * np.finfo(float).eps,
-               maxiter=500)
+    u = brentq(
+        lambda x: log_lhs(x) - log_rhs, u_low, u_peak, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500
+    )
     return math.exp(u)
 
 
@@ -161,12 +166,22 @@ def collapsed_optimum(ufm: UFM) -> CollapsedOptimum:
     s2 = g1 / (lam_h * K * n)
     data = 0.5 * one_minus**2
     total = data + 0.5 * L * lam_w * K * sigma2 + 0.5 * lam_h * K * n * s2
-    return CollapsedOptimum(gamma=gamma, one_minus_gamma=one_minus, sigma2=sigma2, s2=s2, loss=total,
-                            data_loss=data,
-                            outlier=lam_w * gamma / one_minus, outlier_multiplicity=K * K,
-                            weight_gram=sigma2, feature_gram=n * s2, gram_multiplicity=K,
-                            gauss_newton_ranks=(K, K * (K - 1), 0), gradient_weight=1.0 / K,
-                            is_global=total < 0.5)
+    return CollapsedOptimum(
+        gamma=gamma,
+        one_minus_gamma=one_minus,
+        sigma2=sigma2,
+        s2=s2,
+        loss=total,
+        data_loss=data,
+        outlier=lam_w * gamma / one_minus,
+        outlier_multiplicity=K * K,
+        weight_gram=sigma2,
+        feature_gram=n * s2,
+        gram_multiplicity=K,
+        gauss_newton_ranks=(K, K * (K - 1), 0),
+        gradient_weight=1.0 / K,
+        is_global=total < 0.5,
+    )
 
 
 def collapsed_params(ufm: UFM, basis: Float[ArrayLike, "d K"] | None = None) -> UFMParams:

@@ -63,14 +63,17 @@ def _num_tracked(ufm: UFM, num_eigenvalues: int | None) -> int:
     if k is None:
         k = min(ufm.num_classes**2 + ufm.num_classes, smallest_layer)
     if not (isinstance(k, int) and ufm.num_classes**2 <= k <= smallest_layer):
-        raise InputError(f"num_eigenvalues must be an integer between K^2 = {ufm.num_classes ** 2} and the "
-                         f"smallest layer size {smallest_layer}, got {num_eigenvalues!r}")
+        raise InputError(
+            f"num_eigenvalues must be an integer between K^2 = {ufm.num_classes**2} and the "
+            f"smallest layer size {smallest_layer}, got {num_eigenvalues!r}"
+        )
     return k
 
 
 @functools.partial(jax.jit, static_argnames=("num_eigenvalues",))
-def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = None,
-                key: PRNGKeyArray | None = None) -> Diagnostics:
+def diagnostics(
+    ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = None, key: PRNGKeyArray | None = None
+) -> Diagnostics:
     """Per-layer curvature, alignment and collapse diagnostics (jitted, pure; a training ``track_fn``).
 
     Args:
@@ -99,21 +102,42 @@ def diagnostics(ufm: UFM, params: UFMParams, *, num_eigenvalues: int | None = No
     def one_layer(layer, layer_key):
         pairs = layer_eigenpairs(ufm, params, layer, k, key=layer_key)
         top = pairs.eigenvectors[: ufm.num_classes**2]
-        return (pairs.eigenvalues, gradient_outlier_overlap(ufm, params, layer, top, gradient="data"),
-                gradient_outlier_overlap(ufm, params, layer, top, gradient="total"),
-                alignment_matrix(ufm, params, layer), gradient_coefficients(ufm, params, layer).weights)
+        return (
+            pairs.eigenvalues,
+            gradient_outlier_overlap(ufm, params, layer, top, gradient="data"),
+            gradient_outlier_overlap(ufm, params, layer, top, gradient="total"),
+            alignment_matrix(ufm, params, layer),
+            gradient_coefficients(ufm, params, layer).weights,
+        )
 
     eigenvalues, overlap_data, overlap_total, aligns, weights = map_layers(ufm, one_layer, key)
-    return Diagnostics(loss=loss(ufm, params), data_loss=data_loss(ufm, params), top_eigenvalues=eigenvalues,
-                       alignment=aligns, gradient_weights=weights, overlap_data=overlap_data,
-                       overlap_total=overlap_total, collapse=collapse_metrics(ufm, params),
-                       gram=gram_eigenvalues(ufm, params))
+    return Diagnostics(
+        loss=loss(ufm, params),
+        data_loss=data_loss(ufm, params),
+        top_eigenvalues=eigenvalues,
+        alignment=aligns,
+        gradient_weights=weights,
+        overlap_data=overlap_data,
+        overlap_total=overlap_total,
+        collapse=collapse_metrics(ufm, params),
+        gram=gram_eigenvalues(ufm, params),
+    )
 
 
-def train_ufm(ufm: UFM, params: UFMParams | None = None, *, num_steps: int, learning_rate: float,
-              key: PRNGKeyArray | None = None, init_scale: float = 1.0, log_every: int | None = None,
-              track: bool = True, num_eigenvalues: int | None = None,
-              optimizer: optax.GradientTransformation | None = None, progress: bool = True) -> TrainResult:
+def train_ufm(
+    ufm: UFM,
+    params: UFMParams | None = None,
+    *,
+    num_steps: int,
+    learning_rate: float,
+    key: PRNGKeyArray | None = None,
+    init_scale: float = 1.0,
+    log_every: int | None = None,
+    track: bool = True,
+    num_eigenvalues: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train a deep UFM by full-batch gradient descent, tracking :func:`diagnostics`.
 
     Uses :func:`jaxspec.training.train` (a jitted optax ``lax.scan`` loop; ``optax.sgd`` by default).
@@ -151,5 +175,13 @@ def train_ufm(ufm: UFM, params: UFMParams | None = None, *, num_steps: int, lear
         _num_tracked(ufm, num_eigenvalues)
     track_fn = (lambda p: diagnostics(ufm, p, num_eigenvalues=num_eigenvalues)) if track else None
     optimizer = optax.sgd(learning_rate) if optimizer is None else optimizer
-    return train(lambda p: loss(ufm, p), params, optimizer, num_steps=num_steps, log_every=log_every,
-                 track_fn=track_fn, learning_rate=learning_rate, progress=progress)
+    return train(
+        lambda p: loss(ufm, p),
+        params,
+        optimizer,
+        num_steps=num_steps,
+        log_every=log_every,
+        track_fn=track_fn,
+        learning_rate=learning_rate,
+        progress=progress,
+    )

@@ -56,8 +56,9 @@ def test_tiny_angles_resolved_by_projection_residuals():
         # Relative accuracy down to theta = 1e-15: the table's absolute floor (1e-14) would hide it.
         assert abs(got - np.sin(theta)) <= 1e-15 * np.sin(theta) + 1e-30
         # sqrt(1 - cos^2) would floor near 1e-8; the residual does not.
-        np.testing.assert_allclose(float(principal_angles(jnp.asarray(u), jnp.asarray(v))[0]), theta,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            float(principal_angles(jnp.asarray(u), jnp.asarray(v))[0]), theta, rtol=1e-12
+        )
 
 
 class BatchedAnglesTest(chex.TestCase):
@@ -100,8 +101,9 @@ def test_sandwich_bounds_hold_on_many_random_instances(rng, shape):
     res = jax.jit(sandwich)(jnp.asarray(a), jnp.asarray(b))
     ratio, lower, upper = (np.asarray(x) for x in (res.ratio, res.lower, res.upper))
     # Independent check of the ratio itself with numpy.
-    expected = np.linalg.norm(a @ b, 2, axis=(1, 2)) / (np.linalg.norm(a, 2, axis=(1, 2))
-                                                        * np.linalg.norm(b, 2, axis=(1, 2)))
+    expected = np.linalg.norm(a @ b, 2, axis=(1, 2)) / (
+        np.linalg.norm(a, 2, axis=(1, 2)) * np.linalg.norm(b, 2, axis=(1, 2))
+    )
     assert_close(ratio, expected, scale=0.3)
     assert np.all(lower <= ratio * (1 + 1e-12) + 1e-15)
     assert np.all(ratio <= upper * (1 + 1e-12) + 1e-15)
@@ -190,8 +192,9 @@ class SegmentAlignmentTest(chex.TestCase):
             dense = sandwich(jnp.asarray(seg[j + 1]), jnp.asarray(seg[j]))
             assert_close(float(res.sandwich.ratio[0, j]), float(dense.ratio))
             assert_close(float(res.sandwich.upper[0, j]), float(dense.upper))
-        ratio, lower, upper = (np.asarray(x) for x in (res.sandwich.ratio, res.sandwich.lower,
-                                                       res.sandwich.upper))
+        ratio, lower, upper = (
+            np.asarray(x) for x in (res.sandwich.ratio, res.sandwich.lower, res.sandwich.upper)
+        )
         assert np.all(lower <= ratio + 1e-12) and np.all(ratio <= upper + 1e-12)
         # Independent segments: v_1(A) is Haar on the sphere given B, so E |<v_1(A), u_1(B)>|^2 = 1/n
         # exactly, with Var = E c^4 - (1/n)^2 = 3/(n(n+2)) - 1/n^2.
@@ -207,8 +210,8 @@ def test_split_sandwich_equals_dense_sandwich_of_explicit_segments(rng):
     chex.assert_shape(res.ratio, (5,))
     layers = d[:, :, None] * w
     for depth in range(1, 6):
-        after = np.linalg.multi_dot([np.eye(5)] + list(layers[6:6 + depth][::-1]))
-        before = np.linalg.multi_dot([np.eye(5)] + list(layers[6 - depth:6][::-1]))
+        after = np.linalg.multi_dot([np.eye(5)] + list(layers[6 : 6 + depth][::-1]))
+        before = np.linalg.multi_dot([np.eye(5)] + list(layers[6 - depth : 6][::-1]))
         dense = sandwich(jnp.asarray(after), jnp.asarray(before))
         for got, want in zip(res, dense, strict=True):
             assert_close(float(got[depth - 1]), float(want))

@@ -22,16 +22,18 @@ from tests.conftest import PRINTED_5_DECIMALS, PRINTED_6_DECIMALS, Z_MAX, assert
 
 
 def test_offsets_match_math_check_values():
-    np.testing.assert_allclose(singular_value_offsets(8, 4), [1.60981, 0.84019, 0.44315, 0.14019],
-                               atol=PRINTED_5_DECIMALS)
+    np.testing.assert_allclose(
+        singular_value_offsets(8, 4), [1.60981, 0.84019, 0.44315, 0.14019], atol=PRINTED_5_DECIMALS
+    )
     c = singular_value_offsets(8)
     assert_close(c, -c[::-1])  # antisymmetric: sum of offsets is 0
 
 
 def test_network_theory_relu_is_masked_half_and_linear_is_newman():
     relu = network_theory((32,) * 11, k=4, final_activation=True)
-    np.testing.assert_allclose(relu.exponents, [-0.041270, -0.077195, -0.116062, -0.158443],
-                               atol=PRINTED_6_DECIMALS)
+    np.testing.assert_allclose(
+        relu.exponents, [-0.041270, -0.077195, -0.116062, -0.158443], atol=PRINTED_6_DECIMALS
+    )
     linear = network_theory((8,) * 5, activation="linear", sigma2=1.0)
     assert_close(linear.exponents, theory.gaussian_exponents(8))
     # A linear last layer (K = n, not Bin(n, 1/2)) is averaged in; under K>=i each layer weighs P(K_l >= i).

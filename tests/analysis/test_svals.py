@@ -33,8 +33,9 @@ def _mp_prefix_log_svals(weights, masks, depths, dps=120):
         n = weights.shape[2]
         prod = mp.eye(n)
         for l, (w, d) in enumerate(zip(weights, masks, strict=True)):
-            layer = mp.matrix([[mp.mpf(float(w[i, j])) * int(d[i]) for j in range(w.shape[1])]
-                               for i in range(w.shape[0])])
+            layer = mp.matrix(
+                [[mp.mpf(float(w[i, j])) * int(d[i]) for j in range(w.shape[1])] for i in range(w.shape[0])]
+            )
             prod = layer * prod
             if l + 1 in depths:
                 s = mp.svd_r(prod, compute_uv=False)
@@ -61,8 +62,9 @@ def deep_reference(deep_product):
     return _mp_prefix_log_svals(*deep_product, depths={1, 7, 30, 55, DEPTH})
 
 
-def test_matches_mpmath_where_a_plain_svd_is_wrong_and_frames_are_singular_vectors(deep_product,
-                                                                                   deep_reference):
+def test_matches_mpmath_where_a_plain_svd_is_wrong_and_frames_are_singular_vectors(
+    deep_product, deep_reference
+):
     weights, masks = deep_product
     reference = deep_reference[DEPTH]
     # The singular values span ~50 orders of magnitude, far beyond float64's 16 digits.
@@ -103,8 +105,9 @@ def test_prefixes_equal_per_prefix_computations_and_mpmath(deep_product, deep_re
     full = product_log_svals(jnp.asarray(weights), jnp.asarray(masks), return_frames=True).log_svals
     full = np.asarray(full)
     np.testing.assert_allclose(prefix[-1], full, rtol=0, atol=LOG_SVALS_ATOL)
-    part = np.asarray(product_log_svals(jnp.asarray(weights[:30]), jnp.asarray(masks[:30]),
-                                        prefixes=True).log_svals)
+    part = np.asarray(
+        product_log_svals(jnp.asarray(weights[:30]), jnp.asarray(masks[:30]), prefixes=True).log_svals
+    )
     np.testing.assert_array_equal(prefix[:30], part)  # same arithmetic, bit for bit
 
 

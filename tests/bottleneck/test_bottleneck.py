@@ -42,8 +42,9 @@ def _np_margin_all_k(params, x, activation):
     sj = np.linalg.svd(j, compute_uv=False)
     sw = [np.linalg.svd(w, compute_uv=False) for w in _np_layers(params)]
     rank = int(np.sum(sj > 1e-12 * sj[0]))
-    return np.array([2 * sum(np.sum(np.log(s[:k])) for s in sw) - 2 * np.sum(np.log(sj[:k]))
-                     for k in range(1, rank + 1)])
+    return np.array(
+        [2 * sum(np.sum(np.log(s[:k])) for s in sw) - 2 * np.sum(np.log(sj[:k])) for k in range(1, rank + 1)]
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def test_layer_singular_values_and_representation_ranks_match_numpy():
     for l, w in enumerate(_np_layers(params)):
         sv = np.linalg.svd(w, compute_uv=False)
         np.testing.assert_allclose(s[l, : sv.size], sv, rtol=1e-12)
-        np.testing.assert_array_equal(s[l, sv.size:], 0.0)
+        np.testing.assert_array_equal(s[l, sv.size :], 0.0)
     x = jax.random.normal(jax.random.key(4), (15, 6), jnp.float64)
     reps = bn.representation_ranks(params, x, rtol=1e-2)
     hs = bn.representations(params, x)
@@ -103,8 +104,10 @@ def test_layer_singular_values_and_representation_ranks_match_numpy():
 # The per-network inequality.
 
 
-@pytest.mark.parametrize("activation,widths", [("relu", (4, 16, 16, 16, 3)), ("linear", (5, 6, 4, 6, 5)),
-                                               ("leaky_relu", (3, 8, 8, 8, 8, 3))])
+@pytest.mark.parametrize(
+    "activation,widths",
+    [("relu", (4, 16, 16, 16, 3)), ("linear", (5, 6, 4, 6, 5)), ("leaky_relu", (3, 8, 8, 8, 8, 3))],
+)
 def test_inequality_holds_on_random_networks_and_matches_an_independent_evaluation(activation, widths):
     params = init_mlp(jax.random.key(5), widths, activation=activation, dtype=jnp.float64)
     x = jax.random.normal(jax.random.key(6), (12, widths[0]), jnp.float64)
@@ -133,11 +136,20 @@ def test_inequality_is_tight_for_orthogonal_deep_linear_nets():
 
 
 def test_inequality_holds_on_trained_networks_with_biases():
-    task = bn.bottleneck_target(jax.random.key(7), 48, input_dim=4, bottleneck_dim=1, output_dim=3, hidden=8,
-                                dtype=jnp.float64)
+    task = bn.bottleneck_target(
+        jax.random.key(7), 48, input_dim=4, bottleneck_dim=1, output_dim=3, hidden=8, dtype=jnp.float64
+    )
     params = init_mlp(jax.random.key(8), (4, 12, 12, 12, 3), bias=True, bias_std=0.1, dtype=jnp.float64)
-    res = bn.train_weight_decay(params, task.x, task.y, weight_decay=1e-2, num_steps=300, log_every=100,
-                                optimizer=optax.adam(1e-2), progress=False)
+    res = bn.train_weight_decay(
+        params,
+        task.x,
+        task.y,
+        weight_decay=1e-2,
+        num_steps=300,
+        log_every=100,
+        optimizer=optax.adam(1e-2),
+        progress=False,
+    )
     assert float(res.tracked["data_loss"][-1]) < float(res.tracked["data_loss"][0])
     for rtol in (1e-1, 1e-3, 1e-8):
         ineq = bn.bottleneck_inequality(res.params, task.x, rtol=rtol)
@@ -173,8 +185,9 @@ def test_deep_linear_min_norm_expansion_in_depth():
     logs = np.log([3.0, 0.5])
     for depth in (200, 1000):
         r = bn.deep_linear_min_norm(a, depth)
-        series = (2 * depth + 2 * logs.sum() + 2 * np.sum(logs**2) / depth
-                  + (4 / 3) * np.sum(logs**3) / depth**2)
+        series = (
+            2 * depth + 2 * logs.sum() + 2 * np.sum(logs**2) / depth + (4 / 3) * np.sum(logs**3) / depth**2
+        )
         assert abs(r - series) < 2 * np.sum(np.abs(logs) ** 4) / depth**3
     assert bn.deep_linear_min_norm(a, 1) == pytest.approx(9.25, rel=1e-14)  # ||A||_F^2
 
@@ -192,18 +205,33 @@ def test_deep_linear_nets_with_weight_decay_reach_the_balanced_optimum_in_every_
     # Orthogonal layers are exactly balanced (W_{l+1}^T W_{l+1} = W_l W_l^T = I), a balance gradient flow
     # keeps.
     params = [{"w": jnp.asarray(np.linalg.qr(rng.normal(size=(n, n)))[0])} for _ in range(depth)]
-    res = bn.train_weight_decay(params, x, y, activation="linear", weight_decay=lam, num_steps=6000,
-                                learning_rate=0.05, log_every=1000, progress=False)
+    res = bn.train_weight_decay(
+        params,
+        x,
+        y,
+        activation="linear",
+        weight_decay=lam,
+        num_steps=6000,
+        learning_rate=0.05,
+        log_every=1000,
+        progress=False,
+    )
     s_opt = bn.deep_linear_weight_decay_optimum(a_vals, depth, lam)
     expected = np.sort(s_opt ** (1.0 / depth))[::-1]
     sv = np.asarray(bn.layer_singular_values(res.params))
     for l in range(depth):
         np.testing.assert_allclose(sv[l], expected, atol=1e-8)
-    np.testing.assert_allclose(float(res.tracked["norm_sq"][-1]), depth * np.sum(s_opt ** (2.0 / depth)),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        float(res.tracked["norm_sq"][-1]), depth * np.sum(s_opt ** (2.0 / depth)), rtol=1e-9
+    )
     # And the optimum tends to the minimal-norm factorisation of A as lambda -> 0.
-    gaps = [abs(depth * np.sum(bn.deep_linear_weight_decay_optimum(a_vals, depth, lam_) ** (2.0 / depth))
-                - bn.deep_linear_min_norm(a, depth)) for lam_ in (1e-2, 1e-4, 1e-6)]
+    gaps = [
+        abs(
+            depth * np.sum(bn.deep_linear_weight_decay_optimum(a_vals, depth, lam_) ** (2.0 / depth))
+            - bn.deep_linear_min_norm(a, depth)
+        )
+        for lam_ in (1e-2, 1e-4, 1e-6)
+    ]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-5
 
 
@@ -224,10 +252,19 @@ def test_fit_rank_terms_recovers_an_exact_line_and_the_deep_linear_limit():
 
 @pytest.mark.parametrize("kind", ["relu", "linear"])
 def test_bottleneck_target_has_jacobian_rank_k(kind):
-    task = bn.bottleneck_target(jax.random.key(9), 40, input_dim=6, bottleneck_dim=2, output_dim=5, hidden=16,
-                                kind=kind, dtype=jnp.float64)
-    chex.assert_trees_all_close(task.y, bn.representations(task.teacher, task.x, activation=kind)[-1],
-                                rtol=1e-12, atol=0.0)
+    task = bn.bottleneck_target(
+        jax.random.key(9),
+        40,
+        input_dim=6,
+        bottleneck_dim=2,
+        output_dim=5,
+        hidden=16,
+        kind=kind,
+        dtype=jnp.float64,
+    )
+    chex.assert_trees_all_close(
+        task.y, bn.representations(task.teacher, task.x, activation=kind)[-1], rtol=1e-12, atol=0.0
+    )
     np.testing.assert_allclose(float(jnp.mean(task.y**2)), 1.0, rtol=1e-12)
     jd = bn.jacobian_pseudo_logdet(task.teacher, task.x, activation=kind, rtol=1e-8)
     assert np.all(np.asarray(jd.rank) <= 2)

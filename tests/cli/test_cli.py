@@ -14,8 +14,25 @@ from tests.conftest import Z_MAX, assert_close, run_cli, zscores
 
 
 def test_lyapunov_json_contract(capsys):
-    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "masked", "--width", "6", "--depth", "300",
-                           "--k", "3", "--seeds", "4", "--p", "0.7", "--dtype", "float64", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "lyapunov",
+        "--ensemble",
+        "masked",
+        "--width",
+        "6",
+        "--depth",
+        "300",
+        "--k",
+        "3",
+        "--seeds",
+        "4",
+        "--p",
+        "0.7",
+        "--dtype",
+        "float64",
+        "--json",
+    )
     assert code == 0
     payload = json.loads(out)
     for key in ("exponents", "stderr", "theory", "config", "wall_seconds"):
@@ -23,9 +40,22 @@ def test_lyapunov_json_contract(capsys):
     assert len(payload["exponents"]) == len(payload["stderr"]) == len(payload["theory"]) == 3
     assert_close(np.array(payload["theory"]), theory.masked_exponents(6, 0.7, k=3), scale=0.3)
     assert payload["config"] == {
-        "ensemble": "masked", "width": 6, "depth": 300, "k": 3, "seeds": 4, "p": 0.7, "sigma2": 1.0,
-        "reortho": 1, "dtype": "float64", "seed": 0, "condition": "K>=i", "precision": "highest",
-        "method": "auto", "method_resolved": "chi", "reortho_resolved": 1, "qr": "householder",
+        "ensemble": "masked",
+        "width": 6,
+        "depth": 300,
+        "k": 3,
+        "seeds": 4,
+        "p": 0.7,
+        "sigma2": 1.0,
+        "reortho": 1,
+        "dtype": "float64",
+        "seed": 0,
+        "condition": "K>=i",
+        "precision": "highest",
+        "method": "auto",
+        "method_resolved": "chi",
+        "reortho_resolved": 1,
+        "qr": "householder",
     }
     assert payload["wall_seconds"] > 0
     # Exponents come out in descending order of index, as the closed form does.
@@ -34,16 +64,30 @@ def test_lyapunov_json_contract(capsys):
 
 
 def test_lyapunov_json_has_null_theory_only_where_no_closed_form(capsys):
-    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "orthogonal", "--width", "4", "--depth", "20",
-                           "--seeds", "2", "--sigma2", "2.0", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "lyapunov",
+        "--ensemble",
+        "orthogonal",
+        "--width",
+        "4",
+        "--depth",
+        "20",
+        "--seeds",
+        "2",
+        "--sigma2",
+        "2.0",
+        "--json",
+    )
     payload = json.loads(out)
     assert_close(np.array(payload["exponents"]), 0.5 * np.log(2.0), "float32")  # the default dtype
     assert_close(np.array(payload["theory"]), 0.5 * np.log(2.0))
 
 
 def test_lyapunov_table_has_theory_and_z_columns(capsys):
-    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "gaussian", "--width", "4", "--depth", "50",
-                           "--seeds", "2")
+    code, out, _ = run_cli(
+        capsys, "lyapunov", "--ensemble", "gaussian", "--width", "4", "--depth", "50", "--seeds", "2"
+    )
     assert code == 0
     header = [line for line in out.splitlines() if line.strip().startswith("i ")][0]
     assert header.split() == ["i", "simulated", "stderr", "theory", "z"]
@@ -71,9 +115,25 @@ def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
 
 
 def test_real_process_error_has_no_traceback():
-    proc = subprocess.run([sys.executable, "-m", "jaxspec.cli", "lyapunov", "--ensemble", "gaussian",
-                           "--width", "3", "--depth", "5", "--k", "4"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxspec.cli",
+            "lyapunov",
+            "--ensemble",
+            "gaussian",
+            "--width",
+            "3",
+            "--depth",
+            "5",
+            "--k",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 

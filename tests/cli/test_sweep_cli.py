@@ -50,8 +50,12 @@ def _cli(*args) -> list[str]:
 def _env(cache: Path) -> dict[str, str]:
     # A compilation cache shared by the two subprocesses (not by this one), so the resumed run skips the
     # compile.
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PLATFORMS": "cpu"}
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": str(cache),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PLATFORMS": "cpu",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +71,12 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_result(reference, tmp_path)
     spec_file, _, expected = reference
     out, cache = tmp_path / "killed", tmp_path / "cache"
     chunks = out / "chunks"
-    proc = subprocess.Popen(_cli(spec_file, "--out", out, "--devices", 1, "--chunk-size", 4, "--quiet"),
-                            env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _cli(spec_file, "--out", out, "--devices", 1, "--chunk-size", 4, "--quiet"),
+        env=_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     try:
         while not (chunks.is_dir() and len(list(chunks.glob("chunk-*.npz"))) >= 3):
@@ -91,8 +99,13 @@ def test_a_killed_sweep_resumes_to_the_uninterrupted_result(reference, tmp_path)
     np.testing.assert_array_equal(partial["exponents"].values[done], expected["exponents"].values[done])
 
     # Resume in a fresh process; a different --chunk-size is ignored (the stored plan wins).
-    resumed = subprocess.run(_cli(spec_file, "--out", out, "--resume", "--devices", 1, "--chunk-size", 7,
-                                  "--quiet"), env=_env(cache), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _cli(spec_file, "--out", out, "--resume", "--devices", 1, "--chunk-size", 7, "--quiet"),
+        env=_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     for name, data in kept.items():
         assert (chunks / name).read_bytes() == data, f"{name} was recomputed"
@@ -106,8 +119,12 @@ def test_report_draws_the_standard_figures(reference, capsys):
     _, root, _ = reference
     code, out, _ = run_cli(capsys, "report", root / "reference")
     assert code == 0
-    names = {"exponents_vs_sigma2.png", "exponents_vs_p.png", "separation_vs_depth_over_width.png",
-             "phase_diagram.png"}
+    names = {
+        "exponents_vs_sigma2.png",
+        "exponents_vs_p.png",
+        "separation_vs_depth_over_width.png",
+        "phase_diagram.png",
+    }
     written = {p.name for p in (root / "reference" / "report").glob("*.png")}
     assert written == names
     for name in names:
@@ -119,8 +136,19 @@ def test_report_draws_the_standard_figures(reference, capsys):
 def test_cli_shows_progress_and_applies_overrides(reference, tmp_path, capsys):
     spec_file, _, expected = reference
     out = tmp_path / "small"
-    code, stdout, stderr = run_cli(capsys, "sweep", spec_file, "--out", out, "--set", "seeds=2",
-                                   "--set", "params.rates_every=20", "--chunk-size", "6")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "sweep",
+        spec_file,
+        "--out",
+        out,
+        "--set",
+        "seeds=2",
+        "--set",
+        "params.rates_every=20",
+        "--chunk-size",
+        "6",
+    )
     assert code == 0
     assert "run/s" in stderr and "chunk 2/2" in stderr  # tqdm: throughput and chunks
     assert "6 points x 2 seeds = 12 runs" in stdout
@@ -147,10 +175,16 @@ def test_two_hosts_under_jax_distributed_equal_one_host(reference, tmp_path):
         jax.distributed.shutdown()
     """)
     out = tmp_path / "two_hosts"
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(i), str(spec_file), str(out)],
-                              env=_env(tmp_path / "c"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(i), str(spec_file), str(out)],
+            env=_env(tmp_path / "c"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = [p.communicate(timeout=600) for p in procs]
     for proc, (stdout, stderr) in zip(procs, results, strict=True):
         assert proc.returncode == 0, stderr
@@ -160,8 +194,9 @@ def test_two_hosts_under_jax_distributed_equal_one_host(reference, tmp_path):
     # Each host wrote its part.
     assert {store.read_chunk(i)[0]["process_index"] for i in store.done_chunks()} == {0, 1}
     for name in VARIABLES:
-        np.testing.assert_array_equal(ds[name].values, expected[name].isel(seed=slice(0, 8)).values,
-                                      err_msg=name)
+        np.testing.assert_array_equal(
+            ds[name].values, expected[name].isel(seed=slice(0, 8)).values, err_msg=name
+        )
 
 
 @pytest.mark.slow
@@ -169,10 +204,16 @@ def test_large_chunks_on_more_cpu_devices_than_cores_do_not_deadlock(tmp_path):
     # 625 runs per device make jaxlib split each batched QR over the intra-op pool that the four devices
     # share; without mini-batches this hung for ever on a 2-core machine.
     spec_file = tmp_path / "big.toml"
-    spec_file.write_text('seeds = 1250\n[params]\nwidth = 16\ndepth = 20\nk = 4\n'
-                         '[axes]\nsigma2 = [1.0, 2.0]\n')
-    done = subprocess.run(_cli(spec_file, "--out", tmp_path / "big", "--devices", 4, "--quiet"),
-                          env=_env(tmp_path / "cache"), capture_output=True, text=True, timeout=500)
+    spec_file.write_text(
+        "seeds = 1250\n[params]\nwidth = 16\ndepth = 20\nk = 4\n[axes]\nsigma2 = [1.0, 2.0]\n"
+    )
+    done = subprocess.run(
+        _cli(spec_file, "--out", tmp_path / "big", "--devices", 4, "--quiet"),
+        env=_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert done.returncode == 0, done.stderr
     ds = load_sweep(tmp_path / "big")
     assert ds.attrs["complete"] and ds.attrs["num_chunks"] == 1 and ds.attrs["devices_used"] == [4]

@@ -15,16 +15,34 @@ from tests.conftest import PRINTED_6_DECIMALS, assert_close, run_cli
 
 
 def test_theory_json_masked(capsys):
-    code, out, _ = run_cli(capsys, "theory", "--ensemble", "masked", "--width", "16", "--p", "0.5",
-                           "--k", "4", "--depth", "500", "--seeds", "4", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "theory",
+        "--ensemble",
+        "masked",
+        "--width",
+        "16",
+        "--p",
+        "0.5",
+        "--k",
+        "4",
+        "--depth",
+        "500",
+        "--seeds",
+        "4",
+        "--json",
+    )
     assert code == 0
     payload = json.loads(out)
-    np.testing.assert_allclose(payload["exponents"], [-0.434772, -0.521208, -0.627332, -0.757833],
-                               atol=PRINTED_6_DECIMALS)
+    np.testing.assert_allclose(
+        payload["exponents"], [-0.434772, -0.521208, -0.627332, -0.757833], atol=PRINTED_6_DECIMALS
+    )
     ens = jaxspec.masked(width=16, depth=500, p=0.5)
-    expected = {"per_layer_sd": np.sqrt(theory.per_layer_variance(ens, 4)),
-                "prob_active_at_least": theory.prob_active_at_least(ens, 4),
-                "predicted_stderr": theory.predicted_stderr(ens, 4, seeds=4)}
+    expected = {
+        "per_layer_sd": np.sqrt(theory.per_layer_variance(ens, 4)),
+        "prob_active_at_least": theory.prob_active_at_least(ens, 4),
+        "predicted_stderr": theory.predicted_stderr(ens, 4, seeds=4),
+    }
     assert_close({key: np.array(payload[key]) for key in expected}, expected, scale=0.3)
     assert_close(np.array(payload["offsets"]), theory.singular_value_offsets(16, 4), scale=0.3)
     assert_close(payload["separation_rate"], payload["exponents"][0] - payload["exponents"][1])
@@ -32,13 +50,25 @@ def test_theory_json_masked(capsys):
 
 
 def test_theory_json_strict_convention_and_large_n(capsys):
-    _, out, _ = run_cli(capsys, "theory", "--ensemble", "masked", "--width", "6", "--fixed-count", "4",
-                        "--condition", "none", "--json")
+    _, out, _ = run_cli(
+        capsys,
+        "theory",
+        "--ensemble",
+        "masked",
+        "--width",
+        "6",
+        "--fixed-count",
+        "4",
+        "--condition",
+        "none",
+        "--json",
+    )
     payload = json.loads(out)
     assert payload["exponents"][4:] == [None, None]  # -inf beyond K: JSON null
     assert_close(np.array(payload["exponents"][:4]), theory.masked_exponents(6, fixed_count=4)[:4])
-    _, out, _ = run_cli(capsys, "theory", "--ensemble", "relu-net", "--width", "64", "--k", "3", "--large-n",
-                        "--json")
+    _, out, _ = run_cli(
+        capsys, "theory", "--ensemble", "relu-net", "--width", "64", "--k", "3", "--large-n", "--json"
+    )
     payload = json.loads(out)
     assert_close(np.array(payload["exponents"]), theory.large_n_exponents(64, 0.5, 2.0, 3), scale=3e-3)
     assert_close(payload["relu_log_norm"]["mean"], -2.5 * 1000 / 64)
@@ -77,26 +107,33 @@ def test_svals_npz_stack_and_rectangular_layers(capsys, tmp_path):
 
 
 def test_svals_ensemble_matches_library_and_theory_column(capsys):
-    code, out, _ = run_cli(capsys, "svals", "--ensemble", "gaussian", "--width", "5", "--depth", "30",
-                           "--seed", "2", "--json")
+    code, out, _ = run_cli(
+        capsys, "svals", "--ensemble", "gaussian", "--width", "5", "--depth", "30", "--seed", "2", "--json"
+    )
     assert code == 0
     payload = json.loads(out)
     ens = jaxspec.gaussian(width=5, depth=30)
     expected = ensemble_log_svals(ens, jaxspec.engine.seed_keys(2, 1)[0], dtype=jnp.float64).log_svals
     assert_close(np.array(payload["log_svals"]), np.asarray(expected))
-    assert_close(np.array(payload["theory"]),
-                 30 * theory.gaussian_exponents(5) + theory.singular_value_offsets(5), scale=0.3)
+    assert_close(
+        np.array(payload["theory"]),
+        30 * theory.gaussian_exponents(5) + theory.singular_value_offsets(5),
+        scale=0.3,
+    )
     code, out, _ = run_cli(capsys, "svals", "--ensemble", "gaussian", "--width", "5", "--depth", "30")
     assert code == 0 and "L lam_i + c_i" in out
 
 
-@pytest.mark.parametrize("content, message", [
-    ("text", "not an .npz archive"),
-    ("object", "cannot read"),
-    ("nokey", "expected an array 'weights'"),
-    ("shape", "must be a (L, N, N) array"),
-    ("masks", "masks must have shape"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("text", "not an .npz archive"),
+        ("object", "cannot read"),
+        ("nokey", "expected an array 'weights'"),
+        ("shape", "must be a (L, N, N) array"),
+        ("masks", "masks must have shape"),
+    ],
+)
 def test_svals_malformed_npz_gives_one_line_error(capsys, tmp_path, content, message):
     path = tmp_path / "bad.npz"
     if content == "text":
@@ -114,14 +151,17 @@ def test_svals_malformed_npz_gives_one_line_error(capsys, tmp_path, content, mes
     assert err.startswith("jaxspec: error:") and message in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv, message", [
-    (("theory", "--ensemble", "tanh", "--width", "4"), "unknown ensemble"),
-    (("theory", "--ensemble", "gaussian", "--width", "4", "--k", "9"), "--k must lie"),
-    (("theory", "--ensemble", "gaussian", "--width", "4", "--condition", "K>i"), "--condition"),
-    (("theory", "--ensemble", "gaussian", "--width", "4", "--p", "0.5"), "--p only applies"),
-    (("svals", "--width", "4"), "give --ensemble"),
-    (("svals", "--npz", "/nonexistent/file.npz"), "no such file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("theory", "--ensemble", "tanh", "--width", "4"), "unknown ensemble"),
+        (("theory", "--ensemble", "gaussian", "--width", "4", "--k", "9"), "--k must lie"),
+        (("theory", "--ensemble", "gaussian", "--width", "4", "--condition", "K>i"), "--condition"),
+        (("theory", "--ensemble", "gaussian", "--width", "4", "--p", "0.5"), "--p only applies"),
+        (("svals", "--width", "4"), "give --ensemble"),
+        (("svals", "--npz", "/nonexistent/file.npz"), "no such file"),
+    ],
+)
 def test_bad_arguments_exit_2(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and message in err and err.count("\n") == 1

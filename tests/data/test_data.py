@@ -32,13 +32,16 @@ def test_teacher_inputs_are_white_and_the_target_has_the_prescribed_modes():
     assert ds.labels is None
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_samples": 5}, "num_samples"),
-    ({"singular_values": [1.0, 2.0]}, "descending"),
-    ({"singular_values": [1.0, -1.0]}, "positive"),
-    ({"singular_values": [3, 2, 1, 1, 1, 1]}, "singular values"),
-    ({"input_dim": 0}, "input_dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_samples": 5}, "num_samples"),
+        ({"singular_values": [1.0, 2.0]}, "descending"),
+        ({"singular_values": [1.0, -1.0]}, "positive"),
+        ({"singular_values": [3, 2, 1, 1, 1, 1]}, "singular values"),
+        ({"input_dim": 0}, "input_dim"),
+    ],
+)
 def test_teacher_rejects_bad_arguments(kwargs, message):
     args = {"input_dim": 6, "output_dim": 4, "num_samples": 20, "singular_values": [2.0, 1.0]} | kwargs
     with pytest.raises(InputError, match=message):
@@ -84,8 +87,13 @@ def tiny_mnist(tmp_path, rng):
 
 
 def test_read_idx_round_trips_every_type_code(tmp_path, rng):
-    for code, dtype in ((0x08, np.uint8), (0x0B, np.int16), (0x0C, np.int32), (0x0D, np.float32),
-                        (0x0E, np.float64)):
+    for code, dtype in (
+        (0x08, np.uint8),
+        (0x0B, np.int16),
+        (0x0C, np.int32),
+        (0x0D, np.float32),
+        (0x0E, np.float64),
+    ):
         array = (rng.normal(size=(3, 2, 2)) * 50).astype(dtype)
         _write_idx(tmp_path / f"a{code}", array, code)
         np.testing.assert_array_equal(data.read_idx(tmp_path / f"a{code}"), array)
@@ -98,8 +106,9 @@ def test_load_mnist_reads_idx_folders_and_npz(tiny_mnist, tmp_path):
     np.testing.assert_allclose(ds.x, images.reshape(6, 12) / 255.0, rtol=1e-15)
     np.testing.assert_array_equal(ds.labels, labels)
     np.testing.assert_array_equal(ds.y, np.eye(10)[labels])
-    chex.assert_shape([data.load_mnist(folder, split="test").x, data.load_mnist(folder, limit=4).x],
-                      [(2, 12), (4, 12)])
+    chex.assert_shape(
+        [data.load_mnist(folder, split="test").x, data.load_mnist(folder, limit=4).x], [(2, 12), (4, 12)]
+    )
     npz = tmp_path / "mnist.npz"
     np.savez(npz, x_train=images, y_train=labels, x_test=images[:2], y_test=labels[:2])
     np.testing.assert_array_equal(data.load_mnist(npz, dtype=jnp.float64).x, ds.x)

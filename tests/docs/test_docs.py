@@ -41,8 +41,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 API_DIR = DOCS / "api"
 # A directive and its indented options block (blank lines inside the block allowed).
-DIRECTIVE = re.compile(r"^:::[ \t]+(?P<ident>[\w.]+)[ \t]*\n"
-                       r"(?P<options>(?:[ \t]+.*\n|[ \t]*\n(?=[ \t]+\S))*)", re.MULTILINE)
+DIRECTIVE = re.compile(
+    r"^:::[ \t]+(?P<ident>[\w.]+)[ \t]*\n"
+    r"(?P<options>(?:[ \t]+.*\n|[ \t]*\n(?=[ \t]+\S))*)",
+    re.MULTILINE,
+)
 # Pages of docs/api that document no single package.
 OVERVIEW_PAGES = ("index.md",)
 
@@ -54,8 +57,11 @@ OVERVIEW_PAGES = ("index.md",)
 
 def public_packages() -> dict[str, types.ModuleType]:
     """``jaxspec`` and every public module below it, by dotted name."""
-    names = ["jaxspec"] + [info.name for info in pkgutil.walk_packages(jaxspec.__path__, "jaxspec.")
-                           if not any(part.startswith("_") for part in info.name.split("."))]
+    names = ["jaxspec"] + [
+        info.name
+        for info in pkgutil.walk_packages(jaxspec.__path__, "jaxspec.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    ]
     return {name: importlib.import_module(name) for name in names}
 
 
@@ -98,8 +104,8 @@ def rendered_names(package: str, module: types.ModuleType, page: Path) -> set[st
                 found.update(exported)
             elif isinstance(members, list):
                 found.update(name for name in members if name in exported)
-        elif ident.startswith(package + ".") and ident[len(package) + 1:] in exported:
-            found.add(ident[len(package) + 1:])
+        elif ident.startswith(package + ".") and ident[len(package) + 1 :] in exported:
+            found.add(ident[len(package) + 1 :])
     return found
 
 
@@ -120,16 +126,20 @@ def _links_to(page: Path, target: Path) -> bool:
 
 
 def test_every_public_package_has_an_api_page():
-    missing = [f"{name} -> {page_of(name).relative_to(ROOT)}" for name in public_packages()
-               if not page_of(name).is_file()]
+    missing = [
+        f"{name} -> {page_of(name).relative_to(ROOT)}"
+        for name in public_packages()
+        if not page_of(name).is_file()
+    ]
     assert not missing, f"public packages without an API page (create the page, add it to the nav): {missing}"
 
 
 def test_every_api_page_belongs_to_a_public_package():
     pages = {page_of(name) for name in public_packages()}
     stale = [p.name for p in sorted(API_DIR.glob("*.md")) if p not in pages and p.name not in OVERVIEW_PAGES]
-    assert not stale, ("API pages of modules that are not public packages (delete them and their nav entry): "
-                       f"{stale}")
+    assert not stale, (
+        f"API pages of modules that are not public packages (delete them and their nav entry): {stale}"
+    )
 
 
 def test_api_directives_resolve():
@@ -157,8 +167,10 @@ def test_every_public_name_is_on_its_package_page():
                     missing.append(f"{package}.{name} (no link to {page_of(f'{package}.{name}').name})")
             elif name not in rendered:
                 missing.append(f"{package}.{name}")
-    assert not missing, ("public names missing from their package's API page (render the package with "
-                         f"`::: <package>` or list the name in its `members:`): {missing}")
+    assert not missing, (
+        "public names missing from their package's API page (render the package with "
+        f"`::: <package>` or list the name in its `members:`): {missing}"
+    )
 
 
 def _nav_entries(node) -> list[str]:
@@ -238,12 +250,20 @@ def _mkdocs_missing() -> str | None:
 def test_mkdocs_build_strict(tmp_path):
     missing = _mkdocs_missing()
     if missing:
-        pytest.skip(f"{missing} is not installed: pip install mkdocs-material 'mkdocstrings[python]' "
-                    "to build the docs")
+        pytest.skip(
+            f"{missing} is not installed: pip install mkdocs-material 'mkdocstrings[python]' "
+            "to build the docs"
+        )
     site = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if line.startswith(("WARNING", "ERROR"))]
     assert proc.returncode == 0, "mkdocs build --strict failed:\n" + ("\n".join(warnings) or log[-4000:])
@@ -280,6 +300,7 @@ def _python_blocks():
 @pytest.mark.parametrize("source", list(_python_blocks()))
 def test_documentation_examples_run(source, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")
-    proc = subprocess.run([sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", source], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]

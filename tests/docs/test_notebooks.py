@@ -59,10 +59,15 @@ def test_notebook_opens_with_colab_badge_and_guarded_install(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_outputs_are_stripped(path):
     nb = _load(path)
-    dirty = [i for i, cell in enumerate(nb["cells"]) if cell["cell_type"] == "code"
-             and (cell.get("outputs") or cell.get("execution_count") is not None)]
-    assert not dirty, (f"{path.name}: cells {dirty} hold outputs or execution counts; "
-                       f"run `python scripts/strip_notebooks.py {path.relative_to(ROOT)}`")
+    dirty = [
+        i
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
+    assert not dirty, (
+        f"{path.name}: cells {dirty} hold outputs or execution counts; "
+        f"run `python scripts/strip_notebooks.py {path.relative_to(ROOT)}`"
+    )
     assert "widgets" not in nb.get("metadata", {})
 
 
@@ -81,9 +86,15 @@ def test_notebook_executes(path, tmp_path):
     # The kernel should draw with the inline backend, as on Colab, not with the test suite's Agg.
     env.pop("MPLBACKEND", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    client = NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT_S,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on the first failing cell
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
-              if out.get("output_type") == "error"]
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.get("outputs", [])
+        if out.get("output_type") == "error"
+    ]
     assert not errors

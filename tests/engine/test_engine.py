@@ -31,8 +31,9 @@ def _volume_oracle(weights, masks, frame):
     for w, d in zip(weights, masks, strict=True):
         m = (d[:, None] * w) @ m
     mq = m @ frame
-    return np.array([0.5 * np.linalg.slogdet(mq[:, :j].T @ mq[:, :j])[1]
-                     for j in range(1, frame.shape[1] + 1)])
+    return np.array(
+        [0.5 * np.linalg.slogdet(mq[:, :j].T @ mq[:, :j])[1] for j in range(1, frame.shape[1] + 1)]
+    )
 
 
 def _engine_frame(ens, seed, k):
@@ -84,8 +85,11 @@ def test_condition_k_ge_k_uses_common_layers():
     counts = np.asarray(res.active_counts)
     expected = (counts >= 3).sum(axis=1)
     np.testing.assert_array_equal(np.asarray(res.counted_layers), np.repeat(expected[:, None], 3, axis=1))
-    z = zscores(res.mean, theory.lyapunov_exponents(ens, 3, "K>=k"),
-                theory.predicted_stderr(ens, 3, seeds=4, condition="K>=k"))
+    z = zscores(
+        res.mean,
+        theory.lyapunov_exponents(ens, 3, "K>=k"),
+        theory.predicted_stderr(ens, 3, seeds=4, condition="K>=k"),
+    )
     assert np.all(np.abs(z) < Z_MAX), z
 
 
@@ -115,8 +119,9 @@ def test_diagonal_layers_give_their_log_entries():
 @pytest.mark.parametrize("widths", [(5, 5, 5, 5, 5, 5), (4, 7, 3, 6, 5)])
 def test_fixed_network_matches_exact_volume_identity(widths):
     rng = np.random.default_rng(2)
-    weights = [rng.standard_normal((widths[l + 1], widths[l])) / np.sqrt(widths[l])
-               for l in range(len(widths) - 1)]
+    weights = [
+        rng.standard_normal((widths[l + 1], widths[l])) / np.sqrt(widths[l]) for l in range(len(widths) - 1)
+    ]
     masks = [(rng.random(widths[l + 1]) < 0.8).astype(float) for l in range(len(widths) - 1)]
     for m in masks:
         m[:3] = 1.0  # keep rank 3 alive so every index is defined
@@ -132,8 +137,12 @@ def test_fixed_network_matches_exact_volume_identity(widths):
 @pytest.mark.parametrize("ensemble", ["gaussian", "masked", "relu-net", "orthogonal"])
 def test_reortho_every_one_and_four_agree_in_float64(ensemble):
     ens = jaxspec.make_ensemble(ensemble, 6, 203)  # 203 = 50 blocks of 4 plus a remainder of 3
-    kwargs = dict(seeds=2, dtype="float64", method="direct",
-                  condition="K>=k" if ensemble in ("masked", "relu-net") else "K>=i")
+    kwargs = dict(
+        seeds=2,
+        dtype="float64",
+        method="direct",
+        condition="K>=k" if ensemble in ("masked", "relu-net") else "K>=i",
+    )
     a = jaxspec.lyapunov_spectrum(ens, k=2, reortho_every=1, **kwargs)
     b = jaxspec.lyapunov_spectrum(ens, k=2, reortho_every=4, **kwargs)
     if ensemble in ("masked", "relu-net"):
@@ -202,8 +211,9 @@ def test_sample_returns_the_layers_the_engine_propagated():
     seed_key = seed_keys(0, 1)[0]
     stack = ens.sample(jaxspec.engine.realisation_key(seed_key), dtype=jnp.float64)
     res = jaxspec.lyapunov_spectrum(ens, k=3, dtype="float64", condition="none", method="direct")
-    np.testing.assert_array_equal(np.asarray(res.active_counts[0]),
-                                  np.asarray(stack.masks.sum(1)).astype(int))
+    np.testing.assert_array_equal(
+        np.asarray(res.active_counts[0]), np.asarray(stack.masks.sum(1)).astype(int)
+    )
     fixed = jaxspec.fixed_network(list(np.asarray(stack.weights)), list(np.asarray(stack.masks)))
     res_fixed = jaxspec.lyapunov_spectrum(fixed, k=3, dtype="float64", condition="none", method="direct")
     assert_close(res.exponents, res_fixed.exponents)
@@ -211,8 +221,9 @@ def test_sample_returns_the_layers_the_engine_propagated():
 
 def test_local_rates_average_to_the_exponents():
     ens = jaxspec.gaussian(width=4, depth=120)
-    res = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", reortho_every=2, rates_every=10,
-                                    method="direct")
+    res = jaxspec.lyapunov_spectrum(
+        ens, seeds=2, dtype="float64", reortho_every=2, rates_every=10, method="direct"
+    )
     chex.assert_shape(res.local_rates, (2, 12, 4))
     assert_close(np.asarray(res.local_rates).mean(axis=1), res.exponents)
 
@@ -246,8 +257,10 @@ def test_rank_collapse_completion_is_deterministic_float32_equals_float64():
     assert_close(np.asarray(r32.exponents)[counted], np.asarray(r64.exponents)[counted], "float32", scale=20)
 
 
-@pytest.mark.parametrize(("name", "expected"), [("gaussian", "chi"), ("masked", "chi"),
-                                                ("relu-net", "direct"), ("orthogonal", "direct")])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("gaussian", "chi"), ("masked", "chi"), ("relu-net", "direct"), ("orthogonal", "direct")],
+)
 def test_default_method_is_the_exact_fast_sampler_only_where_exact(name, expected):
     ens = jaxspec.make_ensemble(name, 6, 300)
     res = jaxspec.lyapunov_spectrum(ens, seeds=8, dtype="float64")

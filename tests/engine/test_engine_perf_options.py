@@ -117,8 +117,11 @@ def test_auto_reortho_reruns_with_smaller_m_when_the_guard_trips():
     # Same realisation as the per-layer float64 run (the finite-depth QR estimator, transient included).
     ref = jaxspec.lyapunov_spectrum(ens, k=n, dtype="float64", method="direct")
     assert_close(auto.exponents, ref.exponents, "float32")
-    assert np.allclose(np.sort(np.asarray(ref.exponents[0]))[::-1][[0, -1]], np.log([3.0, 0.3]) * 48 / depth,
-                       atol=TRANSIENT_ATOL)
+    assert np.allclose(
+        np.sort(np.asarray(ref.exponents[0]))[::-1][[0, -1]],
+        np.log([3.0, 0.3]) * 48 / depth,
+        atol=TRANSIENT_ATOL,
+    )
 
 
 def test_bad_option_values_raise_input_error():

@@ -94,8 +94,9 @@ def test_fallback_decision_is_shared_across_a_named_vmap_axis():
     assert bool(fb_batched)
     # The good element's factor is exact either way (Householder or Cholesky, up to signs).
     _, r_named, _ = named(stack)
-    assert_close(np.abs(np.diagonal(np.asarray(r_named[0]))), np.exp(_oracle_log_diag(good)), "float32",
-                 scale=0.3)
+    assert_close(
+        np.abs(np.diagonal(np.asarray(r_named[0]))), np.exp(_oracle_log_diag(good)), "float32", scale=0.3
+    )
 
 
 def test_make_qr_rejects_unknown_backend_and_orthogonality_loss_of_identity_is_zero():

@@ -110,8 +110,11 @@ def test_fast_paths_keep_block_bookkeeping_of_reortho_every():
 
 
 def test_fast_paths_refuse_ensembles_where_they_are_not_exact():
-    for ens in (jaxspec.relu_net(width=8, depth=10), jaxspec.orthogonal(width=8, depth=10),
-                jaxspec.fixed_network([np.eye(4)] * 3)):
+    for ens in (
+        jaxspec.relu_net(width=8, depth=10),
+        jaxspec.orthogonal(width=8, depth=10),
+        jaxspec.fixed_network([np.eye(4)] * 3),
+    ):
         for method in FAST:
             with pytest.raises(InputError):
                 jaxspec.lyapunov_spectrum(ens, method=method)

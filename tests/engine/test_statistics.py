@@ -22,11 +22,15 @@ from tests.conftest import Z_MAX, assert_close, run_cli, zscores
 
 
 def _check_spectrum(ens, *, seeds, k=None, condition="K>=i"):
-    res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64", condition=condition,
-                                    method="direct")
+    res = jaxspec.lyapunov_spectrum(
+        ens, k=k, seeds=seeds, dtype="float64", condition=condition, method="direct"
+    )
     kk = res.config.k
-    z = zscores(res.mean, theory.lyapunov_exponents(ens, kk, condition),
-                theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition))
+    z = zscores(
+        res.mean,
+        theory.lyapunov_exponents(ens, kk, condition),
+        theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition),
+    )
     assert np.all(np.abs(z) < Z_MAX), z
     return res
 
@@ -84,7 +88,8 @@ def test_complex_gaussian_by_an_independent_qr_simulation():
         def layer(q, key):
             re_key, im_key = jax.random.split(key)
             w = (jax.random.normal(re_key, (n, n)) + 1j * jax.random.normal(im_key, (n, n))) * jnp.sqrt(
-                sigma2 / (2 * n))
+                sigma2 / (2 * n)
+            )
             q, r = jnp.linalg.qr(w @ q)
             return q, jnp.log(jnp.abs(jnp.diagonal(r)))
 
@@ -98,8 +103,21 @@ def test_complex_gaussian_by_an_independent_qr_simulation():
 
 
 def test_issue2_acceptance_cli_lyapunov_reproduces_newman(capsys):
-    code, out, _ = run_cli(capsys, "lyapunov", "--ensemble", "gaussian", "--width", "8", "--depth", "2000",
-                           "--seeds", "16", "--dtype", "float64", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "lyapunov",
+        "--ensemble",
+        "gaussian",
+        "--width",
+        "8",
+        "--depth",
+        "2000",
+        "--seeds",
+        "16",
+        "--dtype",
+        "float64",
+        "--json",
+    )
     assert code == 0
     payload = json.loads(out)
     newman = theory.gaussian_exponents(8)
@@ -282,6 +300,8 @@ def test_jjt_second_moment_monte_carlo(p):
     first, second = (np.asarray(x) for x in _jjt_traces(ens, seed_keys(5, seeds)))
     exact = theory.jjt_moments(n, depth, p=p)
     # Standard errors from the spread across independent seeds (no closed form for the 4th spectral moment).
-    z = [zscores(first.mean(), exact.mean, first.std(ddof=1) / np.sqrt(seeds)),
-         zscores(second.mean(), exact.second, second.std(ddof=1) / np.sqrt(seeds))]
+    z = [
+        zscores(first.mean(), exact.mean, first.std(ddof=1) / np.sqrt(seeds)),
+        zscores(second.mean(), exact.second, second.std(ddof=1) / np.sqrt(seeds)),
+    ]
     assert np.all(np.abs(z) < Z_MAX), z

@@ -28,8 +28,10 @@ def mlp_loss_and_params(rng):
     """A small tanh MLP with a squared loss on random data, params as a nested pytree."""
     x = jnp.asarray(rng.standard_normal((12, 4)))
     y = jnp.asarray(rng.standard_normal((12, 2)))
-    params = {"layer0": {"w": jnp.asarray(rng.standard_normal((4, 5)) / 2), "b": jnp.zeros(5)},
-              "layer1": {"w": jnp.asarray(rng.standard_normal((5, 2)) / 2)}}
+    params = {
+        "layer0": {"w": jnp.asarray(rng.standard_normal((4, 5)) / 2), "b": jnp.zeros(5)},
+        "layer1": {"w": jnp.asarray(rng.standard_normal((5, 2)) / 2)},
+    }
 
     def predict(p):
         return jnp.tanh(x @ p["layer0"]["w"] + p["layer0"]["b"]) @ p["layer1"]["w"]
@@ -47,8 +49,9 @@ DIM = 40
 
 
 def _lanczos_run(a, key, *, k, num_steps, which):
-    return hessian.lanczos_eigh(lambda v: a @ v, jnp.zeros(a.shape[0], a.dtype), k, num_steps=num_steps,
-                                which=which, key=key)
+    return hessian.lanczos_eigh(
+        lambda v: a @ v, jnp.zeros(a.shape[0], a.dtype), k, num_steps=num_steps, which=which, key=key
+    )
 
 
 _lanczos_jit = jax.jit(_lanczos_run, static_argnames=("k", "num_steps", "which"))
@@ -127,7 +130,8 @@ def test_lanczos_on_small_model_hessian_matches_dense(rng):
     dim = dense.shape[0]
     # All Ritz values at m = P: the whole (indefinite) spectrum, top first.
     pairs = jax.jit(lambda p: hessian.lanczos_eigh(hessian.hessian_matvec(loss, p), p, dim, num_steps=dim))(
-        params)
+        params
+    )
     assert_close(pairs.eigenvalues, exact[::-1])
     assert exact[0] < 0
     # Eigenvectors come back as pytrees shaped like the parameters.
@@ -183,8 +187,12 @@ def test_gauss_newton_matches_jacobian_formula(rng):
     x = jnp.asarray(rng.standard_normal((7, 3)))
     linear_predict = lambda w: x @ w  # noqa: E731
     w0 = jnp.asarray(rng.standard_normal((3, 2)))
-    gn_lin = hessian.dense_matrix(hessian.gauss_newton_matvec(linear_predict, output_loss_lin := (
-        lambda f: 0.5 * jnp.sum(jnp.sin(f) + f**2)), w0), w0)
+    gn_lin = hessian.dense_matrix(
+        hessian.gauss_newton_matvec(
+            linear_predict, output_loss_lin := (lambda f: 0.5 * jnp.sum(jnp.sin(f) + f**2)), w0
+        ),
+        w0,
+    )
     dense_lin = hessian.dense_hessian(lambda w: output_loss_lin(linear_predict(w)), w0)
     assert_close(gn_lin, dense_lin)
 
@@ -199,16 +207,18 @@ def test_block_loss_is_the_diagonal_block_of_the_full_hessian(rng):
     # rtol only: the blocks hold exact zeros and tiny entries that the table's absolute floor would swamp.
     np.testing.assert_allclose(hessian.dense_hessian(block_fn, block), dense[start:, start:], rtol=1e-12)
     block, block_fn = hessian.block_loss(loss, params, hessian.path_mask(params, "layer0", "w"))
-    np.testing.assert_allclose(hessian.dense_hessian(block_fn, block),
-                               dense[sizes[0]:start, sizes[0]:start], rtol=1e-12)
+    np.testing.assert_allclose(
+        hessian.dense_hessian(block_fn, block), dense[sizes[0] : start, sizes[0] : start], rtol=1e-12
+    )
     with pytest.raises(InputError, match="prefix"):
         hessian.path_mask(params, "layer2")
 
 
 # --- density and trace -------------------------------------------------------------------------------------
 
-_slq_jit = jax.jit(lambda a, key: hessian.slq(lambda v: a @ v, jnp.zeros(DIM), num_steps=12, num_probes=64,
-                                              key=key))
+_slq_jit = jax.jit(
+    lambda a, key: hessian.slq(lambda v: a @ v, jnp.zeros(DIM), num_steps=12, num_probes=64, key=key)
+)
 
 
 def test_slq_is_a_probability_measure_inside_the_spectrum(rng):
@@ -241,8 +251,11 @@ def test_hutchinson_trace_within_predicted_error(rng):
     loss, _, _, params = mlp_loss_and_params(rng)
     dense = np.asarray(hessian.dense_hessian(loss, params))
     samples = 200
-    estimate = jax.jit(lambda p, key: hessian.hutchinson_trace(hessian.hessian_matvec(loss, p), p,
-                                                               num_samples=samples, key=key))
+    estimate = jax.jit(
+        lambda p, key: hessian.hutchinson_trace(
+            hessian.hessian_matvec(loss, p), p, num_samples=samples, key=key
+        )
+    )
     est = estimate(params, jax.random.key(4))
     predicted_se = np.sqrt(2 * (np.sum(dense**2) - np.sum(np.diag(dense) ** 2)) / samples)
     assert abs(zscores(float(est.mean), np.trace(dense), predicted_se)) < Z_MAX

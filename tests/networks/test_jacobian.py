@@ -36,8 +36,10 @@ TRANSIENT_ATOL = 0.05
 
 def _frames(seed, batch, n0, n, k):
     base = jax.random.key(seed)
-    return [np.asarray(jaxspec.engine.initial_frame(jax.random.fold_in(base, b), n0, n, k, jnp.float64))
-            for b in range(batch)]
+    return [
+        np.asarray(jaxspec.engine.initial_frame(jax.random.fold_in(base, b), n0, n, k, jnp.float64))
+        for b in range(batch)
+    ]
 
 
 def _volumes(m, q0):
@@ -49,28 +51,40 @@ def _volumes(m, q0):
 @pytest.mark.parametrize("activation,bias", [("relu", False), ("leaky_relu", True), ("linear", False)])
 def test_growth_rates_equal_dense_volumes_for_every_prefix(activation, bias):
     widths = (6, 9, 7, 9, 8, 5)
-    params = init_mlp(jax.random.key(0), widths, activation=activation, bias=bias, bias_std=0.2,
-                      dtype=jnp.float64)
+    params = init_mlp(
+        jax.random.key(0), widths, activation=activation, bias=bias, bias_std=0.2, dtype=jnp.float64
+    )
     xs = jax.random.normal(jax.random.key(1), (3, 6), jnp.float64)
     k = 3
-    spec = jacobian_spectrum(params, xs, k=k, activation=activation, negative_slope=0.1, dtype="float64",
-                             singular_values=False, seed=7)
+    spec = jacobian_spectrum(
+        params,
+        xs,
+        k=k,
+        activation=activation,
+        negative_slope=0.1,
+        dtype="float64",
+        singular_values=False,
+        seed=7,
+    )
     n = max(widths)
     for b, q0 in enumerate(_frames(7, 3, 6, n, k)):
-        prefixes = np.asarray(dense_prefix_jacobians(params, xs[b], activation=activation,
-                                                     negative_slope=0.1))
+        prefixes = np.asarray(
+            dense_prefix_jacobians(params, xs[b], activation=activation, negative_slope=0.1)
+        )
         counts = np.asarray(spec.active_counts[b])
         for l in range(len(widths) - 1):
             if counts[: l + 1].min() < k:  # collapsed rank: the K>=i convention drops layers (tested below)
                 continue
             expected = np.diff(np.concatenate([[0.0], _volumes(prefixes[l], q0)])) / (l + 1)
             assert_close(spec.prefix_growth_rates[b, l], expected)
-        assert_close(spec.outputs[b], mlp_apply(params, xs[b], activation=activation, negative_slope=0.1),
-                     scale=0.3)
+        assert_close(
+            spec.outputs[b], mlp_apply(params, xs[b], activation=activation, negative_slope=0.1), scale=0.3
+        )
     # Active counts come from the gates (the linear last layer counts its full width).
     g = gates(params, xs, activation=activation, negative_slope=0.1)
-    np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, :-1],
-                                  np.stack([(d != 0).sum(-1) for d in g], 1))
+    np.testing.assert_array_equal(
+        np.asarray(spec.active_counts)[:, :-1], np.stack([(d != 0).sum(-1) for d in g], 1)
+    )
     np.testing.assert_array_equal(np.asarray(spec.active_counts)[:, -1], widths[-1])
 
 
@@ -114,13 +128,15 @@ def test_relu_network_exponents_match_masked_half_theory_with_zscores():
     stacked = jax.tree.map(lambda *a: jnp.stack(a), *nets)
     xs = jax.random.normal(jax.random.key(7), (seeds, width), jnp.float64)
     frames = jnp.stack([input_frame(jax.random.key(200 + s), nets[0], k, jnp.float64) for s in range(seeds)])
-    config = JacobianConfig(k=k, final_activation=True, dtype="float64", singular_values=False,
-                            prefixes=False)
+    config = JacobianConfig(
+        k=k, final_activation=True, dtype="float64", singular_values=False, prefixes=False
+    )
     sums = jax.jit(jax.vmap(lambda p, x, f: network_frame_sums(p, x, f, config)))(stacked, xs, frames)
     rates = np.asarray(exponents_from_sums(sums, "K>=i"))
     ens = jaxspec.relu_net(width=width, depth=depth)
-    z = zscores(rates.mean(0), theory.lyapunov_exponents(ens, k),
-                theory.predicted_stderr(ens, k, seeds=seeds))
+    z = zscores(
+        rates.mean(0), theory.lyapunov_exponents(ens, k), theory.predicted_stderr(ens, k, seeds=seeds)
+    )
     assert np.all(np.abs(z) < Z_MAX), z
 
 
@@ -158,8 +174,11 @@ def test_orthogonality_guard_reruns_auto_and_reports_an_explicit_interval():
     # included.
     ref = jacobian_spectrum(params, xs, dtype="float64", **kw)
     assert_close(auto.growth_rates, ref.growth_rates, "float32")
-    assert np.allclose(np.sort(np.asarray(ref.growth_rates), -1)[:, [0, -1]], np.log([0.3, 3.0]) * 48 / 88,
-                       atol=TRANSIENT_ATOL)
+    assert np.allclose(
+        np.sort(np.asarray(ref.growth_rates), -1)[:, [0, -1]],
+        np.log([0.3, 3.0]) * 48 / 88,
+        atol=TRANSIENT_ATOL,
+    )
     with pytest.warns(OrthogonalityWarning, match="log condition"):
         jacobian_spectrum(params, xs, reortho_every=88, **kw)
 

@@ -41,8 +41,9 @@ def _dense_product(stack):
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("final_activation", [False, True])
 def test_masked_product_equals_jacfwd_in_float64(activation, bias, final_activation):
-    params = init_mlp(jax.random.key(1), WIDTHS, activation=activation, bias=bias, bias_std=0.3,
-                      dtype=jnp.float64)
+    params = init_mlp(
+        jax.random.key(1), WIDTHS, activation=activation, bias=bias, bias_std=0.3, dtype=jnp.float64
+    )
     x = jax.random.normal(jax.random.key(2), (WIDTHS[0],), jnp.float64)
     kw = dict(activation=activation, negative_slope=0.1, final_activation=final_activation)
     jac = jax.jacfwd(lambda x: mlp_apply(params, x, **kw))(x)
@@ -84,8 +85,9 @@ def test_fixed_gates_gradient_in_params_matches_dense_formula():
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_padded_scan_form_equals_list_form(activation):
-    params = init_mlp(jax.random.key(7), WIDTHS, activation=activation, bias=True, bias_std=0.5,
-                      dtype=jnp.float64)
+    params = init_mlp(
+        jax.random.key(7), WIDTHS, activation=activation, bias=True, bias_std=0.5, dtype=jnp.float64
+    )
     padded = pad_params(params)
     xs = jax.random.normal(jax.random.key(8), (3, WIDTHS[0]), jnp.float64)
     kw = dict(activation=activation, negative_slope=0.1)
@@ -94,7 +96,7 @@ def test_padded_scan_form_equals_list_form(activation):
     chex.assert_shape(stacked, (len(params) - 1, 3, max(WIDTHS)))
     for l, g in enumerate(gates(params, xs, **kw)):
         np.testing.assert_array_equal(stacked[l][:, : g.shape[-1]], g)
-        assert np.all(np.asarray(stacked[l][:, g.shape[-1]:]) == 0)  # padding rows are closed gates
+        assert np.all(np.asarray(stacked[l][:, g.shape[-1] :]) == 0)  # padding rows are closed gates
     assert_close(fixed_gates_apply(padded, stacked, xs), mlp_apply(params, xs, **kw), scale=0.1)
     for a, b in zip(unpad_params(padded), params, strict=True):
         np.testing.assert_array_equal(a["w"], b["w"])
@@ -116,13 +118,15 @@ def test_relu_gates_and_stack_feed_the_engine():
     assert_close(np.sum(np.asarray(res.exponents[0])), expected)
 
 
-@pytest.mark.parametrize("init,activation,expected", [("he", "relu", 2.0), ("lecun", "relu", 1.0),
-                                                      ("he", "linear", 1.0)])
+@pytest.mark.parametrize(
+    "init,activation,expected", [("he", "relu", 2.0), ("lecun", "relu", 1.0), ("he", "linear", 1.0)]
+)
 def test_init_variance_matches_gain(init, activation, expected):
     assert init_gain(activation, init) == expected
     n_in = 400
-    params = init_mlp(jax.random.key(10), (n_in, 300, 200), activation=activation, init=init,
-                      dtype=jnp.float64)
+    params = init_mlp(
+        jax.random.key(10), (n_in, 300, 200), activation=activation, init=init, dtype=jnp.float64
+    )
     for p in params:
         w = np.asarray(p["w"])
         fan_in = w.shape[1]
@@ -178,5 +182,6 @@ def test_stacked_init_equals_list_init_for_equal_widths():
     np.testing.assert_array_equal(padded.biases, listed.biases)
     ragged = init_padded_mlp(jax.random.key(13), (3, 7, 5), dtype=jnp.float64)
     assert ragged.widths == (3, 7, 5)
-    assert np.all(np.asarray(ragged.weights[0, :, 3:]) == 0) and np.all(np.asarray(ragged.weights[1,
-                                                                                                  5:]) == 0)
+    assert np.all(np.asarray(ragged.weights[0, :, 3:]) == 0) and np.all(
+        np.asarray(ragged.weights[1, 5:]) == 0
+    )

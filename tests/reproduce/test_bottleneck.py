@@ -16,8 +16,15 @@ MARGIN_ATOL = 1e-4
 
 def test_linear_target_reaches_the_exact_weight_decay_optimum_and_writes_its_files(written):
     xr = pytest.importorskip("xarray")
-    result = run_bottleneck(targets=["linear_synthetic"], depths=(2, 3), width=6, num_points=32, steps=3000,
-                            learning_rate=0.02, progress=False)
+    result = run_bottleneck(
+        targets=["linear_synthetic"],
+        depths=(2, 3),
+        width=6,
+        num_points=32,
+        steps=3000,
+        learning_rate=0.02,
+        progress=False,
+    )
     target = result.targets["linear_synthetic"]
     assert target.activation == "linear" and target.bottleneck_rank == 2
     assert target.exact_rank == 2  # A is a rank-2 matrix
@@ -35,15 +42,29 @@ def test_linear_target_reaches_the_exact_weight_decay_optimum_and_writes_its_fil
         assert net.ineq_margin.min() > -MARGIN_ATOL
         assert np.all(net.jac_rank == 2)
     depths = [2, 3]
-    np.testing.assert_allclose(target.optimum_norm_sq[:2],
-                               [d * np.sum(deep_linear_weight_decay_optimum(a[a > 1e-5 * a[0]], d,
-                                                                            target.weight_decay) ** (2.0 / d))
-                                for d in depths])
+    np.testing.assert_allclose(
+        target.optimum_norm_sq[:2],
+        [
+            d
+            * np.sum(
+                deep_linear_weight_decay_optimum(a[a > 1e-5 * a[0]], d, target.weight_decay) ** (2.0 / d)
+            )
+            for d in depths
+        ],
+    )
     assert result.summary["targets"]["linear_synthetic"]["exact_R0"] == 2
 
-    out = written(result, ["bottleneck_linear_synthetic.nc", "bottleneck_weights.png",
-                           "bottleneck_representations.png", "bottleneck_norm.png", "bottleneck_summary.json",
-                           "bottleneck_summary.md"])
+    out = written(
+        result,
+        [
+            "bottleneck_linear_synthetic.nc",
+            "bottleneck_weights.png",
+            "bottleneck_representations.png",
+            "bottleneck_norm.png",
+            "bottleneck_summary.json",
+            "bottleneck_summary.md",
+        ],
+    )
     ds = xr.open_dataset(out / "bottleneck_linear_synthetic.nc", engine="scipy")
     assert ds["weight_singular_values"].dims == ("depth", "layer", "index")
     assert ds["depth"].values.tolist() == depths

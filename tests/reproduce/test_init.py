@@ -12,8 +12,15 @@ from jaxspec.reproduce import run_init
 from jaxspec.reproduce._init import _alignment_curve
 from tests.conftest import Z_MAX, zscores
 
-INIT_FILES = ["init_a_scaling.png", "init_b_separation.png", "init_c_alignment.png", "init_d_sandwich.png",
-              "init_overlaps.png", "init.nc", "init_summary.json"]
+INIT_FILES = [
+    "init_a_scaling.png",
+    "init_b_separation.png",
+    "init_c_alignment.png",
+    "init_d_sandwich.png",
+    "init_overlaps.png",
+    "init.nc",
+    "init_summary.json",
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -43,9 +50,19 @@ def test_sines_below_eps_are_clipped_at_eps_and_counted(side, dtype):
 @pytest.mark.slow
 def test_init_reproduction_writes_labelled_data_and_figures(written):
     xr = pytest.importorskip("xarray")
-    result = run_init(width=8, depth=24, seeds=8, alignment_seeds=3, gaussian_alignment_width=4, k=2,
-                      separation_widths=(8,), separation_depth_over_width=2.0, segment_depth=6, segments=3,
-                      progress=False)
+    result = run_init(
+        width=8,
+        depth=24,
+        seeds=8,
+        alignment_seeds=3,
+        gaussian_alignment_width=4,
+        k=2,
+        separation_widths=(8,),
+        separation_depth_over_width=2.0,
+        segment_depth=6,
+        segments=3,
+        progress=False,
+    )
     # Shapes and labels.
     assert result.scaling["relu"].log_svals.shape == (8, 24, 2)
     assert result.separation[8].log_svals.shape == (8, 16, 2)
@@ -57,8 +74,9 @@ def test_init_reproduction_writes_labelled_data_and_figures(written):
         assert np.all(np.isfinite(curves.qr_rate.mean)) and np.all(np.isfinite(curves.sv_rate.mean))
         # The QR rates at depth L estimate lambda_i without bias, and the exact log singular values follow
         # lambda_i + c_i / L: both within Z_MAX standard errors across the seeds.
-        assert np.all(np.abs(zscores(curves.qr_rate.mean[-1], result.theory_exponents, curves.qr_rate.se[-1]))
-                      < Z_MAX)
+        assert np.all(
+            np.abs(zscores(curves.qr_rate.mean[-1], result.theory_exponents, curves.qr_rate.se[-1])) < Z_MAX
+        )
         finite_depth = result.theory_exponents + result.theory_offsets / 24
         assert np.all(np.abs(zscores(curves.sv_rate.mean[-1], finite_depth, curves.sv_rate.se[-1])) < Z_MAX)
     # Every sine enters the alignment curves: no -inf, the clipped ones are counted.

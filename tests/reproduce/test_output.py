@@ -49,9 +49,13 @@ def test_unknown_size_overrides_are_named_before_any_work(job):
         job(widht=8, progress=False)
 
 
-@pytest.mark.parametrize(("job", "kwargs", "name"),
-                         [(run_bottleneck, {"targets": ["nope"]}, "targets"),
-                          (run_dynamics, {"experiments": ["nope"]}, "experiments")])
+@pytest.mark.parametrize(
+    ("job", "kwargs", "name"),
+    [
+        (run_bottleneck, {"targets": ["nope"]}, "targets"),
+        (run_dynamics, {"experiments": ["nope"]}, "experiments"),
+    ],
+)
 def test_unknown_targets_and_experiments_are_named(job, kwargs, name):
     with pytest.raises(InputError, match=f"unknown {name}.*nope"):
         job(progress=False, **kwargs)

@@ -7,8 +7,15 @@ import pytest
 
 from jaxspec.reproduce import CASES, run_saddle
 
-SADDLE_FILES = ["saddle_escape_ratios.png", "saddle_first_plateau.png", "saddle_to_saddle.png",
-                "saddle_escape.nc", "saddle_training.nc", "saddle_summary.json", "saddle_summary.md"]
+SADDLE_FILES = [
+    "saddle_escape_ratios.png",
+    "saddle_first_plateau.png",
+    "saddle_to_saddle.png",
+    "saddle_escape.nc",
+    "saddle_training.nc",
+    "saddle_summary.json",
+    "saddle_summary.md",
+]
 # The rank-two direction of the unit-circle example reaches speed 1/2 at depth 3, rank-one layers at most
 # sqrt(2) - 1 (math §6); the ascent stops at a kink of the ReLU loss a few percent below 1/2.
 UNIT_CIRCLE_SPEED = 0.5
@@ -18,9 +25,20 @@ RANK_ONE_SPEED = np.sqrt(2.0) - 1.0
 @pytest.mark.slow
 def test_saddle_reproduction_escapes_at_the_known_speeds_and_writes_its_files(written):
     xr = pytest.importorskip("xarray")
-    result = run_saddle(depth=3, width=8, restarts=4, ascent_steps=400, num_points=32, digits_limit=60,
-                        digits_dim=8, plateau_steps=1000, s2s_depth=3, s2s_width=6, s2s_steps=1000,
-                        progress=False)
+    result = run_saddle(
+        depth=3,
+        width=8,
+        restarts=4,
+        ascent_steps=400,
+        num_points=32,
+        digits_limit=60,
+        digits_dim=8,
+        plateau_steps=1000,
+        s2s_depth=3,
+        s2s_width=6,
+        s2s_steps=1000,
+        progress=False,
+    )
     assert set(result.escapes) == set(CASES)
     for case, escape in result.escapes.items():
         assert escape.profile.s1_over_s2.shape == (3,) and escape.restart_speeds.shape == (4,), case

@@ -7,9 +7,17 @@ import pytest
 
 from jaxspec.reproduce import count_outliers, run_ufm
 
-UFM_FILES = ["ufm_spectrum.png", "ufm_outliers_training.png", "ufm_alignment.png", "ufm_nc1.png",
-             "digits_spectrum.png", "ufm_training.nc", "digits_spectrum.nc", "ufm_summary.json",
-             "ufm_summary.md"]
+UFM_FILES = [
+    "ufm_spectrum.png",
+    "ufm_outliers_training.png",
+    "ufm_alignment.png",
+    "ufm_nc1.png",
+    "digits_spectrum.png",
+    "ufm_training.nc",
+    "digits_spectrum.nc",
+    "ufm_summary.json",
+    "ufm_summary.md",
+]
 # The UFMs run in float32: eigvalsh of a Hessian is exact to about eps_32 ||Hessian||; allow 80 times that.
 FLOAT32_RTOL = 1e-5
 
@@ -23,9 +31,21 @@ def test_count_outliers_stops_at_the_largest_gap():
 def test_ufm_reproduction_has_the_exact_bulk_and_writes_its_files(written):
     xr = pytest.importorskip("xarray")
     K, d, lam = 2, 3, 5e-3
-    result = run_ufm(num_classes=K, per_class=3, depth=2, width=d, lam=lam, steps=200, records=10,
-                     slq_steps=10, slq_probes=2, digits_classes=(2, 3), digits_hidden=8, digits_steps=100,
-                     progress=False)
+    result = run_ufm(
+        num_classes=K,
+        per_class=3,
+        depth=2,
+        width=d,
+        lam=lam,
+        steps=200,
+        records=10,
+        slq_steps=10,
+        slq_probes=2,
+        digits_classes=(2, 3),
+        digits_hidden=8,
+        digits_steps=100,
+        progress=False,
+    )
     linear = result.runs["linear"]
     assert linear.final_spectrum.shape == (2, d * d)
     assert linear.tracked.top_eigenvalues.shape[:2] == (linear.steps.size, 2)

@@ -36,16 +36,19 @@ def test_localised_loss_is_homogeneous_of_degree_depth(activation):
     l0 = float(sd.localised_loss(params, x, g, activation=activation))
     for c in (0.3, 2.5):
         scaled = jax.tree.map(lambda w, c=c: c * w, params)
-        np.testing.assert_allclose(float(sd.localised_loss(scaled, x, g, activation=activation)), c**4 * l0,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            float(sd.localised_loss(scaled, x, g, activation=activation)), c**4 * l0, rtol=1e-12
+        )
     # Euler's identity for a degree-L homogeneous function: <grad L0(theta), theta> = L L0(theta).
     grad = jax.grad(lambda p: sd.localised_loss(p, x, g, activation=activation))(params)
     euler = sum(float(jnp.vdot(a["w"], b["w"])) for a, b in zip(grad, params, strict=True))
     np.testing.assert_allclose(euler, 4 * l0, rtol=1e-12)
     # The projected speed is scale-free.
-    np.testing.assert_allclose(float(sd.escape_speed(params, x, g, activation=activation)),
-                               float(sd.escape_speed(jax.tree.map(lambda w: 7.0 * w, params), x, g,
-                                                     activation=activation)), rtol=1e-12)
+    np.testing.assert_allclose(
+        float(sd.escape_speed(params, x, g, activation=activation)),
+        float(sd.escape_speed(jax.tree.map(lambda w: 7.0 * w, params), x, g, activation=activation)),
+        rtol=1e-12,
+    )
 
 
 def test_mse_loss_expands_exactly_around_the_origin():
@@ -57,8 +60,9 @@ def test_mse_loss_expands_exactly_around_the_origin():
     out = mlp_apply(params, x)
     c0 = 0.5 * float(jnp.mean(jnp.sum(y**2, axis=1)))
     quad = 0.5 * float(jnp.mean(jnp.sum(out**2, axis=1)))
-    np.testing.assert_allclose(float(sd.mse_loss(params, x, y)),
-                               c0 + float(sd.localised_loss(params, x, g)) + quad, rtol=1e-12)
+    np.testing.assert_allclose(
+        float(sd.mse_loss(params, x, y)), c0 + float(sd.localised_loss(params, x, g)) + quad, rtol=1e-12
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -70,8 +74,17 @@ def test_deep_linear_escape_speed_is_the_top_singular_value_with_rank_one_layers
     x = jax.random.normal(k1, (10, 4), jnp.float64)
     g = jax.random.normal(k2, (10, 3), jnp.float64)
     s = np.linalg.svd(np.asarray(g).T @ np.asarray(x), compute_uv=False)
-    esc = sd.optimal_escape_direction(jax.random.key(0), (4, 5, 5, 3), x, g, activation="linear",
-                                      num_restarts=4, num_steps=1000, step_size=0.3, dtype=jnp.float64)
+    esc = sd.optimal_escape_direction(
+        jax.random.key(0),
+        (4, 5, 5, 3),
+        x,
+        g,
+        activation="linear",
+        num_restarts=4,
+        num_steps=1000,
+        step_size=0.3,
+        dtype=jnp.float64,
+    )
     np.testing.assert_allclose(float(esc.speed), s[0], rtol=1e-8)
     assert np.all(np.asarray(esc.restart_speeds) <= s[0] * (1 + 1e-12))  # s_1 is an upper bound
     # A KKT point: every layer has unit Frobenius norm, the tangential gradient vanishes.
@@ -98,13 +111,15 @@ def test_unit_circle_rank_two_construction_has_speed_one_half():
 
 def test_unit_circle_rank_one_ascent_stays_below_sqrt2_minus_1_and_wide_ascent_exceeds_it():
     x, g = sd.unit_circle_example(jnp.float64)
-    rank_one = sd.optimal_escape_direction(jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=16,
-                                           num_steps=1500, max_rank=1, dtype=jnp.float64)
+    rank_one = sd.optimal_escape_direction(
+        jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=16, num_steps=1500, max_rank=1, dtype=jnp.float64
+    )
     assert np.all(np.asarray(rank_one.restart_speeds) <= SQRT2_MINUS_1 + 1e-9)
     assert float(rank_one.speed) > SQRT2_MINUS_1 - 1e-4  # the ascent does reach the rank-one optimum
     assert np.all(np.asarray(layer_singular_values(rank_one.params))[:, 1:] < 1e-9)
-    wide = sd.optimal_escape_direction(jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=16, num_steps=1500,
-                                       dtype=jnp.float64)
+    wide = sd.optimal_escape_direction(
+        jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=16, num_steps=1500, dtype=jnp.float64
+    )
     assert float(wide.speed) > SQRT2_MINUS_1 + 0.05
 
 
@@ -123,8 +138,9 @@ def test_escape_step_equals_an_explicit_gradient_descent_loop():
         norm_sq = sum(float(jnp.sum(w["w"] ** 2)) for w in p)
         grad = jax.grad(loss)(p)
         p = jax.tree.map(lambda w, d, eta=c * norm_sq ** ((2 - 3) / 2): w - eta * d, p, grad)
-        np.testing.assert_allclose(res.tracked["norm_sq"][k + 1], sum(float(jnp.sum(w["w"] ** 2)) for w in p),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            res.tracked["norm_sq"][k + 1], sum(float(jnp.sum(w["w"] ** 2)) for w in p), rtol=1e-12
+        )
     for a, b in zip(res.params, p, strict=True):
         np.testing.assert_allclose(a["w"], b["w"], rtol=1e-11, atol=1e-16)
 
@@ -137,14 +153,16 @@ def test_two_layer_linear_escape_is_a_power_iteration_towards_the_top_mode():
     y = jax.random.normal(k2, (9, 3), jnp.float64)
     g = np.asarray(sd.mse_output_gradient(y))
     m = g.T @ np.asarray(x)
-    params = jax.tree.map(lambda w: 1e-12 * w,
-                          init_mlp(k3, (4, 5, 3), activation="linear", dtype=jnp.float64))
+    params = jax.tree.map(
+        lambda w: 1e-12 * w, init_mlp(k3, (4, 5, 3), activation="linear", dtype=jnp.float64)
+    )
     s = np.linalg.svd(m, compute_uv=False)
     c = 0.5
     # Grow by about 1e6: theta stays ~1e-6, the cubic term ~1e-12.
     steps = int(np.log(1e6) / np.log1p(c * s[0]))
-    res = sd.train_from_small_init(params, x, y, activation="linear", step_scale=c, num_steps=steps,
-                                   log_every=steps, progress=False)
+    res = sd.train_from_small_init(
+        params, x, y, activation="linear", step_scale=c, num_steps=steps, log_every=steps, progress=False
+    )
     w1, w2 = (np.asarray(p["w"]) for p in params)
     for _ in range(steps):
         w1, w2 = w1 - c * w2.T @ m, w2 - c * m @ w1.T
@@ -179,8 +197,10 @@ def test_first_plateau_direction_reads_the_tracked_parameters_at_the_end_of_the_
 
 
 def test_layer_ratios_of_diagonal_layers_and_dominant_counts():
-    params = [{"w": jnp.diag(jnp.array([3.0, 1.0, 0.5], jnp.float64))},
-              {"w": jnp.array([[2.0, 0.0, 0.0]], jnp.float64)}]
+    params = [
+        {"w": jnp.diag(jnp.array([3.0, 1.0, 0.5], jnp.float64))},
+        {"w": jnp.array([[2.0, 0.0, 0.0]], jnp.float64)},
+    ]
     lr = sd.layer_ratios(params, jnp.eye(3, dtype=jnp.float64), activation="linear")
     np.testing.assert_allclose(lr.s1_over_s2, [3.0, np.inf])
     np.testing.assert_allclose(lr.weight_tail_energy, [1 - 9 / 10.25, 0.0], atol=1e-15)
@@ -189,8 +209,9 @@ def test_layer_ratios_of_diagonal_layers_and_dominant_counts():
 
 
 def test_ridge_target_is_a_sum_of_ridges():
-    x, y = sd.ridge_target(jax.random.key(0), 50, input_dim=6, output_dim=3, amplitudes=(3.0, 1.0),
-                           dtype=jnp.float64)
+    x, y = sd.ridge_target(
+        jax.random.key(0), 50, input_dim=6, output_dim=3, amplitudes=(3.0, 1.0), dtype=jnp.float64
+    )
     np.testing.assert_allclose(jnp.linalg.norm(x, axis=1), 1.0, rtol=1e-14)
     assert np.linalg.matrix_rank(np.asarray(y), tol=1e-10) == 2
 

@@ -41,12 +41,20 @@ def _toy(params, key):
     return {"values": params["scale"] * draws, "first": draws[0]}
 
 
-TOY = register_kernel(Kernel(
-    name="test-uniform",
-    fn=_toy,
-    parameters={"n": Parameter(int, True, REQUIRED, "draws per run"), "scale": Parameter(float, False, 1.0)},
-    records={"values": Record({"values": ("index",), "first": ()}, always=True, doc="scaled uniform draws")},
-), replace=True)
+TOY = register_kernel(
+    Kernel(
+        name="test-uniform",
+        fn=_toy,
+        parameters={
+            "n": Parameter(int, True, REQUIRED, "draws per run"),
+            "scale": Parameter(float, False, 1.0),
+        },
+        records={
+            "values": Record({"values": ("index",), "first": ()}, always=True, doc="scaled uniform draws")
+        },
+    ),
+    replace=True,
+)
 
 
 def _toy_spec(**changes):
@@ -113,9 +121,13 @@ def test_hosts_write_their_own_chunks_and_the_last_consolidates(tmp_path):
 # ----------------------------------------------------------------------------------------------------------
 # The Lyapunov kernel.
 
-LYAP = dict(axes={"sigma2": [1.0, 2.0], "p": [0.5, 1.0]}, seeds=8, seed=3, record=("rates",),
-            params={"ensemble": "masked", "width": 4, "depth": 12, "k": 3, "dtype": "float64",
-                    "rates_every": 4})
+LYAP = dict(
+    axes={"sigma2": [1.0, 2.0], "p": [0.5, 1.0]},
+    seeds=8,
+    seed=3,
+    record=("rates",),
+    params={"ensemble": "masked", "width": 4, "depth": 12, "k": 3, "dtype": "float64", "rates_every": 4},
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +150,9 @@ def test_lyapunov_runs_equal_the_engine_on_one_unbatched_realisation(lyap_refere
             for s in (0, 5):
                 sums = direct(jaxspec.masked(4, 12, p=p, sigma2=sigma2), run_key(spec.seed, point_id, s))
                 run = ds.isel(sigma2=i, p=j, seed=s)
-                np.testing.assert_array_equal(run["exponents"].values,
-                                              np.asarray(jaxspec.engine.exponents_from_sums(sums, "K>=i")))
+                np.testing.assert_array_equal(
+                    run["exponents"].values, np.asarray(jaxspec.engine.exponents_from_sums(sums, "K>=i"))
+                )
                 np.testing.assert_array_equal(run["counted_layers"].values, np.asarray(sums.layer_count))
                 assert int(run["min_active"]) == int(sums.min_active)
                 # Rates: numpy mean of the per-block log|R_ii| over each window of 4 layers.
@@ -165,8 +178,9 @@ def test_lyapunov_sweep_matches_the_closed_form(lyap_reference):
 
 
 @pytest.mark.parametrize("devices, chunk_size", [(1, 6), (4, 32), (2, 5)])
-def test_lyapunov_numbers_are_identical_on_1_and_n_devices_and_across_chunks(tmp_path, lyap_reference,
-                                                                            devices, chunk_size):
+def test_lyapunov_numbers_are_identical_on_1_and_n_devices_and_across_chunks(
+    tmp_path, lyap_reference, devices, chunk_size
+):
     _, reference = lyap_reference
     ds = run_sweep(SweepSpec(**LYAP), tmp_path / "b", progress=False, devices=devices, chunk_size=chunk_size)
     for name in ("exponents", "counted_layers", "min_active", "rates"):

@@ -18,9 +18,13 @@ from tests.conftest import Z_MAX, assert_close, zscores
 
 
 def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
-    spec = SweepSpec(axes={"p": [0.75, 1.0]}, seeds=2, seed=5,
-                     record=("svals", "svals_prefixes", "alignment"),
-                     params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"})
+    spec = SweepSpec(
+        axes={"p": [0.75, 1.0]},
+        seeds=2,
+        seed=5,
+        record=("svals", "svals_prefixes", "alignment"),
+        params={"ensemble": "masked", "width": 3, "depth": 6, "k": 3, "dtype": "float64"},
+    )
     ds = run_sweep(spec, tmp_path / "sv", progress=False)
     assert ds["log_svals_prefixes"].dims[-2:] == ("layer", "index")
     assert ds["alignment_log_sin"].dims[-1] == "layer"
@@ -40,8 +44,10 @@ def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
             assert np.all(np.isneginf(run["log_svals"].values[rank:]))
             for l, prefix in enumerate(prefixes):
                 alive = int(np.asarray(stack.masks)[: l + 1].sum(axis=1).min())
-                assert_close(run["log_svals_prefixes"].values[l, :alive],
-                             np.log(np.linalg.svd(prefix, compute_uv=False)[:alive]))
+                assert_close(
+                    run["log_svals_prefixes"].values[l, :alive],
+                    np.log(np.linalg.svd(prefix, compute_uv=False)[:alive]),
+                )
             # log sin angle(v_1(J_l), v_1(J_L)) as the norm of a projection residual.
             v_last = np.linalg.svd(prefixes[-1])[2][0]
             for l, prefix in enumerate(prefixes[:-1]):
@@ -54,9 +60,12 @@ def test_singular_values_and_alignment_equal_dense_float64_products(tmp_path):
 def test_fast_chi_sampler_equals_its_direct_call_and_the_closed_form(tmp_path):
     from jaxspec.engine import chi_frame_sums
 
-    spec = SweepSpec(axes={"p": [0.5, 1.0]}, seeds=16, seed=2,
-                     params={"ensemble": "masked", "width": 8, "depth": 400, "k": 3, "dtype": "float64",
-                             "method": "chi"})
+    spec = SweepSpec(
+        axes={"p": [0.5, 1.0]},
+        seeds=16,
+        seed=2,
+        params={"ensemble": "masked", "width": 8, "depth": 400, "k": 3, "dtype": "float64", "method": "chi"},
+    )
     ds = run_sweep(spec, tmp_path / "chi", progress=False, chunk_size=8)
     config = jaxspec.engine.make_config(3, max_k=8, dtype="float64", method="chi")
     direct = jax.jit(lambda ensemble, key: chi_frame_sums(ensemble, key, config))
@@ -64,8 +73,13 @@ def test_fast_chi_sampler_equals_its_direct_call_and_the_closed_form(tmp_path):
         ens = jaxspec.masked(8, 400, p=p)
         for s in (0, 15):
             sums = direct(ens, run_key(spec.seed, j, s))
-            np.testing.assert_array_equal(ds["exponents"].isel(p=j, seed=s).values,
-                                          np.asarray(jaxspec.engine.exponents_from_sums(sums, "K>=i")))
-        z = zscores(ds["exponents"].isel(p=j).mean("seed").values, theory.masked_exponents(8, p, k=3),
-                    theory.predicted_stderr(ens, 3, seeds=spec.seeds))
+            np.testing.assert_array_equal(
+                ds["exponents"].isel(p=j, seed=s).values,
+                np.asarray(jaxspec.engine.exponents_from_sums(sums, "K>=i")),
+            )
+        z = zscores(
+            ds["exponents"].isel(p=j).mean("seed").values,
+            theory.masked_exponents(8, p, k=3),
+            theory.predicted_stderr(ens, 3, seeds=spec.seeds),
+        )
         assert np.all(np.abs(z) < Z_MAX), (p, z)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from jaxspec import InputError
-from jaxspec.sweeps import SweepSpec, load_spec, make_plan, point_params
-from jaxspec.sweeps import get_kernel
+from jaxspec.sweeps import SweepSpec, get_kernel, load_spec, make_plan, point_params
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep_small.toml"
 
@@ -56,8 +55,13 @@ def test_toml_yaml_json_and_python_give_the_same_spec(tmp_path):
     (tmp_path / "s.yaml").write_text(YAML)
     from_toml = load_spec(tmp_path / "s.toml")
     (tmp_path / "s.json").write_text(json.dumps(from_toml.to_dict()))
-    python = SweepSpec(axes={"width": [4, 8], "depth": [10, 20], "sigma2": [1.0, 2.0], "p": [0.5, 1.0]}, seeds=4,
-                       params={"ensemble": "masked", "k": 2, "rates_every": 5}, record=("rates",), name="t")
+    python = SweepSpec(
+        axes={"width": [4, 8], "depth": [10, 20], "sigma2": [1.0, 2.0], "p": [0.5, 1.0]},
+        seeds=4,
+        params={"ensemble": "masked", "k": 2, "rates_every": 5},
+        record=("rates",),
+        name="t",
+    )
     assert from_toml == load_spec(tmp_path / "s.yaml") == load_spec(tmp_path / "s.json") == python
     # Values are coerced to the parameter's kind and defaults are filled in.
     assert from_toml.axes["sigma2"] == (1.0, 2.0) and isinstance(from_toml.axes["sigma2"][0], float)
@@ -74,8 +78,19 @@ def test_example_spec_loads():
 
 def test_overrides_from_the_command_line(tmp_path):
     (tmp_path / "s.toml").write_text(TOML)
-    spec = load_spec(tmp_path / "s.toml", ["seeds=16", "axes.width=[8, 16]", "params.k=3", "p=[0.25]",
-                                           "condition=K>=k", "record=rates", "chunk_size=7", "depth=30"])
+    spec = load_spec(
+        tmp_path / "s.toml",
+        [
+            "seeds=16",
+            "axes.width=[8, 16]",
+            "params.k=3",
+            "p=[0.25]",
+            "condition=K>=k",
+            "record=rates",
+            "chunk_size=7",
+            "depth=30",
+        ],
+    )
     assert spec.seeds == 16
     assert spec.axes["width"] == (8, 16)
     assert spec.params["k"] == 3
@@ -89,30 +104,45 @@ def test_overrides_from_the_command_line(tmp_path):
     assert moved.params["depth"] == 12 and "depth" not in moved.axes
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(axes={"widht": [4]}), "unknown axis 'widht'.*did you mean 'width'"),
-    (dict(axes={"width": []}), "axis 'width' is empty"),
-    (dict(axes={}), "at least one axis"),
-    (dict(axes={"width": [4, 4]}), "repeats a value"),
-    (dict(axes={"width": [0, 4]}), "'width' must be positive"),
-    (dict(axes={"width": [4.5]}), "'width' must be an integer"),
-    (dict(axes={"width": [4], "p": [1.5]}), r"'p' must lie in \(0, 1\]"),
-    (dict(axes={"width": [4], "sigma2": [-1.0]}), "'sigma2' must be positive"),
-    (dict(axes={"width": [4, 8]}, params={"depth": 10, "k": 5}), r"k must be an integer in \[1, 4\].*width=4"),
-    (dict(axes={"width": [4]}, params={"depth": 10, "ensemble": "gaussian", "p": 0.5}), "only applies to the masked"),
-    (dict(axes={"width": [4]}, params={"depth": 10, "ensemble": "ginibre"}), "must be one of gaussian"),
-    (dict(axes={"width": [4]}, params={"depth": 10, "dept": 3}), "unknown parameter 'dept'"),
-    (dict(axes={"width": [4]}, params={"k": 2}), "needs 'depth'"),
-    (dict(axes={"width": [4], "depth": [10]}, params={"depth": 10}), "both a fixed parameter and an axis"),
-    (dict(seeds=0), "seeds must be a positive integer"),
-    (dict(seed=-1), "seed must be an integer"),
-    (dict(record=("rates",)), "record 'rates' needs the parameter rates_every"),
-    (dict(record=("rate",)), "unknown record 'rate'.*did you mean 'rates'"),
-    (dict(record=("rates",), params={"depth": 10, "k": 2, "rates_every": 20}), "rates_every = 20 exceeds depth"),
-    (dict(kernel="nope"), "unknown sweep kernel 'nope'"),
-    (dict(chunk_size=0), "chunk_size must be a positive integer"),
-    (dict(memory_budget_mb=-1), "memory_budget_mb must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(axes={"widht": [4]}), "unknown axis 'widht'.*did you mean 'width'"),
+        (dict(axes={"width": []}), "axis 'width' is empty"),
+        (dict(axes={}), "at least one axis"),
+        (dict(axes={"width": [4, 4]}), "repeats a value"),
+        (dict(axes={"width": [0, 4]}), "'width' must be positive"),
+        (dict(axes={"width": [4.5]}), "'width' must be an integer"),
+        (dict(axes={"width": [4], "p": [1.5]}), r"'p' must lie in \(0, 1\]"),
+        (dict(axes={"width": [4], "sigma2": [-1.0]}), "'sigma2' must be positive"),
+        (
+            dict(axes={"width": [4, 8]}, params={"depth": 10, "k": 5}),
+            r"k must be an integer in \[1, 4\].*width=4",
+        ),
+        (
+            dict(axes={"width": [4]}, params={"depth": 10, "ensemble": "gaussian", "p": 0.5}),
+            "only applies to the masked",
+        ),
+        (dict(axes={"width": [4]}, params={"depth": 10, "ensemble": "ginibre"}), "must be one of gaussian"),
+        (dict(axes={"width": [4]}, params={"depth": 10, "dept": 3}), "unknown parameter 'dept'"),
+        (dict(axes={"width": [4]}, params={"k": 2}), "needs 'depth'"),
+        (
+            dict(axes={"width": [4], "depth": [10]}, params={"depth": 10}),
+            "both a fixed parameter and an axis",
+        ),
+        (dict(seeds=0), "seeds must be a positive integer"),
+        (dict(seed=-1), "seed must be an integer"),
+        (dict(record=("rates",)), "record 'rates' needs the parameter rates_every"),
+        (dict(record=("rate",)), "unknown record 'rate'.*did you mean 'rates'"),
+        (
+            dict(record=("rates",), params={"depth": 10, "k": 2, "rates_every": 20}),
+            "rates_every = 20 exceeds depth",
+        ),
+        (dict(kernel="nope"), "unknown sweep kernel 'nope'"),
+        (dict(chunk_size=0), "chunk_size must be a positive integer"),
+        (dict(memory_budget_mb=-1), "memory_budget_mb must be a positive number"),
+    ],
+)
 def test_impossible_specs_are_refused_up_front(changes, message):
     with pytest.raises(InputError, match=message):
         _base(**changes)
@@ -139,8 +169,12 @@ def test_fingerprint_tracks_the_numbers_only():
     spec = _base()
     assert spec.fingerprint() == _base(name="other", chunk_size=5, memory_budget_mb=1.0).fingerprint()
     assert spec.fingerprint() == _base(params={"depth": 10, "k": 2, "dtype": "float32"}).fingerprint()
-    for changed in (_base(seeds=4), _base(seed=1), _base(params={"depth": 11, "k": 2}),
-                    _base(axes={"width": [4, 8], "sigma2": [1.0, 3.0]})):
+    for changed in (
+        _base(seeds=4),
+        _base(seed=1),
+        _base(params={"depth": 11, "k": 2}),
+        _base(axes={"width": [4, 8], "sigma2": [1.0, 3.0]}),
+    ):
         assert changed.fingerprint() != spec.fingerprint()
 
 
@@ -153,8 +187,12 @@ def test_point_ids_are_the_c_order_grid_index():
 
 
 def test_plan_groups_by_static_shape_and_chunks_cover_every_run_once():
-    spec = SweepSpec(axes={"width": [4, 8], "sigma2": [1.0, 2.0, 3.0], "depth": [10, 20]}, seeds=3,
-                     params={"k": 2}, chunk_size=4)
+    spec = SweepSpec(
+        axes={"width": [4, 8], "sigma2": [1.0, 2.0, 3.0], "depth": [10, 20]},
+        seeds=3,
+        params={"k": 2},
+        chunk_size=4,
+    )
     plan = make_plan(spec, num_devices=4)
     # sigma2 is dynamic: 2 widths x 2 depths = 4 compiled shapes, 3 points each.
     assert len(plan.groups) == 4
@@ -179,8 +217,12 @@ def test_chunks_follow_the_memory_budget():
     run_bytes = kernel.run_bytes({**spec.params}, spec.record)
     assert run_bytes > 16 * 16 * 4  # at least a weight matrix
     budget_runs = int(spec.memory_budget_mb * 2**20) // run_bytes
-    small = SweepSpec(axes={"sigma2": [1.0, 2.0]}, seeds=5000, params={"width": 16, "depth": 100, "k": 4},
-                      memory_budget_mb=budget_runs * run_bytes / 2**20 / 100)
+    small = SweepSpec(
+        axes={"sigma2": [1.0, 2.0]},
+        seeds=5000,
+        params={"width": 16, "depth": 100, "k": 4},
+        memory_budget_mb=budget_runs * run_bytes / 2**20 / 100,
+    )
     plan1, plan4 = make_plan(small, num_devices=1), make_plan(small, num_devices=4)
     per_device = plan1.groups[0].chunk_runs
     assert per_device * run_bytes <= small.memory_budget_mb * 2**20 < (per_device + 1) * run_bytes

@@ -31,21 +31,34 @@ from tests.conftest import run_cli
 
 
 def _toy(params, key):
-    return {"values": params["scale"] * jax.random.uniform(key, (params["n"],), dtype=jnp.float64),
-            "count": jnp.int32(params["n"])}
+    return {
+        "values": params["scale"] * jax.random.uniform(key, (params["n"],), dtype=jnp.float64),
+        "count": jnp.int32(params["n"]),
+    }
 
 
-register_kernel(Kernel(
-    name="test-store-uniform",
-    fn=_toy,
-    parameters={"n": Parameter(int, True, REQUIRED), "scale": Parameter(float, False, 1.0)},
-    records={"values": Record({"values": ("index",), "count": ()}, always=True, doc="scaled uniform draws")},
-), replace=True)
+register_kernel(
+    Kernel(
+        name="test-store-uniform",
+        fn=_toy,
+        parameters={"n": Parameter(int, True, REQUIRED), "scale": Parameter(float, False, 1.0)},
+        records={
+            "values": Record({"values": ("index",), "count": ()}, always=True, doc="scaled uniform draws")
+        },
+    ),
+    replace=True,
+)
 
 
 def _spec(**changes):
-    kwargs = dict(kernel="test-store-uniform", axes={"n": [2, 3], "scale": [1.0, 2.0]}, seeds=3, seed=1,
-                  chunk_size=2, name="store-test")
+    kwargs = dict(
+        kernel="test-store-uniform",
+        axes={"n": [2, 3], "scale": [1.0, 2.0]},
+        seeds=3,
+        seed=1,
+        chunk_size=2,
+        name="store-test",
+    )
     kwargs.update(changes)
     return SweepSpec(**kwargs)
 
@@ -79,8 +92,9 @@ def test_zarr_loads_in_xarray_and_parquet_in_pandas_with_one_call(finished):
     zarr = xr.open_zarr(out / "results.zarr")
     assert zarr["values"].dims == ("n", "scale", "seed", "index")
     np.testing.assert_array_equal(zarr["values"].values, oracle)
-    np.testing.assert_array_equal(zarr["count"].values,
-                                  np.broadcast_to(np.array([2, 3])[:, None, None], (2, 2, 3)))
+    np.testing.assert_array_equal(
+        zarr["count"].values, np.broadcast_to(np.array([2, 3])[:, None, None], (2, 2, 3))
+    )
     assert zarr["done"].values.all()
     frame = pd.read_parquet(out / "summary.parquet")
     assert len(frame) == spec.num_runs
@@ -108,8 +122,9 @@ def test_attributes_record_spec_versions_backend_devices_and_commit(finished):
 def test_resuming_a_finished_sweep_recomputes_nothing(finished):
     spec, out, ds = finished
     before = _snapshot(out / "chunks")
-    again = run_sweep(spec, out, resume=True, progress=False,
-                      on_chunk=lambda i: pytest.fail(f"chunk {i} redone"))
+    again = run_sweep(
+        spec, out, resume=True, progress=False, on_chunk=lambda i: pytest.fail(f"chunk {i} redone")
+    )
     np.testing.assert_array_equal(again["values"].values, ds["values"].values)
     assert _snapshot(out / "chunks") == before
 
@@ -145,15 +160,24 @@ def test_a_foreign_directory_is_refused_and_left_alone(tmp_path):
         load_sweep(foreign)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda m: "{not json", "is corrupted"),
-    (lambda m: json.dumps({**json.loads(m), "format": "something-else"}),
-     "is not a jaxspec-sweep/1 manifest"),
-    (lambda m: json.dumps({k: v for k, v in json.loads(m).items() if k != "chunk_sizes"}),
-     "missing chunk_sizes"),
-    (lambda m: json.dumps({**json.loads(m), "spec": {**json.loads(m)["spec"], "seeds": 9}}),
-     "its spec does not match its fingerprint"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda m: "{not json", "is corrupted"),
+        (
+            lambda m: json.dumps({**json.loads(m), "format": "something-else"}),
+            "is not a jaxspec-sweep/1 manifest",
+        ),
+        (
+            lambda m: json.dumps({k: v for k, v in json.loads(m).items() if k != "chunk_sizes"}),
+            "missing chunk_sizes",
+        ),
+        (
+            lambda m: json.dumps({**json.loads(m), "spec": {**json.loads(m)["spec"], "seeds": 9}}),
+            "its spec does not match its fingerprint",
+        ),
+    ],
+)
 def test_a_corrupted_manifest_is_refused(tmp_path, finished, damage, message):
     _, out, _ = finished
     copy = tmp_path / "copy"
@@ -213,7 +237,7 @@ def test_cli_refuses_a_foreign_directory_with_one_line(tmp_path, capsys):
     foreign.mkdir()
     (foreign / "data.csv").write_text("1,2")
     spec_file = tmp_path / "s.toml"
-    spec_file.write_text('seeds = 2\n[params]\ndepth = 5\n[axes]\nwidth = [2]\n')
+    spec_file.write_text("seeds = 2\n[params]\ndepth = 5\n[axes]\nwidth = [2]\n")
     code, _, err = run_cli(capsys, "sweep", spec_file, "--out", foreign, "--quiet")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("jaxspec: error: ") and "not a jaxspec sweep store" in err

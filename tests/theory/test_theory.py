@@ -22,14 +22,20 @@ from tests.conftest import PRINTED_5_DECIMALS, PRINTED_6_DECIMALS, Z_MAX, assert
 
 def test_public_newman_values():
     lam = theory.gaussian_exponents(8)
-    np.testing.assert_allclose(lam, [-0.065088, -0.141569, -0.231755, -0.341569, -0.481755, -0.674902,
-                                     -0.981755, -1.674902], atol=PRINTED_6_DECIMALS)
+    np.testing.assert_allclose(
+        lam,
+        [-0.065088, -0.141569, -0.231755, -0.341569, -0.481755, -0.674902, -0.981755, -1.674902],
+        atol=PRINTED_6_DECIMALS,
+    )
     assert abs(lam.sum() - (-4.593295)) < PRINTED_6_DECIMALS
 
 
 def test_public_masked_values_conditioned_on_k_ge_i():
-    np.testing.assert_allclose(theory.masked_exponents(16, 0.5, 1.0, 4, condition="K>=i"),
-                               [-0.434772, -0.521208, -0.627332, -0.757833], atol=PRINTED_6_DECIMALS)
+    np.testing.assert_allclose(
+        theory.masked_exponents(16, 0.5, 1.0, 4, condition="K>=i"),
+        [-0.434772, -0.521208, -0.627332, -0.757833],
+        atol=PRINTED_6_DECIMALS,
+    )
 
 
 def test_public_relu_he_values_from_the_relu_ensemble():
@@ -74,8 +80,11 @@ def test_complex_gaussian_is_a_gamma_expectation():
     # |R_ii|^2 ~ (1/n) Gamma(n - i + 1): E log Gamma(a) = psi(a); Var = psi1(a).
     n = 5
     a = n - np.arange(n)
-    assert_close(theory.complex_gaussian_exponents(n, 2.0),
-                 0.5 * np.log(2.0) + 0.5 * (special.digamma(a) - np.log(n)), scale=1e-3)
+    assert_close(
+        theory.complex_gaussian_exponents(n, 2.0),
+        0.5 * np.log(2.0) + 0.5 * (special.digamma(a) - np.log(n)),
+        scale=1e-3,
+    )
     assert_close(theory.complex_gaussian_variance(n), 0.25 * special.polygamma(1, a), scale=3e-3)
 
 
@@ -87,15 +96,24 @@ def test_fixed_count_is_the_shifted_smaller_ginibre_spectrum():
 
 
 def test_product_theory_for_deterministic_counts_and_variable_widths():
-    assert_close(theory.product_theory((8,) * 4, counts=(8, 8, 8)).exponents, theory.gaussian_exponents(8),
-                 scale=3e-3)
-    assert_close(theory.product_theory((8,) * 3, counts=(5, 5)).exponents[:5],
-                 theory.masked_exponents(8, fixed_count=5)[:5], scale=3e-3)
+    assert_close(
+        theory.product_theory((8,) * 4, counts=(8, 8, 8)).exponents, theory.gaussian_exponents(8), scale=3e-3
+    )
+    assert_close(
+        theory.product_theory((8,) * 3, counts=(5, 5)).exponents[:5],
+        theory.masked_exponents(8, fixed_count=5)[:5],
+        scale=3e-3,
+    )
     # Variable widths, ungated: the layer average of (1/2) log(2 sigma2/n_l) + (1/2) psi((n_{l+1} - i + 1)/2).
     widths, sigma2 = (5, 9, 6, 7), 1.3
     i = np.arange(1, 6)
-    manual = np.mean([0.5 * np.log(2 * sigma2 / widths[l])
-                      + 0.5 * special.digamma((widths[l + 1] - i + 1) / 2) for l in range(3)], axis=0)
+    manual = np.mean(
+        [
+            0.5 * np.log(2 * sigma2 / widths[l]) + 0.5 * special.digamma((widths[l + 1] - i + 1) / 2)
+            for l in range(3)
+        ],
+        axis=0,
+    )
     assert_close(theory.product_theory(widths, sigma2=sigma2).exponents, manual, scale=0.03)
     # Mixed counts: layers with K_l < i do not count for index i under "K>=i".
     res = theory.product_theory((6, 6, 6), counts=(6, 3), k=5)
@@ -107,8 +125,11 @@ def test_product_theory_for_deterministic_counts_and_variable_widths():
 
 def test_ensemble_theory_matches_product_theory_for_variable_width_masks():
     ens = jaxspec.masked(widths=(6, 10, 8, 12), p=0.7, sigma2=1.2)
-    assert_close(theory.lyapunov_exponents(ens),
-                 theory.product_theory((6, 10, 8, 12), p=0.7, sigma2=1.2).exponents, scale=3e-3)
+    assert_close(
+        theory.lyapunov_exponents(ens),
+        theory.product_theory((6, 10, 8, 12), p=0.7, sigma2=1.2).exponents,
+        scale=3e-3,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -118,23 +139,29 @@ def test_ensemble_theory_matches_product_theory_for_variable_width_masks():
 @pytest.mark.parametrize("p", [1.0, 0.5, 0.3])
 def test_large_n_expansions_have_errors_of_order_n_minus_two(p):
     def errors(n):
-        exact = theory.count_law_theory([theory.binomial_count_law(n, n, p) if p < 1 else
-                                         theory.fixed_count_law(n, n, n)], 3, sigma2=1.3)
-        return np.concatenate([
-            np.abs(exact.exponents - theory.large_n_exponents(n, p, 1.3, 3)),
-            np.abs(exact.variance - theory.large_n_variance(n, p, 3)),
-            np.abs(theory.spectral_gaps(exact.exponents) - theory.large_n_gaps(n, p, 3)),
-        ])
+        exact = theory.count_law_theory(
+            [theory.binomial_count_law(n, n, p) if p < 1 else theory.fixed_count_law(n, n, n)], 3, sigma2=1.3
+        )
+        return np.concatenate(
+            [
+                np.abs(exact.exponents - theory.large_n_exponents(n, p, 1.3, 3)),
+                np.abs(exact.variance - theory.large_n_variance(n, p, 3)),
+                np.abs(theory.spectral_gaps(exact.exponents) - theory.large_n_gaps(n, p, 3)),
+            ]
+        )
 
     ratio = errors(800) / errors(400)
     assert np.all((ratio > 0.22) & (ratio < 0.28)), ratio  # halving N quarters the error: O(N^-2)
 
 
 def test_large_n_options_route_to_the_expansions():
-    np.testing.assert_array_equal(theory.gaussian_exponents(50, 2.0, 3, large_n=True),
-                                  theory.large_n_exponents(50, 1.0, 2.0, 3))
-    np.testing.assert_array_equal(theory.masked_exponents(50, 0.4, 2.0, 3, large_n=True),
-                                  theory.large_n_exponents(50, 0.4, 2.0, 3))
+    np.testing.assert_array_equal(
+        theory.gaussian_exponents(50, 2.0, 3, large_n=True), theory.large_n_exponents(50, 1.0, 2.0, 3)
+    )
+    np.testing.assert_array_equal(
+        theory.masked_exponents(50, 0.4, 2.0, 3, large_n=True), theory.large_n_exponents(50, 0.4, 2.0, 3)
+    )
+
     def complex_err(n):
         return np.abs(theory.complex_gaussian_exponents(n, k=3) - theory.large_n_complex_exponents(n, k=3))
 
@@ -151,8 +178,10 @@ def _wilks_log_det_moments(n, i):
     """E and Var of log det(B_i)^2, B_i the top-left i x i block of a Haar O(n) matrix (Wilks' Lambda)."""
     j = np.arange(1, i + 1)
     a, ab = (i + 1 - j) / 2.0, (n + 1 - j) / 2.0
-    return (np.sum(special.digamma(a) - special.digamma(ab)),
-            np.sum(special.polygamma(1, a) - special.polygamma(1, ab)))
+    return (
+        np.sum(special.digamma(a) - special.digamma(ab)),
+        np.sum(special.polygamma(1, a) - special.polygamma(1, ab)),
+    )
 
 
 def test_offsets_are_the_haar_block_determinant_increments():
@@ -223,10 +252,17 @@ def test_relu_log_norm_moments_approach_hanin_nica_at_large_width():
 
 
 def test_wide_spectral_variances():
-    values = {(a, w): theory.wide_spectral_variance(4, activation=a, weights=w)
-              for a in ("linear", "relu") for w in ("gaussian", "orthogonal")}
-    assert values == {("linear", "gaussian"): 4.0, ("linear", "orthogonal"): 0.0, ("relu", "gaussian"): 8.0,
-                      ("relu", "orthogonal"): 4.0}
+    values = {
+        (a, w): theory.wide_spectral_variance(4, activation=a, weights=w)
+        for a in ("linear", "relu")
+        for w in ("gaussian", "orthogonal")
+    }
+    assert values == {
+        ("linear", "gaussian"): 4.0,
+        ("linear", "orthogonal"): 0.0,
+        ("relu", "gaussian"): 8.0,
+        ("relu", "orthogonal"): 4.0,
+    }
 
 
 def test_fuss_catalan_moments_and_top_edge():
@@ -236,8 +272,9 @@ def test_fuss_catalan_moments_and_top_edge():
         assert_close(theory.fuss_catalan_moment(depth, 2) - 1, theory.wide_spectral_variance(depth))
         # m_{k+1}/m_k -> edge (1 - 3/(2k)) for the square-root edge of the density.
         k = 10**6
-        log_ratio = (theory.fuss_catalan_moment(depth, k + 1, log=True)
-                     - theory.fuss_catalan_moment(depth, k, log=True))
+        log_ratio = theory.fuss_catalan_moment(depth, k + 1, log=True) - theory.fuss_catalan_moment(
+            depth, k, log=True
+        )
         ratio = np.exp(log_ratio)
         edge = theory.linear_gaussian_top_edge(depth)
         # O(1/k^2) = 1e-12 from the expansion, plus the rounding of a difference of two log-moments of size
@@ -269,8 +306,11 @@ def test_layer_covariance_diagonal_and_structure():
     assert_close(np.diag(cov), base.variance / base.prob_counted, scale=0.3)
     assert np.all(np.linalg.eigvalsh(cov) > 0) and np.all(cov[~np.eye(5, dtype=bool)] > 0)
     # Ginibre layers: independent across indices.
-    assert_close(theory.layer_covariance([theory.fixed_count_law(6, 6, 6)], 6),
-                 np.diag(theory.gaussian_variance(6)), scale=0.1)
+    assert_close(
+        theory.layer_covariance([theory.fixed_count_law(6, 6, 6)], 6),
+        np.diag(theory.gaussian_variance(6)),
+        scale=0.1,
+    )
     # "K>=k": every index averages over the same layers.
     cov_k = theory.layer_covariance([law], 3, condition="K>=k")
     by_k = theory.count_law_theory([law], 3, condition="K>=k")
@@ -295,28 +335,34 @@ class JaxVariantsTest(chex.TestCase):
         out = self.variant(jax.vmap(lambda p: theory.masked_exponents_jax(12, p, 1.7, 5)))(ps)
         for row, p in zip(np.asarray(out), np.asarray(ps), strict=True):
             assert_close(row, theory.masked_exponents(12, float(p), 1.7, 5), scale=0.1)
-        assert_close(self.variant(lambda s: theory.gaussian_exponents_jax(9, s))(2.5),
-                     theory.gaussian_exponents(9, 2.5), scale=0.3)
+        assert_close(
+            self.variant(lambda s: theory.gaussian_exponents_jax(9, s))(2.5),
+            theory.gaussian_exponents(9, 2.5),
+            scale=0.3,
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Boundary validation.
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: theory.large_n_exponents(10, 1.5), "p must lie"),
-    (lambda: theory.gaussian_exponents(4, k=5), "k must lie"),
-    (lambda: theory.count_laws((4, 4), counts=(5,)), "counts"),
-    (lambda: theory.count_laws((4, 4, 4), p=(0.5,)), "one entry per layer"),
-    (lambda: theory.count_laws((4,)), "at least two"),
-    (lambda: theory.wide_spectral_variance(0), "depth"),
-    (lambda: theory.wide_spectral_variance(2, activation="tanh"), "activation"),
-    (lambda: theory.wide_spectral_variance(2, weights="uniform"), "weights"),
-    (lambda: theory.layer_covariance([theory.fixed_count_law(4, 4, 4)], 2, condition="K>i"), "condition"),
-    (lambda: theory.separation_rate([0.0], 1), "i must lie"),
-    (lambda: theory.norm_power_moment([], -1), "power"),
-    (lambda: theory.relu_log_norm_moments((4, 0)), "positive"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: theory.large_n_exponents(10, 1.5), "p must lie"),
+        (lambda: theory.gaussian_exponents(4, k=5), "k must lie"),
+        (lambda: theory.count_laws((4, 4), counts=(5,)), "counts"),
+        (lambda: theory.count_laws((4, 4, 4), p=(0.5,)), "one entry per layer"),
+        (lambda: theory.count_laws((4,)), "at least two"),
+        (lambda: theory.wide_spectral_variance(0), "depth"),
+        (lambda: theory.wide_spectral_variance(2, activation="tanh"), "activation"),
+        (lambda: theory.wide_spectral_variance(2, weights="uniform"), "weights"),
+        (lambda: theory.layer_covariance([theory.fixed_count_law(4, 4, 4)], 2, condition="K>i"), "condition"),
+        (lambda: theory.separation_rate([0.0], 1), "i must lie"),
+        (lambda: theory.norm_power_moment([], -1), "power"),
+        (lambda: theory.relu_log_norm_moments((4, 0)), "positive"),
+    ],
+)
 def test_bad_arguments_raise_input_error(call, message):
     with pytest.raises(InputError, match=message):
         call()

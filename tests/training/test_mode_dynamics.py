@@ -37,15 +37,17 @@ def test_mode_ode_with_balanced_factors_is_the_balanced_law_and_conserves_imbala
     balanced = training.mode_ode(t, balanced_factors(sigma0, 4), s, substeps=16)
     # Two RK4 discretisations of the same flow (in factor space and in sigma space): equal to truncation
     # error.
-    np.testing.assert_allclose(balanced.sigma, training.balanced_mode_ode(t, sigma0, s, 4, substeps=16),
-                               rtol=1e-7)
+    np.testing.assert_allclose(
+        balanced.sigma, training.balanced_mode_ode(t, sigma0, s, 4, substeps=16), rtol=1e-7
+    )
     a0 = jnp.array([[0.5, 0.4], [0.2, 0.3], [0.1, 0.15]])
     unbalanced = training.mode_ode(t, a0, s, substeps=16)
     sq = np.asarray(unbalanced.factors) ** 2
     # a_{l,r}^2 - a_{m,r}^2 is an exact invariant of the flow; RK4 keeps it to its truncation error.
     for i in (0, 1):
-        np.testing.assert_allclose(sq[:, i] - sq[:, i + 1],
-                                   np.broadcast_to(sq[0, i] - sq[0, i + 1], sq[:, i].shape), atol=1e-9)
+        np.testing.assert_allclose(
+            sq[:, i] - sq[:, i + 1], np.broadcast_to(sq[0, i] - sq[0, i + 1], sq[:, i].shape), atol=1e-9
+        )
     np.testing.assert_allclose(unbalanced.sigma[-1], s, rtol=1e-6)  # converged by t = 8
 
 
@@ -80,8 +82,15 @@ def _aligned_run(depth, factors, lr, steps, log_every, s=(3.0, 2.0, 1.0)):
     widths = (6,) + (5,) * (depth - 1) + (4,)
     params = aligned_init(widths, teacher.u, teacher.v, factors, key=jax.random.key(1), dtype=jnp.float64)
     model = make_model("linear", params, ds)
-    result = train(make_loss(model, ds), params, num_steps=steps, log_every=log_every,
-                   track_fn=make_tracker(model, top_k=len(s)), learning_rate=lr, progress=False)
+    result = train(
+        make_loss(model, ds),
+        params,
+        num_steps=steps,
+        log_every=log_every,
+        track_fn=make_tracker(model, top_k=len(s)),
+        learning_rate=lr,
+        progress=False,
+    )
     sxx, syx = data.input_output_statistics(ds)
     comparison = training.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=depth, learning_rate=lr)
     return result, comparison, teacher
@@ -117,9 +126,11 @@ def test_unbalanced_aligned_init_conserves_imbalances_and_follows_the_mode_ode()
     result, cmp, _ = _aligned_run(3, factors, lr, steps, 100)
     measured = np.asarray(result.tracked["factors"])
     assert_close(measured[0], factors)
-    sq = measured ** 2
-    drift = np.abs(np.stack([sq[:, 0] - sq[:, 1], sq[:, 1] - sq[:, 2]])
-                   - np.stack([sq[:1, 0] - sq[:1, 1], sq[:1, 1] - sq[:1, 2]]))
+    sq = measured**2
+    drift = np.abs(
+        np.stack([sq[:, 0] - sq[:, 1], sq[:, 1] - sq[:, 2]])
+        - np.stack([sq[:1, 0] - sq[:1, 1], sq[:1, 1] - sq[:1, 2]])
+    )
     # GD conserves a_l^2 - a_m^2 up to eta^2 terms per step; the exact recursion predicts the drift.
     discrete = training.mode_gd(factors, s, lr, steps, 100)
     assert_close(measured, discrete.factors)
@@ -136,20 +147,27 @@ def test_unbalanced_aligned_init_conserves_imbalances_and_follows_the_mode_ode()
 def test_compare_dynamics_rejects_bad_input():
     from jaxspec.training import TrainResult
 
-    tracked = {"sigma": jnp.ones((3, 2)), "u": jnp.ones((3, 4, 2)), "v": jnp.ones((3, 6, 2)),
-               "factors": jnp.ones((3, 2, 2))}
+    tracked = {
+        "sigma": jnp.ones((3, 2)),
+        "u": jnp.ones((3, 4, 2)),
+        "v": jnp.ones((3, 6, 2)),
+        "factors": jnp.ones((3, 2, 2)),
+    }
     result = TrainResult(None, None, jnp.arange(3) * 10, jnp.ones(3), tracked)
     sxx, syx = np.eye(6), np.zeros((4, 6))
     with pytest.raises(InputError, match="start_index"):
-        training.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1,
-                                  start_index=2)
+        training.compare_dynamics(
+            result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1, start_index=2
+        )
     with pytest.raises(InputError, match="learning_rate"):
         training.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2)
     with pytest.raises(InputError, match="make_tracker"):
-        training.compare_dynamics(result._replace(tracked=None), sigma_xx=sxx, sigma_yx=syx, depth=2,
-                                  learning_rate=0.1)
+        training.compare_dynamics(
+            result._replace(tracked=None), sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1
+        )
     with pytest.raises(InputError, match="unknown predictions"):
-        training.compare_dynamics(result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1,
-                                  predictions=("magic",))
+        training.compare_dynamics(
+            result, sigma_xx=sxx, sigma_yx=syx, depth=2, learning_rate=0.1, predictions=("magic",)
+        )
     with pytest.raises(InputError, match="depth"):
         training.balanced_mode_ode(jnp.linspace(0, 1, 3), jnp.ones(1), jnp.ones(1), depth=0)

@@ -17,8 +17,15 @@ from tests.conftest import assert_close
 def test_gd_on_a_quadratic_matches_the_exact_iteration():
     # GD on (w - c)^2 with step eta: w_k - c = (1 - 2 eta)^k (w_0 - c), an exact oracle at every record.
     c, eta = jnp.array([3.0, -1.0]), 0.05
-    res = train(lambda w: jnp.sum((w - c) ** 2), jnp.zeros(2, jnp.float64), num_steps=47, log_every=10,
-                learning_rate=eta, track_fn=lambda w: {"w": w}, progress=False)
+    res = train(
+        lambda w: jnp.sum((w - c) ** 2),
+        jnp.zeros(2, jnp.float64),
+        num_steps=47,
+        log_every=10,
+        learning_rate=eta,
+        track_fn=lambda w: {"w": w},
+        progress=False,
+    )
     np.testing.assert_array_equal(res.steps, [0, 10, 20, 30, 40, 47])
     factor = (1 - 2 * eta) ** np.asarray(res.steps, dtype=float)
     expected_w = np.asarray(c)[None, :] * (1 - factor[:, None])
@@ -31,8 +38,10 @@ def _problem():
     k1, k2, k3, k4 = jax.random.split(jax.random.key(3), 4)
     x = jax.random.normal(k1, (5, 16), jnp.float64)
     y = jax.random.normal(k2, (3, 16), jnp.float64)
-    params = [0.3 * jax.random.normal(k3, (4, 5), jnp.float64),
-              0.3 * jax.random.normal(k4, (3, 4), jnp.float64)]
+    params = [
+        0.3 * jax.random.normal(k3, (4, 5), jnp.float64),
+        0.3 * jax.random.normal(k4, (3, 4), jnp.float64),
+    ]
 
     def loss(p):
         return 0.5 * jnp.mean(jnp.sum((p[1] @ p[0] @ x - y) ** 2, axis=0))
@@ -68,7 +77,7 @@ class PlainLoopTest(chex.TestCase):
 
 
 def test_float32_params_stay_float32():
-    res = train(lambda w: jnp.sum(w ** 2), jnp.ones(3, jnp.float32), num_steps=5, progress=False)
+    res = train(lambda w: jnp.sum(w**2), jnp.ones(3, jnp.float32), num_steps=5, progress=False)
     assert res.params.dtype == jnp.float32 and res.loss.dtype == jnp.float32
     assert res.tracked is None
 
@@ -76,11 +85,30 @@ def test_float32_params_stay_float32():
 def test_resume_from_a_checkpoint_continues_bit_for_bit(tmp_path):
     loss, params, track = _problem()
     opt = optax.adam(1e-2)
-    first = train(loss, params, opt, num_steps=40, log_every=5, track_fn=track, checkpoint_dir=tmp_path,
-                  checkpoint_every=20, progress=False)
+    first = train(
+        loss,
+        params,
+        opt,
+        num_steps=40,
+        log_every=5,
+        track_fn=track,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=20,
+        progress=False,
+    )
     assert latest_checkpoint_step(tmp_path) == 40
-    resumed = train(loss, params, opt, num_steps=100, log_every=5, track_fn=track, checkpoint_dir=tmp_path,
-                    checkpoint_every=20, resume=True, progress=False)
+    resumed = train(
+        loss,
+        params,
+        opt,
+        num_steps=100,
+        log_every=5,
+        track_fn=track,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=20,
+        resume=True,
+        progress=False,
+    )
     straight = train(loss, params, opt, num_steps=100, log_every=5, track_fn=track, progress=False)
     np.testing.assert_array_equal(first.loss, resumed.loss[:9])
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight), strict=True):
@@ -95,23 +123,33 @@ def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
     np.testing.assert_array_equal(a.loss, b.loss)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_steps": 0}, "num_steps"),
-    ({"num_steps": 10, "log_every": 0}, "log_every"),
-    ({"num_steps": 10, "checkpoint_every": 5}, "checkpoint_dir"),
-    ({"num_steps": 10, "resume": True}, "checkpoint_dir"),
-    ({"num_steps": 10, "learning_rate": -1.0}, "learning_rate"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_steps": 0}, "num_steps"),
+        ({"num_steps": 10, "log_every": 0}, "log_every"),
+        ({"num_steps": 10, "checkpoint_every": 5}, "checkpoint_dir"),
+        ({"num_steps": 10, "resume": True}, "checkpoint_dir"),
+        ({"num_steps": 10, "learning_rate": -1.0}, "learning_rate"),
+    ],
+)
 def test_bad_arguments_raise_input_errors(kwargs, message):
     with pytest.raises(InputError, match=message):
-        train(lambda w: jnp.sum(w ** 2), jnp.ones(2), progress=False, **kwargs)
+        train(lambda w: jnp.sum(w**2), jnp.ones(2), progress=False, **kwargs)
 
 
 def test_non_scalar_loss_and_bad_optimizer_are_rejected():
     with pytest.raises(InputError, match="scalar"):
-        train(lambda w: w ** 2, jnp.ones(2), num_steps=3, progress=False)
+        train(lambda w: w**2, jnp.ones(2), num_steps=3, progress=False)
     with pytest.raises(InputError, match="optax"):
-        train(lambda w: jnp.sum(w ** 2), jnp.ones(2), "sgd", num_steps=3, progress=False)
+        train(lambda w: jnp.sum(w**2), jnp.ones(2), "sgd", num_steps=3, progress=False)
     with pytest.raises(InputError, match="multiple of log_every"):
-        train(lambda w: jnp.sum(w ** 2), jnp.ones(2), num_steps=30, log_every=4, checkpoint_dir="/tmp/x",
-              checkpoint_every=6, progress=False)
+        train(
+            lambda w: jnp.sum(w**2),
+            jnp.ones(2),
+            num_steps=30,
+            log_every=4,
+            checkpoint_dir="/tmp/x",
+            checkpoint_every=6,
+            progress=False,
+        )

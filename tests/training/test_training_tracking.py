@@ -39,19 +39,32 @@ def _numpy_quantities(weights, e2e, grads_fn, k):
     layer_sv = np.full((len(weights), size), np.nan)
     for l, w in enumerate(weights):
         sv = np.linalg.svd(w, compute_uv=False)
-        layer_sv[l, :sv.size] = sv
+        layer_sv[l, : sv.size] = sv
     k_align = min(k, *(min(w.shape) for w in weights))
     svds = [np.linalg.svd(w) for w in weights]
-    alignment = np.array([np.abs(np.sum(svds[l][0][:, :k_align] * svds[l + 1][2][:k_align].T, axis=0))
-                          for l in range(len(weights) - 1)])
-    balance = np.array([np.linalg.norm(b.T @ b - a @ a.T)
-                        for a, b in zip(weights[:-1], weights[1:], strict=True)])
+    alignment = np.array(
+        [
+            np.abs(np.sum(svds[l][0][:, :k_align] * svds[l + 1][2][:k_align].T, axis=0))
+            for l in range(len(weights) - 1)
+        ]
+    )
+    balance = np.array(
+        [np.linalg.norm(b.T @ b - a @ a.T) for a, b in zip(weights[:-1], weights[1:], strict=True)]
+    )
     norms = np.array([[np.linalg.norm(g) for g in grads_fn(u[:, r], v[:, r])] for r in range(k)]).T  # (L, k)
     depth = len(weights)
     factors = s[:k] ** (1 / depth) * np.exp(np.log(norms).mean(axis=0)) / norms
-    return {"sigma": s[:k], "u": u, "v": v, "layer_sv": layer_sv, "alignment": alignment,
-            "balancedness": balance, "factors": factors, "mode_kernel": np.sum(norms ** 2, axis=0),
-            "end_to_end": e2e}
+    return {
+        "sigma": s[:k],
+        "u": u,
+        "v": v,
+        "layer_sv": layer_sv,
+        "alignment": alignment,
+        "balancedness": balance,
+        "factors": factors,
+        "mode_kernel": np.sum(norms**2, axis=0),
+        "end_to_end": e2e,
+    }
 
 
 def _compare(tracked, expected):
@@ -72,8 +85,11 @@ class TrackerTest(chex.TestCase):
 
         def grads(u, v):
             # d(u^T W3 W2 W1 v)/dW_l = (W_{>l}^T u)(W_{<l} v)^T
-            return [np.outer((ws[2] @ ws[1]).T @ u, v), np.outer(ws[2].T @ u, ws[0] @ v),
-                    np.outer(u, ws[1] @ ws[0] @ v)]
+            return [
+                np.outer((ws[2] @ ws[1]).T @ u, v),
+                np.outer(ws[2].T @ u, ws[0] @ v),
+                np.outer(u, ws[1] @ ws[0] @ v),
+            ]
 
         _compare(tracked, _numpy_quantities(ws, e2e, grads, 3))
         chex.assert_shape([tracked["alignment"], tracked["layer_sv"]], [(2, 3), (3, 5)])
@@ -107,15 +123,17 @@ class TrackerTest(chex.TestCase):
     def test_shared_basis_factors_are_recovered_exactly(self):
         ds, teacher = data.teacher(jax.random.key(4), 6, 4, 30, [3.0, 2.0, 1.0], dtype=jnp.float64)
         factors = np.array([[0.9, 0.7, 0.5], [0.4, 0.3, 0.2], [1.5, 1.2, 1.1]])
-        params = aligned_init((6, 5, 5, 4), teacher.u, teacher.v, factors, key=jax.random.key(5),
-                              dtype=jnp.float64)
+        params = aligned_init(
+            (6, 5, 5, 4), teacher.u, teacher.v, factors, key=jax.random.key(5), dtype=jnp.float64
+        )
         tracked = self.variant(make_tracker(make_model("linear", params, ds), top_k=3))(params)
         assert_close(tracked["factors"], factors, scale=0.3)
         assert_close(tracked["sigma"], np.prod(factors, axis=0), scale=0.3)
         assert_close(tracked["alignment"], 1.0, scale=0.3)
         # The mode kernel of a shared basis is sigma^2 sum_l a_l^-2 (kernel ratio 1).
-        assert_close(tracked["mode_kernel"], np.prod(factors, 0) ** 2 * np.sum(factors ** -2.0, axis=0),
-                     scale=0.3)
+        assert_close(
+            tracked["mode_kernel"], np.prod(factors, 0) ** 2 * np.sum(factors**-2.0, axis=0), scale=0.3
+        )
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_relu_end_to_end_map_is_the_mean_jacobian(self):
@@ -136,8 +154,9 @@ class TrackerTest(chex.TestCase):
         model = make_model("linear", params, ds)
         w = np.asarray(params[1]["w"]) @ np.asarray(params[0]["w"])
         residual = np.asarray(ds.x) @ w.T - np.asarray(ds.y)
-        assert_close(self.variant(make_loss(model, ds))(params), 0.5 * np.mean(np.sum(residual ** 2, 1)),
-                     scale=0.3)
+        assert_close(
+            self.variant(make_loss(model, ds))(params), 0.5 * np.mean(np.sum(residual**2, 1)), scale=0.3
+        )
         logits = np.asarray(ds.x) @ w.T
         logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
         expected = -np.mean(logp[np.arange(50), np.asarray(ds.labels)])
@@ -156,15 +175,24 @@ def test_fixed_gates_training_never_changes_the_gates():
         frozen = networks.fixed_gates_apply(params, [jnp.asarray(g) for g in gates0], ds.x)
         return {"live_gates": live, "output_gap": jnp.max(jnp.abs(model_apply(model, params) - frozen))}
 
-    result = train(make_loss(model, ds), params0, optax.sgd(0.05), num_steps=300, log_every=50,
-                   track_fn=track, progress=False)
+    result = train(
+        make_loss(model, ds),
+        params0,
+        optax.sgd(0.05),
+        num_steps=300,
+        log_every=50,
+        track_fn=track,
+        progress=False,
+    )
     # Frozen gates are used at every record (exact equality with the product built from the initial gates) ...
     assert float(jnp.max(result.tracked["output_gap"])) == 0.0
     for g, g0 in zip(model.gate_list, gates0, strict=True):
         np.testing.assert_array_equal(g, g0)
     # ... although the weights moved enough that a ReLU network's own gates would have changed.
-    changed = sum(int(np.sum(np.asarray(live[-1]) != g0))
-                  for live, g0 in zip(result.tracked["live_gates"], gates0, strict=True))
+    changed = sum(
+        int(np.sum(np.asarray(live[-1]) != g0))
+        for live, g0 in zip(result.tracked["live_gates"], gates0, strict=True)
+    )
     assert changed > 0
     assert float(result.loss[-1]) < 0.5 * float(result.loss[0])
     # Explicit per-input products with the initial gates reproduce the trained model's outputs.

@@ -55,8 +55,10 @@ def test_public_check_values(check_model):
     assert_close(feature_gram, opt.feature_gram, scale=0.3)
 
 
-@pytest.mark.parametrize("K, n, L, lam_w, lam_h", [(3, 40, 5, 1e-2, 1e-2), (2, 3, 1, 0.1, 0.05),
-                                                   (10, 100, 12, 1e-3, 1e-5), (4, 8, 3, 1e-9, 1e-9)])
+@pytest.mark.parametrize(
+    "K, n, L, lam_w, lam_h",
+    [(3, 40, 5, 1e-2, 1e-2), (2, 3, 1, 0.1, 0.05), (10, 100, 12, 1e-3, 1e-5), (4, 8, 3, 1e-9, 1e-9)],
+)
 def test_gamma_solves_its_equation_at_the_root_nearest_one(K, n, L, lam_w, lam_h):
     opt = ufm.collapsed_optimum(ufm.make_ufm(K, n, L, lam_w, lam_h, dtype="float64"))
     gamma = opt.gamma
@@ -104,8 +106,11 @@ def test_kronecker_hessian_matches_jax_hessian_at_a_random_point():
     def compare(layer):
         weight, restricted = ufm.layer_block(model, params, layer)
         # The Gauss-Newton parts add up to the Hessian too (the output is linear in one layer's weight).
-        return (hessian.dense_hessian(restricted, weight), ufm.kronecker_hessian(model, params, layer),
-                sum(ufm.gauss_newton_parts(model, params, layer)))
+        return (
+            hessian.dense_hessian(restricted, weight),
+            ufm.kronecker_hessian(model, params, layer),
+            sum(ufm.gauss_newton_parts(model, params, layer)),
+        )
 
     for dense, kron, gn in per_layer(model, compare):
         assert_close(kron, dense)
@@ -135,12 +140,19 @@ def test_gauss_newton_ranks_and_gradient_weights_at_collapse(rng):
     def measure(layer):
         split = ufm.gauss_newton_split(model, params, layer)
         coeffs = ufm.gradient_coefficients(model, params, layer)
-        return (split.ranks, split.class_eigenvalues, split.cross_eigenvalues, coeffs.weights,
-                coeffs.residual, ufm.alignment_matrix(model, params, layer))
+        return (
+            split.ranks,
+            split.class_eigenvalues,
+            split.cross_eigenvalues,
+            coeffs.weights,
+            coeffs.residual,
+            ufm.alignment_matrix(model, params, layer),
+        )
 
     hidden, head = per_layer(model, measure)
-    stacked = [np.concatenate([np.asarray(h), np.asarray(t)[None]])
-               for h, t in zip(hidden, head, strict=True)]
+    stacked = [
+        np.concatenate([np.asarray(h), np.asarray(t)[None]]) for h, t in zip(hidden, head, strict=True)
+    ]
     for ranks, class_eigs, cross_eigs, weights, residual, align in zip(*stacked, strict=True):
         assert tuple(int(r) for r in ranks) == opt.gauss_newton_ranks == (3, 6, 0)
         # Class and cross-class parts: K + K(K-1) = K^2 equal eigenvalues, the outliers.
@@ -154,8 +166,9 @@ def test_gauss_newton_ranks_and_gradient_weights_at_collapse(rng):
 def test_class_mean_gradients_are_the_outlier_eigenvectors(rng):
     model = ufm.make_ufm(2, 3, 3, 1e-2, width=3, dtype="float64")
     params = ufm.collapsed_params(model, random_basis(rng, 3, 2))
-    delta, h = jax.jit(lambda p: (ufm.class_mean_gradients(model, p, 1).reshape(4, -1),
-                                  ufm.kronecker_hessian(model, p, 1)))(params)
+    delta, h = jax.jit(
+        lambda p: (ufm.class_mean_gradients(model, p, 1).reshape(4, -1), ufm.kronecker_hessian(model, p, 1))
+    )(params)
     delta, h = np.asarray(delta), np.asarray(h)
     outlier = ufm.collapsed_optimum(model).outlier
     assert_close(delta @ h, outlier * delta)
@@ -217,14 +230,24 @@ def test_nc4_counts_argmax_disagreements():
 def test_gradient_descent_from_random_init_reaches_the_analytic_optimum():
     model = ufm.make_ufm(2, 3, 3, 1e-2, width=3, dtype="float64")
     opt = ufm.collapsed_optimum(model)
-    result = ufm.train_ufm(model, key=jax.random.key(0), init_scale=0.5, num_steps=2500, learning_rate=0.5,
-                           log_every=2500, track=False, progress=False)
+    result = ufm.train_ufm(
+        model,
+        key=jax.random.key(0),
+        init_scale=0.5,
+        num_steps=2500,
+        learning_rate=0.5,
+        log_every=2500,
+        track=False,
+        progress=False,
+    )
     # Linear convergence: the gap shrinks geometrically to rounding level.
     assert abs(float(result.loss[-1]) - opt.loss) < 1e-12
-    np.testing.assert_allclose(ufm.gram_eigenvalues(model, result.params), opt.weight_gram,
-                               rtol=PARAMS_FROM_LOSS_GAP)
-    np.testing.assert_allclose(ufm.predict(model, result.params), opt.gamma * ufm.targets(model),
-                               atol=PARAMS_FROM_LOSS_GAP)
+    np.testing.assert_allclose(
+        ufm.gram_eigenvalues(model, result.params), opt.weight_gram, rtol=PARAMS_FROM_LOSS_GAP
+    )
+    np.testing.assert_allclose(
+        ufm.predict(model, result.params), opt.gamma * ufm.targets(model), atol=PARAMS_FROM_LOSS_GAP
+    )
 
 
 def test_diagnostics_at_collapse_show_every_prediction():
@@ -243,8 +266,23 @@ def test_diagnostics_at_collapse_show_every_prediction():
 
 
 def test_cli_prints_the_check_values(capsys):
-    code, out, _ = run_cli(capsys, "ufm", "--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "4",
-                           "--json", "--dtype", "float64")
+    code, out, _ = run_cli(
+        capsys,
+        "ufm",
+        "--K",
+        "3",
+        "--n",
+        "40",
+        "--L",
+        "5",
+        "--lam",
+        "1e-2",
+        "--d",
+        "4",
+        "--json",
+        "--dtype",
+        "float64",
+    )
     assert code == 0
     payload = json.loads(out)
     assert round(payload["gamma"], 6) == CHECK["gamma"]
@@ -257,11 +295,14 @@ def test_cli_prints_the_check_values(capsys):
     np.testing.assert_allclose(payload["gram"]["layers"], CHECK["gram"], atol=PRINTED_6_DECIMALS)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--K", "3", "--n", "40", "--L", "5", "--lam", "0.5"], "no collapsed optimum"),
-    (["--K", "3", "--n", "40", "--L", "5"], "--lam"),
-    (["--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "2"], "width d"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--K", "3", "--n", "40", "--L", "5", "--lam", "0.5"], "no collapsed optimum"),
+        (["--K", "3", "--n", "40", "--L", "5"], "--lam"),
+        (["--K", "3", "--n", "40", "--L", "5", "--lam", "1e-2", "--d", "2"], "width d"),
+    ],
+)
 def test_cli_rejects_invalid_configurations_in_one_line(capsys, argv, message):
     code, _, err = run_cli(capsys, "ufm", *argv)
     assert code == 2
