@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxspec._errors import InputError  # re-exported: validators raise it, every package imports it here
+
 #: Matmul precision of every product jaxspec forms (GPUs and TPUs otherwise use TF32/bf16 passes).
 HIGHEST = jax.lax.Precision.HIGHEST
 #: Matmul precisions by name, for the ``precision=`` arguments.
@@ -26,10 +28,6 @@ PRECISIONS = {
 }
 #: Compute dtypes by name, for the ``dtype=`` arguments.
 DTYPES = ("float32", "float64")
-
-
-class InputError(ValueError):
-    """An argument or file that jaxspec cannot use. The message is one line, meant for a human."""
 
 
 def is_traced(value: Any) -> bool:

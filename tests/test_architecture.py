@@ -18,6 +18,8 @@ PACKAGE = ROOT / "jaxspec"
 # docs/architecture.md, "Rules": a package may import from its own layer (without cycles) and from below.
 LAYERS = {
     "_checks": 0,
+    "_errors": 0,
+    "_extras": 0,
     "theory": 1,
     "ensembles": 2,
     "engine": 3,
@@ -79,7 +81,8 @@ class _Imports(ast.NodeVisitor):
         if node.level or not node.module or node.module.split(".")[0] != "jaxspec":
             return
         for alias in node.names:
-            # ``from jaxspec import theory`` imports a module; ``from jaxspec.engine import make_config`` a name.
+            # ``from jaxspec import theory`` imports a module;
+            # ``from jaxspec.engine import make_config`` a name.
             self.found.append((_resolve(f"{node.module}.{alias.name}"), node.lineno, self._depth > 0))
 
 
@@ -148,14 +151,18 @@ def test_no_jaxspec_imports_inside_functions():
     assert not inside, "function-level imports of jaxspec modules: " + "; ".join(inside)
 
 
+SHARED_PRIVATE = ("_errors", "_checks", "_extras")  # layer 0: the private modules every package may import
+
+
 def test_packages_import_each_other_through_their_public_api():
     # Across packages only the package itself (its __init__) is imported, never its private _x.py modules;
-    # jaxspec._checks is the one shared private module.
+    # jaxspec._errors, _checks and _extras are the shared private modules of layer 0.
     private = [
         f"{module}:{line} imports {target}"
         for module, imports in GRAPH.items()
         for target, line, _ in imports
-        if _package(target) not in ("_checks", _package(module)) and target.rpartition(".")[2].startswith("_")
+        if _package(target) not in (*SHARED_PRIVATE, _package(module))
+        and target.rpartition(".")[2].startswith("_")
     ]
     assert not private, "imports of another package's private modules: " + "; ".join(private)
 

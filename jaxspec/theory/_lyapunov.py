@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 from jaxtyping import ArrayLike, Bool, Float
-from scipy import special, stats
+from scipy import special
 
 from jaxspec._checks import InputError, check_choice
 from jaxspec.theory._expansions import large_n_complex_exponents, large_n_exponents
@@ -72,7 +72,15 @@ def binomial_count_law(fan_in: int, fan_out: int, p: float) -> CountLaw:
 @functools.lru_cache(maxsize=256)
 def _binomial_pmf(fan_out: int, p: float) -> np.ndarray:
     # One pmf per (fan_out, p), shared by every layer of a deep ensemble (read-only: the cache hands it out).
-    pmf = stats.binom.pmf(np.arange(fan_out + 1), fan_out, p)
+    counts = np.arange(fan_out + 1)
+    # The binomial pmf in log space (xlogy/xlog1py give 0 log 0 = 0 at p = 0 or 1), without scipy.stats.
+    pmf = np.exp(
+        special.gammaln(fan_out + 1)
+        - special.gammaln(counts + 1)
+        - special.gammaln(fan_out - counts + 1)
+        + special.xlogy(counts, p)
+        + special.xlog1py(fan_out - counts, -p)
+    )
     pmf.flags.writeable = False
     return pmf
 
