@@ -84,3 +84,18 @@ def run_cli(capsys, *argv):
         raise SystemExit(0)
     out = capsys.readouterr()
     return info.value.code or 0, out.out, out.err
+
+
+# Building the documentation site and executing the notebooks need the docs extra and minutes of compiling;
+# they run as their own step of .ci/run (`pip install -e ".[docs]" && pytest -n 2 -m docs`), so a test run
+# that does not select them by marker expression skips them.
+DOCS_STEP = 'the docs step: pip install -e ".[docs]" && pytest -n 2 -m docs'
+
+
+def pytest_collection_modifyitems(config, items):
+    if "docs" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason=f"documentation build and notebooks run in {DOCS_STEP}")
+    for item in items:
+        if item.get_closest_marker("docs") is not None:
+            item.add_marker(skip)

@@ -247,6 +247,7 @@ def _mkdocs_missing() -> str | None:
     return None
 
 
+@pytest.mark.docs
 def test_mkdocs_build_strict(tmp_path):
     missing = _mkdocs_missing()
     if missing:
@@ -296,7 +297,7 @@ def _python_blocks():
             yield pytest.param(block, id=f"{name}-{number}")
 
 
-@pytest.mark.slow
+@pytest.mark.docs
 @pytest.mark.parametrize("source", list(_python_blocks()))
 def test_documentation_examples_run(source, tmp_path):
     env = dict(os.environ, MPLBACKEND="Agg")

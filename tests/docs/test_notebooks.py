@@ -71,6 +71,7 @@ def test_notebook_outputs_are_stripped(path):
     assert "widgets" not in nb.get("metadata", {})
 
 
+@pytest.mark.docs
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path):
     if importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("ipykernel") is None:
