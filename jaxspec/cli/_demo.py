@@ -8,11 +8,25 @@ from pathlib import Path
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy import special
 
 import jaxspec
 from jaxspec import theory
 from jaxspec._checks import InputError
 from jaxspec.cli._common import spectrum_table
+
+
+def chance_max_abs_z(count: int, level: float = 0.95) -> float:
+    """The value that the largest of ``count`` independent ``|z|`` stays below with probability ``level``.
+
+    With ``P(|z| < y) = 2 Phi(y) - 1`` per index, ``P(max |z| < y) = (2 Phi(y) - 1)^count``; solving for
+    ``level`` gives ``y = Phi^{-1}((1 + level^{1/count}) / 2)``.
+
+    Example:
+        >>> round(chance_max_abs_z(1), 2)  # the familiar two-sided 95% point
+        1.96
+    """
+    return float(special.ndtri((1.0 + level ** (1.0 / count)) / 2.0))
 
 
 def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
@@ -28,6 +42,7 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
     # The top indices: deeper ones need K_l >= i, which Bernoulli(1/2) gates rarely give at small width.
     k = min(width, 8)
     index = np.arange(1, k + 1)
+    all_z = []
     for (label, ens), color in zip(cases, ("C0", "C1", "C2"), strict=True):
         start = time.perf_counter()
         res = jaxspec.lyapunov_spectrum(ens, k=k, seeds=seeds, dtype="float64")
@@ -36,6 +51,12 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
         th_se = theory.predicted_stderr(ens, k, seeds=seeds)
         print(f"\n{label}: width {width}, depth {depth}, {seeds} seeds ({time.perf_counter() - start:.1f} s)")
         print(spectrum_table(mean, res.stderr, th, th_se))
+        z = np.abs((mean - th) / th_se)
+        all_z.extend(z[np.isfinite(z)])
+        print(
+            f"max |z| = {np.nanmax(z):.2f}; over {k} indices chance alone stays below "
+            f"{chance_max_abs_z(k):.2f} in 95% of runs"
+        )
         ax.errorbar(
             index,
             mean,
@@ -46,6 +67,12 @@ def run_demo(out: Path, width: int, depth: int, seeds: int) -> None:
             label=f"{label}: simulated (±2 s.e.)",
         )
         ax.plot(index, th, "-", color=color, alpha=0.7, label=f"{label}: closed form")
+    print(
+        f"\nz = (simulated - theory) / predicted standard error, one per index and ensemble. Over all "
+        f"{len(all_z)} of them the largest is {max(all_z):.2f}; chance alone keeps it below "
+        f"{chance_max_abs_z(len(all_z)):.2f} in 95% of runs; deep indices of gated products have skewed, "
+        "heavier tails, so an occasional larger one is expected."
+    )
     ax.set_xlabel("index i")
     ax.set_ylabel(r"Lyapunov exponent $\lambda_i$ (per layer)")
     ax.set_title(
