@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from matfree import decomp
+from matfree import decomp, stochtrace
 
 from jaxspec import InputError, hessian
 from tests.conftest import Z_MAX, assert_close, zscores
@@ -260,6 +260,12 @@ def test_hutchinson_trace_within_predicted_error(rng):
     predicted_se = np.sqrt(2 * (np.sum(dense**2) - np.sum(np.diag(dense) ** 2)) / samples)
     assert abs(zscores(float(est.mean), np.trace(dense), predicted_se)) < Z_MAX
     assert float(est.stderr) > 0
+    # The same probes through matfree's stochtrace (an independent implementation) give the same numbers.
+    sampler = stochtrace.sampler_signs(params, num=samples)
+    matfree_estimate = stochtrace.estimator_monte_carlo_mean_and_sem(stochtrace.monte_carlo_trace(), sampler)
+    mean, sem = matfree_estimate(hessian.hessian_matvec(loss, params), jax.random.key(4))
+    assert_close(est.mean, mean, "float32", scale=abs(float(mean)))
+    assert_close(est.stderr, sem * np.sqrt(samples / (samples - 1.0)), "float32", scale=float(sem))
 
 
 # --- alignment ----------------------------------------------------------------------------------------------
