@@ -8,8 +8,8 @@ nodes interlace the spectrum, so the estimate is a probability measure inside ``
 ``jax.scipy.linalg.eigh_tridiagonal`` returns no eigenvectors, so ``T`` is diagonalised with ``eigh`` (it is
 ``m x m``, small).
 
-Hutchinson. ``E[z^T A z] = tr A`` for Rademacher ``z``; matfree's ``stochtrace`` does it, with the standard
-error of the mean. The exact variance of one sample is ``2 (||A||_F^2 - sum_i A_ii^2)``.
+Hutchinson. ``E[z^T A z] = tr A`` for Rademacher ``z``, averaged over probes, with the standard error of the
+mean. The exact variance of one sample is ``2 (||A||_F^2 - sum_i A_ii^2)``.
 
 References:
     Golub & Welsch, "Calculation of Gauss quadrature rules", Math. Comp. 23 (1969); Lin, Saad, Yang,
