@@ -32,6 +32,7 @@ from flax import struct
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxspec._checks import HIGHEST, InputError, check_positive_int
+from jaxspec._extras import optional_import
 
 
 @struct.dataclass
@@ -267,9 +268,9 @@ def digits(
         Alpaydin, Kaynak (1998), UCI optical recognition of handwritten digits.
     """
     _check_limit(limit)
-    from sklearn.datasets import load_digits
+    sklearn_datasets = optional_import("sklearn.datasets", "train")  # the digits ship with scikit-learn
 
-    bunch = load_digits()
+    bunch = sklearn_datasets.load_digits()
     x = np.asarray(bunch.data, dtype=np.float64) / 16.0
     labels = np.asarray(bunch.target, dtype=np.int64)
     if limit is not None:
