@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,14 @@ import jax
 import typer
 
 from jaxspec._checks import InputError
-from jaxspec.sweeps import PartialSweepWarning, draw_report, load_spec, missing_points, run_sweep
+from jaxspec.sweeps import (
+    PartialSweepWarning,
+    draw_report,
+    load_spec,
+    missing_points,
+    run_sweep,
+    spec_template,
+)
 
 
 def _prepare_jax(devices: int | None) -> None:
@@ -51,17 +59,22 @@ def run_sweep_command(
     else:
         lacking = missing_points(ds)
         print(
-            f"partial: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, {len(lacking)} points "
-            "miss seeds (other hosts' chunks, or run again with --resume)"
+            f"partial: {ds.attrs['num_runs_done']} of {ds.attrs['num_runs']} runs done, "
+            f"{len(lacking)} points miss seeds (other hosts' chunks, or run again with --resume)"
         )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
-        spec: Path = typer.Argument(..., help="sweep spec file (.toml, .yaml or .json)"),
+        spec: Path = typer.Argument(None, help="sweep spec file (.toml, .yaml or .json)"),
         out: Path = typer.Option(
-            ..., "--out", help="output directory (new or empty; or this sweep's with --resume)"
+            None, "--out", help="output directory (new or empty; or this sweep's with --resume)"
+        ),
+        template: bool = typer.Option(
+            False,
+            "--template",
+            help="print a commented example spec to stdout and exit (jaxspec sweep --template > s.toml)",
         ),
         resume: bool = typer.Option(
             False, "--resume", help="continue an interrupted sweep, skipping finished chunks"
@@ -79,6 +92,15 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Run a sweep over a grid of ensembles and seeds, sharded over devices, chunked and resumable."""
+        if template:
+            sys.stdout.write(spec_template())
+            return
+        if spec is None:
+            raise InputError(
+                "a spec file is needed: jaxspec sweep SPEC --out DIR (start from jaxspec sweep --template)"
+            )
+        if out is None:
+            raise InputError("--out DIR is needed: where the sweep writes its results")
         run_sweep_command(spec, out, resume, devices, quiet, list(overrides or []), chunk_size)
 
     @app.command()

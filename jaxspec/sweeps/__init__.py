@@ -38,7 +38,7 @@ from jaxspec.sweeps._plan import (
     run_key,
 )
 from jaxspec.sweeps._report import draw_report
-from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override
+from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override, spec_template
 from jaxspec.sweeps._store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame
 
 __all__ = [
@@ -67,5 +67,6 @@ __all__ = [
     "register_kernel",
     "run_key",
     "run_sweep",
+    "spec_template",
     "summary_frame",
 ]

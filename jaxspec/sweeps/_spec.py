@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.resources
 import itertools
 import json
 import math
@@ -336,6 +337,19 @@ class SweepSpec:
             else:
                 data["params"][key] = value
         return SweepSpec.from_dict(data)
+
+
+def spec_template() -> str:
+    """A commented example spec (TOML) to start from; ``jaxspec sweep --template`` prints it.
+
+    It ships inside the package, so it is there on any install.
+
+    Example:
+        >>> import tomllib
+        >>> tomllib.loads(spec_template())["kernel"]
+        'lyapunov'
+    """
+    return importlib.resources.files("jaxspec.sweeps").joinpath("template.toml").read_text(encoding="utf-8")
 
 
 def parse_override(assignment: str) -> tuple[str, Any]:

@@ -78,8 +78,24 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _git_commit() -> str | None:
+def _checkout_root() -> Path | None:
+    """The jaxspec source checkout this package was imported from, or ``None`` for an installed package."""
     root = Path(__file__).resolve().parents[2]
+    pyproject = root / "pyproject.toml"
+    if not (root / ".git").exists() or not pyproject.is_file():
+        return None
+    try:
+        text = pyproject.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if re.search(r'^name\s*=\s*"jaxspec"', text, flags=re.MULTILINE) else None
+
+
+def _git_commit() -> str | None:
+    """The commit (``-dirty`` when modified) of the jaxspec checkout, only when the package sits in one."""
+    root = _checkout_root()
+    if root is None:
+        return None
     try:
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],

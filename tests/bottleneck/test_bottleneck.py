@@ -290,10 +290,7 @@ def test_bad_arguments_raise_input_error():
 
 
 def test_figures_commands_are_registered():
-    import typer
+    from jaxspec.cli._main import load_command
 
-    from jaxspec.cli import build_app
-
-    command = typer.main.get_command(build_app())
-    figures = command.commands["figures"]
+    figures = load_command("figures")
     assert {"bottleneck", "saddle"} <= set(figures.commands)

@@ -12,7 +12,7 @@ import pytest
 from jaxspec import InputError
 from jaxspec.sweeps import SweepSpec, get_kernel, load_spec, make_plan, point_params
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep_small.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "jaxspec" / "sweeps" / "template.toml"
 
 TOML = """
 name = "t"
@@ -74,6 +74,16 @@ def test_toml_yaml_json_and_python_give_the_same_spec(tmp_path):
 def test_example_spec_loads():
     spec = load_spec(EXAMPLE)
     assert spec.num_runs == math.prod(len(v) for v in spec.axes.values()) * spec.seeds
+
+
+def test_template_command_prints_the_shipped_spec(capsys, tmp_path):
+    from jaxspec.sweeps import spec_template
+    from tests.conftest import run_cli
+
+    code, out, _ = run_cli(capsys, "sweep", "--template")
+    assert code == 0 and out == spec_template() == EXAMPLE.read_text()
+    (tmp_path / "s.toml").write_text(out)
+    assert load_spec(tmp_path / "s.toml") == load_spec(EXAMPLE)
 
 
 def test_overrides_from_the_command_line(tmp_path):
