@@ -64,6 +64,10 @@ PRINTED_5_DECIMALS = 5e-6
 # test is seeded, so a pass is reproducible and a failure is a finding, not noise.
 Z_MAX = 4.0
 
+# In-process command-line tests must not turn on JAX's persistent compilation cache for the whole worker (it
+# would write into the user's ~/.cache); tests/cli/test_compile_cache.py checks the cache in subprocesses.
+os.environ["JAXSPEC_COMPILE_CACHE"] = "0"
+
 
 def zscores(estimate, expected, stderr):
     """z = (estimate - expected) / stderr, elementwise: an estimate against its predicted standard error."""

@@ -24,6 +24,7 @@ import typer.core
 from jaxspec import __version__
 from jaxspec._errors import InputError, MissingExtraError
 from jaxspec._extras import missing_modules
+from jaxspec.cli._cache import enable_compile_cache
 
 EXIT_BAD_INPUT = 2
 
@@ -155,6 +156,12 @@ def build_app() -> typer.Typer:
     def _root(
         ctx: typer.Context,
         version: bool = typer.Option(False, "--version", help="print the version and exit"),
+        compile_cache: bool = typer.Option(
+            True,
+            "--compile-cache/--no-compile-cache",
+            help="reuse compiled programs across runs (in $JAXSPEC_CACHE_DIR or ~/.cache/jaxspec/xla; "
+            "JAXSPEC_COMPILE_CACHE=0 also turns it off)",
+        ),
     ) -> None:
         if version:
             print(f"jaxspec {__version__}")
@@ -162,6 +169,8 @@ def build_app() -> typer.Typer:
         if ctx.invoked_subcommand is None:
             print(ctx.get_help())
             raise typer.Exit()
+        if compile_cache:
+            enable_compile_cache()
 
     return app
 
