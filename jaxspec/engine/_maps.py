@@ -35,6 +35,7 @@ from flax import struct
 from jaxtyping import Array, Float, Int
 
 from jaxspec._checks import InputError, check_dtype, is_traced
+from jaxspec._extras import optional_import
 from jaxspec.engine._config import EngineConfig, make_config
 from jaxspec.engine._keys import frame_key, initial_frame, seed_keys
 from jaxspec.engine._qr import make_qr
@@ -444,12 +445,7 @@ def flow_spectrum(
         Benettin et al., Meccanica 15 (1980); Kidger, "On neural differential equations" (2021) (diffrax);
         [math §1.8](https://jaxspec.github.io/jaxspec/math/#s1).
     """
-    try:
-        import diffrax
-    except ImportError as error:  # an optional extra
-        raise ImportError(
-            "flow_spectrum needs diffrax: pip install 'jaxspec[train]' (or pip install diffrax)"
-        ) from error
+    diffrax = optional_import("diffrax", "maps")
     if not callable(vector_field):
         raise InputError(f"vector_field must be a function, got {type(vector_field).__name__}")
     dt = _check_time("dt", dt, positive=True)

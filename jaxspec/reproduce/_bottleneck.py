@@ -31,6 +31,7 @@ import numpy as np
 import optax
 from jaxtyping import Float, Int
 
+from jaxspec._extras import optional_import
 from jaxspec.bottleneck import (
     bottleneck_report,
     bottleneck_target,
@@ -166,7 +167,7 @@ class BottleneckTarget:
 
     def to_dataset(self, sizes: BottleneckSizes):
         """All depths as one labelled ``xarray.Dataset`` (``bottleneck_<target>.nc``; needs xarray)."""
-        import xarray as xr
+        xr = optional_import("xarray", "figures")
 
         nets = self.networks
         max_l = max(r.depth for r in nets)

@@ -45,6 +45,7 @@ from jaxtyping import Float, Int
 
 from jaxspec import theory
 from jaxspec._checks import InputError
+from jaxspec._extras import optional_import
 from jaxspec.analysis import (
     ensemble_log_svals,
     network_theory,
@@ -279,7 +280,7 @@ class InitResult:
 
     def to_dataset(self):
         """Every curve as one labelled ``xarray.Dataset`` (the content of ``init.nc``; needs xarray)."""
-        import xarray as xr
+        xr = optional_import("xarray", "figures")
 
         sizes, depth = self.sizes, self.sizes.depth
         coords = {

@@ -27,6 +27,7 @@ import optax
 from jaxtyping import Float, Int
 
 from jaxspec import hessian, ufm
+from jaxspec._extras import optional_import
 from jaxspec.reproduce._jobs import resolve_sizes
 from jaxspec.training import train
 
@@ -232,7 +233,7 @@ class UFMResult:
 
     def training_dataset(self):
         """Both UFM runs as a labelled ``xarray.Dataset`` (``ufm_training.nc``; needs xarray)."""
-        import xarray as xr
+        xr = optional_import("xarray", "figures")
 
         data, coords = {}, {}
         for activation, run in self.runs.items():
@@ -265,7 +266,7 @@ class UFMResult:
 
     def digits_dataset(self):
         """The digits runs as a labelled ``xarray.Dataset`` (``digits_spectrum.nc``; needs xarray)."""
-        import xarray as xr
+        xr = optional_import("xarray", "figures")
 
         d = self.digits
         data = {}
@@ -361,7 +362,7 @@ def _ufm_summary(run: UFMRun, sizes: UFMSizes) -> dict:
 
 
 def _digits_runs(sizes: UFMSizes, seed: int, progress: bool) -> DigitsRuns:
-    from sklearn.datasets import load_digits
+    load_digits = optional_import("sklearn.datasets", "figures").load_digits
 
     images, targets = load_digits(return_X_y=True)
     images = images / 16.0
