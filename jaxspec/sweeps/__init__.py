@@ -11,7 +11,9 @@ Modules:
 * :mod:`~jaxspec.sweeps._kernels`: what one run computes; the registry of kernels.
 * :mod:`~jaxspec.sweeps._spec`: the specification (axes, seeds, parameters, records).
 * :mod:`~jaxspec.sweeps._plan`: groups of points sharing static shapes, chunks, run keys, output shapes.
-* :mod:`~jaxspec.sweeps._store`: the output directory (zarr + parquet), provenance, resume.
+* :mod:`~jaxspec.sweeps._store`: the output directory (zarr + parquet), provenance, resume, checksums, repair.
+* :mod:`~jaxspec.sweeps._lock`: the lock that keeps two runs off one directory.
+* :mod:`~jaxspec.sweeps._memory`: the memory a sweep needs, checked before anything is written.
 * :mod:`~jaxspec.sweeps._execute`: devices and hosts (``jax.sharding``, ``jax.distributed``).
 * :mod:`~jaxspec.sweeps._report`: summary figures.
 
@@ -28,6 +30,8 @@ References:
 
 from jaxspec.sweeps._execute import CpuLapackWarning, local_mesh, make_group_runner, run_sweep
 from jaxspec.sweeps._kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
+from jaxspec.sweeps._lock import StoreLock
+from jaxspec.sweeps._memory import MemoryEstimate, check_memory, estimate_memory, parse_memory
 from jaxspec.sweeps._plan import (
     Chunk,
     Group,
@@ -39,21 +43,37 @@ from jaxspec.sweeps._plan import (
 )
 from jaxspec.sweeps._report import draw_report
 from jaxspec.sweeps._spec import SweepSpec, load_spec, parse_override, spec_template
-from jaxspec.sweeps._store import PartialSweepWarning, SweepStore, load_sweep, missing_points, summary_frame
+from jaxspec.sweeps._store import (
+    DamagedChunkError,
+    PartialSweepWarning,
+    StoreRepairWarning,
+    SweepStore,
+    load_sweep,
+    missing_points,
+    prepare_directory,
+    repair_store,
+    summary_frame,
+)
 
 __all__ = [
     "KERNELS",
     "Chunk",
     "CpuLapackWarning",
+    "DamagedChunkError",
     "Group",
     "Kernel",
+    "MemoryEstimate",
     "Parameter",
     "PartialSweepWarning",
     "Record",
+    "StoreLock",
+    "StoreRepairWarning",
     "SweepPlan",
     "SweepSpec",
     "SweepStore",
+    "check_memory",
     "draw_report",
+    "estimate_memory",
     "get_kernel",
     "group_output_shapes",
     "load_spec",
@@ -62,9 +82,12 @@ __all__ = [
     "make_group_runner",
     "make_plan",
     "missing_points",
+    "parse_memory",
     "parse_override",
+    "prepare_directory",
     "point_params",
     "register_kernel",
+    "repair_store",
     "run_key",
     "run_sweep",
     "spec_template",

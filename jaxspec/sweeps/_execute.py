@@ -39,9 +39,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
 from jaxspec._checks import InputError
+from jaxspec.sweeps._memory import check_memory, parse_memory
 from jaxspec.sweeps._plan import Group, padded_size, point_indices, run_key
 from jaxspec.sweeps._spec import SweepSpec
 from jaxspec.sweeps._store import SweepStore, load_sweep
@@ -137,7 +140,8 @@ def cpu_minibatch(spec: SweepSpec, group: Group, mesh: Mesh) -> int | None:
 
 
 def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
-    """The jitted, sharded batch function of one group: ``(dynamic, point_ids, seeds) -> {variable: (B, ...)}``.
+    """The jitted, sharded batch function of one group:
+    ``(dynamic, point_ids, seeds) -> {variable: (B, ...)}``.
 
     Each device computes its own contiguous shard of the batch (``shard_map`` over the ``"runs"`` axis, no
     communication): one ``vmap`` over the shard, or ``lax.map`` over mini-batches of :func:`cpu_minibatch`
@@ -173,21 +177,29 @@ def make_group_runner(spec: SweepSpec, group: Group, mesh: Mesh) -> Callable:
 
 
 def _barrier(name: str) -> None:
-    from jax.experimental import multihost_utils
-
     multihost_utils.sync_global_devices(name)
 
 
-def _open_store(spec: SweepSpec, out: Path, resume: bool, num_devices: int, distributed: bool) -> SweepStore:
-    """Open or create the store; with several JAX processes, host 0 decides and the others follow."""
-    if not distributed:
-        return SweepStore.open_for_run(out, spec, resume=resume, num_devices=num_devices)
-    from jax.experimental import multihost_utils
+def _open_store(
+    spec: SweepSpec, out: Path, resume: bool, mesh: Mesh, distributed: bool, max_memory: int | None
+) -> SweepStore:
+    """Open or create the store (memory checked first, then the directory locked); with several JAX
+    processes, host 0 decides and locks for all, and the others follow."""
+    num_devices = mesh.devices.size
 
+    def check_plan(plan):
+        check_memory(plan, list(mesh.devices.flat), max_memory)
+
+    if not distributed:
+        return SweepStore.open_for_run(
+            out, spec, resume=resume, num_devices=num_devices, check_plan=check_plan
+        )
     store, error = None, None
     if jax.process_index() == 0:
         try:
-            store = SweepStore.open_for_run(out, spec, resume=resume, num_devices=num_devices)
+            store = SweepStore.open_for_run(
+                out, spec, resume=resume, num_devices=num_devices, check_plan=check_plan
+            )
         except InputError as err:
             error = err
     ok = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
@@ -198,7 +210,7 @@ def _open_store(spec: SweepSpec, out: Path, resume: bool, num_devices: int, dist
     return (
         store
         if store is not None
-        else SweepStore.open_for_run(out, spec, resume=True, num_devices=num_devices)
+        else SweepStore.open_for_run(out, spec, resume=True, num_devices=num_devices, lock=False)
     )
 
 
@@ -213,8 +225,13 @@ def run_sweep(
     process_index: int | None = None,
     process_count: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    max_memory: int | str | None = None,
 ):
     """Run (or resume) a sweep into the directory ``out`` and return its xarray Dataset.
+
+    Before anything is computed or written, the plan's memory is estimated and checked against the devices
+    (:func:`jaxspec.sweeps.check_memory`); then ``out`` is created, probed for writing and locked, so that
+    a second run on the same directory stops at once with an :class:`InputError` naming the first.
 
     Args:
         spec: the :class:`SweepSpec`.
@@ -224,9 +241,11 @@ def run_sweep(
         progress: a tqdm bar over chunks with ETA and runs per second.
         chunk_size: runs per chunk for a new store (overrides ``spec.chunk_size`` and the memory budget).
         process_index, process_count: this host's share of the chunks when hosts are launched without
-            ``jax.distributed`` (default: ``jax.process_index()`` and ``jax.process_count()``); needs an explicit
-            ``chunk_size`` so that every host cuts the same chunks.
+            ``jax.distributed`` (default: ``jax.process_index()`` and ``jax.process_count()``); needs an
+            explicit ``chunk_size`` so that every host cuts the same chunks.
         on_chunk: called with each chunk index after its file is written.
+        max_memory: memory one device may use, in bytes or as ``"8G"`` (default: what the device has);
+            a sweep whose estimated need exceeds it is refused before anything is written.
 
     Returns:
         The ``xarray.Dataset`` (see :func:`jaxspec.sweeps.load_sweep`): complete once every chunk of every
@@ -254,10 +273,29 @@ def run_sweep(
             "hosts launched on their own need an explicit chunk_size, so that every host cuts the "
             "same chunks whatever its devices"
         )
+    if max_memory is not None:
+        max_memory = parse_memory(max_memory)
     mesh = local_mesh(devices)
-    num_devices = mesh.devices.size
     out = Path(out)
-    store = _open_store(spec, out, resume, num_devices, distributed)
+    store = _open_store(spec, out, resume, mesh, distributed, max_memory)
+    try:
+        _run_store(store, mesh, process_index, process_count, distributed, progress, on_chunk)
+    finally:
+        store.close()
+    return load_sweep(out, warn=False)
+
+
+def _run_store(
+    store: SweepStore,
+    mesh: Mesh,
+    process_index: int,
+    process_count: int,
+    distributed: bool,
+    progress: bool,
+    on_chunk: Callable[[int], None] | None,
+) -> None:
+    """This host's chunks of an open store, then (host 0, or any host finding every chunk) the store."""
+    num_devices = mesh.devices.size
     plan = store.plan  # the stored plan: the same chunks whatever this run's devices
     done = store.done_chunks()
     mine = [c for c in plan.chunks if c.index % process_count == process_index]
@@ -278,7 +316,6 @@ def run_sweep(
         store.finalize()
     if distributed:
         _barrier("jaxspec-sweep-finalized")
-    return load_sweep(out, warn=False)
 
 
 def _run_chunks(
@@ -295,8 +332,6 @@ def _run_chunks(
     The next chunk is dispatched before the previous one is written, so device work overlaps the host's
     file writes; a kill therefore loses at most the two chunks in flight.
     """
-    from tqdm.auto import tqdm
-
     spec, plan = store.spec, store.plan
     num_devices = mesh.devices.size
     sharding = NamedSharding(mesh, PartitionSpec(BATCH_AXIS))

@@ -256,10 +256,10 @@ def lyapunov_kernel(params: Mapping[str, Any], seed_key: jax.Array) -> dict[str,
         seed_key: this run's key.
 
     Returns:
-        ``exponents (k,)``, ``counted_layers (k,)``, ``min_active ()``; with ``rates``, ``rates (windows, k)``;
-        with ``svals``, ``log_svals (k,)``; with ``svals_prefixes``, ``log_svals_prefixes (L, k)``; with
-        ``alignment``, ``alignment_log_sin (L,)``: ``log sin angle(v_1(J_l), v_1(J_L))`` of the prefixes
-        ``J_l = A_l ... A_1`` of the same realisation.
+        ``exponents (k,)``, ``counted_layers (k,)``, ``min_active ()``; with ``rates``,
+        ``rates (windows, k)``; with ``svals``, ``log_svals (k,)``; with ``svals_prefixes``,
+        ``log_svals_prefixes (L, k)``; with ``alignment``, ``alignment_log_sin (L,)``:
+        ``log sin angle(v_1(J_l), v_1(J_L))`` of the prefixes ``J_l = A_l ... A_1`` of the same realisation.
 
     References:
         Benettin et al. (1980) for the QR method; Haas et al., arXiv:2602.12384, for masked products.
@@ -347,7 +347,8 @@ def _lyapunov_run_bytes(static: Mapping[str, Any], record: tuple[str, ...]) -> i
 
 
 def _lyapunov_lapack_cost(static: Mapping[str, Any], record: tuple[str, ...]) -> int:
-    """Largest per-run cost of a batched LAPACK call (jaxlib's estimate ``2 m n^2`` for ``geqrf``/``orgqr``)."""
+    """Largest per-run cost of a batched LAPACK call (jaxlib's estimate ``2 m n^2`` for ``geqrf`` and
+    ``orgqr``)."""
     n, depth = static["width"], static["depth"]
     k = n if static.get("k") is None else static["k"]
     costs = [0]

@@ -1,10 +1,11 @@
-"""The sweep plan: grid points grouped by static shape, (point x seed) runs, and chunks sized to a memory budget.
+"""The sweep plan: grid points grouped by static shape, (point x seed) runs, and chunks sized to a memory
+budget.
 
 Pure bookkeeping (numpy only, no devices). Conventions that make the numbers independent of how a sweep is
 executed:
 
-* ``point_id`` is the C-order flat index of a point's axis indices (``numpy.ravel_multi_index``): it depends on
-  the grid alone. Run ``(point_id, s)`` uses the key ``fold_in(fold_in(key(seed), point_id), s)``.
+* ``point_id`` is the C-order flat index of a point's axis indices (``numpy.ravel_multi_index``): it depends
+  on the grid alone. Run ``(point_id, s)`` uses the key ``fold_in(fold_in(key(seed), point_id), s)``.
 * Points that share their static parameters (``width``, ``depth``, ``k``, ``dtype``...) form a **group**; a
   group's runs are ordered point-major (``point_id`` ascending, then seed) and compile once.
 * A group's runs are cut into **chunks** of ``chunk_runs`` consecutive runs. The chunk size is fixed when the

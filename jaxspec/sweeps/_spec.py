@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxspec._checks import InputError
+from jaxspec._extras import optional_import
 from jaxspec.sweeps._kernels import REQUIRED, Kernel, get_kernel
 
 SCIENCE_KEYS = ("name", "kernel", "seeds", "seed", "record", "params", "axes")
@@ -386,9 +387,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         if suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = optional_import("yaml", "sweep").safe_load(text)
         elif suffix == ".json":
             data = json.loads(text)
         else:

@@ -17,9 +17,11 @@ import xarray as xr
 
 from jaxspec import InputError
 from jaxspec.sweeps import (
+    DamagedChunkError,
     Kernel,
     Parameter,
     Record,
+    StoreRepairWarning,
     SweepSpec,
     SweepStore,
     load_sweep,
@@ -197,16 +199,19 @@ def _half_done(tmp_path, spec=None):
     return spec, out
 
 
-def test_a_corrupted_chunk_is_refused_and_left_untouched(tmp_path):
+def test_a_corrupted_chunk_is_named_when_read_and_recomputed_on_resume(tmp_path):
     spec, out = _half_done(tmp_path)
     chunk = out / "chunks" / "chunk-000002.npz"
     chunk.write_bytes(chunk.read_bytes()[:100])  # truncated, as by a crash of a non-atomic writer
     before = _snapshot(out)
-    with pytest.raises(InputError, match="chunk-000002.npz is corrupted .*delete that file"):
-        run_sweep(spec, out, resume=True, progress=False, process_index=1, process_count=2)
-    with pytest.raises(InputError, match="is corrupted"):
+    with pytest.raises(DamagedChunkError, match="chunk-000002.npz is damaged .*--repair"):
         load_sweep(out)
-    assert _snapshot(out) == before
+    assert _snapshot(out) == before  # reading never changes a store
+    with pytest.warns(StoreRepairWarning, match="chunk 2 .* was damaged .*set aside"):
+        ds = run_sweep(spec, out, resume=True, progress=False)
+    assert ds.attrs["complete"]
+    np.testing.assert_array_equal(ds["values"].values, _oracle(spec))
+    assert [p.name.split(".npz")[0] for p in (out / "damaged").iterdir()] == ["chunk-000002"]
 
 
 def test_a_chunk_of_another_sweep_is_refused(tmp_path):
