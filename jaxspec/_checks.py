@@ -38,22 +38,198 @@ def is_traced(value: Any) -> bool:
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """Raise :class:`InputError` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
-    if value not in choices:
+    try:
+        known = value in choices
+    except TypeError:  # an unhashable or incomparable value
+        known = False
+    if not known:
         raise InputError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
+def _got(value: Any) -> str:
+    """``value!r``, with its type where the repr alone could mislead (``'4'`` is a str, not 4)."""
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if isinstance(value, (bool, str, bytes, complex)) or value is None:
+        return f"{text} ({type(value).__name__})"
+    return text
+
+
+def _int_expectation(name: str, minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"{name} must lie in [{minimum}, {maximum}] (an integer)"
+    if minimum == 1:
+        return f"{name} must be a positive integer"
+    if minimum == 0:
+        return f"{name} must be a non-negative integer"
+    if minimum is not None:
+        return f"{name} must be an integer >= {minimum}"
+    if maximum is not None:
+        return f"{name} must be an integer <= {maximum}"
+    return f"{name} must be an integer"
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an ``int`` in ``[minimum, maximum]``, else raise :class:`InputError` naming ``name``.
+
+    Integers (Python, numpy, 0-d integer arrays) and integral finite floats (``4.0``) are accepted; booleans,
+    strings, fractional or non-finite numbers are refused, never floored.
+
+    Example:
+        >>> check_int("width", 4.0, minimum=1)
+        4
+    """
+    expected = _int_expectation(name, minimum, maximum)
+    if isinstance(value, (bool, np.bool_)) or is_traced(value):
+        raise InputError(f"{expected}, got {_got(value)}")
+    if isinstance(value, (np.ndarray, jax.Array)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (int, np.integer)):
+        result = int(value)
+    elif isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        result = int(value)
+    else:
+        raise InputError(f"{expected}, got {_got(value)}")
+    if (minimum is not None and result < minimum) or (maximum is not None and result > maximum):
+        raise InputError(f"{expected}, got {_got(value)}")
+    return result
+
+
 def check_positive_int(name: str, value: Any) -> int:
-    """``int(value)`` if it is a positive integer (not a bool), else raise :class:`InputError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        if not (isinstance(value, (float, np.floating)) and float(value).is_integer() and value >= 1):
-            raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """``int(value)`` if it is a positive integer (not a bool, not a fraction), else raise
+    :class:`InputError`."""
+    return check_int(name, value, minimum=1)
 
 
-def check_positive(name: str, value: Any) -> None:
-    """Raise :class:`InputError` unless every entry of ``value`` is positive (tracers pass through)."""
-    if not is_traced(value) and not np.all(np.asarray(value) > 0):
-        raise InputError(f"{name} must be positive, got {value}")
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_array: bool = False,
+) -> Any:
+    """``value`` as a finite real float (or float64 array with ``allow_array``) within the given bounds.
+
+    Refuses strings, booleans, complex numbers, ``None``, NaN and infinities with an :class:`InputError` that
+    names ``name`` and the accepted range. Tracers pass through unchecked (their caller checks them).
+
+    Args:
+        name: the argument's name, as the user wrote it.
+        value: the value.
+        low, high: bounds (``None``: unbounded).
+        low_open, high_open: exclude the bound itself.
+        allow_array: accept an array of values (each checked), returned as a float64 array.
+
+    Returns:
+        A float, or a float64 array.
+
+    Example:
+        >>> check_real("p", 0.5, low=0.0, high=1.0, low_open=True)
+        0.5
+    """
+    if is_traced(value):
+        return value
+    lo = None if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = None if high is None else f"{high:g}" + (")" if high_open else "]")
+    kind = "a finite real number, or an array of them" if allow_array else "a finite real number"
+    if lo is not None and hi is not None:
+        expected = f"{name} must lie in {lo}, {hi} ({kind})"
+    elif low == 0 and low_open:
+        expected = f"{name} must be positive ({kind})"
+    elif low is not None:
+        expected = f"{name} must be {'>' if low_open else '>='} {low:g} ({kind})"
+    elif high is not None:
+        expected = f"{name} must be {'<' if high_open else '<='} {high:g} ({kind})"
+    else:
+        expected = f"{name} must be {kind}"
+    bad = f"{expected}, got {_got(value)}"
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes, complex)):
+        raise InputError(bad)
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is refused with the same message
+        raise InputError(bad) from None
+    if array.dtype.kind not in "iuf" or (array.ndim > 0 and not allow_array) or array.size == 0:
+        raise InputError(bad)
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)):
+        raise InputError(bad)
+    too_low = low is not None and np.any(array <= low if low_open else array < low)
+    too_high = high is not None and np.any(array >= high if high_open else array > high)
+    if too_low or too_high:
+        raise InputError(bad)
+    return float(array) if array.ndim == 0 else array
+
+
+def check_positive(name: str, value: Any, *, allow_array: bool = True) -> Any:
+    """``value`` if every entry is a finite positive real number, else raise :class:`InputError` (tracers pass
+    through). Returns a float (or a float64 array)."""
+    return check_real(name, value, low=0.0, low_open=True, allow_array=allow_array)
+
+
+def check_probability(name: str, value: Any, *, allow_array: bool = False) -> Any:
+    """``value`` as a probability in ``(0, 1]`` (a gate that is never open is refused)."""
+    return check_real(name, value, low=0.0, high=1.0, low_open=True, allow_array=allow_array)
+
+
+def check_widths(widths: Any) -> tuple[int, ...]:
+    """``(n_0, ..., n_L)`` as a tuple of at least two positive ints, else raise :class:`InputError`."""
+    if isinstance(widths, (str, bytes)) or np.ndim(widths) != 1:
+        raise InputError(f"widths must be a sequence (n_0, ..., n_L) of positive integers, got {widths!r}")
+    widths = tuple(check_int(f"widths[{l}]", n, minimum=1) for l, n in enumerate(widths))
+    if len(widths) < 2:
+        raise InputError(f"widths must hold at least two entries (n_0, n_1), got {widths}")
+    return widths
+
+
+#: Natural log of the largest finite float64: ``exp`` of anything above it overflows.
+LOG_FLOAT64_MAX = float(np.log(np.finfo(np.float64).max))
+# Headroom kept below a dtype's exponent range when bounding a block's scale: the chi^2 fluctuations of a
+# block and the width's factor in norms and Gram matrices (e^12 ~ 1.6e5).
+_SCALE_HEADROOM = 12.0
+
+
+def log_range(dtype: Any) -> float:
+    """``min(ln max, -ln tiny)`` of a floating dtype: how far from 1 a normal number's scale can go
+    (88.0 for float32, 708.4 for float64)."""
+    info = np.finfo(np.dtype(dtype))
+    return float(min(np.log(info.max), -np.log(info.tiny)))
+
+
+def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, width: int = 1) -> None:
+    """Refuse a weight scale whose products leave the compute dtype's range.
+
+    A block of ``m`` layers that is multiplied out before a re-orthonormalisation scales lengths by about
+    ``sigma2^(m/2)`` and the Gram matrices and norms of the QR by ``sigma2^m``, times the width. So
+    ``m |ln sigma2| + 2 ln N + 12`` must stay below the dtype's log range (:func:`log_range`: 88.0 in float32,
+    708.4 in float64). At ``m = 1`` this is the weights' own range: ``sigma2 = 1e300`` fits float64 but not
+    float32. The closed forms (in logs) and the exact singular values (log-scaled) have no such limit.
+
+    Raises:
+        InputError: naming ``name``, the dtype and the limit.
+
+    Example:
+        >>> check_scale_range("sigma2", 2.0, "float32", block=16, width=128)
+    """
+    if is_traced(sigma2):
+        return
+    values = np.atleast_1d(np.asarray(sigma2, np.float64))
+    log_s2 = float(np.max(np.abs(np.log(values))))
+    limit = log_range(dtype) - 2.0 * np.log(max(int(width), 1)) - _SCALE_HEADROOM
+    if int(block) * log_s2 > limit:
+        largest = np.exp(limit / int(block))
+        raise InputError(
+            f"{name} = {np.asarray(sigma2).tolist()} leaves {np.dtype(dtype).name}'s range: a block of "
+            f"{int(block)} layer(s) scales by {name}^{int(block)}, and {int(block)} x |ln {name}| = "
+            f"{int(block) * log_s2:.1f} must stay below {limit:.1f} (ln of the dtype's range less 2 ln N + "
+            f"{_SCALE_HEADROOM:g}), i.e. {name} in [{1 / largest:.3g}, {largest:.3g}]"
+            + ("; use float64" if np.dtype(dtype) == np.float32 else "")
+            + ("" if int(block) == 1 else " or a shorter re-orthonormalisation interval")
+        )
 
 
 def check_dtype(dtype: str) -> str:
@@ -67,8 +243,8 @@ def check_dtype(dtype: str) -> str:
 
 
 class PaddedWidths:
-    """Mixin of everything stored at padded width ``N = max(widths)``: ``depth``, ``max_width``, ``input_width``
-    from a static ``widths = (n_0, ..., n_L)``."""
+    """Mixin of everything stored at padded width ``N = max(widths)``: ``depth``, ``max_width``,
+    ``input_width`` from a static ``widths = (n_0, ..., n_L)``."""
 
     widths: tuple[int, ...]
 

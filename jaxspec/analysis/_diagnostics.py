@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from jaxspec._checks import InputError
+from jaxspec._checks import InputError, check_choice, check_int, check_positive, check_widths
 from jaxspec.theory import binomial_count_law, count_law_theory, fixed_count_law, singular_value_offsets
 
 
@@ -81,9 +81,10 @@ def fit_slopes(log_svals: Float[ArrayLike, "S L k"], *, start: int = 1, stop: in
     if log_svals.ndim != 3:
         raise InputError(f"log_svals must be (samples, depth, k), got shape {log_svals.shape}")
     depth = log_svals.shape[1]
-    stop = depth if stop is None else int(stop)
-    if not 1 <= start < stop <= depth:
-        raise InputError(f"need 1 <= start < stop <= {depth}, got start={start}, stop={stop}")
+    if depth < 2:
+        raise InputError(f"fitting a slope needs at least two depths, got {depth}")
+    start = check_int("start", start, minimum=1, maximum=depth - 1)
+    stop = depth if stop is None else check_int("stop", stop, minimum=start + 1, maximum=depth)
     l = np.arange(start, stop + 1, dtype=np.float64)
     y = log_svals[:, start - 1 : stop]
     lc = l - l.mean()
@@ -112,6 +113,7 @@ def separation_ratios(
     log_svals = np.asarray(log_svals, dtype=np.float64)
     ratios = log_svals[..., :-1] - log_svals[..., 1:]
     depth = log_svals.shape[-2]
+    width = None if width is None else check_int("width", width, minimum=1)
     return ratios, None if width is None else np.arange(1, depth + 1) / float(width)
 
 
@@ -167,15 +169,15 @@ def network_theory(
         Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)); Newman,
         CMP 104 (1986).
     """
-    widths = tuple(int(n) for n in widths)
-    k = min(widths) if k is None else int(k)
+    widths = check_widths(widths)
+    k = min(widths) if k is None else check_int("k", k, minimum=1, maximum=min(widths))
+    check_choice("activation", activation, ("relu", "leaky_relu", "linear"))
+    sigma2 = check_positive("sigma2", sigma2, allow_array=False)
     depth = len(widths) - 1
     uniform = len(set(widths)) == 1
     offsets = singular_value_offsets(widths[0], k) if uniform else None
     if bias or activation == "leaky_relu":
         return NetworkTheory(None, None, offsets, f"no closed form for {activation} with bias={bias}")
-    if activation not in ("relu", "linear"):
-        raise InputError(f"activation must be relu, leaky_relu or linear, got {activation!r}")
     laws = []
     for l in range(depth):
         fan_in, fan_out = widths[l], widths[l + 1]

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import InputError
+from jaxspec._checks import DTYPES, InputError, check_choice, check_dtype, check_int
 from jaxspec.engine import accumulator_dtype, realisation_key
 from jaxspec.ensembles import Ensemble, fixed_network, layer_key
 
@@ -325,8 +325,7 @@ def stratified_scan(
         Loh et al. (1989); Bai et al. (2009); Demmel, Veselic (1992);
         [math §4](https://jaxspec.github.io/jaxspec/math/#s4).
     """
-    if int(depth) < 1:
-        raise InputError(f"depth must be a positive integer, got {depth}")
+    depth = check_int("depth", depth, minimum=1)
 
     def body(carry, index):
         state, graded = carry
@@ -407,8 +406,10 @@ def product_log_svals(
         w, m, n0 = stack.weights, stack.masks, stack.widths[0]
     else:
         w = jnp.asarray(weights)
-        if w.ndim != 3 or w.shape[1] != w.shape[2] or w.shape[0] < 1:
-            raise InputError(f"weights must be a (L, N, N) stack with L >= 1, got shape {tuple(w.shape)}")
+        if w.ndim != 3 or w.shape[1] != w.shape[2] or w.shape[0] < 1 or w.shape[1] < 1:
+            raise InputError(f"weights must be a (L, N, N) stack with L, N >= 1, got shape {tuple(w.shape)}")
+        if jnp.issubdtype(w.dtype, jnp.complexfloating) or w.dtype == jnp.bool_:
+            raise InputError(f"weights must hold real numbers, got {w.dtype} (cast them explicitly if meant)")
         if not jnp.issubdtype(w.dtype, jnp.floating):
             w = w.astype(jnp.float32)
         if not bool(jnp.all(jnp.isfinite(w))):
@@ -432,26 +433,33 @@ def ensemble_log_svals(
     *,
     prefixes: bool = False,
     return_frames: bool = False,
-    dtype=jnp.float32,
+    dtype=None,
     precision=jax.lax.Precision.HIGHEST,
 ) -> ProductSvals:
     """Exact log singular values of one realisation of an ensemble (one seed), with the engine's keys.
 
     The layers are those of ``ensemble.sample(jaxspec.engine.realisation_key(seed_key))``, i.e. the very
-    matrices :func:`jaxspec.lyapunov_spectrum` propagates for that seed. Pure (vmap it over seeds); no
-    argument validation, so it can run inside ``jit``/``vmap``.
+    matrices :func:`jaxspec.lyapunov_spectrum` propagates for that seed. Pure (vmap it over seeds): concrete
+    arguments are validated, traced ones (inside ``jit``/``vmap``) pass through.
+
+    Precision follows what the user enabled: with ``jax_enable_x64`` on, the default is float64 (exact to
+    ~1e-12 in ``log s_i``, the point of this function); without it, float32 (errors ~1e-5, larger for
+    ill-conditioned products).
 
     Args:
         ensemble: any ensemble of :mod:`jaxspec.ensembles`.
         seed_key: this seed's key (see :func:`jaxspec.engine.seed_keys`).
         prefixes: return every prefix ``J_l = A_l ... A_1`` as ``(L, n0)``.
         return_frames: also return the singular frames of the full product.
-        dtype: compute dtype (``jnp.float32`` default, or ``"float64"``); the log scales are float64 whenever
-            x64 is enabled.
+        dtype: compute dtype, ``"float32"`` or ``"float64"``; ``None`` (default): float64 when
+            ``jax_enable_x64`` is on, else float32. The log scales are float64 whenever x64 is enabled.
         precision: matmul precision.
 
     Returns:
         :class:`ProductSvals` with ``n0 = ensemble.widths[0]`` values.
+
+    Raises:
+        InputError: an argument that is not an ensemble, a key or a known dtype.
 
     Example:
         >>> import jaxspec
@@ -464,9 +472,36 @@ def ensemble_log_svals(
         Newman (1986) (spectrum); Haas et al., arXiv:2602.12384 (offsets ``c_i``,
         [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
+    if not isinstance(ensemble, Ensemble):
+        raise InputError(
+            f"ensemble must be a jaxspec ensemble (see jaxspec.ensembles), got {type(ensemble).__name__}"
+        )
+    if not isinstance(seed_key, jax.Array) or not jax.dtypes.issubdtype(seed_key.dtype, jax.dtypes.prng_key):
+        raise InputError(
+            "seed_key must be one typed PRNG key (jaxspec.engine.seed_keys(seed, n)[i]), "
+            f"got {type(seed_key).__name__}"
+        )
     return _ensemble_log_svals(
-        ensemble, seed_key, bool(prefixes), bool(return_frames), jnp.dtype(dtype).name, precision
+        ensemble, seed_key, bool(prefixes), bool(return_frames), resolve_svals_dtype(dtype), precision
     )
+
+
+def resolve_svals_dtype(dtype: Any = None) -> str:
+    """The compute dtype name of the exact singular values: ``dtype``, or for ``None`` the enabled precision
+    (``"float64"`` with ``jax_enable_x64``, else ``"float32"``).
+
+    Example:
+        >>> resolve_svals_dtype("float32")
+        'float32'
+    """
+    if dtype is None:
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    try:
+        name = jnp.dtype(dtype).name
+    except TypeError:
+        name = dtype
+    check_choice("dtype", name, DTYPES)
+    return check_dtype(name)
 
 
 @functools.partial(jax.jit, static_argnames=("prefixes", "return_frames", "dtype", "precision"))

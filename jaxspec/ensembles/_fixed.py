@@ -33,6 +33,19 @@ class FixedStack(PaddedLayers):
         return int(np.min(np.sum(np.asarray(self.masks) > 0, axis=-1)))
 
 
+def _real_array(name: str, value: Any, *, allow_bool: bool = False) -> np.ndarray:
+    """``value`` as a real numeric array; complex, string and object arrays are refused (never cast)."""
+    try:
+        array = np.asarray(value)
+    except Exception:  # noqa: BLE001 - ragged or unreadable input
+        raise InputError(f"{name} must be a real numeric array") from None
+    kinds = "iufb" if allow_bool else "iuf"
+    if array.dtype.kind not in kinds:
+        what = "complex" if array.dtype.kind == "c" else str(array.dtype)
+        raise InputError(f"{name} must hold real numbers, got {what} values (cast them explicitly if meant)")
+    return array.astype(np.float32) if array.dtype.kind == "b" else array
+
+
 def fixed_network(weights: Sequence[Any], masks: Sequence[Any] | None = None) -> FixedStack:
     """A fixed network from explicit layers.
 
@@ -43,23 +56,28 @@ def fixed_network(weights: Sequence[Any], masks: Sequence[Any] | None = None) ->
     Returns:
         A :class:`FixedStack`, padded to ``N = max(widths)``.
     """
-    weights = [np.asarray(w) for w in weights]
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise InputError(f"weights must be a sequence of L matrices, got {type(weights).__name__}")
+    weights = [_real_array(f"weights[{l}]", w) for l, w in enumerate(weights)]
     if not weights:
         raise InputError("a fixed network needs at least one layer")
     for l, w in enumerate(weights):
-        if w.ndim != 2:
-            raise InputError(f"weights[{l}] must be a matrix, got shape {w.shape}")
+        if w.ndim != 2 or 0 in w.shape:
+            raise InputError(f"weights[{l}] must be a non-empty matrix, got shape {w.shape}")
         if not np.all(np.isfinite(w)):
             raise InputError(f"weights[{l}] holds non-finite values")
     widths = (weights[0].shape[1],) + tuple(w.shape[0] for w in weights)
     for l in range(1, len(weights)):
         if weights[l].shape[1] != weights[l - 1].shape[0]:
             raise InputError(
-                f"weights[{l}] has {weights[l].shape[1]} columns but weights[{l - 1}] has {weights[l - 1].shape[0]} rows"
+                f"weights[{l}] has {weights[l].shape[1]} columns but weights[{l - 1}] has "
+                f"{weights[l - 1].shape[0]} rows"
             )
     if masks is None:
         masks = [np.ones(w.shape[0]) for w in weights]
-    masks = [np.asarray(m) for m in masks]
+    if isinstance(masks, (str, bytes)) or not hasattr(masks, "__len__"):
+        raise InputError(f"masks must be a sequence of L gate vectors, got {type(masks).__name__}")
+    masks = [_real_array(f"masks[{l}]", m, allow_bool=True) for l, m in enumerate(masks)]
     if len(masks) != len(weights):
         raise InputError(f"got {len(masks)} masks for {len(weights)} layers")
     for l, (m, w) in enumerate(zip(masks, weights, strict=True)):

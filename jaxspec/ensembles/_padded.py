@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float
 
-from jaxspec._checks import InputError, PaddedWidths
+from jaxspec._checks import InputError, PaddedWidths, check_int, check_widths
 from jaxspec.ensembles._protocol import LayerStack, layer_key
 from jaxspec.theory import CountLaw, LayerTheory, count_law_theory
 
@@ -22,20 +22,18 @@ def standard_normal(key: jax.Array, shape, dtype) -> jax.Array:
 
 
 def resolve_widths(width: int | None, depth: int | None, widths: Sequence[int] | None) -> tuple[int, ...]:
+    """``(n_0, ..., n_L)`` from ``width`` and ``depth`` or from ``widths``; every entry a positive integer
+    (fractions, booleans and strings are refused, never rounded)."""
     if widths is not None:
         if width is not None or depth is not None:
             raise InputError("give either widths=(n_0, ..., n_L) or width and depth, not both")
-        widths = tuple(int(n) for n in widths)
-        if len(widths) < 2:
-            raise InputError(f"widths must hold at least two entries (n_0, n_1), got {widths}")
+        widths = check_widths(widths)
     else:
         if width is None or depth is None:
             raise InputError("give width and depth (or widths)")
-        if int(depth) < 1:
-            raise InputError(f"depth must be a positive integer, got {depth}")
-        widths = (int(width),) * (int(depth) + 1)
-    if min(widths) < 1:
-        raise InputError(f"every width must be a positive integer, got {widths}")
+        width = check_int("width", width, minimum=1)
+        depth = check_int("depth", depth, minimum=1)
+        widths = (width,) * (depth + 1)
     return widths
 
 

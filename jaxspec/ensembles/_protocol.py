@@ -1,7 +1,7 @@
 """The :class:`Ensemble` protocol: what the engine asks of a product of layers ``A_l = D_l W_l``.
 
-An ensemble is a small frozen pytree. Its numerical parameters (``sigma2``, ``p``) are pytree leaves, so a sweep
-can ``vmap`` over them; its shapes (``widths``) are static. The engine needs three things of it:
+An ensemble is a small frozen pytree. Its numerical parameters (``sigma2``, ``p``) are pytree leaves, so a
+sweep can ``vmap`` over them; its shapes (``widths``) are static. The engine needs three things of it:
 
 * **What it can sample**, one layer at a time (``init_state``, ``layer``) or all at once (``sample``), with
   exactly the engine's keys, so that a dense oracle sees the same matrices as the scan.
@@ -12,8 +12,8 @@ can ``vmap`` over them; its shapes (``widths``) are static. The engine needs thr
   and ``min_active_count()``, a lower bound on the active counts known before sampling (used to pick a QR
   backend).
 
-Variable widths. ``widths = (n_0, n_1, ..., n_L)``: layer ``l`` (0-based) maps ``n_l -> n_{l+1}``. All layers are
-stored zero-padded to ``N = max(widths)``: the block ``weight[:n_{l+1}, :n_l]`` is the real matrix and
+Variable widths. ``widths = (n_0, n_1, ..., n_L)``: layer ``l`` (0-based) maps ``n_l -> n_{l+1}``. All layers
+are stored zero-padded to ``N = max(widths)``: the block ``weight[:n_{l+1}, :n_l]`` is the real matrix and
 ``mask[n_{l+1}:] = 0``. Padding rows are masked and padding columns are zero, so the padded product acts on
 ``R^{n_0}`` exactly as the unpadded one. Active counts ``K_l = mask.sum()`` only ever count real units.
 
@@ -42,7 +42,8 @@ class LayerStack(NamedTuple):
 
 
 def layer_key(key: PRNGKeyArray, index: Int[Array, ""] | int) -> PRNGKeyArray:
-    """The key of layer ``index`` of one realisation: ``fold_in(key, index)``, so it never depends on depth."""
+    """The key of layer ``index`` of one realisation: ``fold_in(key, index)``, so it never depends on
+    depth."""
     return jax.random.fold_in(key, index)
 
 

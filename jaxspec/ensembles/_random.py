@@ -1,4 +1,5 @@
-"""Random ensembles: Ginibre, Haar-orthogonal, masked (Bernoulli or fixed-count gates) and ReLU-network layers.
+"""Random ensembles: Ginibre, Haar-orthogonal, masked (Bernoulli or fixed-count gates) and ReLU-network
+layers.
 
 References:
     Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 1986.
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxspec._checks import HIGHEST, InputError, check_positive, is_traced
+from jaxspec._checks import HIGHEST, InputError, check_int, check_positive, check_probability, is_traced
 from jaxspec.ensembles._padded import PaddedLayers, resolve_widths, standard_normal
 from jaxspec.theory import CountLaw, LayerTheory, binomial_count_law, fixed_count_law, orthogonal_exponents
 
@@ -166,8 +167,8 @@ class ReluNet(PaddedLayers):
 
     The state is the (normalised) activation ``h_l``; ``D_{l+1} = 1[W_{l+1} h_l > 0]``. Normalising ``h``
     does not change any gate (zero bias) and keeps deep runs finite. For sign-symmetric iid weights this is an
-    exact ``p = 1/2`` instance of :class:`Masked` for all volume statistics ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)); He init is
-    ``sigma2 = 2``.
+    exact ``p = 1/2`` instance of :class:`Masked` for all volume statistics
+    ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)); He init is ``sigma2 = 2``.
     """
 
     sigma2: jax.Array | float = 2.0
@@ -216,8 +217,7 @@ def gaussian(
         sigma2: weight variance times fan-in.
         widths: alternatively ``(n_0, ..., n_L)``.
     """
-    check_positive("sigma2", sigma2)
-    return Gaussian(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
+    return Gaussian(sigma2=_sigma2(sigma2), widths=resolve_widths(width, depth, widths))
 
 
 def orthogonal(
@@ -228,8 +228,7 @@ def orthogonal(
     widths: Sequence[int] | None = None,
 ) -> Orthogonal:
     """Haar-orthogonal layers times ``sqrt(sigma2)``."""
-    check_positive("sigma2", sigma2)
-    return Orthogonal(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
+    return Orthogonal(sigma2=_sigma2(sigma2), widths=resolve_widths(width, depth, widths))
 
 
 def masked(
@@ -250,21 +249,32 @@ def masked(
         fixed_count: ``K`` (int, all layers) or one count per layer, ``1 <= K_l <= n_{l+1}``.
     """
     widths = resolve_widths(width, depth, widths)
-    check_positive("sigma2", sigma2)
-    if not is_traced(p) and not np.all((np.asarray(p) > 0) & (np.asarray(p) <= 1)):
-        raise InputError(f"p must lie in (0, 1], got {p}")
+    sigma2 = _sigma2(sigma2)
+    p = _leaf(p, check_probability("p", p, allow_array=True))
     counts = None
     if fixed_count is not None:
         depth_ = len(widths) - 1
-        counts = (
-            (int(fixed_count),) * depth_ if np.ndim(fixed_count) == 0 else tuple(int(c) for c in fixed_count)
-        )
+        if isinstance(fixed_count, (str, bytes)) or np.ndim(fixed_count) > 1:
+            raise InputError(f"fixed_count must be an integer or one integer per layer, got {fixed_count!r}")
+        counts = (fixed_count,) * depth_ if np.ndim(fixed_count) == 0 else tuple(fixed_count)
         if len(counts) != depth_:
             raise InputError(f"fixed_count needs one entry per layer ({depth_}), got {len(counts)}")
-        for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True)):
-            if not 0 <= c <= n:
-                raise InputError(f"fixed_count[{l}] = {c} must lie in [0, {n}] (the layer's width)")
+        counts = tuple(
+            check_int(f"fixed_count[{l}]", c, minimum=0, maximum=n)
+            for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True))
+        )
     return Masked(sigma2=sigma2, p=p, widths=widths, fixed_count=counts)
+
+
+def _leaf(value, checked):
+    """A checked numeric leaf: the validated float for plain numbers, the caller's array (or tracer) as given,
+    so that a sweep's batched leaves keep their dtype and shape."""
+    return checked if isinstance(value, (int, float, np.integer, np.floating)) else value
+
+
+def _sigma2(sigma2):
+    """``sigma2`` checked finite, real and positive (scalar or batched leaf; tracers pass)."""
+    return _leaf(sigma2, check_positive("sigma2", sigma2))
 
 
 def relu_net(
@@ -275,8 +285,7 @@ def relu_net(
     widths: Sequence[int] | None = None,
 ) -> ReluNet:
     """Zero-bias ReLU network at a random Gaussian input; He init is ``sigma2 = 2``."""
-    check_positive("sigma2", sigma2)
-    return ReluNet(sigma2=sigma2, widths=resolve_widths(width, depth, widths))
+    return ReluNet(sigma2=_sigma2(sigma2), widths=resolve_widths(width, depth, widths))
 
 
 def make_ensemble(
@@ -293,7 +302,7 @@ def make_ensemble(
 
     ``sigma2`` defaults to 1, except for ``relu-net`` (He init, 2). ``p`` is only meaningful for ``masked``.
     """
-    if name not in ENSEMBLE_NAMES:
+    if not isinstance(name, str) or name not in ENSEMBLE_NAMES:
         raise InputError(f"unknown ensemble {name!r}; choose one of {', '.join(ENSEMBLE_NAMES)}")
     if p is not None and name != "masked":
         raise InputError(f"--p only applies to the masked ensemble, not {name!r}")

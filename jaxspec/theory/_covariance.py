@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 from scipy import special
 
+from jaxspec._checks import check_positive_int
 from jaxspec.theory._lyapunov import (
     CountLaw,
     check_condition,
@@ -62,14 +63,15 @@ def layer_covariance(
     check_condition(condition)
     base = count_law_theory(laws, k, sigma2=sigma2, condition=condition)
     lam = np.where(np.isfinite(base.exponents), base.exponents, 0.0)
+    laws = list(laws)
     sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
     total = np.zeros((k, k))
     for law, s2 in zip(laws, sigma2, strict=True):
-        _, admit, safe, mean_term = law_terms(law, k, s2, condition)
-        centred = np.where(admit, mean_term - lam[:, None], 0.0)  # (k, K+1)
-        weighted = centred * law.pmf[None, :]
+        _, admit, safe, mean_term, pmf = law_terms(law, k, s2, condition)
+        centred = np.where(admit, mean_term - lam[:, None], 0.0)  # (k, support)
+        weighted = centred * pmf
         total += weighted @ centred.T
-        total += np.diag((np.where(admit, 0.25 * special.polygamma(1, safe), 0.0) * law.pmf[None, :]).sum(1))
+        total += np.diag((np.where(admit, 0.25 * special.polygamma(1, safe), 0.0) * pmf).sum(1))
     total /= len(laws)
     prob = base.prob_counted
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -107,6 +109,7 @@ def estimator_covariance(
         Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     check_condition(condition)
+    seeds = check_positive_int("seeds", seeds)
     theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None

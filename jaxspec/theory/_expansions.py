@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Float
 
-from jaxspec.theory._validation import check_k, check_probability
+from jaxspec.theory._validation import check_k, check_probability, check_sigma2
 
 
 def _indices(n: int, k: int | None) -> np.ndarray:
@@ -50,6 +50,7 @@ def large_n_exponents(
         Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
     p = check_probability(p)
+    sigma2 = check_sigma2(sigma2)
     i = _indices(n, k)
     inside = 1.0 - (i - 1) / (p * n)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -86,4 +87,5 @@ def large_n_gaps(n: int, p: float = 1.0, k: int | None = None) -> Float[np.ndarr
 def large_n_complex_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> Float[np.ndarray, " k"]:
     """``(k,)`` large-N complex Ginibre exponents ``(1/2) log sigma2 + (1/2)[log(1 - (i-1)/N) - 1/(2N)]``."""
     i = _indices(n, k)
+    sigma2 = check_sigma2(sigma2)
     return 0.5 * np.log(sigma2) + 0.5 * (np.log1p(-(i - 1) / n) - 0.5 / n)

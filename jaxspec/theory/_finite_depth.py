@@ -25,8 +25,8 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 from scipy import special
 
-from jaxspec._checks import InputError
-from jaxspec.theory._validation import check_k
+from jaxspec._checks import InputError, check_int, check_real
+from jaxspec.theory._validation import check_depth_value, check_k
 
 
 def singular_value_offsets(n: int, k: int | None = None) -> Float[np.ndarray, " k"]:
@@ -47,8 +47,8 @@ def singular_value_offsets(n: int, k: int | None = None) -> Float[np.ndarray, " 
         Haas et al., arXiv:2602.12384 (finite-depth corrections;
         [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    n = int(n)
     k = check_k(k, n)
+    n = int(n)
     i = np.arange(1, k + 1)
     return 0.5 * (special.digamma((n - i + 1) / 2.0) - special.digamma(i / 2.0))
 
@@ -75,10 +75,30 @@ def predicted_log_svals(
     References:
         Haas et al., arXiv:2602.12384 ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
-    exponents = np.asarray(exponents, float)
-    offsets = np.asarray(offsets, float)
-    depth = np.asarray(depth, float)
-    return depth[..., None] * exponents + offsets
+    exponents = _exponent_array(exponents)
+    offsets = np.asarray(check_real("offsets", offsets, allow_array=True), float)
+    if offsets.shape != exponents.shape:
+        raise InputError(f"offsets must have the shape of exponents {exponents.shape}, got {offsets.shape}")
+    depth = np.asarray(check_depth_value(depth), float)
+    with np.errstate(invalid="ignore"):  # 0 x -inf at depth 0 of a collapsed index
+        return depth[..., None] * exponents + offsets
+
+
+def _exponent_array(exponents) -> np.ndarray:
+    """A ``(k,)`` float64 array of exponents: real, never NaN or ``+inf`` (``-inf`` marks a collapsed
+    index)."""
+    if isinstance(exponents, (str, bytes)):
+        raise InputError(f"exponents must be a (k,) array of real numbers, got {exponents!r}")
+    try:
+        array = np.asarray(exponents)
+    except Exception:  # noqa: BLE001
+        raise InputError(f"exponents must be a (k,) array of real numbers, got {exponents!r}") from None
+    if array.ndim != 1 or array.size == 0 or array.dtype.kind not in "iuf":
+        raise InputError(f"exponents must be a (k,) array of real numbers, got {exponents!r}")
+    array = array.astype(float)
+    if np.any(np.isnan(array) | (array == np.inf)):
+        raise InputError("exponents must be finite or -inf (a collapsed index), got NaN or +inf")
+    return array
 
 
 def spectral_gaps(exponents: Float[ArrayLike, " k"]) -> Float[np.ndarray, " k-1"]:
@@ -89,7 +109,7 @@ def spectral_gaps(exponents: Float[ArrayLike, " k"]) -> Float[np.ndarray, " k-1"
         >>> np.round(spectral_gaps(gaussian_exponents(4)), 6)
         array([0.193147, 0.306853, 0.693147])
     """
-    exponents = np.asarray(exponents, float)
+    exponents = _exponent_array(exponents)
     with np.errstate(invalid="ignore"):  # -inf - (-inf): no gap between two collapsed indices (NaN)
         return exponents[:-1] - exponents[1:]
 
@@ -101,10 +121,12 @@ def separation_rate(exponents: Float[ArrayLike, " k"], i: int = 1) -> float:
         >>> separation_rate([-0.1, -0.3, -0.6], 2)
         0.3
     """
-    exponents = np.asarray(exponents, float)
-    if not 1 <= int(i) < exponents.shape[0]:
-        raise InputError(f"i must lie in [1, {exponents.shape[0] - 1}], got {i}")
-    return float(exponents[int(i) - 1] - exponents[int(i)])
+    exponents = _exponent_array(exponents)
+    if exponents.shape[0] < 2:
+        raise InputError(f"a separation rate needs at least two exponents, got {exponents.shape[0]}")
+    i = check_int("i", i, minimum=1, maximum=exponents.shape[0] - 1)
+    with np.errstate(invalid="ignore"):
+        return float(exponents[i - 1] - exponents[i])
 
 
 def alignment_slope(exponents: Float[ArrayLike, " k"]) -> float:
@@ -152,5 +174,15 @@ def separation_depth(
         45.7
     """
     gap = separation_rate(exponents, i)
-    offsets = np.asarray(offsets, float)
+    i = int(i)
+    offsets = np.asarray(check_real("offsets", offsets, allow_array=True), float)
+    log_ratio = check_real("log_ratio", log_ratio)
+    if offsets.shape != np.shape(exponents):
+        raise InputError(
+            f"offsets must have the shape of exponents {np.shape(exponents)}, got {offsets.shape}"
+        )
+    if not np.isfinite(gap) or gap <= 0:
+        raise InputError(
+            f"separation_depth needs a positive finite gap lambda_{i} - lambda_{i + 1}, got {gap}"
+        )
     return float((log_ratio - offsets[i - 1] + offsets[i]) / gap)

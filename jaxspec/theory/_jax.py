@@ -14,6 +14,9 @@ import jax.numpy as jnp
 from jax.scipy import special as jsp
 from jaxtyping import Array, ArrayLike, Float
 
+from jaxspec._checks import check_positive, check_probability
+from jaxspec.theory._validation import check_k
+
 
 def gaussian_exponents_jax(
     n: int, sigma2: Float[ArrayLike, ""] = 1.0, k: int | None = None
@@ -36,7 +39,8 @@ def gaussian_exponents_jax(
     References:
         Newman, CMP 104 (1986).
     """
-    k = n if k is None else k
+    k = check_k(k, n)
+    check_positive("sigma2", sigma2)
     i = jnp.arange(1, k + 1)
     sigma2 = jnp.asarray(sigma2)
     return 0.5 * jnp.log(sigma2) + 0.5 * (jnp.log(2.0 / n) + jsp.digamma((n - i + 1) / 2.0))
@@ -67,7 +71,10 @@ def masked_exponents_jax(
     References:
         Haas et al., arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
-    k = n if k is None else k
+    k = check_k(k, n)
+    n = int(n)
+    check_probability("p", p, allow_array=True)
+    check_positive("sigma2", sigma2)
     p = jnp.asarray(p)
     counts = jnp.arange(n + 1.0)
     log_binom = jsp.gammaln(n + 1.0) - jsp.gammaln(counts + 1.0) - jsp.gammaln(n - counts + 1.0)

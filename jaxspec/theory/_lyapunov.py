@@ -24,9 +24,9 @@ import numpy as np
 from jaxtyping import ArrayLike, Bool, Float
 from scipy import special
 
-from jaxspec._checks import InputError, check_choice
+from jaxspec._checks import InputError, check_choice, check_int, check_positive_int, check_real, check_widths
 from jaxspec.theory._expansions import large_n_complex_exponents, large_n_exponents
-from jaxspec.theory._validation import check_k
+from jaxspec.theory._validation import check_ensemble, check_k, check_probability, check_sigma2, check_width
 
 #: Rank-collapse conventions: which layers enter index ``i``'s estimate.
 CONDITIONS = ("K>=i", "K>=k", "none")
@@ -66,7 +66,10 @@ def binomial_count_law(fan_in: int, fan_out: int, p: float) -> CountLaw:
         >>> np.round(binomial_count_law(4, 2, 0.5).pmf, 2)
         array([0.25, 0.5 , 0.25])
     """
-    return CountLaw(int(fan_in), _binomial_pmf(int(fan_out), float(p)))
+    fan_in = check_width(fan_in, "fan_in")
+    fan_out = check_width(fan_out, "fan_out")
+    p = check_real("p", p, low=0.0, high=1.0)  # a law, so p = 0 (K = 0 surely) is admitted here
+    return CountLaw(fan_in, _binomial_pmf(fan_out, p))
 
 
 @functools.lru_cache(maxsize=256)
@@ -87,14 +90,38 @@ def _binomial_pmf(fan_out: int, p: float) -> np.ndarray:
 
 def fixed_count_law(fan_in: int, fan_out: int, count: int) -> CountLaw:
     """A deterministic active count ``K = count`` (``pmf`` is one-hot at ``count``)."""
+    fan_in = check_width(fan_in, "fan_in")
+    fan_out = check_width(fan_out, "fan_out")
+    count = check_int("count", count, minimum=0, maximum=fan_out)
     pmf = np.zeros(fan_out + 1)
-    pmf[int(count)] = 1.0
-    return CountLaw(int(fan_in), pmf)
+    pmf[count] = 1.0
+    return CountLaw(fan_in, pmf)
 
 
 def check_condition(condition: str) -> None:
     """Raise :class:`jaxspec.InputError` unless ``condition`` is one of :data:`CONDITIONS`."""
     check_choice("condition", condition, CONDITIONS)
+
+
+def _check_laws(laws) -> list[CountLaw]:
+    """``laws`` as a non-empty list of :class:`CountLaw` (else :class:`jaxspec.InputError`)."""
+    if isinstance(laws, CountLaw):
+        laws = [laws]
+    try:
+        laws = list(laws)
+    except TypeError:
+        raise InputError(f"laws must be a sequence of CountLaw, got {type(laws).__name__}") from None
+    if not laws or not all(isinstance(law, CountLaw) for law in laws):
+        raise InputError("laws must be a non-empty sequence of CountLaw (see count_laws, binomial_count_law)")
+    return laws
+
+
+def _per_layer_sigma2(sigma2, depth: int) -> np.ndarray:
+    """``sigma2`` (scalar or one per layer) checked finite and positive, as a ``(depth,)`` float64 array."""
+    values = np.asarray(check_sigma2(sigma2, allow_array=True), float)
+    if values.ndim > 1 or (values.ndim == 1 and values.shape[0] != depth):
+        raise InputError(f"sigma2 needs a scalar or one entry per layer ({depth}), got shape {values.shape}")
+    return np.broadcast_to(values, (depth,))
 
 
 def law_terms(
@@ -104,22 +131,28 @@ def law_terms(
     Bool[np.ndarray, "k counts"],
     Float[np.ndarray, "k counts"],
     Float[np.ndarray, "k counts"],
+    Float[np.ndarray, "1 counts"],
 ]:
     """The Bartlett terms of ``log|R_ii|`` of one layer law: index ``i`` (rows) by active count ``K`` (cols).
 
+    Only the counts of the law's support (``pmf > 0``) are columns, so a deterministic count costs one column
+    and a binomial law its numerically non-zero range: memory ``O(k x support)``, not ``O(k x width)``.
+
     Returns:
-        ``(alive, admit, half_dof, mean_term)``: ``K - i + 1 >= 1``; whether the convention counts the layer
-        (``K >= k`` for ``"K>=k"``, else ``alive``); ``(K - i + 1)/2`` (1/2 where dead); and
-        ``E[log|R_ii| | K] = (1/2) log(2 sigma2 / n_l) + (1/2) psi((K - i + 1)/2)``.
+        ``(alive, admit, half_dof, mean_term, pmf)``: ``K - i + 1 >= 1``; whether the convention counts the
+        layer (``K >= k`` for ``"K>=k"``, else ``alive``); ``(K - i + 1)/2`` (1/2 where dead);
+        ``E[log|R_ii| | K] = (1/2) log(2 sigma2 / n_l) + (1/2) psi((K - i + 1)/2)``; and the ``(1, support)``
+        probabilities of the columns' counts.
     """
+    support = np.flatnonzero(law.pmf)
     idx = np.arange(1, k + 1)[:, None]  # (k, 1)
-    counts = np.arange(law.pmf.shape[0])[None, :]  # (1, K+1)
+    counts = support[None, :]  # (1, support)
     dof = counts - idx + 1  # chi^2 degrees of freedom, (k, K+1)
     alive = dof >= 1
     admit = np.broadcast_to(counts >= k, dof.shape) if condition == "K>=k" else alive
     half_dof = np.where(alive, dof, 1) / 2.0
     mean_term = 0.5 * np.log(2.0 * sigma2 / law.fan_in) + 0.5 * special.digamma(half_dof)
-    return alive, admit, half_dof, mean_term
+    return alive, admit, half_dof, mean_term, law.pmf[support][None, :]
 
 
 def count_law_theory(
@@ -150,16 +183,18 @@ def count_law_theory(
         ([math §1](https://jaxspec.github.io/jaxspec/math/#s1), [math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     check_condition(condition)
-    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
+    laws = _check_laws(laws)
+    k = check_positive_int("k", k)
+    sigma2 = _per_layer_sigma2(sigma2, len(laws))
     weight_sum = np.zeros(k)
     mean_sum = np.zeros(k)
     second_sum = np.zeros(k)
     psi1_sum = np.zeros(k)
     strict_ok = np.ones(k, bool)
     for law, s2 in zip(laws, sigma2, strict=True):
-        alive, admit, safe, term = law_terms(law, k, s2, condition)
-        strict_ok &= ~np.any((law.pmf[None, :] > 0) & ~alive, axis=1)
-        w = np.where(admit, law.pmf[None, :], 0.0)
+        alive, admit, safe, term, pmf = law_terms(law, k, s2, condition)
+        strict_ok &= ~np.any((pmf > 0) & ~alive, axis=1)
+        w = np.where(admit, pmf, 0.0)
         weight_sum += w.sum(1)
         mean_sum += (w * term).sum(1)
         second_sum += (w * term**2).sum(1)
@@ -199,6 +234,8 @@ def gaussian_exponents(
         Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 104 (1986).
     """
     k = check_k(k, n)
+    n = int(n)
+    sigma2 = check_sigma2(sigma2)
     if large_n:
         return large_n_exponents(n, 1.0, sigma2, k)
     i = np.arange(1, k + 1)
@@ -227,6 +264,8 @@ def complex_gaussian_exponents(
         matrices", J. Stat. Phys. 151 (2013).
     """
     k = check_k(k, n)
+    n = int(n)
+    sigma2 = check_sigma2(sigma2)
     if large_n:
         return large_n_complex_exponents(n, sigma2, k)
     i = np.arange(1, k + 1)
@@ -263,7 +302,7 @@ def orthogonal_exponents(n: int, sigma2: float = 1.0, k: int | None = None) -> F
         array([0.69314718, 0.69314718])
     """
     k = check_k(k, n)
-    return np.full(k, 0.5 * np.log(sigma2))
+    return np.full(k, 0.5 * np.log(check_sigma2(sigma2)))
 
 
 def masked_exponents(
@@ -301,10 +340,16 @@ def masked_exponents(
         Haas, Gatine, Cosse, Bouraoui, arXiv:2602.12384 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
     """
     k = check_k(k, n)
+    n = int(n)
+    p = check_probability(p)
+    sigma2 = check_sigma2(sigma2)
+    check_condition(condition)
+    if fixed_count is not None:
+        fixed_count = check_int("fixed_count", fixed_count, minimum=0, maximum=n)
     if large_n:
         if fixed_count is None:
             return large_n_exponents(n, p, sigma2, k)
-        count = int(fixed_count)
+        count = fixed_count
         out = np.full(k, -np.inf)
         m = min(k, count)
         out[:m] = large_n_exponents(count, 1.0, sigma2 * count / n, m)
@@ -330,23 +375,22 @@ def count_laws(
         >>> [law.fan_in for law in count_laws((4, 6, 8), p=0.5)]
         [4, 6]
     """
-    widths = tuple(int(n) for n in widths)
+    widths = check_widths(widths)
     depth = len(widths) - 1
-    if depth < 1 or min(widths) < 1:
-        raise InputError(f"widths must hold at least two positive entries, got {widths}")
     if counts is not None:
-        counts = [int(c) for c in counts]
+        if isinstance(counts, (str, bytes)) or np.ndim(counts) != 1:
+            raise InputError(f"counts must be a sequence of one integer per layer ({depth}), got {counts!r}")
         if len(counts) != depth:
             raise InputError(f"counts needs one entry per layer ({depth}), got {len(counts)}")
-        for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True)):
-            if not 0 <= c <= n:
-                raise InputError(f"counts[{l}] = {c} must lie in [0, {n}]")
+        counts = [
+            check_int(f"counts[{l}]", c, minimum=0, maximum=n)
+            for l, (c, n) in enumerate(zip(counts, widths[1:], strict=True))
+        ]
         return [fixed_count_law(widths[l], widths[l + 1], counts[l]) for l in range(depth)]
-    ps = np.broadcast_to(np.asarray(p, float), (depth,)) if np.ndim(p) == 0 else np.asarray(p, float)
+    ps = np.asarray(check_probability(p, allow_array=True), float)
+    ps = np.broadcast_to(ps, (depth,)) if ps.ndim == 0 else ps
     if ps.shape != (depth,):
-        raise InputError(f"p needs one entry per layer ({depth}), got {ps.shape[0]}")
-    if not np.all((ps > 0) & (ps <= 1)):
-        raise InputError(f"p must lie in (0, 1], got {p}")
+        raise InputError(f"p needs a scalar or one entry per layer ({depth}), got shape {ps.shape}")
     return [
         fixed_count_law(widths[l], widths[l + 1], widths[l + 1])
         if ps[l] == 1.0
@@ -390,7 +434,7 @@ def product_theory(
         gates and variable widths).
     """
     laws = count_laws(widths, p=p, counts=counts)
-    k = check_k(k, min(int(n) for n in widths))
+    k = check_k(k, min(check_widths(widths)), "min(widths)")
     return count_law_theory(laws, k, sigma2=sigma2, condition=condition)
 
 
@@ -406,13 +450,16 @@ def ensemble_count_laws(ensemble) -> list[CountLaw] | None:
     Returns:
         ``L`` :class:`CountLaw` values (Gaussian, masked and ReLU-network ensembles), else ``None``.
     """
+    check_ensemble(ensemble)
     return ensemble.count_laws()
 
 
 def ensemble_theory(ensemble, k: int | None, condition: str) -> LayerTheory | None:
     """:class:`LayerTheory` of an ensemble from its hook :meth:`jaxspec.ensembles.Ensemble.layer_theory`
     (identical layers collapsed to one law), or ``None`` if unknown."""
-    return ensemble.layer_theory(check_k(k, min(ensemble.widths)), condition)
+    check_ensemble(ensemble)
+    check_condition(condition)
+    return ensemble.layer_theory(check_k(k, min(ensemble.widths), "the smallest width"), condition)
 
 
 def lyapunov_exponents(
@@ -449,7 +496,8 @@ def per_layer_variance(
 
 def prob_active_at_least(ensemble, k: int | None = None) -> Float[np.ndarray, " k"] | None:
     """``(k,)`` layer-averaged ``P(K_l >= i)``, or ``None`` where the count law is unknown."""
-    k = check_k(k, min(ensemble.widths))
+    check_ensemble(ensemble)
+    k = check_k(k, min(ensemble.widths), "the smallest width")
     theory = ensemble_theory(ensemble, k, "K>=i")
     if theory is not None:
         return theory.prob_counted
@@ -465,6 +513,7 @@ def relu_survival(ensemble) -> Float[np.ndarray, " L"]:
     ``m < l``: ``S_l = prod_{m<l} (1 - 2^{-n_{m+1}})``. Ensembles with gates independent of the state never
     die (ones).
     """
+    check_ensemble(ensemble)
     return np.asarray(ensemble.survival(), float)
 
 
@@ -506,6 +555,7 @@ def predicted_stderr(
         ([math §2](https://jaxspec.github.io/jaxspec/math/#s2)).
     """
     check_condition(condition)
+    seeds = check_positive_int("seeds", seeds)
     theory = ensemble_theory(ensemble, k, condition)
     if theory is None:
         return None

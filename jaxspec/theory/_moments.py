@@ -27,8 +27,8 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 from scipy import special
 
-from jaxspec._checks import InputError
-from jaxspec.theory._lyapunov import CountLaw, count_laws
+from jaxspec._checks import LOG_FLOAT64_MAX, InputError, check_int, check_widths
+from jaxspec.theory._lyapunov import CountLaw, _check_laws, _per_layer_sigma2, count_laws
 
 
 class LogNormMoments(NamedTuple):
@@ -42,6 +42,8 @@ class LogNormMoments(NamedTuple):
         prob_nonzero: ``P(every K_l >= 1)``.
         per_layer_mean: ``(L,)`` per-layer contributions to ``mean``.
         per_layer_variance: ``(L,)`` per-layer contributions to ``variance``.
+        log_second: ``log E ||J u||^2`` (finite where ``second`` overflows float64 to ``inf``).
+        log_fourth: ``log E ||J u||^4`` (likewise).
     """
 
     mean: float
@@ -51,6 +53,8 @@ class LogNormMoments(NamedTuple):
     prob_nonzero: float
     per_layer_mean: Float[np.ndarray, " L"]
     per_layer_variance: Float[np.ndarray, " L"]
+    log_second: float = float("nan")
+    log_fourth: float = float("nan")
 
 
 def _rising_even(counts: np.ndarray, m: int) -> np.ndarray:
@@ -62,7 +66,7 @@ def _rising_even(counts: np.ndarray, m: int) -> np.ndarray:
 
 
 def norm_power_moment(
-    laws: Sequence[CountLaw], power: int, *, sigma2: float | Float[ArrayLike, " L"] = 2.0
+    laws: Sequence[CountLaw], power: int, *, sigma2: float | Float[ArrayLike, " L"] = 2.0, log: bool = False
 ) -> float:
     """``E ||J u||^{2 power} = prod_l (sigma2_l / n_l)^power E[K (K+2) ... (K + 2 power - 2)]`` (exact).
 
@@ -70,9 +74,13 @@ def norm_power_moment(
         laws: one :class:`jaxspec.theory.CountLaw` per layer.
         power: the (non-negative integer) power ``m`` of ``||J u||^2``.
         sigma2: weight variance times fan-in (scalar or per layer).
+        log: return ``log`` of the moment, summed over layers in logs (finite at any depth).
 
     Returns:
-        The moment, a float.
+        The moment (or its logarithm), a float.
+
+    Raises:
+        InputError: the moment exceeds float64 (``log > 709.78``) and ``log`` is false.
 
     Example:
         >>> from jaxspec.theory import count_laws
@@ -83,13 +91,25 @@ def norm_power_moment(
     References:
         Hanin, Nica, CMP 376 (2020); [math §2](https://jaxspec.github.io/jaxspec/math/#s2).
     """
-    if int(power) != power or power < 0:
-        raise InputError(f"power must be a non-negative integer, got {power}")
-    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
-    total = 1.0
-    for law, s2 in zip(laws, sigma2, strict=True):
-        counts = np.arange(law.pmf.shape[0], dtype=float)
-        total *= (s2 / law.fan_in) ** power * float(np.sum(law.pmf * _rising_even(counts, int(power))))
+    power = check_int("power", power, minimum=0)
+    log_total = _log_power_moment(_check_laws(laws), power, sigma2)
+    if log:
+        return log_total
+    if log_total > LOG_FLOAT64_MAX:
+        raise InputError(
+            f"E ||J u||^{2 * power} = exp({log_total:.2f}) exceeds float64's largest number "
+            f"exp({LOG_FLOAT64_MAX:.2f}); ask for log=True"
+        )
+    return float(np.exp(log_total))
+
+
+def _log_power_moment(laws: list[CountLaw], power: int, sigma2) -> float:
+    sigma2 = _per_layer_sigma2(sigma2, len(laws))
+    total = 0.0
+    with np.errstate(divide="ignore"):  # a layer that is dead with probability one: log 0 = -inf
+        for law, s2 in zip(laws, sigma2, strict=True):
+            counts = np.arange(law.pmf.shape[0], dtype=float)
+            total += power * np.log(s2 / law.fan_in) + np.log(np.sum(law.pmf * _rising_even(counts, power)))
     return float(total)
 
 
@@ -114,7 +134,8 @@ def count_law_log_norm_moments(
     References:
         Hanin, Nica, CMP 376 (2020); [math §2](https://jaxspec.github.io/jaxspec/math/#s2).
     """
-    sigma2 = np.broadcast_to(np.asarray(sigma2, float), (len(laws),))
+    laws = _check_laws(laws)
+    sigma2 = _per_layer_sigma2(sigma2, len(laws))
     means, variances = [], []
     prob = 1.0
     for law, s2 in zip(laws, sigma2, strict=True):
@@ -134,9 +155,23 @@ def count_law_log_norm_moments(
     if large_n:
         beta = np.array([1.0 / law.fan_in for law in laws])
         means, variances = -2.5 * beta, 5.0 * beta
-    second = norm_power_moment(laws, 1, sigma2=sigma2)
-    fourth = norm_power_moment(laws, 2, sigma2=sigma2)
-    return LogNormMoments(float(means.sum()), float(variances.sum()), second, fourth, prob, means, variances)
+    # The raw moments are products over depth: kept in logs, and inf (not an overflow error) when beyond
+    # float64, so that the log moments above stay usable at any depth.
+    log_second = _log_power_moment(laws, 1, sigma2)
+    log_fourth = _log_power_moment(laws, 2, sigma2)
+    with np.errstate(over="ignore"):
+        second, fourth = float(np.exp(log_second)), float(np.exp(log_fourth))
+    return LogNormMoments(
+        float(means.sum()),
+        float(variances.sum()),
+        second,
+        fourth,
+        prob,
+        means,
+        variances,
+        log_second,
+        log_fourth,
+    )
 
 
 def relu_log_norm_moments(
@@ -161,7 +196,7 @@ def relu_log_norm_moments(
     References:
         Hanin, Nica, CMP 376 (2020); [math §2](https://jaxspec.github.io/jaxspec/math/#s2).
     """
-    widths = tuple(int(n) for n in widths)
+    widths = check_widths(widths)
     depth = len(widths) - 1
     p = [0.5] * depth
     if not final_activation:

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special
 
-from jaxspec._checks import check_choice, check_positive_int
-from jaxspec.theory._validation import check_probability
+from jaxspec._checks import InputError, check_choice, check_int, check_positive_int
+from jaxspec.theory._validation import check_probability, check_sigma2, check_width
 
 ACTIVATIONS = ("linear", "relu")
 WEIGHTS = ("gaussian", "orthogonal")
@@ -100,13 +100,18 @@ def fuss_catalan_moment(depth: int, order: int, *, log: bool = False) -> float:
         Penson, Zyczkowski, PRE 83 (2011).
     """
     depth = check_positive_int("depth", depth)
-    order = int(order)
+    order = check_int("order", order, minimum=0)
     log_moment = (
         special.gammaln((depth + 1) * order + 1)
         - special.gammaln(order + 1)
         - special.gammaln(depth * order + 1)
         - np.log(depth * order + 1.0)
     )
+    if not log and log_moment > np.log(np.finfo(np.float64).max):
+        raise InputError(
+            f"the Fuss-Catalan moment exp({log_moment:.2f}) of order {order} at depth {depth} exceeds "
+            "float64's largest number exp(709.78); ask for log=True"
+        )
     return float(log_moment) if log else float(np.exp(log_moment))
 
 
@@ -148,9 +153,10 @@ def jjt_moments(n: int, depth: int, *, p: float = 1.0, sigma2: float | None = No
     References:
         Pennington, Schoenholz, Ganguli, AISTATS 2018 (free multiplicative convolution); Wick's theorem.
     """
+    n = check_width(n)
     depth = check_positive_int("depth", depth)
     p = check_probability(p)
-    sigma2 = 1.0 / p if sigma2 is None else float(sigma2)
+    sigma2 = 1.0 / p if sigma2 is None else check_sigma2(sigma2)
     n = float(n)
     s = sigma2 / n
     tr_sq, sq_tr, tr = n, n * n, n  # A_0 = I: tr A^2, (tr A)^2, tr A
@@ -160,4 +166,9 @@ def jjt_moments(n: int, depth: int, *, p: float = 1.0, sigma2: float | None = No
         new_sq_tr = p * p * s * s * (n * n * sq_tr + 2.0 * n * tr_sq) + (p - p * p) * diag_sq
         tr_sq, sq_tr, tr = new_tr_sq, new_sq_tr, p * s * n * tr
     mean, second = tr / n, tr_sq / n
+    if not (np.isfinite(second) and mean > 0 and np.isfinite(mean)):
+        raise InputError(
+            f"the moments of J J^T leave float64's range at depth {depth} (sigma2 = {sigma2}, p = {p}, "
+            f"n = {int(n)}): E tr (J J^T)^2 grows like (sigma2 p)^(2L) (1 + O(1/n))^L"
+        )
     return JJtMoments(mean, second, second / mean**2 - 1.0)

@@ -358,7 +358,7 @@ class JaxVariantsTest(chex.TestCase):
         (lambda: theory.wide_spectral_variance(2, activation="tanh"), "activation"),
         (lambda: theory.wide_spectral_variance(2, weights="uniform"), "weights"),
         (lambda: theory.layer_covariance([theory.fixed_count_law(4, 4, 4)], 2, condition="K>i"), "condition"),
-        (lambda: theory.separation_rate([0.0], 1), "i must lie"),
+        (lambda: theory.separation_rate([0.0], 1), "at least two exponents"),
         (lambda: theory.norm_power_moment([], -1), "power"),
         (lambda: theory.relu_log_norm_moments((4, 0)), "positive"),
     ],
