@@ -2,18 +2,85 @@
 
 Writes ``trajectories.zarr`` (or ``.nc``), a labelled xarray dataset of every tracked quantity and prediction,
 and ``dynamics.png`` (measured against predicted ``sigma_r(t)`` per mode, errors, alignment over time).
+
+Every output path (``--out``, ``--checkpoint-dir``) is checked, created and probed for writing before training
+starts; each file is written under a temporary name and renamed into place. A run whose loss becomes
+non-finite stops with one line naming the step and the value, and keeps the records computed before it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import jax
 import typer
 
 from jaxspec._checks import InputError
-from jaxspec.training import load_config, plot_dynamics, run_experiment, save_experiment
+from jaxspec.training import (
+    CheckpointFallbackWarning,
+    TrainingDivergedError,
+    load_config,
+    plot_dynamics,
+    run_experiment,
+    save_experiment,
+    unlearned_modes,
+)
+
+OUTPUTS = ("dynamics.png", "summary.json")
+
+
+def writable_directory(path: Path, flag: str) -> Path:
+    """Create ``path`` (and its parents) if needed and prove it writable, or raise a one-line InputError."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{flag} {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{flag} {path}: cannot create the directory ({err.strerror or err})") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".jaxspec-write-probe-"):
+            pass
+    except OSError as err:
+        raise InputError(f"{flag} {path} is not writable ({err.strerror or err})") from None
+    return path
+
+
+def _check_outputs(out: Path, fmt: str) -> None:
+    """Refuse outputs that exist as the wrong kind (a folder where a file goes, or the reverse)."""
+    store = out / f"trajectories.{fmt}"
+    if fmt == "zarr" and store.exists() and not store.is_dir():
+        raise InputError(
+            f"{store} exists and is not a zarr store (a folder): move it or choose another --out"
+        )
+    for path in ([store] if fmt == "nc" else []) + [out / name for name in OUTPUTS]:
+        if path.is_dir():
+            raise InputError(
+                f"{path} is a folder where jaxspec train writes a file: move it or choose another --out"
+            )
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _notes_as_lines(default):
+    """A ``warnings.showwarning`` that prints checkpoint fallbacks as one ``jaxspec: note:`` line each."""
+
+    def show(message, category, *args, **kwargs) -> None:
+        if issubclass(category, CheckpointFallbackWarning):
+            print(f"jaxspec: note: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
 
 
 def run_train_command(
@@ -26,20 +93,44 @@ def run_train_command(
     resume: bool,
     **options,
 ) -> dict:
-    """Load the config (file, then flags), run it, write the dataset and the figure; returns a summary."""
+    """Load the config (file, then flags), check the output paths, run, write the dataset, the figure and the
+    summary; returns the summary.
+
+    A damaged latest checkpoint met on ``--resume`` is reported on stderr as one ``jaxspec: note:`` line. A
+    diverged run writes the records it kept, then raises one :class:`InputError` line naming the step, the
+    value and where the records are.
+    """
     if fmt not in ("zarr", "nc"):
         raise InputError(f"--format must be zarr or nc, got {fmt!r}")
     dtype = options.get("dtype")
     cfg = load_config(config, **options)
+    out = writable_directory(out, "--out")
+    _check_outputs(out, fmt)
+    if checkpoint_dir is not None:
+        checkpoint_dir = writable_directory(checkpoint_dir, "--checkpoint-dir")
     if (dtype or cfg.dtype) == "float64":
         jax.config.update("jax_enable_x64", True)
-    result, comparison, ds = run_experiment(
-        cfg,
-        progress=not quiet,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-    )
+    with warnings.catch_warnings():
+        warnings.showwarning = _notes_as_lines(warnings.showwarning)
+        try:
+            result, comparison, ds = run_experiment(
+                cfg,
+                progress=not quiet,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+            )
+        except TrainingDivergedError as err:
+            if err.dataset is None:
+                raise
+            kept = save_experiment(err.dataset, out, fmt)
+            summary = {
+                "diverged": {"step": err.step, "loss": str(err.value), "records_to_step": err.last_good_step}
+            }
+            _write_text(out / "summary.json", json.dumps({**summary, "config": cfg.to_dict()}, indent=2))
+            if (out / "dynamics.png").exists():
+                (out / "dynamics.png").unlink()  # a figure of an earlier run would misdescribe these records
+            raise InputError(f"{err}; records up to step {err.last_good_step} kept in {kept}") from None
     data_path = save_experiment(ds, out, fmt)
     title = (
         f"{cfg.model} network, depth {cfg.depth}, width {cfg.width}, {ds.attrs['data']}, "
@@ -54,9 +145,10 @@ def run_train_command(
         "target_strength": [float(s) for s in comparison.target],
         "prediction_start_index": [int(i) for i in comparison.start_index],
         "max_relative_error": {k: [float(x) for x in v] for k, v in comparison.max_relative_error.items()},
+        "unlearned_modes": unlearned_modes(ds),
         "config": cfg.to_dict(),
     }
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -96,7 +188,11 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("zarr", "--format", help="dataset format: zarr or nc"),
         checkpoint_dir: Path = typer.Option(None, help="orbax checkpoints of the run"),
         checkpoint_every: int = typer.Option(None, help="steps between checkpoints"),
-        resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint"),
+        resume: bool = typer.Option(
+            False,
+            "--resume",
+            help="continue from the latest good checkpoint (every setting but --steps must be unchanged)",
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         json_out: bool = typer.Option(False, "--json", help="print the summary as one JSON object"),
     ) -> None:
@@ -153,5 +249,11 @@ def register(app: typer.Typer) -> None:
             print(
                 f"  max |measured/predicted - 1| from records {summary['prediction_start_index']}, {name}: "
                 + ", ".join(f"{e:.3g}" for e in errs)
+            )
+        if summary["unlearned_modes"]:
+            print(
+                "note: not learned by the end (sigma beyond 10% of its target): "
+                + ", ".join(f"mode {r}" for r in summary["unlearned_modes"])
+                + "; run longer (--steps) or faster (--lr)"
             )
         print(f"wrote {summary['dataset']} and {summary['figure']}")

@@ -1,7 +1,9 @@
 """Training with tracked spectral quantities: a jitted optax loop, models, trackers, checkpoints, experiments.
 
 * :mod:`~jaxspec.training._loop`: :func:`train`, the jitted optax loop recording on a schedule.
-* :mod:`~jaxspec.training._checkpoint`: checkpoint and resume through orbax (an optional extra).
+* :mod:`~jaxspec.training._checkpoint`: checkpoint and resume through orbax (an optional extra), with
+  checksums, run signatures and fallback past damaged checkpoints.
+* :mod:`~jaxspec.training._divergence`: :class:`TrainingDivergedError`, raised with the records kept.
 * :mod:`~jaxspec.training._models`: deep linear, fixed-gates and ReLU models, end-to-end maps, losses.
 * :mod:`~jaxspec.training._tracking`: end-to-end modes, layer spectra, alignment, balancedness, mode factors.
 * :mod:`~jaxspec.training._mode_dynamics`: predicted singular-value dynamics (Saxe, Arora, shared-basis ODEs).
@@ -14,19 +16,26 @@ Example:
 """
 
 from jaxspec.training._checkpoint import (
+    CheckpointFallbackWarning,
     TrainCheckpoint,
+    check_signature,
+    checkpoint_steps,
     latest_checkpoint_step,
     restore_checkpoint,
+    restore_latest_good,
     save_checkpoint,
 )
+from jaxspec.training._divergence import TrainingDivergedError
 from jaxspec.training._experiment import (
     TrainConfig,
     alignment_start_index,
     load_config,
     plot_dynamics,
     run_experiment,
+    run_signature,
     save_experiment,
     to_dataset,
+    unlearned_modes,
 )
 from jaxspec.training._loop import TrainResult, train
 from jaxspec.training._mode_dynamics import (
@@ -80,16 +89,20 @@ __all__ = [
     "saxe_two_layer",
     "LOSSES",
     "MODEL_KINDS",
+    "CheckpointFallbackWarning",
     "Model",
     "TrainCheckpoint",
     "TrainConfig",
     "TrainResult",
+    "TrainingDivergedError",
     "adjacent_alignment",
     "aligned_init",
     "alignment_start_index",
     "balanced_factors",
     "balancedness",
     "balancedness_norms",
+    "check_signature",
+    "checkpoint_steps",
     "deep_linear_init",
     "end_to_end_fn",
     "end_to_end_svd",
@@ -104,10 +117,13 @@ __all__ = [
     "model_apply",
     "plot_dynamics",
     "restore_checkpoint",
+    "restore_latest_good",
     "run_experiment",
+    "run_signature",
     "save_checkpoint",
     "save_experiment",
     "to_dataset",
     "train",
+    "unlearned_modes",
     "weight_matrices",
 ]

@@ -13,7 +13,11 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +29,9 @@ import optax
 from jaxtyping import ArrayLike, Float, Int
 
 from jaxspec._checks import DTYPES, InputError, check_choice
+from jaxspec._extras import optional_import
 from jaxspec.data import Dataset, digits, input_output_statistics, load_mnist, teacher
+from jaxspec.training._divergence import TrainingDivergedError
 from jaxspec.training._loop import TrainResult, train
 from jaxspec.training._mode_dynamics import DynamicsComparison, compare_dynamics, target_svd
 from jaxspec.training._models import (
@@ -166,14 +172,13 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
         path = Path(path).expanduser()
         if not path.is_file():
             raise InputError(f"no such config file: {path}")
-        text = path.read_text()
         try:
-            if path.suffix == ".json":
-                values = json.loads(text)
-            else:
-                import yaml
-
-                values = yaml.safe_load(text) or {}
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"cannot read {path}: {' '.join(str(err).split())[:150]}") from None
+        yaml = None if path.suffix == ".json" else optional_import("yaml", "train")
+        try:
+            values = json.loads(text) if yaml is None else (yaml.safe_load(text) or {})
         except Exception as err:
             raise InputError(f"cannot parse {path}: {' '.join(str(err).split())[:150]}") from err
         if not isinstance(values, dict):
@@ -269,6 +274,31 @@ def alignment_start_index(
     return np.asarray(starts, dtype=int)
 
 
+# Fields that do not change the trajectory: how long it runs, where predictions start, where the data file
+# lies (the data itself is compared by its checksum).
+_FREE_ON_RESUME = ("steps", "predict_from", "mnist_path")
+
+
+def run_signature(cfg: TrainConfig, data: Dataset) -> dict[str, Any]:
+    """The settings that fix a run's trajectory: every config field but ``steps``, ``predict_from`` and
+    ``mnist_path``, plus ``data_sha256``, a checksum of the training inputs and targets.
+
+    A resumed run must have the same signature (:func:`jaxspec.training.check_signature`).
+
+    Example:
+        >>> sorted(run_signature(TrainConfig(), data))[:3]  # doctest: +SKIP
+        ['data', 'data_sha256', 'depth']
+    """
+    signature = {k: v for k, v in cfg.to_dict().items() if k not in _FREE_ON_RESUME}
+    digest = hashlib.sha256()
+    for array in (data.x, data.y):
+        array = np.ascontiguousarray(np.asarray(array))
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    signature["data_sha256"] = digest.hexdigest()
+    return signature
+
+
 def _optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     if cfg.optimizer == "sgd":
         return optax.sgd(cfg.learning_rate)
@@ -290,11 +320,16 @@ def run_experiment(
     Args:
         cfg: the experiment.
         progress: tqdm progress bar.
-        checkpoint_dir, checkpoint_every, resume: as in :func:`jaxspec.training.train`.
+        checkpoint_dir, checkpoint_every, resume: as in :func:`jaxspec.training.train`; the checkpoints carry
+            :func:`run_signature`, so resuming with any setting changed but ``steps`` is refused.
 
     Returns:
         ``(result, comparison, dataset)``: :class:`TrainResult`, :class:`jaxspec.training.DynamicsComparison`,
         ``xarray.Dataset``.
+
+    Raises:
+        TrainingDivergedError: the loss became non-finite; besides its ``result`` it carries ``dataset``,
+            the records up to the last finite one as an ``xarray.Dataset`` without predictions.
 
     Example:
         >>> result, comparison, ds = run_experiment(TrainConfig(steps=500), progress=False)  # doctest: +SKIP
@@ -336,18 +371,23 @@ def run_experiment(
             jnp.asarray(basis[1][:, : cfg.top_k], dtype),
         ),
     )
-    result = train(
-        loss_fn,
-        params,
-        _optimizer(cfg),
-        num_steps=cfg.steps,
-        log_every=cfg.log_every,
-        track_fn=tracker,
-        progress=progress,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-    )
+    try:
+        result = train(
+            loss_fn,
+            params,
+            _optimizer(cfg),
+            num_steps=cfg.steps,
+            log_every=cfg.log_every,
+            track_fn=tracker,
+            progress=progress,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            signature=run_signature(cfg, ds),
+        )
+    except TrainingDivergedError as err:
+        err.dataset = None if err.result is None else to_dataset(cfg, err.result, None, ds.name)
+        raise
     if cfg.predict_from == -1:
         start = alignment_start_index(result, basis, target_strengths=strengths)
     elif cfg.predict_from > len(result.steps) - 2:
@@ -371,20 +411,26 @@ def run_experiment(
 
 
 def to_dataset(
-    cfg: TrainConfig, result: TrainResult, comparison: DynamicsComparison, data_name: str = ""
+    cfg: TrainConfig,
+    result: TrainResult,
+    comparison: DynamicsComparison | None,
+    data_name: str = "",
 ) -> xr.Dataset:
     """The trajectories and predictions as an ``xarray.Dataset`` with labelled dimensions (an extra).
 
     Args:
         cfg: the experiment.
         result: its :class:`TrainResult` (tracked by :func:`jaxspec.training.make_tracker`).
-        comparison: its :class:`DynamicsComparison`.
+        comparison: its :class:`DynamicsComparison`, or ``None`` for the records alone (a diverged run).
         data_name: the data set's name, stored as an attribute.
 
     Returns:
         ``xarray.Dataset`` over ``step, mode, layer, pair, ...``.
+
+    Example:
+        >>> ds = to_dataset(cfg, result, comparison, "teacher")  # doctest: +SKIP
     """
-    import xarray as xr
+    xr = optional_import("xarray", "train")
 
     tr = {k: np.asarray(v) for k, v in result.tracked.items()}
     steps = np.asarray(result.steps)
@@ -402,18 +448,20 @@ def to_dataset(
     }
     variables = {k: (dims[k], v) for k, v in tr.items() if k in dims}
     variables["loss"] = ("step", np.asarray(result.loss))
-    variables["target_strength"] = ("mode", comparison.target)
-    variables["prediction_start"] = ("mode", np.asarray(comparison.start_index))
-    for name, pred in comparison.predicted.items():
-        variables[f"predicted_{name}"] = (("step", "mode"), pred)
-        variables[f"relative_error_{name}"] = (("step", "mode"), comparison.relative_error[name])
-        variables[f"max_relative_error_{name}"] = ("mode", comparison.max_relative_error[name])
-        variables[f"half_time_{name}"] = ("mode", comparison.half_time[name])
-        variables[f"half_time_error_{name}"] = ("mode", comparison.half_time_error[name])
-    variables["half_time_measured"] = ("mode", comparison.half_time["measured"])
+    if comparison is not None:
+        variables["target_strength"] = ("mode", comparison.target)
+        variables["prediction_start"] = ("mode", np.asarray(comparison.start_index))
+        for name, pred in comparison.predicted.items():
+            variables[f"predicted_{name}"] = (("step", "mode"), pred)
+            variables[f"relative_error_{name}"] = (("step", "mode"), comparison.relative_error[name])
+            variables[f"max_relative_error_{name}"] = ("mode", comparison.max_relative_error[name])
+            variables[f"half_time_{name}"] = ("mode", comparison.half_time[name])
+            variables[f"half_time_error_{name}"] = ("mode", comparison.half_time_error[name])
+        variables["half_time_measured"] = ("mode", comparison.half_time["measured"])
+    time = steps * cfg.learning_rate if comparison is None else comparison.time
     coords = {
         "step": steps,
-        "time": ("step", comparison.time),
+        "time": ("step", time),
         "mode": np.arange(1, tr["sigma"].shape[1] + 1),
         "layer": np.arange(1, tr["factors"].shape[1] + 1),
         "pair": np.arange(1, tr["balancedness"].shape[1] + 1),
@@ -444,18 +492,53 @@ def to_dataset(
     return ds
 
 
+def _replace_atomically(tmp: Path, path: Path) -> None:
+    """Move the finished ``tmp`` (a file or a folder) to ``path``, replacing what is there.
+
+    A file is replaced in one ``os.replace``; a folder (a zarr store) is swapped in by two renames, so that
+    ``path`` is at every moment either the old complete store or the new one (or, between the renames, absent
+    with the old one kept beside it).
+    """
+    if tmp.is_dir() and path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        path.rename(old)
+        tmp.rename(path)
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        os.replace(tmp, path)
+
+
 def save_experiment(ds: xr.Dataset, out_dir: str | Path, fmt: str = "zarr") -> Path:
-    """Write the dataset to ``out_dir/trajectories.zarr`` (or ``.nc``) and return its path."""
+    """Write the dataset to ``out_dir/trajectories.zarr`` (or ``.nc``) atomically and return its path.
+
+    The dataset is written to a temporary name beside the target and renamed into place when complete, so an
+    interrupted write never leaves a half-written store under the final name.
+
+    Example:
+        >>> save_experiment(ds, "run", "nc")  # doctest: +SKIP
+        PosixPath('run/trajectories.nc')
+    """
+    if fmt not in ("zarr", "nc"):
+        raise InputError(f"format must be zarr or nc, got {fmt!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if fmt == "zarr":
-        path = out_dir / "trajectories.zarr"
-        ds.to_zarr(path, mode="w", consolidated=False)
-    elif fmt == "nc":
-        path = out_dir / "trajectories.nc"
-        ds.to_netcdf(path)
-    else:
-        raise InputError(f"format must be zarr or nc, got {fmt!r}")
+    path = out_dir / f"trajectories.{fmt}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=out_dir))
+    try:
+        if fmt == "zarr":
+            ds.to_zarr(tmp, mode="w", consolidated=False)
+        else:
+            tmp.rmdir()
+            ds.to_netcdf(tmp)
+        _replace_atomically(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
     return path
 
 
@@ -537,11 +620,47 @@ def plot_dynamics(
     ax.set_ylabel("adjacent-layer alignment")
     ax.set_title("alignment of adjacent layers' singular bases")
     ax.legend(fontsize=6, ncol=2, loc="lower right")
+    unlearned = unlearned_modes(ds)
+    if unlearned:
+        axes[0].text(
+            0.02,
+            0.97,
+            "not learned by the end: " + ", ".join(f"mode {r}" for r in unlearned),
+            transform=axes[0].transAxes,
+            va="top",
+            fontsize=8,
+            color="crimson",
+        )
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if tmp.exists():
+            tmp.unlink()
     return path
+
+
+def unlearned_modes(ds: xr.Dataset, rtol: float = 0.1) -> list[int]:
+    """The modes (numbered from 1) whose final ``sigma_r`` is not within ``rtol`` of its target strength.
+
+    Args:
+        ds: a dataset of :func:`to_dataset` (with ``sigma`` and ``target_strength``).
+        rtol: relative distance to the target below which a mode counts as learned.
+
+    Returns:
+        The mode numbers, ascending (empty when every tracked mode is learned).
+
+    Example:
+        >>> unlearned_modes(ds)  # doctest: +SKIP
+        [3]
+    """
+    final = np.asarray(ds["sigma"].values[-1], dtype=float)
+    target = np.asarray(ds["target_strength"].values, dtype=float)
+    return [r + 1 for r in range(final.size) if not abs(final[r] - target[r]) <= rtol * abs(target[r])]

@@ -17,7 +17,8 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -30,11 +31,13 @@ from tqdm.auto import tqdm
 
 from jaxspec._checks import InputError
 from jaxspec.training._checkpoint import (
+    CheckpointFallbackWarning,
     TrainCheckpoint,
-    latest_checkpoint_step,
-    restore_checkpoint,
+    check_signature,
+    restore_latest_good,
     save_checkpoint,
 )
+from jaxspec.training._divergence import TrainingDivergedError
 
 # Progress-bar granularity: about this many jitted calls per run (each call fuses several logged stretches).
 _TARGET_CALLS = 25
@@ -64,8 +67,19 @@ def _is_positive_int(x) -> bool:
 
 
 def _validate(
-    loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every, resume
+    loss_fn,
+    params,
+    optimizer,
+    num_steps,
+    log_every,
+    track_fn,
+    checkpoint_dir,
+    checkpoint_every,
+    resume,
+    signature,
 ):
+    if signature is not None and not isinstance(signature, Mapping):
+        raise InputError(f"signature must be a mapping of setting names to JSON values, got {signature!r}")
     if not callable(loss_fn):
         raise InputError("loss_fn must be a callable params -> scalar loss")
     if track_fn is not None and not callable(track_fn):
@@ -139,7 +153,20 @@ def _make_runner(loss_fn, optimizer, track_fn):
         )
         return params, opt_state, loss, tracked
 
-    return jax.jit(run, static_argnames=("stretch", "num_records")), jax.jit(record)
+    def probe(params, opt_state, *, num_steps: int):
+        """The loss after each of ``num_steps`` steps (to find the step where a run diverged)."""
+
+        def one(carry, _):
+            carry, _ = step(carry, None)
+            return carry, loss_fn(carry[0])
+
+        return jax.lax.scan(one, (params, opt_state), None, length=num_steps)[1]
+
+    return (
+        jax.jit(run, static_argnames=("stretch", "num_records")),
+        jax.jit(record),
+        jax.jit(probe, static_argnames=("num_steps",)),
+    )
 
 
 def _schedule(start: int, num_steps: int, log_every: int, block: int) -> list[tuple[int, int]]:
@@ -171,6 +198,7 @@ def train(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    signature: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``params`` by minimising ``loss_fn`` with an optax optimizer, recording on a schedule.
 
@@ -188,11 +216,21 @@ def train(
         checkpoint_every: steps between checkpoints (a multiple of ``log_every``); a checkpoint is also
             written at the end whenever ``checkpoint_dir`` is set.
         resume: continue from the latest checkpoint in ``checkpoint_dir`` when there is one; ``params`` then
-            only gives the structure. The continuation is bit-for-bit the uninterrupted run.
+            only gives the structure. The continuation is bit-for-bit the uninterrupted run. A damaged latest
+            checkpoint (unreadable, or not matching its checksum) is passed over for the newest good one,
+            with a :class:`CheckpointFallbackWarning` saying so.
+        signature: the settings that fix the trajectory (JSON values: learning rate, seed, sizes, data...),
+            saved with every checkpoint together with ``log_every``. Resuming refuses a checkpoint whose
+            signature differs, naming the field; only ``num_steps`` may change (grow).
 
     Returns:
         :class:`TrainResult` with ``steps`` (T,), ``loss`` (T,), and ``tracked`` leaves of shape (T, ...),
         T = ceil(num_steps / log_every) + 1.
+
+    Raises:
+        TrainingDivergedError: the loss became non-finite. Its message names the first such step and the
+            value; its ``result`` holds the records up to the last finite one. Checkpoints already written
+            are kept; none is written after the divergence.
 
     Example:
         >>> import jax.numpy as jnp
@@ -209,17 +247,32 @@ def train(
             raise InputError(f"learning_rate must be a positive number, got {learning_rate!r}")
         optimizer = optax.sgd(learning_rate)
     _validate(
-        loss_fn, params, optimizer, num_steps, log_every, track_fn, checkpoint_dir, checkpoint_every, resume
+        loss_fn,
+        params,
+        optimizer,
+        num_steps,
+        log_every,
+        track_fn,
+        checkpoint_dir,
+        checkpoint_every,
+        resume,
+        signature,
     )
+    signature = {"log_every": int(log_every), **(dict(signature) if signature is not None else {})}
     params = jax.tree.map(jnp.asarray, params)
     opt_state = optimizer.init(params)
-    run, record = _make_runner(loss_fn, optimizer, track_fn)
+    run, record, probe = _make_runner(loss_fn, optimizer, track_fn)
     tracked_treedef = jax.tree.structure(jax.eval_shape(lambda p: record(p)[1], params))
 
     start = 0
     history: dict[str, Any] = {"steps": [], "loss": [], "tracked": []}
-    if resume and latest_checkpoint_step(checkpoint_dir) is not None:
-        ckpt = restore_checkpoint(checkpoint_dir, params, opt_state)
+    ckpt = None
+    if resume:
+        ckpt, notes = restore_latest_good(checkpoint_dir, params, opt_state)
+        for note in notes:
+            warnings.warn(note, CheckpointFallbackWarning, stacklevel=2)
+    if ckpt is not None:
+        check_signature(checkpoint_dir, ckpt.signature, signature)
         if ckpt.step > num_steps:
             raise InputError(
                 f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past num_steps={num_steps}"
@@ -234,6 +287,8 @@ def train(
         }
     else:
         loss0, tracked0 = jax.device_get(record(params))
+        if not np.isfinite(loss0):
+            raise TrainingDivergedError(0, float(loss0), None, -1)
         history = {
             "steps": [np.zeros(1, dtype=np.int64)],
             "loss": [np.asarray(loss0)[None]],
@@ -255,8 +310,12 @@ def train(
     ) as bar:
         step = start
         for stretch, n in _schedule(start, num_steps, log_every, block):
+            before = (params, opt_state)
             params, opt_state, loss, tracked = run(params, opt_state, stretch=stretch, num_records=n)
             loss, tracked = jax.device_get((loss, tracked))
+            if not np.all(np.isfinite(loss)):
+                kept = int(np.argmin(np.isfinite(loss)))  # records of this call before the first bad one
+                _diverged(before, step, stretch, kept, loss, tracked, history, run, probe, tracked_treedef)
             steps = step + stretch * np.arange(1, n + 1, dtype=np.int64)
             step = int(steps[-1])
             history["steps"].append(steps)
@@ -266,10 +325,43 @@ def train(
             bar.update(stretch * n)
             bar.set_postfix(loss=f"{float(np.asarray(loss)[-1]):.4g}", refresh=False)
             if checkpoint_every is not None and step % checkpoint_every == 0 and step < num_steps:
-                save_checkpoint(checkpoint_dir, TrainCheckpoint(step, params, opt_state, current_history()))
+                save_checkpoint(
+                    checkpoint_dir, TrainCheckpoint(step, params, opt_state, current_history(), signature)
+                )
 
     final = current_history()
     if checkpoint_dir is not None and start < num_steps:
-        save_checkpoint(checkpoint_dir, TrainCheckpoint(num_steps, params, opt_state, final))
+        save_checkpoint(checkpoint_dir, TrainCheckpoint(num_steps, params, opt_state, final, signature))
     tracked = jax.tree.unflatten(tracked_treedef, [jnp.asarray(x) for x in final["tracked"]])
     return TrainResult(params, opt_state, jnp.asarray(final["steps"]), jnp.asarray(final["loss"]), tracked)
+
+
+def _diverged(before, step, stretch, kept, loss, tracked, history, run, probe, tracked_treedef):
+    """Raise :class:`TrainingDivergedError` for a call from ``step`` whose record ``kept`` is not finite.
+
+    The exact step is found by re-running the call's steps one at a time from ``before`` (the state at
+    ``step``); the parameters of the last finite record are recomputed by the same jitted call as the run.
+    """
+    params, opt_state = before
+    per_step = np.asarray(jax.device_get(probe(params, opt_state, num_steps=stretch * (kept + 1))))
+    bad = np.nonzero(~np.isfinite(per_step))[0]
+    if bad.size:
+        first, value = step + int(bad[0]) + 1, float(per_step[bad[0]])
+    else:  # the one-step re-run stayed finite (rounding differs from the fused call): name the record
+        first, value = step + stretch * (kept + 1), float(loss[kept])
+    if kept:
+        params, opt_state, _, _ = run(params, opt_state, stretch=stretch, num_records=kept)
+    steps = np.concatenate([*history["steps"], step + stretch * np.arange(1, kept + 1, dtype=np.int64)])
+    losses = np.concatenate([*history["loss"], np.asarray(loss)[:kept]])
+    leaves = [
+        np.concatenate([*parts, np.asarray(leaf)[:kept]])
+        for parts, leaf in zip(history["tracked"], jax.tree.leaves(tracked), strict=True)
+    ]
+    partial = TrainResult(
+        params,
+        opt_state,
+        jnp.asarray(steps),
+        jnp.asarray(losses),
+        jax.tree.unflatten(tracked_treedef, [jnp.asarray(x) for x in leaves]),
+    )
+    raise TrainingDivergedError(first, value, partial, int(steps[-1]))
