@@ -38,7 +38,7 @@ def parse_memory(text: str | int | float) -> int:
         InputError: naming ``--max-memory`` and the accepted forms.
     """
     if isinstance(text, bool):
-        raise InputError(f"--max-memory must be a size such as 8G, 512M or 1.5T, got {text!r}")
+        raise InputError(f"--max-memory must be a positive size such as 8G, 512M or 1.5T, got {text!r}")
     match = _SIZE_RE.match(str(text))
     value = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else math.nan
     if not math.isfinite(value) or value < 1:
@@ -112,11 +112,8 @@ def estimate_memory(plan: SweepPlan, num_devices: int, *, cpu: bool = False) -> 
         need = per_device * group.run_bytes * (num_devices if cpu else 1)
         if need > device:
             device, worst, worst_run = need, dict(group.static), group.run_bytes
-        if need <= host_memory() * 1024:  # tracing a kernel far beyond any memory is pointless
-            for name, shape in group_output_shapes(spec, group).items():
-                record_sizes[name] = max(record_sizes.get(name, 0), math.prod(shape))
-        else:
-            record_sizes["?"] = max(record_sizes.get("?", 0), group.run_bytes // _HOST_ITEM)
+        for name, shape in group_output_shapes(spec, group).items():  # traced abstractly: no memory
+            record_sizes[name] = max(record_sizes.get(name, 0), math.prod(shape))
     per_run = sum(record_sizes.values()) * _HOST_ITEM + 1
     theory = spec.num_points * 2 * max(record_sizes.values(), default=0) * _HOST_ITEM
     host = 2 * spec.num_runs * per_run + theory

@@ -586,8 +586,9 @@ class SweepStore:
             try:
                 self.read_chunk(index)
             except DamagedChunkError as err:
-                _set_aside(self.path, err.path)
-                moved.append((index, err.reason))
+                with contextlib.suppress(FileNotFoundError):  # another host of this run moved it first
+                    _set_aside(self.path, err.path)
+                    moved.append((index, err.reason))
         return moved
 
     def remove_stale_temporaries(self) -> None:
