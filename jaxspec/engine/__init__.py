@@ -7,7 +7,7 @@ The scan core, from the bottom:
 * :mod:`~jaxspec.engine._keys`: per-seed keys and the initial Haar frame.
 * :mod:`~jaxspec.engine._qr`: QR backends (Householder, CholeskyQR2, shifted CholeskyQR3).
 * :mod:`~jaxspec.engine._scan`: :func:`benettin_scan`, the block loop and the rank-collapse bookkeeping.
-* :mod:`~jaxspec.engine._guard`: the orthogonality guard.
+* :mod:`~jaxspec.engine._guard`: the orthogonality guard (conditioning and range of every block).
 
 Built on the core:
 
@@ -19,7 +19,7 @@ Built on the core:
 """
 
 from jaxspec.engine._config import CONDITIONS, METHODS, EngineConfig, make_config
-from jaxspec.engine._guard import OrthogonalityWarning, run_with_orthogonality_guard
+from jaxspec.engine._guard import BlockRangeWarning, OrthogonalityWarning, run_with_orthogonality_guard
 from jaxspec.engine._keys import frame_key, initial_frame, realisation_key, seed_keys
 from jaxspec.engine._maps import MapSpectrum, flow_spectrum, map_spectrum, orbit_frame_sums, tangent_step
 from jaxspec.engine._qr import (
@@ -37,6 +37,7 @@ from jaxspec.engine._qr import (
 from jaxspec.engine._reortho import (
     choose_reortho_every,
     parse_reortho_every,
+    range_limits,
     reortho_from_pilot,
     reortho_limits,
 )
@@ -79,6 +80,7 @@ from jaxspec.engine._spectrum import (
 
 __all__ = [
     "CONDITIONS",
+    "BlockRangeWarning",
     "FAST_METHODS",
     "METHODS",
     "QR_BACKENDS",
@@ -119,6 +121,7 @@ __all__ = [
     "orthogonality_loss",
     "parse_reortho_every",
     "pilot_reortho_every",
+    "range_limits",
     "realisation_key",
     "reortho_from_pilot",
     "reortho_limits",

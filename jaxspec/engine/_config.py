@@ -22,7 +22,8 @@ class EngineConfig(ComputeOptions):
 
     Attributes:
         k: number of frame columns (top-``k`` exponents).
-        reortho_every: layers between QR re-orthonormalisations ([math §4](https://jaxspec.github.io/jaxspec/math/#s4) bounds it).
+        reortho_every: layers between QR re-orthonormalisations
+            ([math §4](https://jaxspec.github.io/jaxspec/math/#s4) bounds it).
         dtype: compute dtype, ``"float32"`` or ``"float64"``.
         precision: matmul precision, ``"highest"`` (default; GPUs/TPUs otherwise use TF32/bf16), ``"high"``
             or ``"default"``.

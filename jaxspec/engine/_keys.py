@@ -8,7 +8,8 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 
 def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
-    """Keys of seeds ``0..num_seeds-1``: ``fold_in(key(seed), s)``, so seed ``s`` never depends on ``num_seeds``.
+    """Keys of seeds ``0..num_seeds-1``: ``fold_in(key(seed), s)``, so seed ``s`` never depends on
+    ``num_seeds``.
 
     Example:
         >>> seed_keys(0, 4).shape
@@ -19,8 +20,8 @@ def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
 
 
 def realisation_key(seed_key: PRNGKeyArray) -> PRNGKeyArray:
-    """The key the engine hands the ensemble for one seed: ``ensemble.sample(realisation_key(k))`` is the stack
-    that the engine propagated."""
+    """The key the engine hands the ensemble for one seed: ``ensemble.sample(realisation_key(k))`` is the
+    stack that the engine propagated."""
     return jax.random.split(seed_key)[1]
 
 

@@ -42,7 +42,8 @@ QR_BACKENDS = ("householder", "cholesky2", "shifted_cholesky3")
 QRCallable = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 # Largest tolerated max|Q1^T Q1 - I| before the second pass: CholeskyQR2 restores orthogonality to O(u) as
-# long as the first pass is this close to orthonormal (Yamamoto et al. 2015 need it below 1; 0.1 leaves margin).
+# long as the first pass is this close to orthonormal (Yamamoto et al. 2015 need it below 1; 0.1 leaves
+# margin).
 _GRAM_TOLERANCE = 0.1
 
 

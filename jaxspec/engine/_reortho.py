@@ -1,9 +1,12 @@
 """The re-orthonormalisation interval ``m``: its validation, its budget, and the choice of ``"auto"``.
 
 A block of ``m`` layers spreads the frame's columns by about ``exp(m (lambda_1 - lambda_k))``; the QR at the
-block's end then loses ``log cond`` of the ``-log u`` digits the dtype holds ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). This module is
-the one place that validates ``reortho_every`` and turns per-layer statistics of ``log|R_ii|`` (from a closed
-form or a pilot run) into the largest safe ``m``.
+block's end then loses ``log cond`` of the ``-log u`` digits the dtype holds
+([math §4](https://jaxspec.github.io/jaxspec/math/#s4)). A block also scales the frame by about
+``exp(m lambda_1)`` and ``exp(m lambda_k)``, which must stay inside the dtype's exponent range (a block that
+underflows to zero or overflows is lost, whatever its spread). This module is the one place that
+validates ``reortho_every``, states both limits, and turns per-layer statistics of ``log|R_ii|`` (from a
+closed form or a pilot run) into the largest safe ``m``.
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ def parse_reortho_every(reortho_every: int | str, *, allow_auto: bool = True) ->
 
 
 def reortho_limits(dtype) -> tuple[float, float]:
-    """``(budget, guard)`` for the log condition number a block may grow a frame to ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
+    """``(budget, guard)`` for the log condition number a block may grow a frame to
+    ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
-    The QR of a block loses ``log cond`` of the ``-log u`` available digits (``u`` the unit roundoff: 16.6 in
-    float32, 36.7 in float64). ``reortho_every="auto"`` aims at a quarter of them (the smallest ``|R_ii|`` keeps
-    a relative accuracy of ``u^{3/4}``); the guard reports blocks that used more than half (accuracy worse than
-    ``u^{1/2}``).
+    The QR of a block loses ``log cond`` of the ``-log u`` available digits (``u`` the unit roundoff: 16.6
+    in float32, 36.7 in float64). ``reortho_every="auto"`` aims at a quarter of them (the smallest ``|R_ii|``
+    keeps a relative accuracy of ``u^{3/4}``); the guard reports blocks that used more than half (accuracy
+    worse than ``u^{1/2}``).
 
     Example:
         >>> [round(x, 2) for x in reortho_limits("float32")]
@@ -63,6 +67,22 @@ def reortho_limits(dtype) -> tuple[float, float]:
     return 0.25 * digits, 0.5 * digits
 
 
+def range_limits(dtype) -> tuple[float, float]:
+    """``(budget, guard)`` for ``max_i |log|R_ii||`` of one block: how far a block may scale the frame.
+
+    ``log`` of the dtype's largest finite value is ``88.7`` in float32 and ``709.8`` in float64 (its smallest
+    normal is about the reciprocal). ``reortho_every="auto"`` keeps a block's predicted growth within half of
+    it; the guard reports a block whose ``|R_ii|`` left ``0.8`` of it (the frame's entries, ``|R_ii| /
+    sqrt(N)``, then come within a few decades of underflow to subnormals and zero, or of overflow).
+
+    Example:
+        >>> [round(x, 1) for x in range_limits("float32")]
+        [44.4, 71.0]
+    """
+    log_max = math.log(float(jnp.finfo(dtype).max))
+    return 0.5 * log_max, 0.8 * log_max
+
+
 def choose_reortho_every(
     mean_log_r: Float[np.ndarray, " k"],
     var_log_r: Float[np.ndarray, " k"],
@@ -70,12 +90,13 @@ def choose_reortho_every(
     dtype,
     rates_every: int | None = None,
 ) -> int:
-    """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|`` ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
+    """The largest safe ``reortho_every`` from per-layer statistics of ``log|R_ii|``
+    ([math §4](https://jaxspec.github.io/jaxspec/math/#s4)).
 
     A block of ``m`` layers is predicted to spread the columns by ``m (max_i mu_i - min_i mu_i)`` plus four
     standard deviations ``4 sqrt(2 m max_i v_i)``; ``m`` is the largest value keeping that within the budget
-    of :func:`reortho_limits`, and ``m max|mu_i| + 4 sqrt(m max v_i)`` within half the exponent range (no
-    overflow).
+    of :func:`reortho_limits`, and ``m max|mu_i| + 4 sqrt(m max v_i)`` within the budget of
+    :func:`range_limits` (no underflow or overflow).
 
     Args:
         mean_log_r: ``(k,)`` per-layer means ``mu_i`` (exponents); non-finite entries force ``m = 1``.
@@ -100,7 +121,7 @@ def choose_reortho_every(
     if mean.size == 0 or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
         return 1
     budget, _ = reortho_limits(dtype)
-    range_budget = 0.5 * math.log(float(jnp.finfo(dtype).max))
+    range_budget, _ = range_limits(dtype)
     spread = float(mean.max() - mean.min())
     growth = float(np.abs(mean).max())
     vmax = float(max(var.max(), 0.0))
@@ -128,6 +149,8 @@ def reortho_from_pilot(
     pilot_log_r: Float[np.ndarray, "... k"], depth: int, dtype, rates_every: int | None = None
 ) -> int:
     """:func:`choose_reortho_every` from a pilot run's per-layer ``log|R_ii|`` (NaN where not counted).
+
+    A counted ``-inf`` (a layer that annihilated a column) gives ``m = 1``.
 
     Args:
         pilot_log_r: ``(..., k)`` per-layer ``log|R_ii|`` of a pilot re-orthonormalised every layer.

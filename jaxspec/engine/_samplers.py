@@ -15,12 +15,12 @@ of the weights), the frame the engine propagates never needs the matrices
   ``k`` log-gamma variates and one count per layer sample the exact finite-depth QR estimator, O(k) per layer.
 
 Both are *exact in distribution*: the per-seed exponents (every index, every depth, every rank-collapse
-convention and ``reortho_every``, whose block bookkeeping is the engine's own :func:`scan_blocks`) have the same
-joint law as those of the direct path; they are not the same realisation. They are exponents-only samplers: no
-frame of the product exists, so :class:`FrameSums` has ``frame=None`` and they must never stand in for the
-product when vectors, alignment or finite-depth singular values are wanted. ReLU networks (gates depend on the
-weights), orthogonal and fixed networks are not :class:`~jaxspec.ensembles.GatedGaussian` and go through the
-direct path.
+convention and ``reortho_every``, whose block bookkeeping is the engine's own :func:`scan_blocks`) have the
+same joint law as those of the direct path; they are not the same realisation. They are exponents-only
+samplers: no frame of the product exists, so :class:`FrameSums` has ``frame=None`` and they must never stand
+in for the product when vectors, alignment or finite-depth singular values are wanted. ReLU networks (gates
+depend on the weights), orthogonal and fixed networks are not :class:`~jaxspec.ensembles.GatedGaussian` and
+go through the direct path.
 
 References:
     Newman, "The distribution of Lyapunov exponents: exact results for random matrices", CMP 104 (1986);

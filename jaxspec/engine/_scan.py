@@ -1,4 +1,5 @@
-"""The scan core: blocks of layers, a QR at each block's end, and the rank-collapse bookkeeping of ``log|R_ii|``.
+"""The scan core: blocks of layers, a QR at each block's end, and the rank-collapse bookkeeping of
+``log|R_ii|``.
 
 The Benettin (Shimada-Nagashima) method. A frame ``Q_0`` of ``k`` orthonormal columns is propagated through
 ``A_L ... A_1`` by ``lax.scan`` over layers; every ``reortho_every`` layers the frame is re-orthonormalised by
@@ -6,20 +7,21 @@ QR, ``A Q = Q' R``, and ``log|R_ii|`` is accumulated. ``(1/L) sum log|R_ii|`` es
 ``lambda_i`` and is unbiased at every finite depth for rotation-invariant ensembles
 ([math §1](https://jaxspec.github.io/jaxspec/math/#s1)).
 
-Rank collapse. When a layer has ``K_l < i`` active units the product has lost rank ``i`` for ever, and ``R_ii``
-of that block is rounding noise, not zero. The engine never thresholds ``|R_ii|``: it counts ``K_l`` and keeps
-the accumulators that each convention of :func:`exponents_from_sums` needs:
+Rank collapse. When a layer has ``K_l < i`` active units the product has lost rank ``i`` for ever, and
+``R_ii`` of that block is rounding noise, not zero. The engine never thresholds ``|R_ii|``: it counts ``K_l``
+and keeps the accumulators that each convention of :func:`exponents_from_sums` needs:
 
 * ``"K>=i"`` (default): index ``i`` averages ``log|R_ii|`` over the blocks in which every layer had
   ``K_l >= i``, divided by the number of layers in those blocks (the exponent conditioned on ``K >= i``);
 * ``"K>=k"``: every index uses only the blocks in which every layer had ``K_l >= k``;
 * ``"none"``: the strict exponent, ``-inf`` for every ``i`` larger than ``min_l K_l``.
 
-Every path that accumulates ``log|R_ii|`` (the direct product, the exact samplers, stacked frames, sweeps) goes
-through :func:`scan_blocks` and :func:`accumulate_block`.
+Every path that accumulates ``log|R_ii|`` (the direct product, the exact samplers, stacked frames, sweeps)
+goes through :func:`scan_blocks` and :func:`accumulate_block`.
 
 References:
-    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); Shimada, Nagashima, Prog. Theor. Phys. 61 (1979).
+    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); Shimada, Nagashima, Prog. Theor. Phys. 61
+    (1979).
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
@@ -34,6 +36,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from jaxspec._checks import check_choice
+from jaxspec.engine._reortho import range_limits
 from jaxspec.ensembles import layer_key
 
 _BIG = np.iinfo(np.int32).max
@@ -55,13 +58,15 @@ class FrameSums(NamedTuple):
         depth: ``()`` total number of layers.
         min_active: ``()`` ``min_l K_l``.
         active_counts: ``(L,)`` ``K_l`` per layer.
-        block_log_r: ``(blocks, k)`` per-block ``log|R_ii|`` (NaN where the block had ``K_l < i``), or ``None``.
+        block_log_r: ``(blocks, k)`` per-block ``log|R_ii|`` (NaN where the block had ``K_l < i``), or
+            ``None``.
         block_size: ``(blocks,)`` layers per block, or ``None``.
         frame: ``(N, k)`` the final orthonormal frame (``None`` for the exact samplers, which never form a
             frame of the product).
-        max_block_spread: ``()`` orthogonality guard: the largest ``max_i log|R_ii| - min_i log|R_ii|`` of a
-            block over its counted indices, i.e. the log condition number the block grew the frame to (compare
-            with :func:`reortho_limits`); ``None`` where not tracked.
+        max_block_spread: ``()`` orthogonality guard: the largest :func:`block_spread` of a block, i.e. the
+            log condition number the block grew the frame to (compare with :func:`reortho_limits`), raised
+            where a block scaled the frame out of range and ``+inf`` where a counted ``log|R_ii|`` was not
+            finite; ``None`` where not tracked.
     """
 
     log_r_sum: Float[Array, "*batch k"]
@@ -97,17 +102,51 @@ def initial_totals(batch_shape: tuple[int, ...], k: int) -> FrameSums:
     )
 
 
-def block_spread(log_r: Float[Array, "*batch k"], valid: Array) -> Float[Array, ""]:
-    """``max_i log|R_ii| - min_i log|R_ii|`` over the counted indices of one block (0 if none): the log
-    condition number the block grew the frame to, the orthogonality guard's statistic."""
-    finite = valid & jnp.isfinite(log_r)
-    top = jnp.max(jnp.where(finite, log_r, -jnp.inf))
-    bottom = jnp.min(jnp.where(finite, log_r, jnp.inf))
-    return jnp.where(jnp.any(finite), top - bottom, 0.0).astype(log_r.dtype)
+def block_spread(log_r: Float[Array, "*batch k"], valid: Array, dtype=None) -> Float[Array, ""]:
+    """The orthogonality guard's statistic of one block over its counted indices (0 if none).
+
+    ``max_i log|R_ii| - min_i log|R_ii|``, the log condition number the block grew the frame to (compare with
+    :func:`reortho_limits`); ``+inf`` where a counted ``log|R_ii|`` is not finite (the block underflowed to
+    zero, overflowed, or produced NaN) or, given the compute ``dtype``, where ``max_i |log|R_ii||`` exceeds
+    the guard of :func:`range_limits` (the frame came within a few decades of underflow or overflow). Never
+    NaN.
+
+    Args:
+        log_r: ``(..., k)`` the block's ``log|R_ii|`` (any float dtype).
+        valid: ``(..., k)`` the counted indices.
+        dtype: the compute dtype of the frame, for the range check (``None``: no range check).
+
+    Returns:
+        ``()`` the statistic, in ``log_r``'s dtype.
+
+    Example:
+        >>> valid = jnp.array([True, True])
+        >>> float(block_spread(jnp.array([-1.0, -3.0]), valid))
+        2.0
+        >>> float(block_spread(jnp.array([0.0, -jnp.inf]), valid))
+        inf
+        >>> float(block_spread(jnp.array([-90.0, -91.0]), valid, "float32"))  # float32 underflows near -87
+        inf
+    """
+    finite = jnp.isfinite(log_r)
+    counted = valid & finite
+    top = jnp.max(jnp.where(counted, log_r, -jnp.inf))
+    bottom = jnp.min(jnp.where(counted, log_r, jnp.inf))
+    spread = jnp.where(jnp.any(counted), top - bottom, 0.0)
+    failed = jnp.any(valid & ~finite)
+    if dtype is not None:
+        _, range_guard = range_limits(dtype)
+        failed = failed | (jnp.any(counted) & (jnp.maximum(top, -bottom) > range_guard))
+    spread = jnp.where(failed, jnp.inf, spread)
+    return spread.astype(log_r.dtype)
 
 
 def accumulate_block(
-    totals: FrameSums, log_r: Float[Array, "*batch k"], kmin: Int[Array, "*batch"], size: int
+    totals: FrameSums,
+    log_r: Float[Array, "*batch k"],
+    kmin: Int[Array, "*batch"],
+    size: int,
+    compute_dtype=None,
 ) -> tuple[FrameSums, Array]:
     """One block's bookkeeping under the rank-collapse conventions.
 
@@ -116,6 +155,7 @@ def accumulate_block(
         log_r: ``(..., k)`` the block's ``log|R_ii|``.
         kmin: ``(...)`` the block's smallest active count.
         size: layers in the block.
+        compute_dtype: the frame's dtype, for the range check of :func:`block_spread` (``None``: none).
 
     Returns:
         ``(totals, valid)``: the updated totals and the ``(..., k)`` mask ``kmin >= i`` of counted indices.
@@ -130,7 +170,7 @@ def accumulate_block(
         log_r_sum_all_k=totals.log_r_sum_all_k + jnp.where(all_k[..., None], log_r, 0.0),
         layer_count_all_k=totals.layer_count_all_k + jnp.where(all_k, size, 0),
         min_active=jnp.minimum(totals.min_active, kmin),
-        max_block_spread=jnp.maximum(totals.max_block_spread, block_spread(log_r, valid)),
+        max_block_spread=jnp.maximum(totals.max_block_spread, block_spread(log_r, valid, compute_dtype)),
     )
     return totals, valid
 
@@ -152,7 +192,8 @@ def scan_blocks(
         record_blocks: whether ``block`` returns its ``log|R_ii|`` (memory grows with depth).
 
     Returns:
-        ``(carry, active_counts (L, ...), block_log_r (blocks, ..., k) or None, block_size (blocks,) or None)``.
+        ``(carry, active_counts (L, ...), block_log_r (blocks, ..., k) or None,
+        block_size (blocks,) or None)``.
     """
     indices = jnp.arange(depth)
     full, rem = divmod(depth, reortho_every)
@@ -263,7 +304,7 @@ def benettin_scan(
         frame = jnp.where(indices_i <= kmin[..., None], frame, jnp.zeros_like(frame))
         q, r = qr(frame)
         log_r = jnp.log(jnp.abs(jnp.diagonal(r, axis1=-2, axis2=-1))).astype(totals.log_r_sum.dtype)
-        totals, valid = accumulate_block(totals, log_r, kmin, block_indices.shape[0])
+        totals, valid = accumulate_block(totals, log_r, kmin, block_indices.shape[0], frame.dtype)
         recorded = jnp.where(valid, log_r, jnp.nan) if record_blocks else None
         return (state, q.astype(frame.dtype), totals), (actives, recorded)
 

@@ -2,8 +2,8 @@
 
 The weights are shared and only the gates differ between inputs, so the per-input frames are stacked side by
 side: layer ``l`` is ``D_l^{(b)} (W_l [Q^{(1)} ... Q^{(B)}])``, one ``N x (inputs k)`` matrix product, then a
-batched QR. Exact in realisation: the same numbers as running :func:`benettin_scan` per input, in the form that
-reaches the machine's GEMM rate.
+batched QR. Exact in realisation: the same numbers as running :func:`benettin_scan` per input, in the form
+that reaches the machine's GEMM rate.
 
 References:
     Benettin et al., Meccanica 15 (1980); Haas et al., arXiv:2602.12384.

@@ -6,7 +6,8 @@ Three layers of API, from the bottom: :func:`benettin_scan` (generic scan core, 
 sweeps) and :func:`lyapunov_spectrum` (the convenience entry point).
 
 References:
-    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); Shimada, Nagashima, Prog. Theor. Phys. 61 (1979).
+    Benettin, Galgani, Giorgilli, Strelcyn, Meccanica 15 (1980); Shimada, Nagashima, Prog. Theor. Phys. 61
+    (1979).
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
@@ -190,7 +191,8 @@ def resolve_method(ensemble: Ensemble, method: str) -> str:
 
 
 def resolve_qr(ensemble: Ensemble, qr: str, k: int) -> str:
-    """``"auto"``: :func:`choose_qr` from the ensemble's :meth:`~jaxspec.ensembles.Ensemble.min_active_count`."""
+    """``"auto"``: :func:`choose_qr` from the ensemble's
+    :meth:`~jaxspec.ensembles.Ensemble.min_active_count`."""
     if qr == "auto":
         return choose_qr(ensemble.min_active_count(), k)
     check_choice("qr", qr, QR_BACKENDS + ("auto",))
@@ -275,12 +277,13 @@ def lyapunov_spectrum(
         k: number of exponents (default: the smallest width, i.e. the full spectrum).
         seeds: number of independent realisations (vmapped).
         seed: base integer seed; seed ``s`` uses ``fold_in(key(seed), s)``.
-        reortho_every: layers between QRs ([math §4](https://jaxspec.github.io/jaxspec/math/#s4): keep ``m (lambda_1 - lambda_k)`` below ~16 in
-            float32, ~36 in float64), or ``"auto"``: the largest ``m`` that keeps a block's predicted log
-            condition number within a quarter of the dtype's digits (:func:`choose_reortho_every`, from the
-            closed form or a 32-layer pilot run), re-run with a smaller ``m`` if the guard trips. With any
-            ``m > 1`` the guard (``result.max_block_spread``) is checked and a block that exceeded half the
-            digits raises an :class:`OrthogonalityWarning`.
+        reortho_every: layers between QRs ([math §4](https://jaxspec.github.io/jaxspec/math/#s4): keep
+            ``m (lambda_1 - lambda_k)`` below ~16 in float32, ~36 in float64), or ``"auto"``: the largest
+            ``m`` that keeps a block's predicted log condition number within a quarter of the dtype's digits
+            (:func:`choose_reortho_every`, from the closed form or a 32-layer pilot run), re-run with a
+            smaller ``m`` if the guard trips. With any ``m > 1`` the guard (``result.max_block_spread``) is
+            checked: a block that exceeded half the digits raises an :class:`OrthogonalityWarning`, one that
+            left the dtype's range (underflow to zero, overflow, NaN) a :class:`BlockRangeWarning`.
         dtype: compute dtype, ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
         precision: matmul precision, ``"highest"`` by default.
         condition: rank-collapse convention: ``"K>=i"`` (default), ``"K>=k"`` or ``"none"``.
