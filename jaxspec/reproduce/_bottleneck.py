@@ -82,7 +82,7 @@ class BottleneckSizes:
 #: GPU sizes of ``run_bottleneck(full=True)``.
 FULL_BOTTLENECK_SIZES = BottleneckSizes(
     depths=(4, 8, 12, 16, 20, 24),
-    width=48,
+    width=128,
     num_points=1024,
     digits_limit=1797,
     digits_dim=32,

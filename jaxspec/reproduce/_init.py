@@ -105,17 +105,18 @@ class InitSizes:
     aligned_decay: float = 0.1
 
 
-#: Paper-scale sizes of ``run_init(full=True)``, meant for a GPU.
+#: Paper-scale sizes of ``run_init(full=True)``, meant for a GPU: widths 128-512, depth up to 4N, enough seeds
+#: for standard-error bands (the paper's setting).
 FULL_INIT_SIZES = InitSizes(
-    width=64,
-    depth=1000,
+    width=256,
+    depth=1024,
     seeds=64,
     alignment_seeds=128,
     gaussian_alignment_width=16,
     k=6,
-    separation_widths=(16, 32, 64, 128),
-    separation_depth_over_width=6.0,
-    segment_depth=500,
+    separation_widths=(128, 256, 512),
+    separation_depth_over_width=4.0,
+    segment_depth=512,
     segments=6,
 )
 
