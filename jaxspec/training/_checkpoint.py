@@ -34,6 +34,10 @@ from jaxspec._extras import optional_import
 _ITEMS = ("state", "history", "meta")
 
 
+class _Damaged(InputError):
+    """A checkpoint that cannot be read back, or whose arrays differ from their checksum."""
+
+
 class CheckpointFallbackWarning(UserWarning):
     """A damaged checkpoint was passed over and the run resumed from an older one (a one-line message)."""
 
@@ -223,7 +227,7 @@ def restore_checkpoint(
             with _quiet_unraisable():
                 restored = manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as err:  # orbax/tensorstore raise many types for unreadable or mismatched files
-            raise InputError(
+            raise _Damaged(
                 f"cannot restore the checkpoint at step {step} in {directory} (damaged, or not made with "
                 f"these parameters and optimizer): {_one_line(err)}"
             ) from err
@@ -233,7 +237,7 @@ def restore_checkpoint(
     if meta.get("checksum") is not None:
         found = checksum(({"params": state["params"], "opt_state": state["opt_state"]}, flat))
         if found != meta["checksum"]:
-            raise InputError(
+            raise _Damaged(
                 f"the checkpoint at step {step} in {directory} is damaged: its arrays do not match the "
                 "checksum saved with them"
             )
@@ -246,34 +250,70 @@ def restore_checkpoint(
     return TrainCheckpoint(step, state["params"], state["opt_state"], history, meta.get("signature"))
 
 
+def read_signature(directory: str | Path, step: int) -> dict[str, Any] | None:
+    """The signature saved with the checkpoint at ``step`` (``None`` for a checkpoint without one).
+
+    Raises:
+        InputError: when the checkpoint's ``meta`` item cannot be read (a damaged checkpoint).
+
+    Example:
+        >>> read_signature("ckpt", 100)  # doctest: +SKIP
+        {'log_every': 10, 'learning_rate': 0.005, ...}
+    """
+    ocp = _ocp()
+    with _manager(directory) as manager:
+        if not (Path(manager.directory) / str(step) / "meta").exists():
+            return None
+        try:
+            with _quiet_unraisable():
+                restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        except Exception as err:  # unreadable JSON, truncated file: the checkpoint is damaged
+            raise _Damaged(
+                f"cannot read the checkpoint at step {step} in {directory} (damaged): {_one_line(err)}"
+            ) from err
+    meta = restored["meta"]
+    return meta.get("signature") if isinstance(meta, dict) else None
+
+
 def restore_latest_good(
-    directory: str | Path, params_template: Any, opt_state_template: Any
+    directory: str | Path,
+    params_template: Any,
+    opt_state_template: Any,
+    signature: Mapping[str, Any] | None = None,
 ) -> tuple[TrainCheckpoint | None, list[str]]:
     """The newest checkpoint that restores and passes its checksum, falling back past damaged ones.
 
+    With ``signature``, the newest readable checkpoint's saved signature is compared first, before any array
+    is read (:func:`check_signature`): a run with other settings is refused by name, not mistaken for damage.
     Damaged checkpoints newer than the one restored are moved aside to ``directory/damaged-<step>`` (so the
     resumed run can save its own checkpoints at those steps) and named in the notes.
 
     Args:
         directory: the run's checkpoint folder.
         params_template, opt_state_template: as in :func:`restore_checkpoint`.
+        signature: the resumed run's settings (``None``: not compared).
 
     Returns:
         ``(checkpoint, notes)``: ``checkpoint`` is ``None`` when the folder holds no checkpoint; ``notes``
         are one-line messages, one per damaged checkpoint passed over.
 
     Raises:
-        InputError: when no checkpoint restores (the newest one's error is named).
+        InputError: a changed setting (named), or no checkpoint restores (the newest one's error is named).
 
     Example:
         >>> ckpt, notes = restore_latest_good("ckpt", params, opt_state)  # doctest: +SKIP
     """
     steps = checkpoint_steps(directory)
     failures: list[tuple[int, InputError]] = []
+    compared = signature is None
     for step in reversed(steps):
         try:
+            if not compared:
+                saved = read_signature(directory, step)
+                check_signature(directory, saved, signature)  # a refusal here is not damage: it propagates
+                compared = True
             checkpoint = restore_checkpoint(directory, params_template, opt_state_template, step)
-        except InputError as err:
+        except _Damaged as err:
             failures.append((step, err))
             continue
         notes = []
@@ -304,7 +344,7 @@ def check_signature(directory: str | Path, saved: Mapping[str, Any] | None, now:
     """
     if saved is None:
         return
-    for name in sorted(set(saved) | set(now)):
+    for name in [*now, *(k for k in saved if k not in now)]:  # the caller's order: settings before data
         before, after = saved.get(name, "<unset>"), now.get(name, "<unset>")
         if before != after:
             raise InputError(

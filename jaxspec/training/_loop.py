@@ -33,7 +33,6 @@ from jaxspec._checks import InputError
 from jaxspec.training._checkpoint import (
     CheckpointFallbackWarning,
     TrainCheckpoint,
-    check_signature,
     restore_latest_good,
     save_checkpoint,
 )
@@ -268,11 +267,10 @@ def train(
     history: dict[str, Any] = {"steps": [], "loss": [], "tracked": []}
     ckpt = None
     if resume:
-        ckpt, notes = restore_latest_good(checkpoint_dir, params, opt_state)
+        ckpt, notes = restore_latest_good(checkpoint_dir, params, opt_state, signature)
         for note in notes:
             warnings.warn(note, CheckpointFallbackWarning, stacklevel=2)
     if ckpt is not None:
-        check_signature(checkpoint_dir, ckpt.signature, signature)
         if ckpt.step > num_steps:
             raise InputError(
                 f"the checkpoint in {checkpoint_dir} is at step {ckpt.step}, past num_steps={num_steps}"
