@@ -44,6 +44,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxspec._checks import InputError
+from jaxspec._extras import require
 from jaxspec.sweeps._memory import check_memory, parse_memory
 from jaxspec.sweeps._plan import Group, padded_size, point_indices, run_key
 from jaxspec.sweeps._spec import SweepSpec
@@ -256,6 +257,7 @@ def run_sweep(
     """
     if not isinstance(spec, SweepSpec):
         raise InputError(f"run_sweep needs a SweepSpec, got {type(spec).__name__}")
+    require("sweep", "jaxspec.sweeps.run_sweep")  # the store needs it: stop before any work
     if chunk_size is not None:
         spec = dataclasses.replace(spec, chunk_size=chunk_size)
     distributed = jax.process_count() > 1

@@ -61,7 +61,7 @@ import jax
 import numpy as np
 
 from jaxspec._checks import InputError
-from jaxspec._extras import optional_import
+from jaxspec._extras import optional_import, require
 from jaxspec.sweeps._lock import LOCK, StoreLock
 from jaxspec.sweeps._plan import SweepPlan, group_output_shapes, make_plan, point_indices, point_params
 from jaxspec.sweeps._spec import SweepSpec
@@ -845,6 +845,17 @@ def _set_aside(root: Path, file: Path) -> Path:
     return target
 
 
+def _parquet_ok(file: Path) -> bool:
+    """Whether ``summary.parquet`` exists and reads."""
+    if not file.is_file():
+        return False
+    try:
+        optional_import("pandas", "sweep").read_parquet(file)
+    except Exception:  # pyarrow raises many kinds on a damaged file
+        return False
+    return True
+
+
 def _write_manifest(path: Path, manifest: Mapping[str, Any]) -> bool:
     """Create ``path/jaxspec-sweep.json`` atomically; ``False`` if another process made it first."""
     tmp = path / f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{MANIFEST}"
@@ -916,6 +927,7 @@ def repair_store(path: str | Path) -> list[str]:
         rebuilt out/jaxspec-sweep.json from 6 chunk files (spec 'small', fingerprint 3f2a9c...)
         out: 6 of 6 chunks done, results.zarr and summary.parquet current
     """
+    require("sweep", "jaxspec sweep --repair")
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"--repair {path}: no such directory")
@@ -955,11 +967,13 @@ def repair_store(path: str | Path) -> list[str]:
             elif problem is not None:
                 store._write_zarr(store.assemble())
                 notes.append(f"rebuilt {ZARR} from the {total} chunk files ({problem})")
-        if done == total and (not store.zarr_path.exists() or not store.parquet_path.exists()):
+        present = {ZARR: store.zarr_path.exists(), PARQUET: _parquet_ok(store.parquet_path)}
+        redo = [name for name, ok in present.items() if not ok]
+        if done == total and redo:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", StoreRepairWarning)
                 store.finalize()
-            notes.append(f"wrote {ZARR} and {PARQUET} from the {total} chunk files")
+            notes.append(f"wrote {' and '.join(redo)} from the {total} chunk files")
         if done == total:
             notes.append(f"{path}: {done} of {total} chunks done, {ZARR} and {PARQUET} current")
         else:

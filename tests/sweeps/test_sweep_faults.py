@@ -29,6 +29,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -255,6 +256,21 @@ def test_a_corrupted_manifest_is_set_aside_and_rebuilt(toy_done, tmp_path):
     _assert_same(run_sweep(spec, copy, resume=True, progress=False), ds)
 
 
+def test_repair_rewrites_a_damaged_summary_and_leaves_a_whole_store_alone(toy_done, tmp_path):
+    _, out, _ = toy_done
+    copy = _copy(out, tmp_path / "copy")
+    original = (copy / "summary.parquet").read_bytes()
+    (copy / "summary.parquet").write_bytes(original[:50])
+    notes = repair_store(copy)
+    assert notes[0] == "wrote summary.parquet from the 6 chunk files" and len(notes) == 2
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(copy / "summary.parquet"), pd.read_parquet(out / "summary.parquet")
+    )
+    before = _snapshot(copy)
+    assert repair_store(copy) == [f"{copy}: 6 of 6 chunks done, results.zarr and summary.parquet current"]
+    assert _snapshot(copy) == before
+
+
 def test_repair_refuses_chunks_of_two_sweeps_and_a_directory_without_chunks(toy_done, tmp_path):
     _, out, _ = toy_done
     other = run_sweep(_toy_spec(seed=9), tmp_path / "other", progress=False)
@@ -468,24 +484,12 @@ def kill_reference(tmp_path_factory):
     return spec_file, root, ds
 
 
-def _kill_trial(
-    spec_file: Path, out: Path, cache: Path | None, rng, *, resume_in_process: bool, mid_chunks: bool = False
-) -> dict:
-    """Start the sweep, SIGKILL it after a random number of chunks (0 to 11: as soon as its directory
-    exists) or after a random delay (0 to 6 s: anywhere from start-up to consolidation), resume it, and
-    collect what the classification needs."""
+def _run_and_kill(args, out: Path, cache: Path | None, after_chunks: int | None, delay: float):
+    """Run the command; SIGKILL it once ``after_chunks`` chunk files exist (0: once its directory exists;
+    12: once every chunk is written, during consolidation) or after ``delay`` seconds. Returns
+    ``(killed, stderr)``."""
     chunks = out / "chunks"
-    if mid_chunks:
-        after_chunks = int(rng.integers(1, 12))
-    else:
-        after_chunks = int(rng.integers(0, 12)) if rng.random() < 0.7 else None
-    delay = float(rng.uniform(0.0, 6.0))
-    proc = subprocess.Popen(
-        _cli(spec_file, "--out", out, "--chunk-size", KILL_CHUNK, "--quiet"),
-        env=_env(cache),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen(_cli(*args), env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started = time.monotonic()
     try:
         while proc.poll() is None:
@@ -498,16 +502,44 @@ def _kill_trial(
             assert time.monotonic() - started < 300, "the sweep hung"
             time.sleep(0.002)
     finally:
-        _, first_err = proc.communicate()
+        _, err = proc.communicate()
+    return proc.returncode == -signal.SIGKILL, err
+
+
+def _kill_trial(
+    spec_file: Path,
+    out: Path,
+    cache: Path | None,
+    rng,
+    *,
+    resume_in_process: bool,
+    mid_chunks: bool = False,
+    kill_resume: bool = False,
+) -> dict:
+    """Start the sweep, SIGKILL it after a random number of chunk files (0 to 12) or after a random delay
+    (0 to 6 s: anywhere from start-up to consolidation), optionally kill the first resume too (after 0 to
+    3 s), resume it, and collect what the classification needs."""
+    chunks = out / "chunks"
+    if mid_chunks:
+        after_chunks = int(rng.integers(1, 12))
+    else:
+        after_chunks = int(rng.integers(0, 13)) if rng.random() < 0.7 else None
+    delay = float(rng.uniform(0.0, 6.0))
+    killed, first_err = _run_and_kill(
+        (spec_file, "--out", out, "--chunk-size", KILL_CHUNK, "--quiet"), out, cache, after_chunks, delay
+    )
     kept = {p.name: p.read_bytes() for p in chunks.glob("chunk-*.npz")} if chunks.is_dir() else {}
-    trial = {
-        "killed": proc.returncode == -signal.SIGKILL,
-        "chunks_at_kill": len(kept),
-        "first_traceback": b"Traceback" in first_err,
-    }
+    trial = {"killed": killed, "chunks_at_kill": len(kept), "first_traceback": b"Traceback" in first_err}
+    if kill_resume:
+        _, err = _run_and_kill(
+            ("--out", out, "--resume", "--quiet"), out, cache, None, float(rng.uniform(0.0, 3.0))
+        )
+        trial["first_traceback"] |= b"Traceback" in err
     if resume_in_process:
         try:
-            resumed = run_sweep(load_spec(spec_file), out, resume=True, progress=False)
+            with warnings.catch_warnings(record=True):  # notes such as "took over the stale lock"
+                warnings.simplefilter("always", StoreRepairWarning)
+                resumed = run_sweep(load_spec(spec_file), out, resume=True, progress=False)
             code, err = 0, ""
         except InputError as error:
             resumed, code, err = None, 2, str(error)
@@ -556,10 +588,36 @@ def test_a_sweep_killed_at_a_random_point_resumes_to_identical_results(kill_refe
     trial = _kill_trial(spec_file, out, None, rng, resume_in_process=True, mid_chunks=True)
     outcome = _classify(trial, expected)
     assert outcome == "clean", (outcome, trial["message"])
-    # While a run holds the directory, a second one stops in one line (a real second process's lock).
-    with StoreLock.acquire(out):
-        code, _, err = run_cli(capsys, "sweep", spec_file, "--out", out, "--resume", "--quiet")
-    assert code == 2 and "locked" in err and err.count("\n") == 1
+
+
+_HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from jaxspec.sweeps import StoreLock
+lock = StoreLock.acquire(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_process_is_refused_while_the_first_holds_the_lock_and_not_after_its_kill(
+    toy_done, tmp_path, capsys
+):
+    spec, out, ds = toy_done
+    copy = _copy(out, tmp_path / "copy")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(copy)], stdout=subprocess.PIPE, text=True, env=_env(None)
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"locked by another jaxspec sweep run \(pid {holder.pid} on "):
+            run_sweep(spec, copy, resume=True, progress=False, on_chunk=pytest.fail)
+        holder.send_signal(signal.SIGKILL)
+    finally:
+        holder.kill()
+        holder.wait()
+    with pytest.warns(StoreRepairWarning, match=f"took over the stale lock .*pid {holder.pid}"):
+        _assert_same(run_sweep(spec, copy, resume=True, progress=False), ds)
 
 
 @pytest.mark.slow
@@ -568,10 +626,53 @@ def test_ten_kill_and_resume_trials_are_all_clean(kill_reference, tmp_path):
     rng = np.random.default_rng(2019)
     outcomes, kills = [], []
     for i in range(10):
-        trial = _kill_trial(spec_file, tmp_path / f"t{i}", tmp_path / "cache", rng, resume_in_process=False)
+        trial = _kill_trial(
+            spec_file,
+            tmp_path / f"t{i}",
+            tmp_path / "cache",
+            rng,
+            resume_in_process=False,
+            kill_resume=i % 2 == 1,
+        )
         outcomes.append(_classify(trial, expected))
         kills.append((trial["killed"], trial["chunks_at_kill"]))
     tally = _tally(outcomes)
     print(f"\nkill -9 and resume: {tally}; (killed, chunks at kill) per trial: {kills}")
     assert tally["clean"] == 10, (tally, outcomes)
     assert sum(k for k, _ in kills) >= 7, "most trials must be interrupted for real"
+
+
+# -- the sweep extra ---------------------------------------------------------------------------------------
+
+_WITHOUT_EXTRA = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("xarray", "zarr", "pandas", "pyarrow"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+import jaxspec.sweeps as s
+assert not {"xarray", "zarr", "pandas", "pyarrow"} & set(sys.modules)
+spec = s.SweepSpec(axes={"width": [2]}, seeds=1, params={"depth": 3})
+for call in (lambda: s.run_sweep(spec, sys.argv[1]), lambda: s.load_sweep(sys.argv[2])):
+    try:
+        call()
+    except ImportError as err:
+        print(type(err).__name__, err)
+"""
+
+
+def test_the_package_imports_without_the_sweep_extra_and_names_it_when_a_store_is_touched(toy_done, tmp_path):
+    _, out, _ = toy_done
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_EXTRA, str(tmp_path / "new"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(None),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("MissingExtraError") for line in lines), lines
+    assert "pip install 'jaxspec[sweep]'" in lines[0] and "jaxspec[sweep]" in lines[1]
+    assert not (tmp_path / "new").exists()  # refused before any work
