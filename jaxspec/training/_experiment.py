@@ -545,7 +545,15 @@ def save_experiment(ds: xr.Dataset, out_dir: str | Path, fmt: str = "zarr") -> P
 def plot_dynamics(
     ds: xr.Dataset, path: str | Path, title: str | None = None, predictions: Sequence[str] | None = None
 ) -> Path:
-    """Measured against predicted ``sigma_r(t)`` per mode, the relative errors, and alignment over time."""
+    """Measured against predicted ``sigma_r(t)`` per mode, the relative errors, and alignment over time.
+
+    The first panel draws, for every tracked mode, the measured ``sigma_r(t)`` (thick) beside each
+    prediction (thin), the target strength (dotted), and the end values measured and predicted in words; a
+    mode not learned by the end (:func:`unlearned_modes`) is named in red.
+
+    Example:
+        >>> plot_dynamics(ds, "run/dynamics.png", title="deep linear")  # doctest: +SKIP
+    """
     import matplotlib.pyplot as plt
 
     time = ds["time"].values
@@ -554,7 +562,7 @@ def plot_dynamics(
         n for n in PREDICTION_STYLE if f"predicted_{n}" in ds and (predictions is None or n in predictions)
     ]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.8))
     ax = axes[0]
     for r in range(sigma.shape[1]):
         color = colors[r % len(colors)]
@@ -569,6 +577,18 @@ def plot_dynamics(
                 label=PREDICTION_STYLE[n][1] if r == 0 else None,
             )
         ax.axhline(ds["target_strength"].values[r], color=color, lw=0.6, ls=(0, (1, 4)))
+        if names:  # the end values, measured beside the first prediction, for every mode
+            predicted_end = float(ds[f"predicted_{names[0]}"].values[-1, r])
+            ax.annotate(
+                f"sigma_{r + 1}: {float(sigma[-1, r]):.4g} measured, {predicted_end:.4g} predicted",
+                (time[-1], float(sigma[-1, r])),
+                xytext=(-4, 3),
+                textcoords="offset points",
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color=color,
+            )
     labelled = False
     for r, start in enumerate(np.asarray(ds["prediction_start"].values, dtype=int)):
         if start:
@@ -584,8 +604,8 @@ def plot_dynamics(
             labelled = True
     ax.set_xlabel("gradient-flow time t = step x learning rate")
     ax.set_ylabel("end-to-end singular value sigma_r(t)")
-    ax.set_title("measured (thick) vs predicted (thin)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("measured (thick) vs predicted (thin), every mode")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: no curve hidden
     ax = axes[1]
     for r in range(sigma.shape[1]):
         color = colors[r % len(colors)]
