@@ -1,16 +1,15 @@
-"""Escape directions from the saddle at the origin: the sphere, speeds, KKT statistics, the fastest direction.
-
-The fastest direction is found by projected gradient ascent on the sphere.
+"""Escape directions from the saddle at the origin: the sphere, speeds, the balanced speed, KKT statistics.
 
 Gradient flow from a small initialisation leaves the origin along an *escape direction*: a KKT point ``rho``
 of the localised loss ``L0`` on the sphere ``||theta||^2 = L``, ``grad L0(rho) = -s rho`` with speed
 ``s = -L0(rho)``; every layer of such a point has unit Frobenius norm.
 
-* :func:`optimal_escape_direction` maximises the speed by projected (Riemannian) gradient ascent of ``-L0`` on
-  the sphere, ``vmap``-ed over random restarts, optionally restricted to layers of rank ``<= max_rank``
-  (``W_l = U_l V_l^T``).
+* :func:`escape_speed` is the speed of the direction of any ``theta``, ``-L0(theta) (L/||theta||^2)^(L/2)``;
+  :func:`balanced_speed` the speed of its balanced representative, ``-L0(theta) / prod_l ||W_l||_F``
+  (invariant to rescaling any one layer; the two agree at balanced points and have the same maximum).
 * :func:`escape_stats` gives the speed, the KKT residual (tangential part of ``grad L0`` over its norm) and
-  the per-layer squared norms of a direction.
+  the per-layer squared norms of a direction. The residual is a smooth measure: at the kinks of the ReLUs,
+  where optimal directions usually sit, see :func:`jaxspec.saddle.stationarity_certificate` instead.
 
 Closed-form check ([math §6](https://jaxspec.github.io/jaxspec/math/#s6)): a deep linear net escapes at speed
 ``s_1(G^T X)`` (``s_1(G X^T)`` in the column convention) with rank-one layers.
@@ -23,18 +22,17 @@ References:
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float
 
-from jaxspec._checks import HIGHEST, InputError, check_choice, check_positive_int
+from jaxspec._checks import HIGHEST, check_choice
 from jaxspec.bottleneck import parameter_norm_sq
-from jaxspec.networks import ACTIVATIONS, init_mlp
+from jaxspec.networks import ACTIVATIONS
 from jaxspec.saddle._losses import localised_loss
-from jaxspec.saddle._validation import Params, check_data, check_params, check_positive_number
+from jaxspec.saddle._validation import Params, check_data, check_params
 
 
 class EscapeStats(NamedTuple):
@@ -49,26 +47,6 @@ class EscapeStats(NamedTuple):
     speed: jax.Array
     kkt_residual: jax.Array
     layer_norms_sq: jax.Array
-
-
-class EscapeDirection(NamedTuple):
-    """The best direction found by :func:`optimal_escape_direction`.
-
-    Attributes:
-        params: list of layer dicts ``{"w"}`` on the sphere ``||theta||^2 = L`` (the fastest restart).
-        speed: ``()``, its speed ``-L0``.
-        kkt_residual: ``()``, its KKT residual (see :class:`EscapeStats`).
-        layer_norms_sq: ``(L,)``.
-        restart_speeds: ``(R,)``, final speed of every restart.
-        speed_history: ``(R, T)``, speed after every ascent step.
-    """
-
-    params: Params
-    speed: jax.Array
-    kkt_residual: jax.Array
-    layer_norms_sq: jax.Array
-    restart_speeds: jax.Array
-    speed_history: jax.Array
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -185,185 +163,57 @@ def _tree_vdot(a, b) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Optimal escape direction: projected gradient ascent on the sphere, vmapped restarts.
+# The balanced speed: layers may be full ``{"w"}`` or factored ``{"u", "v"}`` (``W = U V^T``).
 
 
-def _factor_weights(factors) -> Params:
-    return [{"w": jnp.matmul(f["u"], f["v"].T, precision=HIGHEST)} for f in factors]
+def layer_weight(p: dict[str, jax.Array]) -> jax.Array:
+    """``W`` of a full layer ``{"w"}`` or of a factored one ``{"u", "v"}`` (``W = U V^T``)."""
+    return p["w"] if "w" in p else jnp.matmul(p["u"], p["v"].T, precision=HIGHEST)
 
 
-def _ascent_schedule(step_size: float, num_steps: int) -> jax.Array:
-    # Cosine decay to 10% of the initial step: large steps explore, smaller ones settle on the KKT point (the
-    # step is already proportional to the KKT residual, so it need not vanish).
-    t = jnp.arange(num_steps) / max(num_steps - 1, 1)
-    return step_size * (0.1 + 0.9 * 0.5 * (1.0 + jnp.cos(jnp.pi * t)))
-
-
-def _ascend_full(params0, x, g, activation, precision, steps):
-    """Riemannian gradient ascent of ``-L0`` on the sphere, retraction by rescaling."""
-    depth = len(params0)
-
-    def body(theta, eta):
-        grad = jax.grad(lambda p: localised_loss(p, x, g, activation=activation, precision=precision))(theta)
-        radial = _tree_vdot(grad, theta) / depth
-        ascent = jax.tree.map(lambda a, b: -(a - radial * b), grad, theta)  # tangential part of -grad L0
-        norm = jnp.sqrt(parameter_norm_sq(grad))
-        # Divide by the full gradient norm: the step is scale-free in G, an angle of about eta far from a KKT
-        # point, and it shrinks with the KKT residual near one (so the iteration converges, not just hovers).
-        factor = eta * jnp.sqrt(depth) / jnp.where(norm > 0, norm, 1.0)
-        theta = project_to_sphere(jax.tree.map(lambda w, d: w + factor * d, theta, ascent))
-        return theta, -localised_loss(theta, x, g, activation=activation, precision=precision)
-
-    theta, history = jax.lax.scan(body, project_to_sphere(params0), steps)
-    return theta, history
-
-
-def _balance_factors(factors):
-    # W = U V^T is unchanged by U -> c U, V -> V / c; equal norms keep the factorisation well conditioned.
+def unit_layers(params: Any) -> Params:
+    """Every layer ``W_l / ||W_l||_F``: the balanced representative of ``theta`` on ``||theta||^2 = L``."""
     out = []
-    for f in factors:
-        nu, nv = jnp.sqrt(jnp.sum(f["u"] ** 2)), jnp.sqrt(jnp.sum(f["v"] ** 2))
-        c = jnp.sqrt(nv / jnp.where(nu > 0, nu, 1.0))
-        out.append({"u": f["u"] * c, "v": f["v"] / jnp.where(c > 0, c, 1.0)})
+    for p in params:
+        w = layer_weight(p)
+        norm = jnp.sqrt(jnp.sum(w**2))
+        out.append({"w": w / jnp.where(norm > 0, norm, 1.0)})
     return out
 
 
-def _ascend_factored(factors0, x, g, activation, precision, steps):
-    """Gradient ascent of the scale-free speed over rank-restricted factors ``W_l = U_l V_l^T``."""
-    depth = len(factors0)
-
-    def speed(f):
-        return escape_speed(_factor_weights(f), x, g, activation=activation, precision=precision)
-
-    def normalise(f):
-        f = _balance_factors(f)
-        scale = (depth / parameter_norm_sq(_factor_weights(f))) ** 0.25  # W is quadratic in the factors
-        return jax.tree.map(lambda a: a * scale, f)
-
-    def body(f, eta):
-        grad = jax.grad(speed)(f)
-        norm = jnp.sqrt(parameter_norm_sq(grad))
-        factor = eta * jnp.sqrt(parameter_norm_sq(f)) / jnp.where(norm > 0, norm, 1.0)
-        f = normalise(jax.tree.map(lambda a, d: a + factor * d, f, grad))
-        return f, speed(f)
-
-    f, history = jax.lax.scan(body, normalise(factors0), steps)
-    return f, history
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=("widths", "activation", "num_restarts", "num_steps", "max_rank", "dtype", "precision"),
-)
-def _optimal_escape(
-    key, x, g, widths, activation, num_restarts, num_steps, step_size, max_rank, dtype, precision
-):
-    keys = jax.random.split(key, num_restarts)
-    steps = _ascent_schedule(step_size, num_steps).astype(dtype)
-
-    def one(k):
-        if max_rank is None:
-            p0 = init_mlp(k, widths, activation="linear", dtype=dtype)
-            theta, hist = _ascend_full(p0, x, g, activation, precision, steps)
-        else:
-            f0 = []
-            for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-                ku, kv = jax.random.split(jax.random.fold_in(k, l))
-                r = min(max_rank, n_in, n_out)
-                f0.append(
-                    {
-                        "u": jax.random.normal(ku, (n_out, r), jnp.float32).astype(dtype),
-                        "v": jax.random.normal(kv, (n_in, r), jnp.float32).astype(dtype),
-                    }
-                )
-            f, hist = _ascend_factored(f0, x, g, activation, precision, steps)
-            theta = project_to_sphere(_factor_weights(f))
-        return theta, hist, _escape_stats(theta, x, g, activation, precision)
-
-    thetas, hists, stats = jax.vmap(one)(keys)
-    best = jnp.argmax(jnp.where(jnp.isfinite(stats.speed), stats.speed, -jnp.inf))
-    theta = jax.tree.map(lambda a: a[best], thetas)
-    return theta, stats.speed[best], stats.kkt_residual[best], stats.layer_norms_sq[best], stats.speed, hists
-
-
-def optimal_escape_direction(
-    key: PRNGKeyArray,
-    widths: Sequence[int],
+def balanced_speed(
+    params: Any,
     x: Float[Array, "N n0"],
     g: Float[Array, "N nL"],
     *,
     activation: str = "relu",
-    num_restarts: int = 16,
-    num_steps: int = 2000,
-    step_size: float = 0.2,
-    max_rank: int | None = None,
-    dtype: Any = jnp.float32,
     precision: Any = HIGHEST,
-) -> EscapeDirection:
-    """The fastest escape direction: maximise ``-L0`` on the sphere ``||theta||^2 = L`` from random restarts.
+) -> Float[Array, ""]:
+    """``-L0(theta) / prod_l ||W_l||_F``: the speed of ``theta`` with every layer scaled to unit norm.
 
-    Each restart starts from a Gaussian network and takes ``num_steps`` Riemannian gradient-ascent steps: the
-    tangential part of ``-grad L0`` normalised to an angle ``eta_t`` (cosine-decayed from ``step_size`` to
-    ``step_size / 10``, the step being further multiplied by the KKT residual), then a rescaling back onto the
-    sphere. With ``max_rank`` every layer is ``W_l = U_l V_l^T`` of rank ``<= max_rank`` and the ascent runs
-    on the factors (the scale-free speed ``-L0(theta) (L/||theta||^2)^(L/2)``). Restarts are ``vmap``-ed; the
-    fastest is returned.
+    ``L0`` is positively homogeneous of degree 1 in each layer (ReLU, leaky ReLU, linear), so this is ``-L0``
+    of the balanced point ``W_l / ||W_l||_F`` on ``||theta||^2 = L``. It is invariant to rescaling any one
+    layer, equals :func:`escape_speed` at balanced points and is never below it where the speed is positive
+    (AM-GM: ``prod_l ||W_l|| <= (||theta||^2 / L)^(L/2)``), so both have the same maximum.
 
     Args:
-        key: PRNG key (restart ``r`` uses ``split(key, num_restarts)[r]``).
-        widths: ``(n_0, ..., n_L)``.
+        params: list of layer dicts, full ``{"w": (n_out, n_in)}`` or factored ``{"u": (n_out, r),
+            "v": (n_in, r)}`` (``W = U V^T``).
         x: ``(N, n_0)`` training inputs.
         g: ``(N, n_L)``, ``G = grad C(0)``.
-        activation: ``"relu"``, ``"leaky_relu"`` or ``"linear"``.
-        num_restarts: ``R``.
-        num_steps: ascent steps per restart, ``T``.
-        step_size: initial angle per step (radians, roughly).
-        max_rank: restrict every layer to rank ``<= max_rank`` (``None``: unrestricted).
-        dtype: parameter dtype.
-        precision: matmul precision.
+        activation, precision: as in :func:`localised_loss`.
 
     Returns:
-        :class:`EscapeDirection` (``speed ()``, ``restart_speeds (R,)``, ``speed_history (R, T)``).
+        A scalar.
 
     Example:
         >>> x, g = unit_circle_example()
-        >>> esc = optimal_escape_direction(jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=4,
-        ...                                num_steps=300)
-        >>> esc.restart_speeds.shape
-        (4,)
+        >>> p = unit_circle_rank_two_direction()
+        >>> p = [{"w": 3.0 * p[0]["w"]}, {"w": 0.5 * p[1]["w"]}, p[2]]
+        >>> round(float(balanced_speed(p, x, g)), 6), round(float(escape_speed(p, x, g)), 6)
+        (0.5, 0.163818)
 
     References:
-        Bantzis, Simon, Jacot, arXiv:2505.21722 (optimal escape directions).
+        Bantzis, Simon, Jacot, arXiv:2505.21722 (balanced escape directions).
     """
-    check_choice("activation", activation, ACTIVATIONS)
-    try:
-        widths = tuple(int(n) for n in widths)
-    except (TypeError, ValueError):
-        raise InputError(f"widths must be a sequence of positive integers, got {widths!r}") from None
-    if len(widths) < 2 or min(widths) < 1:
-        raise InputError(f"widths must hold at least two positive integers, got {widths}")
-    num_restarts = check_positive_int("num_restarts", num_restarts)
-    num_steps = check_positive_int("num_steps", num_steps)
-    step_size = check_positive_number("step_size", step_size)
-    if max_rank is not None:
-        max_rank = check_positive_int("max_rank", max_rank)
-    x = jnp.asarray(x, dtype)
-    g = jnp.asarray(g, dtype)
-    if x.ndim != 2 or x.shape[1] != widths[0]:
-        raise InputError(f"x must have shape (N, {widths[0]}), got {x.shape}")
-    if g.shape != (x.shape[0], widths[-1]):
-        raise InputError(f"g must have shape ({x.shape[0]}, {widths[-1]}), got {g.shape}")
-    theta, speed, res, norms, speeds, hists = _optimal_escape(
-        key,
-        x,
-        g,
-        widths,
-        activation,
-        num_restarts,
-        num_steps,
-        step_size,
-        max_rank,
-        jnp.dtype(dtype),
-        precision,
-    )
-    return EscapeDirection(list(theta), speed, res, norms, speeds, hists)
+    return -localised_loss(unit_layers(params), x, g, activation=activation, precision=precision)
