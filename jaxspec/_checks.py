@@ -135,7 +135,7 @@ def check_real(
         return value
     lo = None if low is None else ("(" if low_open else "[") + f"{low:g}"
     hi = None if high is None else f"{high:g}" + (")" if high_open else "]")
-    kind = "a finite real number, or an array of them" if allow_array else "a finite real number"
+    kind = "finite real numbers" if allow_array and np.ndim(value) > 0 else "a finite real number"
     if lo is not None and hi is not None:
         expected = f"{name} must lie in {lo}, {hi} ({kind})"
     elif low == 0 and low_open:

@@ -1,16 +1,29 @@
-"""``jaxspec demo`` and ``jaxspec lyapunov``: Lyapunov spectra of layer ensembles beside their closed forms."""
+"""``jaxspec demo`` and ``jaxspec lyapunov``: Lyapunov spectra of layer ensembles beside their closed
+forms."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import typer
 
 import jaxspec
 from jaxspec import theory
-from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype, spectrum_table
+from jaxspec._checks import check_choice, check_int, check_scale_range
+from jaxspec.cli._common import (
+    CompileClock,
+    check_memory,
+    check_seed,
+    finite_list,
+    lyapunov_memory,
+    lyapunov_notes,
+    print_json,
+    runtime_info,
+    setup_dtype,
+    spectrum_table,
+)
 from jaxspec.cli._demo import run_demo
 
 
@@ -28,30 +41,59 @@ def run_lyapunov(
     condition: str,
     precision: str,
     method: str = "auto",
-) -> dict:
-    """Run the engine and its theory; returns the JSON payload of ``jaxspec lyapunov``."""
+    max_memory: str | None = None,
+) -> tuple[dict, tuple]:
+    """Run the engine and its theory; returns the JSON payload of ``jaxspec lyapunov`` and the raw
+    ``(mean, stderr, theory, theory_stderr)`` of its table (``-inf`` and NaN kept, which JSON cannot hold).
+
+    Everything is validated before any array is made: the ensemble and its parameters, ``k``, the seeds, the
+    weight scale against the compute dtype's range (:func:`jaxspec._checks.check_scale_range`) and the memory
+    the run needs (:func:`~jaxspec.cli._common.lyapunov_memory`). ``compile_seconds`` and ``run_seconds``
+    split
+    ``wall_seconds`` (:class:`~jaxspec.cli._common.CompileClock`); ``notes`` give the reason for every
+    non-finite entry (``null`` in the JSON).
+    """
     setup_dtype(dtype)
     reortho = _reortho_option(reortho)
+    seeds = check_int("--seeds", seeds, minimum=1)
+    seed = check_seed(seed)
     ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
-    start = time.perf_counter()
-    result = jaxspec.lyapunov_spectrum(
-        ens,
-        k=k,
-        seeds=seeds,
-        seed=seed,
-        reortho_every=reortho,
-        dtype=dtype,
-        condition=condition,
-        precision=precision,
-        method=method,
+    kk = ens.max_width if k is None else check_int("--k", k, minimum=1, maximum=min(ens.widths))
+    check_choice("--condition", condition, jaxspec.engine.CONDITIONS)
+    resolved = jaxspec.engine.resolve_method(ens, method)
+    block = reortho if isinstance(reortho, int) and resolved == "direct" else 1
+    check_scale_range("--sigma2", float(ens.sigma2), dtype, block=max(int(block), 1), width=ens.max_width)
+    estimate = lyapunov_memory(
+        ens.max_width, ens.depth, kk, seeds, dtype, resolved, haar=ensemble == "orthogonal"
     )
+    check_memory(estimate, f"lyapunov --method {resolved} at width {width}, {seeds} seeds", max_memory)
+    with CompileClock() as clock:
+        result = jaxspec.lyapunov_spectrum(
+            ens,
+            k=kk,
+            seeds=seeds,
+            seed=seed,
+            reortho_every=reortho,
+            dtype=dtype,
+            condition=condition,
+            precision=precision,
+            method=method,
+        )
+        jax.block_until_ready(result)
     mean = np.asarray(result.mean)
-    wall = time.perf_counter() - start
-    kk = result.config.k
     th = theory.lyapunov_exponents(ens, kk, condition)
     th_se = theory.predicted_stderr(ens, kk, seeds=seeds, condition=condition)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = None if th is None else (mean - th) / th_se
+    notes = lyapunov_notes(
+        np.asarray(result.exponents),
+        np.asarray(result.counted_layers),
+        th,
+        th_se,
+        depth=ens.depth,
+        condition=condition,
+        dtype=dtype,
+    )
     config = {
         "ensemble": ensemble,
         "width": width,
@@ -70,17 +112,23 @@ def run_lyapunov(
         "method": method,
         "method_resolved": result.config.method,
     }
-    return {
+    payload = {
         "exponents": finite_list(mean),
         "stderr": finite_list(result.stderr),
         "theory": finite_list(th),
         "theory_stderr": finite_list(th_se),
         "z": finite_list(z),
         "prob_active_at_least": finite_list(theory.prob_active_at_least(ens, kk)),
+        "notes": notes,
+        "counted_layers": np.asarray(result.counted_layers).sum(axis=0).tolist(),
         "config": config,
-        "wall_seconds": wall,
+        "wall_seconds": clock.wall_seconds,
+        "compile_seconds": clock.compile_seconds,
+        "run_seconds": clock.run_seconds,
+        "memory_estimate_bytes": int(estimate),
         **runtime_info(),
     }
+    return payload, (mean, np.asarray(result.stderr), th, th_se)
 
 
 def _reortho_option(value: int | str) -> int | str:
@@ -109,11 +157,27 @@ def register(app: typer.Typer) -> None:
             help="auto (exact chi sampler for gaussian/masked, else the "
             "product), direct, chi or gaussian_frame",
         ),
+        max_memory: str = typer.Option(
+            None, "--max-memory", help="memory the run may use, e.g. 8GB (default: what the device has)"
+        ),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
         """Lyapunov exponents of a product of random layers, beside the closed form."""
-        payload = run_lyapunov(
-            ensemble, width, depth, k, seeds, p, sigma2, reortho, dtype, seed, condition, precision, method
+        payload, table = run_lyapunov(
+            ensemble,
+            width,
+            depth,
+            k,
+            seeds,
+            p,
+            sigma2,
+            reortho,
+            dtype,
+            seed,
+            condition,
+            precision,
+            method,
+            max_memory,
         )
         if json_out:
             print_json(payload)
@@ -121,18 +185,11 @@ def register(app: typer.Typer) -> None:
         cfg = payload["config"]
         print(
             f"{ensemble}: width {width}, depth {depth}, {seeds} seeds, {cfg['dtype']}, "
-            f"condition {condition}, method {cfg['method_resolved']}  ({payload['wall_seconds']:.2f} s on {payload['backend']})"
+            f"condition {condition}, "
+            f"method {cfg['method_resolved']}  ({payload['wall_seconds']:.2f} s on {payload['backend']}, "
+            f"{payload['compile_seconds']:.2f} s of it compiling)"
         )
-        nan = float("nan")
-        as_arr = lambda xs: None if xs is None else np.array([nan if x is None else x for x in xs])  # noqa: E731
-        print(
-            spectrum_table(
-                as_arr(payload["exponents"]),
-                as_arr(payload["stderr"]),
-                as_arr(payload["theory"]),
-                as_arr(payload["theory_stderr"]),
-            )
-        )
+        print(spectrum_table(*table, notes=payload["notes"]))
 
     @app.command()
     def demo(
@@ -140,6 +197,9 @@ def register(app: typer.Typer) -> None:
         width: int = typer.Option(16, help="layer width N"),
         depth: int = typer.Option(1000, help="number of layers L"),
         seeds: int = typer.Option(8, help="independent realisations"),
+        max_memory: str = typer.Option(
+            None, "--max-memory", help="memory the run may use, e.g. 8GB (default: what the device has)"
+        ),
     ) -> None:
         """Spectra of Gaussian, masked and ReLU products beside their closed forms, and a figure."""
-        run_demo(out, width, depth, seeds)
+        run_demo(out, width, depth, seeds, max_memory)

@@ -3,25 +3,41 @@ values)."""
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import typer
 
 import jaxspec
 from jaxspec import theory
-from jaxspec._checks import InputError
+from jaxspec._checks import (
+    LOG_FLOAT64_MAX,
+    InputError,
+    check_choice,
+    check_int,
+    check_positive,
+    check_probability,
+    check_scale_range,
+)
 from jaxspec.analysis import ensemble_log_svals, product_log_svals
-from jaxspec.cli._common import finite_list, print_json, runtime_info, setup_dtype
+from jaxspec.cli._common import (
+    CompileClock,
+    check_memory,
+    check_seed,
+    count_law_support,
+    finite_list,
+    fmt_number,
+    print_json,
+    runtime_info,
+    setup_dtype,
+    svals_memory,
+    theory_memory,
+)
 
 THEORY_ENSEMBLES = ("gaussian", "complex-gaussian", "orthogonal", "masked", "relu-net")
-
-
-def _nan_array(values) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], float)
 
 
 def theory_payload(
@@ -35,27 +51,34 @@ def theory_payload(
     condition: str,
     seeds: int,
     large_n: bool,
+    max_memory: str | None = None,
 ) -> dict:
-    """The JSON payload of ``jaxspec theory``: exponents, per-layer sd, ``P(K >= i)``, offsets, rates."""
+    """The JSON payload of ``jaxspec theory``: exponents, per-layer sd, ``P(K >= i)``, offsets, rates, and a
+    reason (``notes``) for every non-finite entry. Memory is estimated (``O(k x support of the count law)``)
+    and refused before anything is allocated."""
     if ensemble not in THEORY_ENSEMBLES:
         raise InputError(f"unknown ensemble {ensemble!r}; choose one of {', '.join(THEORY_ENSEMBLES)}")
-    if condition not in theory.CONDITIONS:
-        raise InputError(f"--condition must be one of {', '.join(theory.CONDITIONS)}, got {condition!r}")
-    if seeds < 1:
-        raise InputError(f"--seeds must be a positive integer, got {seeds}")
-    if width is None or width < 1:
-        raise InputError(f"--width must be a positive integer, got {width}")
-    if depth < 1:
-        raise InputError(f"--depth must be a positive integer, got {depth}")
-    kk = width if k is None else int(k)
-    if not 1 <= kk <= width:
-        raise InputError(f"--k must lie in [1, {width}], got {kk}")
+    check_choice("--condition", condition, theory.CONDITIONS)
+    seeds = check_int("--seeds", seeds, minimum=1)
+    width = check_int("--width", width, minimum=1)
+    depth = check_int("--depth", depth, minimum=1)
+    kk = width if k is None else check_int("--k", k, minimum=1, maximum=width)
+    if fixed_count is not None:
+        fixed_count = check_int("--fixed-count", fixed_count, minimum=0, maximum=width)
+    gate = {"masked": 0.5 if p is None else p, "relu-net": 0.5}.get(ensemble)
+    if ensemble == "masked" and p is not None:
+        gate = check_probability("--p", p)
+    support = count_law_support(width, gate, fixed_count is not None)
+    check_memory(
+        theory_memory(width, kk, support),
+        f"theory of {ensemble} at width {width} with k = {kk} (a {kk} x {support} table per count law)",
+        max_memory,
+        on_device=False,
+    )
     if ensemble == "complex-gaussian":
         if p is not None or fixed_count is not None:
             raise InputError("--p and --fixed-count only apply to the masked ensemble")
-        s2 = 1.0 if sigma2 is None else float(sigma2)
-        if s2 <= 0:
-            raise InputError(f"sigma2 must be positive, got {s2}")
+        s2 = 1.0 if sigma2 is None else check_positive("--sigma2", sigma2, allow_array=False)
         exps = theory.complex_gaussian_exponents(width, s2, kk, large_n=large_n)
         var = theory.complex_gaussian_variance(width, kk)
         prob = np.ones(kk)
@@ -76,16 +99,19 @@ def theory_payload(
             )
         offsets = np.zeros(kk) if ensemble == "orthogonal" else theory.singular_value_offsets(width, kk)
         resolved = {"p": gate_p, "sigma2": s2}
+    with np.errstate(invalid="ignore"):
+        sd = np.sqrt(var)
     gaps = theory.spectral_gaps(exps) if kk > 1 else np.zeros(0)
     payload = {
         "exponents": finite_list(exps),
-        "per_layer_sd": finite_list(np.sqrt(var)),
+        "per_layer_sd": finite_list(sd),
         "prob_active_at_least": finite_list(prob),
         "predicted_stderr": finite_list(stderr),
         "offsets": finite_list(offsets),
         "gaps": finite_list(gaps),
         "separation_rate": float(gaps[0]) if kk > 1 and np.isfinite(gaps[0]) else None,
         "alignment_slope": float(gaps[0]) if kk > 1 and np.isfinite(gaps[0]) else None,
+        "notes": theory_notes(exps, sd, prob, stderr, condition=condition, large_n=large_n, p=resolved["p"]),
         "config": {
             "ensemble": ensemble,
             "width": width,
@@ -100,14 +126,52 @@ def theory_payload(
     }
     if ensemble == "relu-net":
         moments = theory.relu_log_norm_moments((width,) * (depth + 1), sigma2=s2, large_n=large_n)
+        overflow = [
+            f"E||Ju||^{2 * m} = exp({log:.2f}) exceeds float64 (largest exp({LOG_FLOAT64_MAX:.2f})): "
+            "null, see "
+            f"log_{name}"
+            for m, name, log in ((1, "second", moments.log_second), (2, "fourth", moments.log_fourth))
+            if log > LOG_FLOAT64_MAX
+        ]
         payload["relu_log_norm"] = {
             "mean": moments.mean,
             "variance": moments.variance,
-            "second": moments.second,
-            "fourth": moments.fourth,
+            "second": moments.second if np.isfinite(moments.second) else None,
+            "fourth": moments.fourth if np.isfinite(moments.fourth) else None,
+            "log_second": moments.log_second,
+            "log_fourth": moments.log_fourth,
             "prob_nonzero": moments.prob_nonzero,
+            "notes": overflow or None,
         }
-    return payload
+    return payload, (exps, sd, prob, stderr, offsets)
+
+
+def theory_notes(
+    exps, sd, prob, stderr, *, condition: str, large_n: bool, p: float | None
+) -> list[str | None]:
+    """The reason for every non-finite entry of a ``theory`` row."""
+    notes: list[str | None] = []
+    for j in range(len(exps)):
+        i = j + 1
+        reason = None
+        values = (exps[j], sd[j], stderr[j])
+        if all(np.isfinite(v) for v in values):
+            notes.append(None)
+            continue
+        if exps[j] == -np.inf:
+            if condition == "none":
+                reason = (
+                    f"-inf: K<{i} has positive probability on a layer (condition none counts every layer)"
+                )
+            else:
+                reason = f"-inf: P(K>={i}) = 0, no layer can have {i} active units"
+        elif np.isnan(exps[j]) and large_n:
+            gate = 1.0 if p is None else p
+            reason = f"large-N expansion undefined for i - 1 >= pN = {gate:g} N: use the exact sums"
+        elif not np.isfinite(sd[j]) or not np.isfinite(stderr[j]):
+            reason = f"no fluctuation predicted: P(counted) = {float(prob[j]):.3g}"
+        notes.append(reason)
+    return notes
 
 
 def _load_npz(path: Path):
@@ -157,28 +221,54 @@ def svals_payload(
     npz: Path | None,
     prefixes: bool,
     dtype: str,
-) -> dict:
-    """The JSON payload of ``jaxspec svals``."""
+    seeds: int = 1,
+    max_memory: str | None = None,
+) -> tuple[dict, tuple]:
+    """The JSON payload of ``jaxspec svals`` and the raw ``(log_svals, stderr, theory, z)`` of its table.
+
+    With ``seeds = S > 1`` the realisations of seeds ``0..S-1`` (keys ``seed_keys(seed, S)``, the first being
+    the single-seed run) give the mean of each ``log s_i``, its standard error ``std(ddof=1)/sqrt(S)`` and
+    ``z = (mean - (L lambda_i + c_i)) / stderr``. An index that collapsed (``-inf``) in any seed has mean
+    ``-inf`` and a note.
+    """
     setup_dtype(dtype)
-    start = time.perf_counter()
+    seeds = check_int("--seeds", seeds, minimum=1)
+    seed = check_seed(seed)
     if npz is not None:
         if ensemble is not None:
             raise InputError("give either --npz or --ensemble, not both")
+        if seeds != 1:
+            raise InputError("--seeds applies to --ensemble (an .npz holds one product)")
         weights, masks = _load_npz(npz)
-        if isinstance(weights, list):
-            out = product_log_svals(weights, masks, prefixes=prefixes)
-            layers = len(weights)
-        else:
-            stack_masks = None if masks is None else jnp.asarray(masks, dtype)
-            out = product_log_svals(jnp.asarray(weights, dtype), stack_masks, prefixes=prefixes)
-            layers = weights.shape[0]
-        theory_pred, config = None, {"npz": str(npz), "depth": layers, "dtype": dtype}
+        n = max(w.shape[0] for w in weights) if isinstance(weights, list) else weights.shape[-1]
+        layers = len(weights) if isinstance(weights, list) else weights.shape[0]
+        check_memory(
+            svals_memory(n, n, layers, 1, dtype, prefixes), f"svals of {npz} (width {n})", max_memory
+        )
+        with CompileClock() as clock:
+            if isinstance(weights, list):
+                out = product_log_svals(weights, masks, prefixes=prefixes)
+            else:
+                stack_masks = None if masks is None else jnp.asarray(masks, dtype)
+                out = product_log_svals(jnp.asarray(weights, dtype), stack_masks, prefixes=prefixes)
+            per_seed = np.asarray(jax.block_until_ready(out.log_svals), np.float64)[None]
+        theory_pred, config = None, {"npz": str(npz), "depth": layers, "dtype": dtype, "seeds": 1}
     else:
         if ensemble is None or width is None or depth is None:
             raise InputError("give --ensemble, --width and --depth (or --npz FILE)")
         ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
-        key = jaxspec.engine.seed_keys(seed, 1)[0]
-        out = ensemble_log_svals(ens, key, prefixes=prefixes, dtype=dtype)
+        check_scale_range("--sigma2", float(ens.sigma2), dtype, block=1, width=ens.max_width)
+        check_memory(
+            svals_memory(ens.max_width, ens.input_width, ens.depth, seeds, dtype, prefixes),
+            f"svals at width {width} with {seeds} seed(s)",
+            max_memory,
+        )
+        keys = jaxspec.engine.seed_keys(seed, seeds)
+        with CompileClock() as clock:
+            out = jax.vmap(
+                lambda key: ensemble_log_svals(ens, key, prefixes=prefixes, dtype=dtype).log_svals
+            )(keys)
+            per_seed = np.asarray(jax.block_until_ready(out), np.float64)
         layers = depth
         lam = theory.lyapunov_exponents(ens)
         offsets = np.zeros(width) if ensemble == "orthogonal" else theory.singular_value_offsets(width)
@@ -188,24 +278,67 @@ def svals_payload(
             "width": width,
             "depth": depth,
             "seed": seed,
+            "seeds": seeds,
             "dtype": dtype,
             "p": float(ens.p) if ensemble == "masked" else None,
             "sigma2": float(ens.sigma2),
         }
-    log_svals = np.asarray(out.log_svals, np.float64)
-    final = log_svals[-1] if prefixes else log_svals
+    final_per_seed = per_seed[:, -1] if prefixes else per_seed  # (S, n)
+    mean, stderr = _seed_mean(final_per_seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = None if theory_pred is None or seeds < 2 else (mean - theory_pred) / stderr
+    notes = svals_notes(final_per_seed, theory_pred, dtype)
     payload = {
-        "log_svals": finite_list(final),
-        "per_layer": finite_list(final / layers),
+        "log_svals": finite_list(mean),
+        "stderr": finite_list(stderr) if seeds > 1 else None,
+        "per_layer": finite_list(mean / layers),
         "theory": finite_list(theory_pred),
-        "rank": int(np.isfinite(final).sum()),
+        "z": finite_list(z),
+        "rank": int(np.isfinite(mean).sum()),
+        "notes": notes,
         "config": config,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": clock.wall_seconds,
+        "compile_seconds": clock.compile_seconds,
+        "run_seconds": clock.run_seconds,
         **runtime_info(),
     }
     if prefixes:
-        payload["prefix_log_svals"] = [finite_list(row) for row in log_svals]
-    return payload
+        prefix_mean = _seed_mean(per_seed)[0] if seeds > 1 else per_seed[0]
+        payload["prefix_log_svals"] = [finite_list(row) for row in prefix_mean]
+    return payload, (mean, stderr if seeds > 1 else None, theory_pred, z)
+
+
+def _seed_mean(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over the first axis and its standard error; ``-inf`` in any seed gives ``-inf`` (and NaN)."""
+    count = values.shape[0]
+    collapsed = np.any(values == -np.inf, axis=0)
+    safe = np.where(collapsed, 0.0, values)
+    mean = np.where(collapsed, -np.inf, safe.mean(axis=0))
+    if count < 2:
+        return mean, np.full(mean.shape, np.nan)
+    stderr = np.where(collapsed, np.nan, safe.std(axis=0, ddof=1) / np.sqrt(count))
+    return mean, stderr
+
+
+def svals_notes(per_seed: np.ndarray, theory_pred, dtype: str) -> list[str | None]:
+    """The reason for every non-finite entry of an ``svals`` row (``per_seed``: ``(S, n)``)."""
+    seeds = per_seed.shape[0]
+    notes: list[str | None] = []
+    for j in range(per_seed.shape[1]):
+        column = per_seed[:, j]
+        collapsed = int(np.sum(column == -np.inf))
+        if collapsed:
+            notes.append(
+                f"rank collapse: min_l K_l < {j + 1} in {collapsed} of {seeds} seed(s), so s_{j + 1} = 0 "
+                "exactly (log -inf)"
+            )
+        elif not np.all(np.isfinite(column)):
+            notes.append(f"non-finite in {dtype} (overflow or underflow)")
+        elif theory_pred is not None and not np.isfinite(theory_pred[j]):
+            notes.append("theory -inf: the exponent is -inf (P(K>=i) = 0)")
+        else:
+            notes.append(None)
+    return notes
 
 
 def register(app: typer.Typer) -> None:
@@ -221,10 +354,15 @@ def register(app: typer.Typer) -> None:
         condition: str = typer.Option("K>=i", help="rank-collapse convention: K>=i, K>=k or none"),
         seeds: int = typer.Option(1, help="seeds, for the predicted standard error of the mean"),
         large_n: bool = typer.Option(False, "--large-n", help="large-N expansions instead of the exact sums"),
+        max_memory: str = typer.Option(
+            None, "--max-memory", help="memory the closed forms may use, e.g. 8GB (default: the host's)"
+        ),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
         """Closed-form exponents, per-layer standard deviations, P(K >= i) and finite-depth offsets."""
-        payload = theory_payload(ensemble, width, depth, k, p, sigma2, fixed_count, condition, seeds, large_n)
+        payload, (exps, sd, prob, se, offsets) = theory_payload(
+            ensemble, width, depth, k, p, sigma2, fixed_count, condition, seeds, large_n, max_memory
+        )
         if json_out:
             print_json(payload)
             return
@@ -233,18 +371,22 @@ def register(app: typer.Typer) -> None:
             f"{ensemble}: width {width}, sigma2 {cfg['sigma2']}, p {cfg['p']}, condition {condition}"
             f"{', large-N' if large_n else ''}"
         )
-        exps, sd = _nan_array(payload["exponents"]), _nan_array(payload["per_layer_sd"])
-        prob, se = _nan_array(payload["prob_active_at_least"]), _nan_array(payload["predicted_stderr"])
-        offsets = None if payload["offsets"] is None else _nan_array(payload["offsets"])
         print(f"{'i':>4} {'lambda_i':>12} {'sd/layer':>10} {'P(K>=i)':>9} {'stderr(L)':>10} {'c_i':>9}")
         for i in range(len(exps)):
-            c = "-" if offsets is None else f"{offsets[i]:9.5f}"
-            print(f"{i + 1:>4} {exps[i]:12.6f} {sd[i]:10.6f} {prob[i]:9.5f} {se[i]:10.2e} {c:>9}")
+            c = "-" if offsets is None else fmt_number(offsets[i], 9, 5)
+            note = payload["notes"][i]
+            print(
+                f"{i + 1:>4} {fmt_number(exps[i], 12, 6)} {fmt_number(sd[i], 10, 6)} "
+                f"{fmt_number(prob[i], 9, 5)} "
+                f"{_sci(se[i]):>10} {c:>9}" + (f"  {note}" if note else "")
+            )
         if payload["separation_rate"] is not None:
             print(
                 f"separation rate lambda_1 - lambda_2 = {payload['separation_rate']:.6f} per layer "
                 f"(s_1/s_2 ~ exp(L x rate); alignment slope of log sin angle = -rate)"
             )
+        for note in (payload.get("relu_log_norm") or {}).get("notes") or []:
+            print(note)
 
     @app.command("svals")
     def svals_command(
@@ -252,6 +394,9 @@ def register(app: typer.Typer) -> None:
         width: int = typer.Option(None, help="layer width N"),
         depth: int = typer.Option(None, help="number of layers L"),
         seed: int = typer.Option(0, help="random seed (seed 0 of jaxspec lyapunov --seed)"),
+        seeds: int = typer.Option(
+            1, help="realisations: with S > 1, mean +- standard error of each log s_i and z against theory"
+        ),
         p: float = typer.Option(None, help="gate probability of the masked ensemble (default 0.5)"),
         sigma2: float = typer.Option(None, help="weight variance times fan-in (default 1, relu-net 2)"),
         npz: Path = typer.Option(  # noqa: B008
@@ -259,21 +404,50 @@ def register(app: typer.Typer) -> None:
         ),
         prefixes: bool = typer.Option(False, "--prefixes", help="also every prefix A_l ... A_1"),
         dtype: str = typer.Option("float64", help="float64 (default, exact to ~1e-12) or float32"),
+        max_memory: str = typer.Option(
+            None, "--max-memory", help="memory the run may use, e.g. 8GB (default: what the device has)"
+        ),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
         """Exact finite-depth log singular values of a product (stratified QR), beside L lambda_i + c_i."""
-        payload = svals_payload(ensemble, width, depth, seed, p, sigma2, npz, prefixes, dtype)
+        payload, (logs, stderr, th, z) = svals_payload(
+            ensemble, width, depth, seed, p, sigma2, npz, prefixes, dtype, seeds, max_memory
+        )
         if json_out:
             print_json(payload)
             return
         layers = payload["config"]["depth"]
+        count = payload["config"]["seeds"]
+        what = "mean over " + f"{count} seeds" if count > 1 else "one realisation"
         print(
-            f"exact log singular values of a depth-{layers} product (rank {payload['rank']}, "
+            f"exact log singular values of a depth-{layers} product, {what} (rank {payload['rank']}, "
             f"{payload['wall_seconds']:.2f} s)"
         )
-        logs, per = _nan_array(payload["log_svals"]), _nan_array(payload["per_layer"])
-        th = None if payload["theory"] is None else _nan_array(payload["theory"])
-        print(f"{'i':>4} {'log s_i':>14} {'(1/L) log s_i':>14} {'L lam_i + c_i':>14}")
+        header = f"{'i':>4} {'log s_i':>14}"
+        if stderr is not None:
+            header += f" {'stderr':>10}"
+        header += f" {'(1/L) log s_i':>14} {'L lam_i + c_i':>14}"
+        if z is not None:
+            header += f" {'z':>7}"
+        print(header)
         for i in range(len(logs)):
-            t = "-" if th is None else f"{th[i]:14.4f}"
-            print(f"{i + 1:>4} {logs[i]:14.4f} {per[i]:14.6f} {t:>14}")
+            row = f"{i + 1:>4} {fmt_number(logs[i], 14, 4)}"
+            if stderr is not None:
+                row += f" {fmt_number(stderr[i], 10, 4)}"
+            row += (
+                f" {fmt_number(logs[i] / layers, 14, 6)} {fmt_number(None if th is None else th[i], 14, 4)}"
+            )
+            if z is not None:
+                row += f" {fmt_number(z[i], 7, 2)}"
+            note = payload["notes"][i]
+            print(row + (f"  {note}" if note else ""))
+        if z is not None:
+            print(
+                "z = (mean - theory) / stderr; L lam_i + c_i holds once L (lambda_i - lambda_{i+1}) >> 1 "
+                "(math §2)"
+            )
+
+
+def _sci(value: float) -> str:
+    value = float(value)
+    return f"{value:.2e}" if np.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else "nan")

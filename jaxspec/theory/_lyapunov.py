@@ -535,8 +535,13 @@ def expected_counted_fraction(
     k = theory.exponents.shape[0]
     laws = ensemble_count_laws(ensemble)
     fraction = np.zeros(k)
+    # Deep networks repeat a few laws (the binomial pmfs are shared objects): one sum per distinct law.
+    counted: dict[tuple[int, int], np.ndarray] = {}
     for law, alive in zip(laws, survival, strict=True):
-        fraction += alive * count_law_theory([law], k, condition=condition).prob_counted
+        key = (law.fan_in, id(law.pmf))
+        if key not in counted:
+            counted[key] = count_law_theory([law], k, condition=condition).prob_counted
+        fraction += alive * counted[key]
     return fraction / len(laws)
 
 

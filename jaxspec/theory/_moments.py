@@ -106,10 +106,15 @@ def norm_power_moment(
 def _log_power_moment(laws: list[CountLaw], power: int, sigma2) -> float:
     sigma2 = _per_layer_sigma2(sigma2, len(laws))
     total = 0.0
+    done: dict[tuple[int, int, float], float] = {}
     with np.errstate(divide="ignore"):  # a layer that is dead with probability one: log 0 = -inf
         for law, s2 in zip(laws, sigma2, strict=True):
-            counts = np.arange(law.pmf.shape[0], dtype=float)
-            total += power * np.log(s2 / law.fan_in) + np.log(np.sum(law.pmf * _rising_even(counts, power)))
+            key = (law.fan_in, id(law.pmf), float(s2))
+            if key not in done:
+                counts = np.arange(law.pmf.shape[0], dtype=float)
+                moment = np.sum(law.pmf * _rising_even(counts, power))
+                done[key] = float(power * np.log(s2 / law.fan_in) + np.log(moment))
+            total += done[key]
     return float(total)
 
 
@@ -138,7 +143,15 @@ def count_law_log_norm_moments(
     sigma2 = _per_layer_sigma2(sigma2, len(laws))
     means, variances = [], []
     prob = 1.0
+    done: dict[tuple[int, int, float], tuple[float, float, float]] = {}
     for law, s2 in zip(laws, sigma2, strict=True):
+        key = (law.fan_in, id(law.pmf), float(s2))
+        if key in done:  # deep networks repeat a few laws: one digamma sum per distinct law
+            alive, mean, variance = done[key]
+            prob *= alive
+            means.append(mean)
+            variances.append(variance)
+            continue
         counts = np.arange(1, law.pmf.shape[0], dtype=float)
         w = law.pmf[1:]
         alive = float(w.sum())
@@ -151,6 +164,7 @@ def count_law_log_norm_moments(
         means.append(mean)
         trigamma = float(np.sum(w * special.polygamma(1, counts / 2.0)))
         variances.append(trigamma + float(np.sum(w * (term - mean) ** 2)))
+        done[key] = (alive, mean, variances[-1])
     means, variances = np.asarray(means), np.asarray(variances)
     if large_n:
         beta = np.array([1.0 / law.fan_in for law in laws])

@@ -96,7 +96,7 @@ def test_lyapunov_table_has_theory_and_z_columns(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--k", "5"], "k must be"),
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--k", "5"], "--k must lie in [1, 4]"),
         (["--ensemble", "masked", "--width", "4", "--depth", "10", "--p", "0"], "p must lie"),
         (["--ensemble", "masked", "--width", "4", "--depth", "10", "--p", "1.5"], "p must lie"),
         (["--ensemble", "gaussian", "--width", "4", "--depth", "0"], "depth must be"),
