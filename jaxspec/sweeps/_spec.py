@@ -381,7 +381,12 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"no such spec file: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"cannot parse {path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror or err}") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

@@ -676,3 +676,79 @@ def test_the_package_imports_without_the_sweep_extra_and_names_it_when_a_store_i
     assert len(lines) == 2 and all(line.startswith("MissingExtraError") for line in lines), lines
     assert "pip install 'jaxspec[sweep]'" in lines[0] and "jaxspec[sweep]" in lines[1]
     assert not (tmp_path / "new").exists()  # refused before any work
+
+
+# -- hostile invocations of the two commands: one line, exit 2, nothing written ------------------------------
+
+HOSTILE = [
+    ("sweep",),
+    ("sweep", "s.toml"),
+    ("sweep", "--repair", "nowhere"),
+    ("sweep", "--repair", "afile"),
+    ("sweep", "--repair", "foreign"),
+    ("sweep", "--repair", "good", "--out", "x"),
+    ("sweep", "--repair", "good", "s.toml"),
+    ("sweep", "--out", "nowhere", "--resume"),
+    ("sweep", "--out", "foreign", "--resume"),
+    ("sweep", "s.toml", "--out", "good"),
+    ("sweep", "s.toml", "--out", "good", "--resume", "--set", "seeds=3"),
+    ("sweep", "s.toml", "--out", "x", "--devices", "0"),
+    ("sweep", "s.toml", "--out", "x", "--chunk-size", "0"),
+    ("sweep", "s.toml", "--out", "x", "--chunk-size", "-1"),
+    ("sweep", "s.toml", "--out", "x", "--set", "seeds=0"),
+    ("sweep", "s.toml", "--out", "x", "--max-memory", "0"),
+    ("sweep", "s.toml", "--out", "x", "--max-memory", "-5G"),
+    ("sweep", "s.toml", "--out", "x", "--max-memory", "1"),
+    ("sweep", "s.toml", "--out", "/dev/null"),
+    ("sweep", "s.toml", "--out", "afile/x"),
+    ("sweep", "s.toml", "--out", "/sys/jaxspec-sweep-test"),
+    ("sweep", "s.toml", "--out", "/proc/self/jaxspec/x"),
+    ("sweep", "s.toml", "--out", "foreign"),
+    ("sweep", "binary.toml", "--out", "x"),
+    ("sweep", "bad.yaml", "--out", "x"),
+    ("sweep", "specdir", "--out", "x"),
+    ("sweep", "missing.toml", "--out", "x"),
+    ("sweep", "s.toml", "--out", "x", "--set", "axes.width=[10000000]"),
+    ("sweep", "s.toml", "--out", "x", "--set", "axes.width=[100000]", "--set", "params.k=100000"),
+    ("report", "nowhere"),
+    ("report", "afile"),
+    ("report", "foreign"),
+    ("report", "good", "--out", "afile"),
+    ("report", "good", "--out", "/sys/jaxspec-sweep-test"),
+]
+
+
+@pytest.fixture(scope="module")
+def hostile_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "s.toml").write_text(TINY)
+    (root / "afile").write_text("x")
+    (root / "foreign").mkdir()
+    (root / "foreign" / "a").write_text("a")
+    (root / "binary.toml").write_bytes(b"\x00\xff\xfe")
+    (root / "bad.yaml").write_text("seeds: [\n")
+    (root / "specdir").mkdir()
+    run_sweep(load_spec(root / "s.toml"), root / "good", progress=False)
+    return root
+
+
+@pytest.mark.parametrize("argv", HOSTILE, ids=" ".join)
+def test_hostile_invocations_stop_in_one_line_and_write_nothing(hostile_dir, capsys, monkeypatch, argv):
+    monkeypatch.chdir(hostile_dir)
+    before = _snapshot(hostile_dir)
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("jaxspec: error: "), err
+    assert _snapshot(hostile_dir) == before and not (hostile_dir / "x").exists()
+
+
+def test_report_names_a_damaged_chunk_and_rebuilds_a_damaged_zarr(hostile_dir, tmp_path, capsys):
+    copy = _copy(hostile_dir / "good", tmp_path / "copy")
+    _zarr_chunk(copy, "exponents").write_bytes(b"\x01" * 5)
+    code, out, err = run_cli(capsys, "report", copy)
+    assert code == 0, err
+    assert "note: " in out and "results.zarr was damaged" in out and "rebuilt from its" in out
+    assert (copy / "report" / "exponents_vs_width.png").is_file()
+    _tamper(copy / "chunks" / "chunk-000000.npz", lambda a: a["var/exponents"].__setitem__((0, 0), 0.0))
+    code, _, err = run_cli(capsys, "report", copy)
+    assert code == 2 and err.count("\n") == 1
+    assert "chunk-000000.npz is damaged (checksum mismatch)" in err and "--repair" in err

@@ -167,6 +167,9 @@ def test_unknown_top_level_key_in_a_file(tmp_path):
         load_spec(tmp_path / "bad.toml")
     with pytest.raises(InputError, match="no such spec file"):
         load_spec(tmp_path / "missing.toml")
+    (tmp_path / "binary.toml").write_bytes(b"\x00\xff\xfe")
+    with pytest.raises(InputError, match="cannot parse .*binary.toml: not UTF-8 text"):
+        load_spec(tmp_path / "binary.toml")
     with pytest.raises(InputError, match="key=value"):
         _base().with_overrides(["seeds"])
 
