@@ -29,6 +29,7 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import time
 import warnings
@@ -257,6 +258,8 @@ def run_sweep(
     """
     if not isinstance(spec, SweepSpec):
         raise InputError(f"run_sweep needs a SweepSpec, got {type(spec).__name__}")
+    if not isinstance(out, str | os.PathLike) or not str(out):
+        raise InputError(f"out must be a directory path, got {out!r}")
     require("sweep", "jaxspec.sweeps.run_sweep")  # the store needs it: stop before any work
     if chunk_size is not None:
         spec = dataclasses.replace(spec, chunk_size=chunk_size)

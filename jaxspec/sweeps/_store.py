@@ -77,6 +77,7 @@ _CHUNK_RE = re.compile(r"^chunk-(\d{6,})\.npz$")
 _TMP_PREFIX = ".tmp-"
 # Integer variables have no NaN: runs not (yet) computed hold this value, and ``done`` says which.
 INT_FILL = -1
+_LEGACY_ZARR = "it records no checksum (written by an older jaxspec)"
 _ADVICE = "jaxspec sweep --repair DIR sets it aside, then jaxspec sweep --out DIR --resume recomputes it"
 
 
@@ -723,7 +724,9 @@ class SweepStore:
         return self.path / PARQUET
 
     def read_zarr(self, chunks_sha256: str | None = None):
-        """``(Dataset, None)`` when ``results.zarr`` is whole, else ``(None, what is wrong)``.
+        """``(Dataset, None)`` when ``results.zarr`` is whole, else ``(None, what is wrong)``; a store
+        written before checksums existed reads as ``(Dataset, reason)`` when it cannot be rebuilt (chunk files
+        are missing), so that it stays readable, unverified.
 
         Whole means: it opens and decompresses, it belongs to this sweep, its variables match the digest
         it recorded, and (when ``chunks_sha256`` is given, or every chunk file is present) it was built from
@@ -739,7 +742,7 @@ class SweepStore:
             return None, "it belongs to another sweep"
         recorded = ds.attrs.get("data_sha256")
         if recorded is None:
-            return None, "it records no checksum (written by an older jaxspec)"
+            return (None if self.is_complete else ds), _LEGACY_ZARR
         if _dataset_sha256(ds) != recorded:
             return None, "its data do not match its checksum"
         if chunks_sha256 is None and ds.attrs.get("complete") and self.is_complete:
@@ -960,9 +963,11 @@ def repair_store(path: str | Path) -> list[str]:
             )
         done, total = len(store.done_chunks()), len(store.plan.chunks)
         if store.zarr_path.exists():
-            _, problem = store.read_zarr()
-            if problem is not None and done < total:
-                moved = _set_aside(path, store.zarr_path)
+            legacy, problem = store.read_zarr()
+            if legacy is not None and problem is not None:
+                notes.append(f"kept {ZARR} unverified ({problem}; the chunk files to rebuild it are missing)")
+            elif problem is not None and done < total:
+                _set_aside(path, store.zarr_path)
                 notes.append(f"set aside {ZARR} ({problem}); --resume rebuilds it once every chunk is done")
             elif problem is not None:
                 store._write_zarr(store.assemble())
@@ -1064,6 +1069,8 @@ def load_sweep(path: str | Path, *, warn: bool = True, verify: bool = False):
         store.verify_chunks()
     if store.zarr_path.exists():
         ds, problem = store.read_zarr()
+        if ds is not None and problem is not None:
+            warnings.warn(f"{store.zarr_path}: {problem}; read unverified", StoreRepairWarning, stacklevel=2)
         if ds is not None:
             return ds
         if not store.is_complete:

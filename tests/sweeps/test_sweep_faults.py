@@ -410,6 +410,12 @@ def test_a_huge_width_is_refused_from_the_memory_estimate_before_anything_is_wri
     assert code == 2 and "--max-memory must be a positive size" in err and not out.exists()
 
 
+@pytest.mark.parametrize("out", [None, "", 3])
+def test_run_sweep_refuses_an_out_that_is_not_a_path(out):
+    with pytest.raises(InputError, match="out must be a directory path"):
+        run_sweep(_toy_spec(), out, progress=False)
+
+
 def test_the_memory_estimate_follows_the_chunks_and_devices():
     spec = _toy_spec(chunk_size=5)  # no run_bytes: the plan's 1 MiB per run
     for devices in (1, 2, 4):
@@ -752,3 +758,29 @@ def test_report_names_a_damaged_chunk_and_rebuilds_a_damaged_zarr(hostile_dir, t
     code, _, err = run_cli(capsys, "report", copy)
     assert code == 2 and err.count("\n") == 1
     assert "chunk-000000.npz is damaged (checksum mismatch)" in err and "--repair" in err
+
+
+def _strip_checksums(zarr: Path) -> None:
+    """Make a zarr store look written by a jaxspec without checksums (attributes and consolidated copy)."""
+    attrs = json.loads((zarr / ".zattrs").read_text())
+    for key in ("data_sha256", "chunks_sha256"):
+        attrs.pop(key)
+    (zarr / ".zattrs").write_text(json.dumps(attrs))
+    meta = json.loads((zarr / ".zmetadata").read_text())
+    meta["metadata"][".zattrs"] = attrs
+    (zarr / ".zmetadata").write_text(json.dumps(meta))
+
+
+def test_a_zarr_store_without_checksums_is_rebuilt_or_read_unverified(toy_done, tmp_path):
+    _, out, ds = toy_done
+    copy = _copy(out, tmp_path / "copy")
+    _strip_checksums(copy / "results.zarr")
+    (copy / "chunks" / "chunk-000004.npz").unlink()  # the chunks cannot rebuild it: read as it is
+    with pytest.warns(StoreRepairWarning, match="records no checksum .*read unverified"):
+        _assert_same(load_sweep(copy), ds)
+    assert any("kept results.zarr unverified" in note for note in repair_store(copy))
+    copy = _copy(out, tmp_path / "whole")
+    _strip_checksums(copy / "results.zarr")  # every chunk present: rebuilt, with checksums
+    with pytest.warns(StoreRepairWarning, match="records no checksum.*rebuilt from its 6 chunk files"):
+        _assert_same(load_sweep(copy), ds)
+    assert "data_sha256" in xr.open_zarr(copy / "results.zarr").attrs
