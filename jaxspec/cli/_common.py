@@ -156,7 +156,12 @@ def lyapunov_memory(
     per_seed = 16.0 * k * 8 + depth * 8.0
     if method == "direct":
         per_seed += (6.0 + (6.0 if haar else 0.0)) * width * width * b + 8.0 * width * k * b
-    return seeds * per_seed + OUTPUT_BYTES_PER_INDEX * k + RUNTIME_OVERHEAD_BYTES
+    return (
+        seeds * per_seed
+        + ENSEMBLE_BYTES_PER_LAYER * depth
+        + OUTPUT_BYTES_PER_INDEX * k
+        + RUNTIME_OVERHEAD_BYTES
+    )
 
 
 def svals_memory(width: int, input_width: int, depth: int, seeds: int, dtype: str, prefixes: bool) -> float:
@@ -165,7 +170,9 @@ def svals_memory(width: int, input_width: int, depth: int, seeds: int, dtype: st
     prefixes."""
     b = dtype_bytes(dtype)
     per_seed = 6.0 * width * width * b + 8.0 * width * input_width * b + 12.0 * input_width**2 * 8
-    output = OUTPUT_BYTES_PER_INDEX * input_width * (depth if prefixes else 1)
+    output = (
+        OUTPUT_BYTES_PER_INDEX * input_width * (depth if prefixes else 1) + ENSEMBLE_BYTES_PER_LAYER * depth
+    )
     if prefixes:
         per_seed += 2.0 * depth * input_width * 8
     return seeds * per_seed + output + RUNTIME_OVERHEAD_BYTES
@@ -180,15 +187,20 @@ def count_law_support(width: int, p: float | None, fixed: bool) -> int:
     return int(min(width + 1, 2 * math.ceil(math.sqrt(2 * 745 * width * p * (1 - p))) + 3))
 
 
+#: Bytes per layer of an ensemble's static description (its ``widths`` tuple) and of the theory's per-layer
+#: count laws (one small tuple per layer).
+ENSEMBLE_BYTES_PER_LAYER = 8
+LAW_BYTES_PER_LAYER = 200
 #: Bytes per printed index: the Python floats and lists of the JSON payload and its text (measured: 5.4 GB
 #: peak for ``theory --width 10000000 --json``, about 540 B per index).
 OUTPUT_BYTES_PER_INDEX = 600
 
 
-def theory_memory(width: int, k: int, support: int) -> float:
+def theory_memory(width: int, k: int, support: int, depth: int = 1) -> float:
     """Bytes of the closed forms: about ten ``(k, support)`` float64 tables of the count-law sums, the
-    binomial pmf's ``(N + 1,)`` temporaries and the printed output."""
-    return 10.0 * 8 * k * support + 6.0 * 8 * (width + 1) + OUTPUT_BYTES_PER_INDEX * k + 64 * 2**20
+    binomial pmf's ``(N + 1,)`` temporaries, one count law per layer and the printed output."""
+    tables = 10.0 * 8 * k * support + 6.0 * 8 * (width + 1)
+    return tables + LAW_BYTES_PER_LAYER * depth + OUTPUT_BYTES_PER_INDEX * k + 64 * 2**20
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -57,6 +57,11 @@ def run_lyapunov(
     reortho = _reortho_option(reortho)
     seeds = check_int("--seeds", seeds, minimum=1)
     seed = check_seed(seed)
+    width = check_int("--width", width, minimum=1)
+    depth = check_int("--depth", depth, minimum=1)
+    # Before the ensemble exists (its static widths alone hold L + 1 entries): what even the cheapest path needs.
+    what = f"lyapunov at width {width}, depth {depth}, {seeds} seeds"
+    check_memory(lyapunov_memory(width, depth, 1, seeds, dtype, "chi"), what, max_memory)
     ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
     kk = ens.max_width if k is None else check_int("--k", k, minimum=1, maximum=min(ens.widths))
     check_choice("--condition", condition, jaxspec.engine.CONDITIONS)
@@ -66,7 +71,7 @@ def run_lyapunov(
     estimate = lyapunov_memory(
         ens.max_width, ens.depth, kk, seeds, dtype, resolved, haar=ensemble == "orthogonal"
     )
-    check_memory(estimate, f"lyapunov --method {resolved} at width {width}, {seeds} seeds", max_memory)
+    check_memory(estimate, f"{what} (method {resolved})", max_memory)
     with CompileClock() as clock:
         result = jaxspec.lyapunov_spectrum(
             ens,

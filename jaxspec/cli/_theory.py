@@ -70,7 +70,7 @@ def theory_payload(
         gate = check_probability("--p", p)
     support = count_law_support(width, gate, fixed_count is not None)
     check_memory(
-        theory_memory(width, kk, support),
+        theory_memory(width, kk, support, depth),
         f"theory of {ensemble} at width {width} with k = {kk} (a {kk} x {support} table per count law)",
         max_memory,
         on_device=False,
@@ -256,13 +256,12 @@ def svals_payload(
     else:
         if ensemble is None or width is None or depth is None:
             raise InputError("give --ensemble, --width and --depth (or --npz FILE)")
+        width = check_int("--width", width, minimum=1)
+        depth = check_int("--depth", depth, minimum=1)
+        what = f"svals at width {width}, depth {depth} with {seeds} seed(s)"
+        check_memory(svals_memory(width, width, depth, seeds, dtype, prefixes), what, max_memory)
         ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
         check_scale_range("--sigma2", float(ens.sigma2), dtype, block=1, width=ens.max_width)
-        check_memory(
-            svals_memory(ens.max_width, ens.input_width, ens.depth, seeds, dtype, prefixes),
-            f"svals at width {width} with {seeds} seed(s)",
-            max_memory,
-        )
         keys = jaxspec.engine.seed_keys(seed, seeds)
         with CompileClock() as clock:
             out = jax.vmap(
