@@ -59,7 +59,7 @@ def run_lyapunov(
     seed = check_seed(seed)
     width = check_int("--width", width, minimum=1)
     depth = check_int("--depth", depth, minimum=1)
-    # Before the ensemble exists (its static widths alone hold L + 1 entries): what even the cheapest path needs.
+    # Before the ensemble exists (its static widths alone hold L + 1 entries): what the cheapest path needs.
     what = f"lyapunov at width {width}, depth {depth}, {seeds} seeds"
     check_memory(lyapunov_memory(width, depth, 1, seeds, dtype, "chi"), what, max_memory)
     ens = jaxspec.make_ensemble(ensemble, width, depth, sigma2=sigma2, p=p)
