@@ -12,6 +12,18 @@ only uses ``|R_ii|``):
   plus a ``k x k`` Cholesky. As accurate as Householder while ``cond(A) < u^{-1/2}``.
 * ``"shifted_cholesky3"``: one shifted pass ``chol(A^T A + s I)`` then CholeskyQR2; stable up to
   ``cond(A) ~ u^{-1}``.
+* ``"blocked_householder"``: Householder QR written in JAX for a whole batch at once: each panel of ``block``
+  columns is factored column by column, vectorised over every frame of the batch, and its reflectors are
+  aggregated in compact-WY form ``I - V T V^T`` (``T`` from the UT transform), so that the trailing update and
+  the formation of ``Q`` are batched GEMMs. It reproduces LAPACK's reflectors (``geqrf``/``orgqr``: the same
+  signs, the same ``Q``) to rounding, including the orthonormal completion of a rank-deficient frame: a column
+  that is zero below the diagonal gets the identity reflector, as in LAPACK's ``larfg``. One tie differs: when
+  a diagonal entry is an exact zero (a gated-off row reaching the diagonal), both take the sign of ``beta``
+  from the sign bit of that zero, which depends on the order of each implementation's updates; the completion
+  is then another exact one (the same law of the exponents, a different realisation of the
+  collapse-conditioned indices). On CPU it is slower than LAPACK's per-matrix loop (measured:
+  docs/performance.md) and ``qr="auto"`` never picks it there; it is meant for accelerators, where
+  LAPACK-style QR is looped over the batch too.
 
 The Cholesky backends check themselves: if a Cholesky factor is not finite or the Gram matrix of the last
 pass is not within ``0.1`` of the identity (``Q`` of the previous pass was not orthonormal, i.e. the Gram
@@ -38,7 +50,7 @@ import jax.numpy as jnp
 from jaxspec._checks import HIGHEST as _HIGHEST
 from jaxspec._checks import check_choice
 
-QR_BACKENDS = ("householder", "cholesky2", "shifted_cholesky3")
+QR_BACKENDS = ("householder", "cholesky2", "shifted_cholesky3", "blocked_householder")
 QRCallable = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 # Largest tolerated max|Q1^T Q1 - I| before the second pass: CholeskyQR2 restores orthogonality to O(u) as
@@ -211,8 +223,137 @@ def shifted_cholesky_qr3(
     return q, r
 
 
+def _panel_householder(panel: jax.Array, row0: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Unblocked Householder QR of a ``(..., n, b)`` panel whose diagonal starts at row ``row0``.
+
+    Returns ``(panel, V, T)``: the panel with its ``b`` columns reduced (``R`` entries on and above the
+    diagonal rows, zeros below), the ``(..., n, b)`` reflectors ``v`` (unit at their diagonal row, zero above;
+    zero for an identity reflector) and the ``(..., b, b)`` upper-triangular ``T`` with
+    ``H_1 ... H_b = I - V T V^T``.
+    """
+    n, b = panel.shape[-2:]
+    dtype = panel.dtype
+    rows = jnp.arange(n)
+    cols = jnp.arange(b)
+
+    def step(i, carry):
+        panel, vmat, taus = carry
+        j = row0 + i
+        x = jax.lax.dynamic_index_in_dim(panel, i, axis=-1, keepdims=False)
+        alpha = jax.lax.dynamic_index_in_dim(x, j, axis=-1, keepdims=False)  # keeps the sign of a zero
+        below = jnp.where(rows > j, x, 0)
+        # A scaled norm (as LAPACK's nrm2): no underflow of the squares of a small column.
+        size = jnp.max(jnp.abs(jnp.where(rows >= j, x, 0)), axis=-1)
+        unit = jnp.where(size > 0, size, 1)
+        below_norm2 = jnp.sum(jnp.square(below / unit[..., None]), axis=-1)
+        reflect = below_norm2 > 0  # else the identity reflector: tau = 0, R_jj = alpha (LAPACK larfg)
+        norm = unit * jnp.sqrt(jnp.square(alpha / unit) + below_norm2)
+        # beta = -sign(alpha) ||x|| with Fortran's SIGN, as LAPACK: alpha = -0.0 (a gated-off row, 0 times
+        # a negative number) counts as negative. Its sign steers the completion of a rank-deficient frame.
+        beta = jnp.where(jnp.signbit(alpha), norm, -norm)
+        tau = jnp.where(reflect, (beta - alpha) / jnp.where(reflect, beta, 1), 0)
+        v = jnp.where(reflect[..., None], below / jnp.where(reflect, alpha - beta, 1)[..., None], 0)
+        v = v + (reflect[..., None] & (rows == j)).astype(dtype)
+        # H = I - tau v v^T on the columns after i (elementwise products and sums: one fused loop over the
+        # batch, no tiny batched matrix-vector products); column i becomes beta e_j.
+        w = jnp.sum(v[..., :, None] * panel, axis=-2)
+        updated = panel - (tau[..., None] * w)[..., None, :] * v[..., :, None]
+        reduced = jnp.where(rows < j, x, 0) + jnp.where(
+            rows == j, jnp.where(reflect, beta, alpha)[..., None], 0
+        )
+        panel = jnp.where(cols > i, updated, jnp.where(cols == i, reduced[..., :, None], panel))
+        vmat = jnp.where(cols == i, v[..., :, None], vmat)
+        taus = jnp.where(cols == i, tau[..., None], taus)
+        return panel, vmat, taus
+
+    start = (panel, jnp.zeros_like(panel), jnp.zeros(panel.shape[:-1][:-1] + (b,), dtype))
+    panel, vmat, taus = jax.lax.fori_loop(0, b, step, start)
+    # UT transform (Joffrain et al. 2006): T^{-1} = diag(1 / tau) + striu(V^T V); an identity reflector has
+    # v = 0, so its diagonal entry is arbitrary (1).
+    diag = jnp.where(taus != 0, 1 / jnp.where(taus != 0, taus, 1), 1)
+    t_inv = jnp.triu(jnp.matmul(_transpose(vmat), vmat, precision=_HIGHEST), 1)
+    t_inv = t_inv + diag[..., :, None] * jnp.eye(b, dtype=dtype)
+    return panel, vmat, _upper_inverse(t_inv)
+
+
+def _upper_inverse(u: jax.Array) -> jax.Array:
+    """Inverse of a batch of upper-triangular matrices by recursive halving (batched GEMMs only)."""
+    b = u.shape[-1]
+    if b == 1:
+        return 1 / u
+    h = b // 2
+    top = _upper_inverse(u[..., :h, :h])
+    bottom = _upper_inverse(u[..., h:, h:])
+    corner = -jnp.matmul(top, jnp.matmul(u[..., :h, h:], bottom, precision=_HIGHEST), precision=_HIGHEST)
+    zeros = jnp.zeros(u.shape[:-2] + (b - h, h), u.dtype)
+    return jnp.concatenate(
+        [jnp.concatenate([top, corner], axis=-1), jnp.concatenate([zeros, bottom], axis=-1)], axis=-2
+    )
+
+
+def blocked_householder_qr(
+    frame: jax.Array, *, precision=_HIGHEST, batch_axis_name: str | None = None, block: int = 8
+) -> tuple[jax.Array, jax.Array]:
+    """Reduced Householder QR in JAX, blocked (compact WY), every panel vectorised over the batch.
+
+    The frame is first scaled by a power of two (exact) so that its largest entry is in ``[1/2, 1)``; each
+    panel of ``block`` columns is reduced column by column for the whole batch at once (LAPACK's ``larfg``
+    conventions: ``beta = -sign(alpha) ||x||`` with the sign bit of ``alpha``, the identity reflector for a
+    column that is zero below the diagonal); the panel's reflectors, as ``I - V T V^T``, update the trailing
+    columns and finally form ``Q = H_1 ... H_k I_{n x k}`` with batched GEMMs. Same ``Q`` and ``R`` as
+    :func:`householder_qr` to rounding, signs included, and the same orthonormal completion of a
+    rank-deficient frame (up to the sign tie of an exact zero on the diagonal: module docstring).
+
+    Args:
+        frame: ``(..., n, k)`` with ``k <= n``.
+        precision: matmul precision of the GEMMs (``HIGHEST`` by default).
+        batch_axis_name: accepted for a uniform signature; unused (nothing is decided per batch).
+        block: panel width (8: the fastest measured on CPU; docs/performance.md).
+
+    Returns:
+        ``(Q (..., n, k), R (..., k, k))``.
+
+    Example:
+        >>> a = jnp.array([[3.0, 0.0], [4.0, 0.0], [0.0, 0.0]])  # rank 1: column 2 is completed
+        >>> q, r = blocked_householder_qr(a)
+        >>> [round(float(x), 4) for x in jnp.diagonal(r)], bool(jnp.allclose(q.T @ q, jnp.eye(2), atol=1e-6))
+        ([-5.0, 0.0], True)
+
+    References:
+        Golub, Van Loan, "Matrix Computations", sections 5.1-5.2 (compact WY); Schreiber, Van Loan, SIAM J.
+        Sci. Stat. Comput. 10 (1989); Joffrain, Low, Quintana-Orti, van de Geijn, Van Zee, ACM TOMS 32
+        (2006) (the UT transform).
+    """
+    del batch_axis_name
+    n, k = frame.shape[-2:]
+    dtype = frame.dtype
+    largest = jnp.max(jnp.abs(frame), axis=(-2, -1), keepdims=True)
+    _, exponent = jnp.frexp(jnp.where(largest > 0, largest, 1))
+    scale = jnp.ldexp(jnp.ones_like(largest), exponent)
+    a = frame / scale
+    panels = []
+    for col0 in range(0, k, block):
+        width = min(block, k - col0)
+        panel, vmat, t = _panel_householder(a[..., :, col0 : col0 + width], col0)
+        rest = a[..., :, col0 + width :]
+        if col0 + width < k:  # (I - V T V^T)^T applied to the trailing columns
+            vt_rest = jnp.matmul(_transpose(vmat), rest, precision=precision)
+            rest = rest - jnp.matmul(
+                vmat, jnp.matmul(_transpose(t), vt_rest, precision=precision), precision=precision
+            )
+        a = jnp.concatenate([a[..., :, :col0], panel, rest], axis=-1)
+        panels.append((vmat, t))
+    r = jnp.triu(a[..., :k, :]) * scale
+    q = jnp.broadcast_to(jnp.eye(n, k, dtype=dtype), frame.shape)
+    for vmat, t in reversed(panels):
+        vt_q = jnp.matmul(_transpose(vmat), q, precision=precision)
+        q = q - jnp.matmul(vmat, jnp.matmul(t, vt_q, precision=precision), precision=precision)
+    return q, r
+
+
 _BACKENDS = {
     "householder": householder_qr,
+    "blocked_householder": blocked_householder_qr,
     "cholesky2": cholesky_qr2,
     "shifted_cholesky3": shifted_cholesky_qr3,
 }

@@ -23,7 +23,7 @@ def test_defaults_are_unchanged():
     assert (res.config.qr, res.config.method, res.config.reortho_every) == ("householder", "direct", 1)
 
 
-@pytest.mark.parametrize("qr", ["cholesky2", "shifted_cholesky3"])
+@pytest.mark.parametrize("qr", ["cholesky2", "shifted_cholesky3", "blocked_householder"])
 def test_qr_backends_give_the_householder_result_in_float64(qr):
     ens = jaxspec.gaussian(width=16, depth=60)
     ref = jaxspec.lyapunov_spectrum(ens, k=6, seeds=3, dtype="float64", method="direct")
@@ -38,6 +38,21 @@ def test_cholesky_backend_falls_back_exactly_on_rank_deficient_masked_layers():
     ref = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", method="direct")
     res = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", qr="cholesky2", method="direct")
     assert_close(res.exponents, ref.exponents)
+
+
+def test_blocked_householder_is_exact_under_rank_collapse():
+    # Most layers have K_l < k: the columns beyond K_min are zeroed and completed. The indices no layer
+    # collapsed are the Householder run's to rounding, in float64 and float32; the collapse-conditioned ones
+    # depend on the completion, which both backends take from LAPACK's conventions except for the sign tie
+    # of an exact zero on the diagonal (see make_qr).
+    ens = jaxspec.masked(width=10, depth=30, p=0.5)
+    ref = jaxspec.lyapunov_spectrum(ens, seeds=3, dtype="float64", method="direct")
+    never = np.arange(1, 11) <= np.asarray(ref.min_active)[:, None]
+    assert 3 <= never.sum() < never.size  # collapse is real
+    for dtype in ("float64", "float32"):
+        res = jaxspec.lyapunov_spectrum(ens, seeds=3, dtype=dtype, qr="blocked_householder", method="direct")
+        assert_close(np.asarray(res.exponents)[never], np.asarray(ref.exponents)[never], dtype, scale=10)
+        assert np.array_equal(np.isnan(res.exponents), np.isnan(ref.exponents))
 
 
 def test_qr_auto_picks_cholesky_only_where_frames_keep_full_rank():
