@@ -44,6 +44,8 @@ from jaxspec.networks import ACTIVATIONS
 from jaxspec.saddle._escape import balanced_speed, unit_layers
 from jaxspec.saddle._validation import check_data, check_positive_number
 
+#: Piece gradients held at once (floats): inputs are processed in chunks below it.
+_PIECE_BUDGET = 2**24
 #: Slope of the leaky ReLU on the negative side (as in :func:`jaxspec.networks.mlp_apply`).
 _LEAKY_SLOPE = 0.01
 
@@ -283,43 +285,50 @@ def stationarity_certificate(
     margins, outgoing, positive = (np.asarray(a) for a in _kinks(params, x, activation, precision))
     eligible = (margins <= kink_tol) & (outgoing > kink_tol) & (activation != "linear")
     counts = eligible.sum(axis=1)
-    k = int(min(counts.max(initial=0), max_kinks))
-    order = np.argsort(np.where(eligible, margins, np.inf), axis=1, kind="stable")[:, :k]
-    valid = np.take_along_axis(eligible, order, axis=1)
-    gradients = np.asarray(
-        _piece_gradients(
-            params,
-            x,
-            g,
-            jnp.asarray(order, jnp.int32).reshape(x.shape[0], k),
-            jnp.asarray(valid).reshape(x.shape[0], k),
-            jnp.asarray(positive),
-            k,
-            activation,
-            precision,
-        ),
-        np.float64,
-    )  # (N, 2^k, P)
-    constant = np.zeros(gradients.shape[-1])
+    kinks = np.minimum(counts, max_kinks)
+    order = np.argsort(np.where(eligible, margins, np.inf), axis=1, kind="stable")
+    num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    constant = np.zeros(num_params)
     groups = []
-    for j in range(x.shape[0]):
-        rows = gradients[j]
-        if not valid[j].any():
-            constant += rows[0]
-            continue
-        scale = max(float(np.abs(rows).max()), np.finfo(float).tiny)
-        _, keep = np.unique(np.round(rows / scale, 12), axis=0, return_index=True)
-        rows = rows[np.sort(keep)]
-        if rows.shape[0] == 1:
-            constant += rows[0]
-        else:
-            groups.append(rows)
+    # 2^k pieces per input (k the most kinks at one input; fewer at an input leave slots unused), the inputs
+    # in equal chunks of bounded memory (one compilation).
+    k = int(kinks.max(initial=0))
+    valid = np.arange(k)[None, :] < kinks[:, None]
+    chunk = int(min(x.shape[0], max(1, _PIECE_BUDGET // (2**k * num_params))))
+    padded = np.resize(np.arange(x.shape[0]), -(-x.shape[0] // chunk) * chunk)
+    for start in range(0, x.shape[0], chunk):
+        idx = padded[start : start + chunk]
+        gradients = np.asarray(
+            _piece_gradients(
+                params,
+                x[idx],
+                g[idx],
+                jnp.asarray(order[idx, :k], jnp.int32),
+                jnp.asarray(valid[idx]),
+                jnp.asarray(positive[idx]),
+                k,
+                activation,
+                precision,
+            ),
+            np.float64,
+        )[: x.shape[0] - start]  # (inputs, 2^k, P)
+        for j, rows in zip(idx, gradients, strict=False):
+            if kinks[j] == 0:
+                constant += rows[0]
+                continue
+            scale = max(float(np.abs(rows).max()), np.finfo(float).tiny)
+            _, keep = np.unique(np.round(rows / scale, 12), axis=0, return_index=True)
+            rows = rows[np.sort(keep)]
+            if rows.shape[0] == 1:
+                constant += rows[0]
+            else:
+                groups.append(rows)
     norm, _ = min_norm_point(constant, groups)
     measure = norm / (np.sqrt(depth) * speed) if speed > 0 else np.inf
     return Stationarity(
         measure=jnp.asarray(measure, x.dtype),
-        num_kinks=int(np.minimum(counts, max_kinks).sum()),
-        num_pieces=int(np.sum(2 ** np.minimum(counts, max_kinks))),
+        num_kinks=int(kinks.sum()),
+        num_pieces=int(np.sum(2**kinks)),
         complete=bool(np.all(counts <= max_kinks)),
         kink_tol=kink_tol,
     )
