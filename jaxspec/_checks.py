@@ -195,7 +195,7 @@ _SCALE_HEADROOM = 12.0
 
 def log_range(dtype: Any) -> float:
     """``min(ln max, -ln tiny)`` of a floating dtype: how far from 1 a normal number's scale can go
-    (88.0 for float32, 708.4 for float64)."""
+    (87.3 for float32, 708.4 for float64)."""
     info = np.finfo(np.dtype(dtype))
     return float(min(np.log(info.max), -np.log(info.tiny)))
 
@@ -205,7 +205,7 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
 
     A block of ``m`` layers that is multiplied out before a re-orthonormalisation scales lengths by about
     ``sigma2^(m/2)`` and the Gram matrices and norms of the QR by ``sigma2^m``, times the width. So
-    ``m |ln sigma2| + 2 ln N + 12`` must stay below the dtype's log range (:func:`log_range`: 88.0 in float32,
+    ``m |ln sigma2| + 2 ln N + 12`` must stay below the dtype's log range (:func:`log_range`: 87.3 in float32,
     708.4 in float64). At ``m = 1`` this is the weights' own range: ``sigma2 = 1e300`` fits float64 but not
     float32. The closed forms (in logs) and the exact singular values (log-scaled) have no such limit.
 
