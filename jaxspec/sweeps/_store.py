@@ -101,7 +101,7 @@ class DamagedChunkError(InputError):
     def __init__(self, index: int, path: Path, reason: str):
         self.index, self.path, self.reason = index, Path(path), reason
         super().__init__(
-            f"chunk file {path} is damaged ({reason}): {_ADVICE.replace('DIR', str(path.parents[1]))}"
+            f"chunk file {path} is damaged ({reason}): {_ADVICE.replace('DIR', str(self.path.parents[1]))}"
         )
 
 
