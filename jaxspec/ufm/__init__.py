@@ -12,7 +12,9 @@ overlap, so that every prediction sits beside its measurement.
 * :mod:`~jaxspec.ufm._theory`: the collapsed optimum of the deep linear UFM in closed form.
 * :mod:`~jaxspec.ufm._collapse`: neural-collapse metrics NC1-NC4, layer by layer.
 * :mod:`~jaxspec.ufm._curvature`: Kronecker Hessian, Gauss-Newton split, class-mean gradients, Lanczos.
-* :mod:`~jaxspec.ufm._train`: full-batch training with the collapse and curvature diagnostics tracked.
+* :mod:`~jaxspec.ufm._ranks`: the lower-rank optima (closed-form losses) and the rank a run reached.
+* :mod:`~jaxspec.ufm._train`: full-batch training with the collapse and curvature diagnostics tracked, and
+  several seeds at once, each classified by the optimum it reached.
 
 Example:
     >>> from jaxspec import ufm
@@ -69,8 +71,9 @@ from jaxspec.ufm._model import (
     targets,
     with_layer,
 )
+from jaxspec.ufm._ranks import feature_rank, rank_losses, rank_params
 from jaxspec.ufm._theory import CollapsedOptimum, collapsed_optimum, collapsed_params, solve_gamma
-from jaxspec.ufm._train import Diagnostics, diagnostics, train_ufm
+from jaxspec.ufm._train import Diagnostics, SeedRuns, diagnostics, train_ufm, train_ufm_seeds
 
 __all__ = [
     "ACTIVATIONS",
@@ -81,6 +84,7 @@ __all__ = [
     "GaussNewtonSplit",
     "GradientCoefficients",
     "NeuralCollapse",
+    "SeedRuns",
     "UFMParams",
     "alignment_matrix",
     "class_mean_gradients",
@@ -92,6 +96,7 @@ __all__ = [
     "diagnostics",
     "effective_classifiers",
     "feature_collapse",
+    "feature_rank",
     "feature_gram_eigenvalues",
     "gauss_newton_parts",
     "gauss_newton_split",
@@ -112,9 +117,12 @@ __all__ = [
     "map_layers",
     "per_sample_jacobians",
     "predict",
+    "rank_losses",
+    "rank_params",
     "regulariser",
     "solve_gamma",
     "targets",
     "train_ufm",
+    "train_ufm_seeds",
     "with_layer",
 ]

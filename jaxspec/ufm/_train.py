@@ -7,6 +7,10 @@ overlaps, NC1-NC4 and the Gram eigenvalues.
 
 References:
     Garrod & Keating, arXiv:2404.06106; Gur-Ari, Roberts, Dyer, arXiv:1812.04754.
+
+:func:`train_ufm_seeds` trains several independent seeds at once through the same loop: the parameters of
+all seeds are stacked and the loss is the sum of the per-seed losses, whose gradient with respect to one
+seed's parameters is exactly that seed's own gradient, so plain GD on the sum is GD on every seed.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import functools
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -23,12 +29,14 @@ from jaxspec.training import TrainResult, train
 from jaxspec.ufm._collapse import NeuralCollapse, collapse_metrics
 from jaxspec.ufm._curvature import (
     alignment_matrix,
+    feature_gram_eigenvalues,
     gradient_coefficients,
     gradient_outlier_overlap,
     gram_eigenvalues,
     layer_eigenpairs,
 )
 from jaxspec.ufm._model import UFM, UFMParams, data_loss, init_params, loss, map_layers
+from jaxspec.ufm._ranks import feature_rank, rank_losses
 
 
 class Diagnostics(NamedTuple):
@@ -184,4 +192,97 @@ def train_ufm(
         track_fn=track_fn,
         learning_rate=learning_rate,
         progress=progress,
+    )
+
+
+class SeedRuns(NamedTuple):
+    """Independent GD runs of one deep UFM from several random initialisations.
+
+    Attributes:
+        loss: ``(S,)`` final loss of each seed.
+        feature_eigenvalues: ``(S, K)`` the ``K`` largest eigenvalues of ``H H^T`` at the end, descending.
+        rank: ``(S,)`` the rank of the learned features (:func:`jaxspec.ufm.feature_rank`).
+        rank_loss: ``(K + 1,)`` the closed-form loss of the rank-``r`` optimum (:func:`rank_losses`).
+        history: ``(T, S)`` loss of every seed at every record.
+        steps: ``(T,)`` the record steps.
+        params: the final :class:`UFMParams`, each leaf with a leading seed axis ``S``.
+    """
+
+    loss: np.ndarray
+    feature_eigenvalues: np.ndarray
+    rank: np.ndarray
+    rank_loss: np.ndarray
+    history: np.ndarray
+    steps: np.ndarray
+    params: UFMParams
+
+
+def train_ufm_seeds(
+    ufm: UFM,
+    num_seeds: int,
+    *,
+    num_steps: int,
+    learning_rate: float,
+    init_scale: float = 1.0,
+    key: PRNGKeyArray | None = None,
+    log_every: int | None = None,
+    progress: bool = False,
+) -> SeedRuns:
+    """Full-batch GD from ``num_seeds`` random initialisations at once, each classified by its optimum.
+
+    Runs :func:`jaxspec.training.train` (``optax.sgd``) on the stacked parameters with the summed loss (GD on
+    every seed independently, see the module notes), then classifies each seed by the rank of its learned
+    features and returns the closed-form loss of every rank-``r`` optimum beside the measured losses.
+
+    Args:
+        ufm: the model (deep linear for the closed forms to apply).
+        num_seeds: ``S >= 1`` initialisations (keys ``fold_in(key, i)``).
+        num_steps: GD steps.
+        learning_rate: step size.
+        init_scale: scale of :func:`init_params`.
+        key: PRNG key (default ``jax.random.key(0)``).
+        log_every: steps between records (default ``max(1, num_steps // 50)``).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`SeedRuns`.
+
+    Example:
+        >>> from jaxspec.ufm import make_ufm
+        >>> runs = train_ufm_seeds(make_ufm(2, 2, 2, 1e-2, width=4), 3, num_steps=200, learning_rate=0.5)
+        >>> runs.loss.shape, runs.rank_loss.shape
+        ((3,), (3,))
+
+    References:
+        Garrod & Keating, arXiv:2404.06106.
+    """
+    if isinstance(num_seeds, bool) or not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
+        raise InputError(f"num_seeds must be a positive integer, got {num_seeds!r}")
+    if not (isinstance(init_scale, (int, float)) and np.isfinite(init_scale) and init_scale > 0):
+        raise InputError(f"init_scale must be a positive number, got {init_scale!r}")
+    key = jax.random.key(0) if key is None else key
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(num_seeds))
+    params = jax.vmap(lambda k: init_params(ufm, k, init_scale))(keys)
+    per_seed = jax.vmap(lambda p: loss(ufm, p))
+    log_every = max(1, num_steps // 50) if log_every is None else log_every
+    result = train(
+        lambda p: jnp.sum(per_seed(p)),
+        params,
+        optax.sgd(learning_rate),
+        num_steps=num_steps,
+        log_every=log_every,
+        track_fn=per_seed,
+        learning_rate=learning_rate,
+        progress=progress,
+    )
+    eigenvalues = np.asarray(jax.vmap(lambda p: feature_gram_eigenvalues(ufm, p))(result.params))
+    history = np.asarray(result.tracked)
+    return SeedRuns(
+        loss=history[-1],
+        feature_eigenvalues=eigenvalues,
+        rank=np.asarray(feature_rank(ufm, eigenvalues)),
+        rank_loss=rank_losses(ufm),
+        history=history,
+        steps=np.asarray(result.steps),
+        params=result.params,
     )
