@@ -17,7 +17,12 @@ def _ratios(result: SaddleResult) -> Figure:
     ax1, ax2 = fig.subplots(1, 2)
     colors = {"ridge": "C0", "digits": "C1", "unit_circle": "C2", "gd": "C3"}
     entries = [
-        (f"optimal escape, {c} (speed {e.speed:.3g})", e.profile, colors[c], "-")
+        (
+            f"optimal escape, {c} (speed {e.speed:.4g}, stationarity {e.stationarity:.1g})",
+            e.profile,
+            colors[c],
+            "-",
+        )
         for c, e in result.escapes.items()
     ]
     gd_speed = result.tiny.speed[result.first_plateau_end]
@@ -183,7 +188,7 @@ def saddle_figures(result: SaddleResult) -> dict[str, Figure]:
 
 
 def saddle_markdown(summary: dict) -> str:
-    """The Markdown table of ``saddle_summary.md``: speeds, ratios against ``l^(1/4)`` and the plateaus.
+    """The Markdown table of ``saddle_summary.md``: speeds, certificates, ratios against ``l^(1/4)``.
 
     Args:
         summary: ``SaddleResult.summary``.
@@ -192,19 +197,20 @@ def saddle_markdown(summary: dict) -> str:
         The table (one row per direction) and a line on the saddle-to-saddle run.
     """
     lines = [
-        "| direction | speed | KKT residual | s1/s2 per layer | min over l>=2 of (s1/s2) / l^(1/4) |",
-        "|---|---|---|---|---|",
+        "| direction | speed | stationarity (generalised) | KKT residual (smooth) | s1/s2 per layer "
+        "| min over l>=2 of (s1/s2) / l^(1/4) |",
+        "|---|---|---|---|---|---|",
     ]
     for case, e in summary["escape"].items():
         lines.append(
-            f"| optimal, {case} | {e['speed']:.4g} | {e['kkt_residual']:.2g} | "
+            f"| optimal, {case} | {e['speed']:.6g} | {e['stationarity']:.2g} | {e['kkt_residual']:.2g} | "
             f"{', '.join(f'{v:.3g}' for v in e['s1_over_s2'])} | "
             f"{e['min_ratio_over_l_quarter_deep_layers']:.3g} |"
         )
     fp = summary["first_plateau"]
     lines.append(
         f"| GD end of first plateau, ridge | {fp['speed_at_end']:.4g} "
-        f"({fp['speed_ratio']:.4f} of optimal) | - | "
+        f"({fp['speed_ratio']:.4f} of optimal) | - | - | "
         f"{', '.join(f'{v:.3g}' for v in fp['s1_over_s2'])} | "
         f"{fp['min_ratio_over_l_quarter_deep_layers']:.3g} |"
     )

@@ -2,9 +2,10 @@
 
 :func:`run_saddle` computes, and returns as a :class:`SaddleResult`,
 
-* **optimal escape directions** (projected gradient ascent of ``-L0`` on ``||theta||^2 = L``, vmapped
-  restarts) for three localised losses: a teacher of three ReLU ridges (MSE), scikit-learn's digits (MSE on
-  centred one-hot targets) and the 8-point unit-circle example
+* **optimal escape directions** (vmapped restarts of projected gradient ascent of ``-L0`` on
+  ``||theta||^2 = L``, then a BFGS polish, with the generalised stationarity certificate) for three
+  localised losses: a teacher of three ReLU ridges (MSE), scikit-learn's digits (MSE on centred one-hot
+  targets) and the 8-point unit-circle example
   ([math §6](https://jaxspec.github.io/jaxspec/math/#s6)), with the per-layer ``s_1/s_2`` and non-leading
   energy fractions of the weights and activations;
 * **training from a tiny initialisation** on the ridge teacher with ``eta = c ||theta||^(2-L)``
@@ -140,7 +141,11 @@ class EscapeCase:
 
     Attributes:
         speed: its speed ``-L0`` (the best restart).
-        kkt_residual: tangential part of ``grad L0`` over its norm (0 at a critical point on the sphere).
+        kkt_residual: tangential part of ``grad L0`` over its norm (0 at a smooth critical point on the
+            sphere; not at ReLU kinks).
+        stationarity: the generalised stationarity measure (:func:`jaxspec.saddle.stationarity_certificate`;
+            0 at a stationary point, kinks included).
+        num_kinks: (unit, input) pairs at a kink in the certificate.
         layer_norms_sq: ``(layer,)``, ``||W_l||^2`` (balanced: all 1).
         restart_speeds: ``(restart,)``, final speed of every restart.
         speed_history: ``(restart, ascent_step)``, the speed along the ascent.
@@ -150,6 +155,8 @@ class EscapeCase:
 
     speed: float
     kkt_residual: float
+    stationarity: float
+    num_kinks: int
     layer_norms_sq: Float[np.ndarray, " layer"]
     restart_speeds: Float[np.ndarray, " restart"]
     speed_history: Float[np.ndarray, "restart ascent_step"]
@@ -208,8 +215,8 @@ class SaddleResult:
         first_plateau: per-layer ratios of the direction of ``tiny`` at that record.
         saddle_to_saddle: the shallower run through several plateaus.
         ratio_clip: :data:`RATIO_CLIP`.
-        summary: speeds, KKT residuals, ratios against ``l^(1/4)``, plateaus and counts
-            (``saddle_summary.json``).
+        summary: speeds, KKT residuals, stationarity certificates, ratios against ``l^(1/4)``, plateaus and
+            counts (``saddle_summary.json``).
     """
 
     sizes: SaddleSizes
@@ -313,6 +320,8 @@ def _escape_case(case: str, sizes: SaddleSizes, seed: int) -> EscapeCase:
     return EscapeCase(
         speed=float(esc.speed),
         kkt_residual=float(esc.kkt_residual),
+        stationarity=float(esc.stationarity.measure),
+        num_kinks=esc.stationarity.num_kinks,
         layer_norms_sq=np.asarray(esc.layer_norms_sq, dtype=float),
         restart_speeds=np.asarray(esc.restart_speeds, dtype=float),
         speed_history=np.asarray(esc.speed_history, dtype=float),
@@ -376,6 +385,8 @@ def _summary(
         summary["escape"][case] = {
             "speed": e.speed,
             "kkt_residual": e.kkt_residual,
+            "stationarity": e.stationarity,
+            "num_kinks": e.num_kinks,
             "restart_speeds": e.restart_speeds.tolist(),
             "layer_norms_sq": e.layer_norms_sq.tolist(),
             **profile,

@@ -3,7 +3,7 @@
 The speed of a ReLU network is only piecewise smooth, and the optimal escape directions put data points on
 the kinks: there the gradient that autodiff returns is one arbitrary selection, and the KKT residual of
 :func:`jaxspec.saddle.escape_stats` need not vanish even at the exact optimum. The certificate is the
-*generalised* (Clarke-type) stationarity measure instead ([math §6.5](https://jaxspec.github.io/jaxspec/math/#s6-5)):
+*generalised* (Clarke-type) stationarity measure instead ([math §6.5.1](https://jaxspec.github.io/jaxspec/math/#s6)):
 
 * at the balanced direction (every layer scaled to unit norm), a hidden unit ``i`` of layer ``l`` is *at a
   kink* for input ``x_j`` when its pre-activation is within ``kink_tol ||h_{l-1}(x_j)||`` of 0 (it changes
@@ -270,7 +270,7 @@ def stationarity_certificate(
 
     References:
         Clarke, "Optimization and Nonsmooth Analysis" (1983); Bolte and Pauwels, Math. Program. 188 (2021);
-        [math §6.5](https://jaxspec.github.io/jaxspec/math/#s6-5).
+        [math §6.5.1](https://jaxspec.github.io/jaxspec/math/#s6).
     """
     params = _check_layers(params)
     check_choice("activation", activation, ACTIVATIONS)

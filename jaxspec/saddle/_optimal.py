@@ -10,7 +10,7 @@
 
 With ``max_rank`` the layers where the restriction binds are factored ``W_l = U_l V_l^T``.
 
-Closed-form checks ([math §6.5](https://jaxspec.github.io/jaxspec/math/#s6-5)): a deep linear net escapes at
+Closed-form checks ([math §6.5.1](https://jaxspec.github.io/jaxspec/math/#s6)): a deep linear net escapes at
 ``s_1(G^T X)``; the unit-circle example at ``1/2``, and at ``sqrt(2) - 1`` with rank-one layers.
 
 References:
