@@ -9,6 +9,7 @@ line and exits with status 2.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -219,7 +220,7 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
         return
     values = np.atleast_1d(np.asarray(sigma2, np.float64))
     log_s2 = float(np.max(np.abs(np.log(values))))
-    limit = log_range(dtype) - 2.0 * np.log(max(int(width), 1)) - _SCALE_HEADROOM
+    limit = log_range(dtype) - 2.0 * math.log(max(int(width), 1)) - _SCALE_HEADROOM
     if int(block) * log_s2 > limit:
         largest = np.exp(limit / int(block))
         raise InputError(

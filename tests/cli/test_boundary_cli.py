@@ -50,6 +50,10 @@ BAD_INVOCATIONS = [
         "needs about",
     ),
     (("lyapunov", "--ensemble", "masked", "--width", "4", "--depth", "99999999999"), "needs about"),
+    (
+        ("lyapunov", "--ensemble", "masked", "--width", "99999999999999999999999", "--depth", "5"),
+        "needs about",
+    ),
     (LYAPUNOV + ("--seed", "-1"), "--seed must lie in [0, 4294967295]"),
     (LYAPUNOV + ("--seed", "99999999999999999999"), "--seed"),
     (LYAPUNOV + ("--seeds", "0"), "--seeds must be a positive integer"),
