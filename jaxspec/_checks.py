@@ -221,6 +221,13 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
     values = np.atleast_1d(np.asarray(sigma2, np.float64))
     log_s2 = float(np.max(np.abs(np.log(values))))
     limit = log_range(dtype) - 2.0 * math.log(max(int(width), 1)) - _SCALE_HEADROOM
+    if limit <= 0:
+        raise InputError(
+            f"width {width} is beyond {np.dtype(dtype).name}'s range: the norms of a layer's columns scale "
+            f"like the width, and 2 ln N + {_SCALE_HEADROOM:g} = "
+            f"{2.0 * math.log(int(width)) + _SCALE_HEADROOM:.1f} exceeds the dtype's log range "
+            f"{log_range(dtype):.1f}"
+        )
     if int(block) * log_s2 > limit:
         largest = np.exp(limit / int(block))
         raise InputError(

@@ -67,11 +67,11 @@ def run_lyapunov(
     check_choice("--condition", condition, jaxspec.engine.CONDITIONS)
     resolved = jaxspec.engine.resolve_method(ens, method)
     block = reortho if isinstance(reortho, int) and resolved == "direct" else 1
-    check_scale_range("--sigma2", float(ens.sigma2), dtype, block=max(int(block), 1), width=ens.max_width)
     estimate = lyapunov_memory(
         ens.max_width, ens.depth, kk, seeds, dtype, resolved, haar=ensemble == "orthogonal"
     )
     check_memory(estimate, f"{what} (method {resolved})", max_memory)
+    check_scale_range("--sigma2", float(ens.sigma2), dtype, block=max(int(block), 1), width=ens.max_width)
     with CompileClock() as clock:
         result = jaxspec.lyapunov_spectrum(
             ens,
