@@ -217,7 +217,13 @@ def _polish_bfgs(params0, x, g, activation, precision, num_steps):
         y = g_new - gr
         sy = jnp.vdot(s, y)
         rho = 1.0 / jnp.where(sy > 0, sy, 1.0)
-        h_new = (eye - rho * jnp.outer(s, y)) @ h @ (eye - rho * jnp.outer(y, s)) + rho * jnp.outer(s, s)
+        # (I - rho s y^T) H (I - rho y s^T) + rho s s^T, expanded: O(P^2), not O(P^3).
+        hy = h @ y
+        h_new = (
+            h
+            - rho * (jnp.outer(hy, s) + jnp.outer(s, hy))
+            + (rho * rho * jnp.vdot(y, hy) + rho) * jnp.outer(s, s)
+        )
         h = jnp.where(ok & (sy > 0), h_new, h)
         v = jnp.where(ok, v + s, v)
         f = jnp.where(ok, f_new, f)
