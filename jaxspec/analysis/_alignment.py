@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxspec._checks import HIGHEST, InputError
+from jaxspec._checks import HIGHEST, InputError, check_int
 
 # ----------------------------------------------------------------------------------------------------------
 # Principal angles.
@@ -112,6 +112,9 @@ def top_singular_pairs(
         >>> [x.shape for x in top_singular_pairs(jnp.ones((3, 4)), 2)]
         [(3, 2), (2,), (4, 2)]
     """
+    if jnp.ndim(m) < 2:
+        raise InputError(f"m must be (..., a, b) matrices, got shape {jnp.shape(m)}")
+    k = check_int("k", k, minimum=1, maximum=min(m.shape[-2:]))
     u, s, vt = jnp.linalg.svd(m, full_matrices=False)
     return u[..., :k], s[..., :k], jnp.swapaxes(vt, -1, -2)[..., :k]
 
@@ -123,8 +126,15 @@ def top_singular_pairs(
 def _layer_matrices(
     weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None
 ) -> Float[Array, "L n n"]:
-    if weights.ndim != 3:
+    try:
+        weights = jnp.asarray(weights)
+        masks = None if masks is None else jnp.asarray(masks)
+    except TypeError:
+        raise InputError("weights and masks must be numeric arrays") from None
+    if weights.ndim != 3 or weights.shape[1] != weights.shape[2] or 0 in weights.shape:
         raise InputError(f"weights must be (L, n, n) stacked layers, got shape {weights.shape}")
+    if not (jnp.issubdtype(weights.dtype, jnp.floating) or jnp.issubdtype(weights.dtype, jnp.integer)):
+        raise InputError(f"weights must hold real numbers, got {weights.dtype}")
     if masks is None:
         return weights
     if masks.shape != weights.shape[:2]:
@@ -403,12 +413,11 @@ def segment_alignment(
     References:
         Haas et al., arXiv:2602.12384 ([math §3](https://jaxspec.github.io/jaxspec/math/#s3)).
     """
-    b = [int(x) for x in boundaries]
+    b = [check_int("boundaries[...]", x, minimum=0) for x in boundaries]
     depth = weights.shape[0]
     if len(b) < 3 or b[0] != 0 or b[-1] != depth or any(x >= y for x, y in zip(b[:-1], b[1:], strict=True)):
         raise InputError(f"boundaries must increase from 0 to L={depth} with at least two segments, got {b}")
-    if not 2 <= k <= weights.shape[-1]:
-        raise InputError(f"k must lie in [2, {weights.shape[-1]}], got {k}")
+    k = check_int("k", k, minimum=2, maximum=weights.shape[-1])
     mats, scales = [], []
     for lo, hi in zip(b[:-1], b[1:], strict=True):
         m, s = scaled_product(weights[lo:hi], None if masks is None else masks[lo:hi])
@@ -449,9 +458,9 @@ def split_sandwich(
         (20,)
     """
     depth = weights.shape[0]
-    split = int(split)
-    if not 1 <= split <= depth - 1:
-        raise InputError(f"split must lie in [1, {depth - 1}], got {split}")
+    if depth < 2:
+        raise InputError(f"a split needs at least two layers, got weights of shape {weights.shape}")
+    split = check_int("split", split, minimum=1, maximum=depth - 1)
     count = min(split, depth - split)
     after, after_scale = scaled_prefix_products(
         weights[split : split + count], None if masks is None else masks[split : split + count]

@@ -103,6 +103,13 @@ API_CASES = [
     (lambda: analysis.network_theory((4, 4), activation="tanh"), "activation", "relu"),
     (lambda: analysis.separation_ratios(np.zeros((3, 2)), width=0), "width", "positive integer"),
     (lambda: analysis.product_log_svals(np.ones((2, 3, 3)) * (1 + 1j)), "weights", "real"),
+    (lambda: analysis.prefix_alignment(np.ones((3, 2, 2)), k=3), "k", "[1, 2]"),
+    (lambda: analysis.prefix_alignment(np.ones((3, 2, 2)) * (1 + 1j)), "weights", "real"),
+    (lambda: analysis.prefix_alignment([["a"]]), "weights", "numeric"),
+    (lambda: analysis.split_sandwich(np.ones((1, 2, 2)), None, 1), "split", "at least two layers"),
+    (lambda: analysis.split_sandwich(np.ones((4, 2, 2)), None, 1.5), "split", "[1, 3]"),
+    (lambda: analysis.segment_alignment(np.ones((4, 3, 3)), None, (0, 2, 4), k=1), "k", "[2, 3]"),
+    (lambda: analysis.top_singular_pairs(np.ones((3, 4)), 0), "k", "[1, 3]"),
     (lambda: analysis.ensemble_log_svals(ENS, 3), "seed_key", "PRNG key"),
     (lambda: analysis.ensemble_log_svals("x", jax.random.key(0)), "ensemble", "jaxspec ensemble"),
     (
