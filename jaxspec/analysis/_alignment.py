@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jaxspec._checks import HIGHEST, InputError, check_int
@@ -123,18 +124,21 @@ def top_singular_pairs(
 # Rescaled products of masked layers.
 
 
+def _real_array(name: str, value, kinds: str = "iuf") -> jax.Array:
+    """``value`` as a real JAX array (tracers pass); complex and non-numeric input is refused."""
+    dtype = value.dtype if isinstance(value, jax.Array) else np.asarray(value).dtype
+    if dtype.kind not in kinds:
+        raise InputError(f"{name} must hold real numbers, got {dtype} values")
+    return jnp.asarray(value)
+
+
 def _layer_matrices(
     weights: Float[Array, "L n n"], masks: Float[Array, "L n"] | None
 ) -> Float[Array, "L n n"]:
-    try:
-        weights = jnp.asarray(weights)
-        masks = None if masks is None else jnp.asarray(masks)
-    except TypeError:
-        raise InputError("weights and masks must be numeric arrays") from None
+    weights = _real_array("weights", weights)
+    masks = None if masks is None else _real_array("masks", masks, "iufb")
     if weights.ndim != 3 or weights.shape[1] != weights.shape[2] or 0 in weights.shape:
         raise InputError(f"weights must be (L, n, n) stacked layers, got shape {weights.shape}")
-    if not (jnp.issubdtype(weights.dtype, jnp.floating) or jnp.issubdtype(weights.dtype, jnp.integer)):
-        raise InputError(f"weights must hold real numbers, got {weights.dtype}")
     if masks is None:
         return weights
     if masks.shape != weights.shape[:2]:

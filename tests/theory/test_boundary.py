@@ -105,7 +105,7 @@ API_CASES = [
     (lambda: analysis.product_log_svals(np.ones((2, 3, 3)) * (1 + 1j)), "weights", "real"),
     (lambda: analysis.prefix_alignment(np.ones((3, 2, 2)), k=3), "k", "[1, 2]"),
     (lambda: analysis.prefix_alignment(np.ones((3, 2, 2)) * (1 + 1j)), "weights", "real"),
-    (lambda: analysis.prefix_alignment([["a"]]), "weights", "numeric"),
+    (lambda: analysis.prefix_alignment([["a"]]), "weights", "real numbers"),
     (lambda: analysis.split_sandwich(np.ones((1, 2, 2)), None, 1), "split", "at least two layers"),
     (lambda: analysis.split_sandwich(np.ones((4, 2, 2)), None, 1.5), "split", "[1, 3]"),
     (lambda: analysis.segment_alignment(np.ones((4, 3, 3)), None, (0, 2, 4), k=1), "k", "[2, 3]"),
