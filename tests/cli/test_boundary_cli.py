@@ -322,3 +322,52 @@ def test_svals_seeds_zscores_within_band(capsys):
         "c_i",
         "z",
     ]
+
+
+def _enumerate_invalid() -> list[list[str]]:
+    """Every (command, option, bad value) of :data:`INVALID`, one option spoiled at a time."""
+    cases = []
+    for base, options in INVALID.values():
+        for option, strategy in options.items():
+            inner = strategy
+            while hasattr(inner, "filtered_strategy"):
+                inner = inner.filtered_strategy
+            conditions = getattr(strategy, "flat_conditions", ())
+            for value in inner.elements:
+                if all(condition(value) for condition in conditions):
+                    argv = list(base)
+                    if option in argv:
+                        argv[argv.index(option) + 1] = value
+                    else:
+                        argv += [option, value]
+                    cases.append(argv)
+    return cases
+
+
+@pytest.mark.slow
+def test_every_invalid_option_value(capsys):
+    """The whole table, not a sample: every spoiled option of every command, and the listed bad invocations.
+
+    Tally (issue 19's columns): cases tried, clean (one line, exit 2), tracebacks, silent garbage (exit 0 with
+    a non-finite number and no reason); a few spoiled values are valid after all (``--p 1e-300``): those must
+    give finite or explained output."""
+    tally = {"tried": 0, "clean": 0, "valid, finite or explained": 0, "tracebacks": 0, "silent garbage": 0}
+    for argv in [list(a) for a, _ in BAD_INVOCATIONS] + _enumerate_invalid():
+        tally["tried"] += 1
+        try:
+            code, out, err = run_cli(capsys, *argv, *(["--json"] if argv[0] != "demo" else []))
+        except Exception:  # noqa: BLE001 - counted, then reported by the assertion below
+            tally["tracebacks"] += 1
+            continue
+        if code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("jaxspec: error: "):
+            tally["clean"] += 1
+            continue
+        payload = json.loads(out)
+        notes = payload.get("notes") or []
+        fields = ("exponents", "stderr", "theory", "z", "log_svals", "per_layer_sd", "predicted_stderr")
+        unexplained = [
+            (f, i) for f in fields for i, v in enumerate(payload.get(f) or []) if v is None and not notes[i]
+        ]
+        tally["silent garbage" if unexplained or code else "valid, finite or explained"] += 1
+    print(tally)
+    assert tally["tracebacks"] == 0 and tally["silent garbage"] == 0, tally
