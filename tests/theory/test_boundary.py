@@ -239,3 +239,39 @@ def test_check_scale_range_is_the_dtype_exponent_range(log10_sigma2, block, widt
         else:
             with pytest.raises(InputError, match=f"sigma2 = .* leaves {dtype}'s range"):
                 check_scale_range("sigma2", sigma2, dtype, block=block, width=width)
+
+
+@st.composite
+def one_bad_argument(draw):
+    """Valid ``(width, depth, p, sigma2, k)`` with exactly one of them spoiled."""
+    args = {"width": 6, "depth": 3, "p": 0.5, "sigma2": 1.0, "k": 2}
+    name = draw(st.sampled_from(sorted(args)))
+    if name in ("width", "depth", "k"):
+        args[name] = draw(st.one_of(not_an_int, st.integers(-5, 0)).filter(lambda v: v is not None))
+    elif name == "p":
+        args[name] = draw(st.one_of(not_a_real, st.floats(allow_nan=False).filter(lambda x: not 0 < x <= 1)))
+    else:
+        args[name] = draw(st.one_of(not_a_real, st.floats(allow_nan=False).filter(lambda x: x <= 0)))
+    return name, args
+
+
+@FEW
+@given(case=one_bad_argument())
+def test_public_constructors_and_closed_forms_refuse_any_bad_argument(case):
+    name, a = case
+    calls = [
+        lambda: theory.masked_exponents(a["width"], a["p"], a["sigma2"], a["k"]),
+        lambda: theory.large_n_exponents(a["width"], a["p"], a["sigma2"], a["k"]),
+    ]
+    if name != "k":
+        calls.append(lambda: jaxspec.masked(a["width"], a["depth"], p=a["p"], sigma2=a["sigma2"]))
+    if name not in ("k", "depth"):
+        calls.append(lambda: theory.product_theory((a["width"],) * 3, p=a["p"], sigma2=a["sigma2"]))
+    if name == "depth":
+        calls = calls[2:]
+    for call in calls:
+        with pytest.raises(InputError) as info:
+            call()
+        # The closed forms call the width n, as their signature does; product_theory names widths[l].
+        names = {"width": ("width", "n must", "widths")}.get(name, (name,))
+        assert any(n in str(info.value) for n in names), (name, str(info.value))
