@@ -351,3 +351,31 @@ def test_kill_minus_nine_then_resume_gives_the_uninterrupted_records(tmp_path):
 def test_kill_minus_nine_at_ten_random_points(tmp_path):
     reached = _kill_trials(tmp_path, trials=10, num_steps=200, seed=1)
     assert sum(step is not None and step < 200 for step in reached) >= 5, reached  # most kills land mid-run
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_of_the_command_then_resume_gives_the_uninterrupted_dataset(tmp_path):
+    args = ["train", "--steps", "400", "--log-every", "5", "--depth", "2", "--width", "4", "--top-k", "2"]
+    args += ["--teacher-sv", "2,1", "--input-dim", "4", "--output-dim", "3", "--num-samples", "12", "--quiet"]
+    args += ["--format", "nc", "--checkpoint-every", "20"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "JAXSPEC_COMPILE_CACHE": "0"}
+    command = [sys.executable, "-m", "jaxspec.cli", *args]
+    straight = tmp_path / "straight"
+    subprocess.run([*command, "--out", straight, "--checkpoint-dir", straight / "ck"], env=env, check=True)
+    want = xr.open_dataset(straight / "trajectories.nc").load()
+    rng = random.Random(2)
+    for trial in range(3):
+        out = tmp_path / f"trial{trial}"
+        run = [*command, "--out", out, "--checkpoint-dir", out / "ck"]
+        proc = subprocess.Popen(run, env=env)
+        while not (out / "ck").exists() and proc.poll() is None:
+            time.sleep(0.01)
+        while not checkpoint_steps(out / "ck") and proc.poll() is None:
+            time.sleep(0.01)  # training is under way once the first checkpoint is there
+        time.sleep(rng.uniform(0.0, 0.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        subprocess.run([*run, "--resume"], env=env, check=True)
+        got = xr.open_dataset(out / "trajectories.nc").load()
+        for name in ("loss", "sigma", "u", "v", "factors", "end_to_end"):
+            np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
