@@ -41,7 +41,7 @@ from jaxtyping import Array, Float
 
 from jaxspec._checks import HIGHEST, InputError, check_choice
 from jaxspec.networks import ACTIVATIONS
-from jaxspec.saddle._escape import balanced_speed, unit_layers
+from jaxspec.saddle._escape import balanced_speed, layer_weight, unit_layers
 from jaxspec.saddle._validation import check_data, check_positive_number
 
 #: Piece gradients held at once (floats): inputs are processed in chunks below it.
@@ -124,12 +124,11 @@ def _kinks(params, x, activation, precision):
     return jnp.concatenate(margins, 1), jnp.concatenate(relevant, 1), jnp.concatenate(positive, 1)
 
 
-@functools.partial(jax.jit, static_argnames=("num_slots", "activation", "precision"))
-def _piece_gradients(params, x, g, slots, valid, positive, num_slots, activation, precision):
-    """``(N, 2^k, P)``: the gradient of every piece of every input's term of the balanced speed."""
+@functools.partial(jax.jit, static_argnames=("activation", "precision"))
+def _piece_gradients(params, x, g, slots, valid, positive, bits, activation, precision):
+    """``(N, M, P)``: the gradients of the pieces ``bits`` (``(M, k)``, 1 = upper slope) of every input."""
     lo, hi = _slopes(activation)
     widths = [w["w"].shape[0] for w in unit_layers(params)[:-1]]
-    bits = (jnp.arange(2**num_slots)[:, None] >> jnp.arange(num_slots)[None, :]) & 1  # (M, k)
     flat, unravel = ravel_pytree(params)
 
     def term(v, xj, gj, gates):
@@ -285,50 +284,67 @@ def stationarity_certificate(
     margins, outgoing, positive = (np.asarray(a) for a in _kinks(params, x, activation, precision))
     eligible = (margins <= kink_tol) & (outgoing > kink_tol) & (activation != "linear")
     counts = eligible.sum(axis=1)
-    kinks = np.minimum(counts, max_kinks)
+    # An input whose kinks all lie in one layer: its gradient is affine in their slopes (the layer appears
+    # once in the chain rule), so the hull of its 2^k pieces is a sum of k segments, k + 1 gradients.
+    # Kinks in several layers: multilinear, all 2^k pieces (at most max_kinks kinks, the nearest).
+    hidden = [layer_weight(p).shape[0] for p in params[:-1]]
+    layer_of = np.repeat(np.arange(len(hidden)), hidden)
+    layers_hit = np.stack([eligible[:, layer_of == l].any(axis=1) for l in range(len(hidden))], axis=1)
+    single = layers_hit.sum(axis=1) <= 1 if hidden else np.ones(x.shape[0], bool)
+    kinks = np.where(single, counts, np.minimum(counts, max_kinks))
     order = np.argsort(np.where(eligible, margins, np.inf), axis=1, kind="stable")
     num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
     constant = np.zeros(num_params)
     groups = []
-    # 2^k pieces per input (k the most kinks at one input; fewer at an input leave slots unused), the inputs
-    # in equal chunks of bounded memory (one compilation).
-    k = int(kinks.max(initial=0))
-    valid = np.arange(k)[None, :] < kinks[:, None]
-    chunk = int(min(x.shape[0], max(1, _PIECE_BUDGET // (2**k * num_params))))
-    padded = np.resize(np.arange(x.shape[0]), -(-x.shape[0] // chunk) * chunk)
-    for start in range(0, x.shape[0], chunk):
-        idx = padded[start : start + chunk]
-        gradients = np.asarray(
-            _piece_gradients(
-                params,
-                x[idx],
-                g[idx],
-                jnp.asarray(order[idx, :k], jnp.int32),
-                jnp.asarray(valid[idx]),
-                jnp.asarray(positive[idx]),
-                k,
-                activation,
-                precision,
-            ),
-            np.float64,
-        )[: x.shape[0] - start]  # (inputs, 2^k, P)
-        for j, rows in zip(idx, gradients, strict=False):
-            if kinks[j] == 0:
+    for segments in (True, False):
+        inputs = np.flatnonzero(single == segments)
+        if inputs.size == 0:
+            continue
+        k = int(kinks[inputs].max())
+        if segments:
+            bits = np.concatenate([np.zeros((1, k), np.int32), np.eye(k, dtype=np.int32)])
+        else:
+            bits = (np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1
+        valid = np.arange(k)[None, :] < kinks[:, None]
+        # Equal chunks of bounded memory: one compilation per kind.
+        chunk = int(min(inputs.size, max(1, _PIECE_BUDGET // (bits.shape[0] * num_params))))
+        padded = np.resize(inputs, -(-inputs.size // chunk) * chunk)
+        for start in range(0, inputs.size, chunk):
+            idx = padded[start : start + chunk]
+            gradients = np.asarray(
+                _piece_gradients(
+                    params,
+                    x[idx],
+                    g[idx],
+                    jnp.asarray(order[idx, :k], jnp.int32),
+                    jnp.asarray(valid[idx]),
+                    jnp.asarray(positive[idx]),
+                    jnp.asarray(bits),
+                    activation,
+                    precision,
+                ),
+                np.float64,
+            )[: inputs.size - start]  # (inputs, M, P)
+            for j, rows in zip(idx, gradients, strict=False):
                 constant += rows[0]
-                continue
-            scale = max(float(np.abs(rows).max()), np.finfo(float).tiny)
-            _, keep = np.unique(np.round(rows / scale, 12), axis=0, return_index=True)
-            rows = rows[np.sort(keep)]
-            if rows.shape[0] == 1:
-                constant += rows[0]
-            else:
-                groups.append(rows)
+                if kinks[j] == 0:
+                    continue
+                scale = max(float(np.abs(rows).max()), np.finfo(float).tiny)
+                if segments:
+                    for step in rows[1 : 1 + kinks[j]] - rows[0]:
+                        if np.abs(step).max() > 1e-12 * scale:
+                            groups.append(np.stack([np.zeros_like(step), step]))
+                    continue
+                _, keep = np.unique(np.round(rows / scale, 12), axis=0, return_index=True)
+                rows = rows[np.sort(keep)] - rows[0]
+                if rows.shape[0] > 1:
+                    groups.append(rows)
     norm, _ = min_norm_point(constant, groups)
     measure = norm / (np.sqrt(depth) * speed) if speed > 0 else np.inf
     return Stationarity(
         measure=jnp.asarray(measure, x.dtype),
         num_kinks=int(kinks.sum()),
-        num_pieces=int(np.sum(2**kinks)),
-        complete=bool(np.all(counts <= max_kinks)),
+        num_pieces=int(sum(2 ** int(k) for k in kinks)),
+        complete=bool(np.all(single | (counts <= max_kinks))),
         kink_tol=kink_tol,
     )
