@@ -154,6 +154,26 @@ def test_certificate_is_zero_at_the_exact_optimum_and_large_at_bad_points():
     )
 
 
+def test_docs_example_reaches_one_half_in_float32():
+    # docs/bottleneck.md, verbatim: float32, 16 restarts, the default steps.
+    x, g = sd.unit_circle_example()
+    esc = sd.optimal_escape_direction(jax.random.key(0), (2, 8, 8, 1), x, g, num_restarts=16)
+    assert abs(float(esc.speed) - 0.5) < 1e-4
+    assert np.all(np.asarray(esc.restart_speeds) <= 0.5 + 1e-6)
+    assert float(esc.stationarity.measure) < 1e-3  # float32: ~1e-4 (float64 reaches ~1e-7, above)
+
+
+@pytest.mark.parametrize(("widths", "restarts"), [((2, 4, 4, 1), 64), ((2, 16, 16, 1), 8)])
+def test_unit_circle_optimum_on_other_widths(widths, restarts):
+    # Width 4: the rank-two basin needs every first-layer unit on an axis; 2 of 64 restarts find it.
+    x, g = sd.unit_circle_example(jnp.float64)
+    options = {**UNIT_CIRCLE, "num_restarts": restarts}
+    esc = sd.optimal_escape_direction(jax.random.key(0), widths, x, g, **options)
+    assert abs(float(esc.speed) - 0.5) < 1e-4
+    assert np.all(np.asarray(esc.restart_speeds) <= 0.5 + 1e-6)
+    assert float(esc.stationarity.measure) < 1e-4
+
+
 @pytest.mark.parametrize(("max_rank", "optimum"), [(1, SQRT2_MINUS_1), (2, 0.5)])
 def test_unit_circle_rank_restricted_optima(max_rank, optimum):
     x, g = sd.unit_circle_example(jnp.float64)
