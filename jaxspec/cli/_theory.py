@@ -191,7 +191,9 @@ def _load_npz(path: Path):
         if weights.ndim != 3:
             raise InputError(f"{path}: 'weights' must be a (L, N, N) array, got shape {weights.shape}")
         if not np.issubdtype(weights.dtype, np.floating) and not np.issubdtype(weights.dtype, np.integer):
-            raise InputError(f"{path}: 'weights' must hold numbers, got dtype {weights.dtype}")
+            raise InputError(f"{path}: 'weights' must hold real numbers, got dtype {weights.dtype}")
+        if masks is not None and masks.dtype.kind not in "iufb":
+            raise InputError(f"{path}: 'masks' must hold 0 and 1, got dtype {masks.dtype}")
         return weights.astype(np.float64), None if masks is None else masks.astype(np.float64)
     depth = 0
     while f"weights_{depth}" in arrays:
@@ -201,6 +203,9 @@ def _load_npz(path: Path):
             f"{path}: expected an array 'weights' (L, N, N) or 'weights_0', 'weights_1', ...; "
             f"found {', '.join(sorted(arrays)) or 'nothing'}"
         )
+    for name in [f"weights_{l}" for l in range(depth)] + [f"masks_{l}" for l in range(depth)]:
+        if name in arrays and arrays[name].dtype.kind not in "iufb":
+            raise InputError(f"{path}: '{name}' must hold real numbers, got dtype {arrays[name].dtype}")
     weights = [np.asarray(arrays[f"weights_{l}"], np.float64) for l in range(depth)]
     masks = None
     if any(f"masks_{l}" in arrays for l in range(depth)):

@@ -132,6 +132,8 @@ def test_svals_ensemble_matches_library_and_theory_column(capsys):
         ("nokey", "expected an array 'weights'"),
         ("shape", "must be a (L, N, N) array"),
         ("masks", "masks must have shape"),
+        ("complex", "'weights_0' must hold real numbers"),
+        ("complex_stack", "'weights' must hold real numbers"),
     ],
 )
 def test_svals_malformed_npz_gives_one_line_error(capsys, tmp_path, content, message):
@@ -144,6 +146,10 @@ def test_svals_malformed_npz_gives_one_line_error(capsys, tmp_path, content, mes
         np.savez(path, w=np.ones((2, 3, 3)))
     elif content == "shape":
         np.savez(path, weights=np.ones((3, 3)))
+    elif content == "complex":
+        np.savez(path, weights_0=np.eye(3) * (1 + 1j))  # would lose its imaginary part in a cast
+    elif content == "complex_stack":
+        np.savez(path, weights=np.ones((2, 3, 3)) * 1j)
     else:
         np.savez(path, weights=np.ones((2, 3, 3)), masks=np.ones((2, 4)))
     code, out, err = run_cli(capsys, "svals", "--npz", str(path))
