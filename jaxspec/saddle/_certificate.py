@@ -11,9 +11,9 @@ the kinks: there the gradient that autodiff returns is one arbitrary selection, 
 * every choice of the slope (the two one-sided derivatives, 0 or 1 for ReLU) at the units at a kink gives a
   smooth *piece* of the balanced speed whose value agrees with the speed there; each piece has a gradient;
 * the measure is the norm of the minimum-norm element of the convex hull of the piece gradients, divided by
-  ``sqrt(L) s``: a small quadratic programme over one simplex per input (the choices for different inputs
-  are independent), solved by accelerated projected gradient with a Frank-Wolfe duality gap, then exactly on
-  the face it identifies.
+  ``sqrt(L) s``. The choices for different inputs are independent, so the hull is a Minkowski sum over the
+  inputs (of ``k`` segments where an input's ``k`` kinks lie in one layer, of its ``2^k`` pieces otherwise),
+  and Wolfe's minimum-norm-point algorithm solves it exactly (:func:`min_norm_point`).
 
 The balanced speed is invariant to rescaling any layer, so the piece gradients are tangent to the product of
 spheres; at a balanced point the measure is ``tan`` of the smallest angle between ``theta`` and an element of
@@ -57,7 +57,7 @@ class Stationarity(NamedTuple):
         measure: ``()``, ``min ||v|| / (sqrt(L) s)`` over the convex hull of the piece gradients ``v`` of the
             balanced speed ``s`` (0 at a generalised stationary point; ``inf`` where ``s <= 0``).
         num_kinks: number of (unit, input) pairs at a kink.
-        num_pieces: number of pieces enumerated, ``sum_j 2^k_j``.
+        num_pieces: number of pieces whose hull is taken, ``sum_j 2^k_j``.
         complete: ``False`` if some input had more than ``max_kinks`` units at a kink (the farthest ones
             then keep their autodiff slope: the hull is smaller and the measure an upper bound).
         kink_tol: the tolerance used.
@@ -240,7 +240,9 @@ def stationarity_certificate(
     the balanced speed ``s`` (:func:`jaxspec.saddle.balanced_speed`) that meet at the direction: one piece
     per choice of the one-sided slopes of the units at a kink (pre-activation within ``kink_tol`` times the
     norm of the layer's input, with non-negligible outgoing weights), independently for every input. The
-    minimum-norm point is a small QP, one simplex per input with a kink (see :func:`min_norm_point`).
+    minimum-norm point is a small QP over a Minkowski sum, one term per input with a kink (a sum of segments
+    where the input's kinks lie in one layer, since its gradient is then affine in their slopes; the hull of
+    all ``2^k`` pieces where they span several layers), solved exactly by :func:`min_norm_point`.
 
     It is 0 at a generalised (Clarke, or chain-rule) stationary point: the escape directions of the theory.
     It is large where some direction on the sphere increases the speed at first order. With no kink it
@@ -255,7 +257,8 @@ def stationarity_certificate(
         activation: ``"relu"``, ``"leaky_relu"`` or ``"linear"``.
         kink_tol: distance (relative to the norm of the layer's input) within which a unit counts as at a
             kink; default ``1e-6`` in float64, ``1e-3`` otherwise.
-        max_kinks: at most this many kinks per input are enumerated (``2^max_kinks`` pieces), the nearest.
+        max_kinks: where an input's kinks span several layers, at most this many (the nearest) are
+            enumerated, ``2^max_kinks`` pieces (``complete`` is then ``False``).
         precision: matmul precision.
 
     Returns:
@@ -265,7 +268,7 @@ def stationarity_certificate(
         >>> x, g = unit_circle_example(jnp.float64)
         >>> cert = stationarity_certificate(unit_circle_rank_two_direction(jnp.float64), x, g)
         >>> float(cert.measure) < 1e-12, cert.num_kinks
-        (True, 8)
+        (True, 16)
 
     References:
         Clarke, "Optimization and Nonsmooth Analysis" (1983); Bolte and Pauwels, Math. Program. 188 (2021);

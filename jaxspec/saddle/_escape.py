@@ -211,7 +211,7 @@ def balanced_speed(
         >>> p = unit_circle_rank_two_direction()
         >>> p = [{"w": 3.0 * p[0]["w"]}, {"w": 0.5 * p[1]["w"]}, p[2]]
         >>> round(float(balanced_speed(p, x, g)), 6), round(float(escape_speed(p, x, g)), 6)
-        (0.5, 0.163818)
+        (0.5, 0.118756)
 
     References:
         Bantzis, Simon, Jacot, arXiv:2505.21722 (balanced escape directions).
