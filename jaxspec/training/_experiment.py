@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from jaxtyping import ArrayLike, Float, Int
 
-from jaxspec._checks import DTYPES, InputError, check_choice
+from jaxspec._checks import DTYPES, InputError, check_choice, check_int, check_real
 from jaxspec._extras import optional_import
 from jaxspec.data import Dataset, digits, input_output_statistics, load_mnist, teacher
 from jaxspec.training._divergence import TrainingDivergedError
@@ -58,6 +58,22 @@ PREDICTION_STYLE = {
     "saxe": ((0, (1, 3)), "Saxe closed form"),
     "arora": ((0, (5, 2, 1, 2)), "Arora end-to-end matrix ODE"),
 }
+
+
+# Upper bounds of the integer fields (None: unbounded), and of the weights a network may hold: beyond 1e9
+# float32 weights (4 GB, twice that with the optimizer state) a CPU run cannot start.
+_MAX_SIZE = 1_000_000
+_INT_FIELDS = {
+    "depth": 100_000,
+    "width": _MAX_SIZE,
+    "steps": 10**12,
+    "log_every": 10**12,
+    "top_k": _MAX_SIZE,
+    "input_dim": _MAX_SIZE,
+    "output_dim": _MAX_SIZE,
+    "num_samples": 10**9,
+}
+MAX_PARAMETERS = 10**9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +134,16 @@ class TrainConfig:
     dtype: str = "float32"
 
     def validate(self) -> TrainConfig:
-        """Check every field (raises :class:`jaxspec.InputError`) and return the config itself."""
+        """Check every field and return the config with its values normalised (``4.0`` steps become ``4``).
+
+        Raises :class:`jaxspec.InputError` naming the field and the accepted range, before any work: choices,
+        positive integers (no booleans, fractions or strings), finite positive numbers, a teacher spectrum of
+        finite positive values, and a network small enough to hold (at most ``MAX_PARAMETERS`` weights).
+
+        Example:
+            >>> TrainConfig(steps=4.0).validate().steps
+            4
+        """
         for name, options in (
             ("model", MODEL_KINDS),
             ("data", DATASETS),
@@ -128,32 +153,42 @@ class TrainConfig:
             ("dtype", DTYPES),
         ):
             check_choice(name, getattr(self, name), options)
-        for name in (
-            "depth",
-            "width",
-            "steps",
-            "log_every",
-            "top_k",
-            "input_dim",
-            "output_dim",
-            "num_samples",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        fixed: dict[str, Any] = {}
+        for name, maximum in _INT_FIELDS.items():
+            fixed[name] = check_int(name, getattr(self, name), minimum=1, maximum=maximum)
+        fixed["whiten_dim"] = check_int("whiten_dim", self.whiten_dim, minimum=0, maximum=_MAX_SIZE)
+        fixed["predict_from"] = check_int("predict_from", self.predict_from, minimum=-1)
+        fixed["seed"] = check_int("seed", self.seed, minimum=0, maximum=2**32 - 1)
+        if self.limit is not None:
+            fixed["limit"] = check_int("limit", self.limit, minimum=1)
         for name in ("init_scale", "sigma0", "imbalance", "learning_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-                raise InputError(f"{name} must be a positive number, got {value!r}")
+            fixed[name] = check_real(name, getattr(self, name), low=0.0, low_open=True)
+        if self.mnist_path is not None and not isinstance(self.mnist_path, (str, Path)):
+            raise InputError(f"mnist_path must be a path (a string), got {self.mnist_path!r}")
+        sv = self.teacher_sv
+        if isinstance(sv, (str, bytes)) or not isinstance(sv, (tuple, list)) or not sv:
+            raise InputError(f"teacher_sv must be a non-empty list of positive numbers, got {sv!r}")
+        fixed["teacher_sv"] = tuple(
+            check_real(f"teacher_sv[{i}]", v, low=0.0, low_open=True) for i, v in enumerate(sv)
+        )
+        if self.data == "teacher" and len(sv) > min(fixed["input_dim"], fixed["output_dim"]):
+            raise InputError(
+                f"teacher_sv has {len(sv)} values, more than min(input_dim, output_dim) = "
+                f"{min(fixed['input_dim'], fixed['output_dim'])}"
+            )
+        weights = fixed["depth"] * max(fixed["width"], fixed["input_dim"], fixed["output_dim"]) ** 2
+        if weights > MAX_PARAMETERS:
+            raise InputError(
+                f"depth {fixed['depth']} x width {fixed['width']} makes about {weights:.3g} weights, more "
+                f"than {MAX_PARAMETERS:.0e}: lower width or depth"
+            )
         if self.init == "aligned" and self.model != "linear":
             raise InputError("init 'aligned' is for deep linear networks (model 'linear')")
         if self.data == "mnist" and not self.mnist_path:
             raise InputError("data 'mnist' needs mnist_path (a folder of IDX files or an .npz)")
         if self.model == "linear" and self.loss != "mse" and self.init == "aligned":
             raise InputError("the aligned deep-linear predictions assume the mse loss")
-        if self.predict_from < -1:
-            raise InputError(f"predict_from must be a record index or -1 (auto), got {self.predict_from}")
-        return self
+        return dataclasses.replace(self, **fixed)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values (tuples become lists)."""
@@ -188,11 +223,8 @@ def load_config(path: str | Path | None = None, **overrides) -> TrainConfig:
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"unknown config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    if "teacher_sv" in values:
-        try:
-            values["teacher_sv"] = tuple(float(s) for s in values["teacher_sv"])
-        except (TypeError, ValueError):
-            raise InputError(f"teacher_sv must be a list of numbers, got {values['teacher_sv']!r}") from None
+    if isinstance(values.get("teacher_sv"), list):  # YAML and JSON give lists
+        values["teacher_sv"] = tuple(values["teacher_sv"])
     for name in ("learning_rate", "init_scale", "sigma0", "imbalance"):
         if isinstance(values.get(name), str):
             try:
