@@ -39,8 +39,9 @@ def block(x):
 
 
 def time_it(fn: Callable[[], object], repeats: int = 5, warmup: bool = True) -> Timing:
-    """Median-of-``repeats`` wall time of ``fn()`` after a warm-up call (compilation, caches); ``warmup=False``
-    for code with nothing to compile (numpy), whose first run then counts as one of the ``repeats``."""
+    """Median-of-``repeats`` wall time of ``fn()`` after a warm-up call (compilation, caches);
+    ``warmup=False`` for code with nothing to compile (numpy), whose first run then counts as one of the
+    ``repeats``."""
     load_before = os.getloadavg()
     times = []
     start = time.perf_counter()
@@ -57,7 +58,8 @@ def time_it(fn: Callable[[], object], repeats: int = 5, warmup: bool = True) -> 
 
 
 def gemm_rate(n: int = 1024, repeats: int = 7) -> tuple[float, Timing]:
-    """Measured float32 GEMM rate (GFLOP/s) of an ``n x n x n`` product with precision HIGHEST, this process."""
+    """Measured float32 GEMM rate (GFLOP/s) of an ``n x n x n`` product with precision HIGHEST, in this
+    process."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     f = jax.jit(lambda a, b: jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST))
@@ -78,6 +80,9 @@ def machine_info() -> dict:
         "devices": f"{len(devices)} x {devices[0].device_kind}",
         "gpu": any(d.platform == "gpu" for d in devices),
         "loadavg": os.getloadavg(),
+        # LAPACK (numpy's and, through scipy, JAX's on CPU) is OpenBLAS: with its default threads on a loaded
+        # machine its QRs spin-wait (measured: 1.3 s instead of 12 ms for 32 QRs of 128 x 128).
+        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
     }
 
 

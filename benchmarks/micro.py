@@ -12,26 +12,25 @@ import numpy as np
 from _common import max_abs_diff, time_it
 
 import jaxspec
-from jaxspec.engine import make_qr
+from jaxspec.engine import QR_BACKENDS, make_qr
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
 
 def qr_backends(shapes, repeats: int, log=print) -> list[dict]:
-    """Time and ``log|R_ii|`` accuracy (vs float64 LAPACK) of every backend on batched Benettin-like frames."""
+    """Time and ``log|R_ii|`` accuracy (vs float64 LAPACK) of every backend on batched Benettin-like
+    frames."""
     rows = []
     for shape in shapes:
         # A frame as the engine sees it: a masked Gaussian matrix times an orthonormal frame.
         a = jax.random.normal(jax.random.key(0), shape, jnp.float32) * jnp.float32(shape[-2] ** -0.5)
         oracle = np.log(np.abs(np.diagonal(np.linalg.qr(np.asarray(a, np.float64))[1], axis1=-2, axis2=-1)))
-        variants = {
-            name: jax.jit(make_qr(name)) for name in ("householder", "cholesky2", "shifted_cholesky3")
-        }
+        variants = {name: jax.jit(make_qr(name)) for name in QR_BACKENDS}
         variants["householder, R only (mode='r')"] = jax.jit(lambda a: (None, jnp.linalg.qr(a, mode="r")))
         variants["householder via lax.map"] = jax.jit(lambda a: jax.lax.map(jnp.linalg.qr, a))
         for name, fn in variants.items():
             log(f"  qr {shape} {name}")
-            timing = time_it(lambda fn=fn: fn(a), repeats)
+            timing = time_it(lambda fn=fn, a=a: fn(a), repeats)
             r = np.asarray(timing.result[1], np.float64)
             err = max_abs_diff(np.log(np.abs(np.diagonal(r, axis1=-2, axis2=-1))), oracle)
             rows.append(dict(shape=shape, backend=name, time=timing.median, accuracy=err))
@@ -47,10 +46,10 @@ def prng(count: int, repeats: int, log=print) -> list[dict]:
         for dtype in dtypes:
             fn = jax.jit(functools.partial(jax.random.normal, shape=(count,), dtype=dtype))
             log(f"  prng {impl} {jnp.dtype(dtype).name}")
-            timing = time_it(lambda fn=fn: fn(key), repeats)
+            timing = time_it(lambda fn=fn, key=key: fn(key), repeats)
             rows.append(dict(impl=f"jax {impl}", dtype=jnp.dtype(dtype).name, ns=timing.median / count * 1e9))
         bits = jax.jit(functools.partial(jax.random.bits, shape=(count,), dtype=jnp.uint32))
-        timing = time_it(lambda bits=bits: bits(key), repeats)
+        timing = time_it(lambda bits=bits, key=key: bits(key), repeats)
         rows.append(dict(impl=f"jax {impl}", dtype="uint32 bits", ns=timing.median / count * 1e9))
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):

@@ -10,8 +10,8 @@
 * ``lyapax_*``: lyapax's ``lyapunov_spectrum`` (Benettin/QR over a one-step map, tangents by ``jax.jvp``),
   given the same map: the state carries the layer index as an extra coordinate behind ``stop_gradient`` (its
   tangent block is zero, so it adds an exponent of ``-inf`` that never enters the top ``k``), and the
-  initial tangent frame is jaxspec's, passed through lyapax's ``resume`` checkpoint. So lyapax sees exactly the
-  matrices and the frame that jaxspec's direct path sees, and vmaps over seeds/inputs under one ``jit``.
+  initial tangent frame is jaxspec's, passed through lyapax's ``resume`` checkpoint. So lyapax sees exactly
+  the matrices and the frame that jaxspec's direct path sees, and vmaps over seeds/inputs under one ``jit``.
 
 References:
     lyapax (PyPI ``lyapax``), ``lyapax.core.lyapunov_spectrum``.
@@ -170,8 +170,8 @@ def _lyapax_run(step, state0, frame, depth, k):
 def lyapax_ensemble(ensemble, keys: jax.Array, k: int, dtype=jnp.float32):
     """lyapax on the same layers (``ensemble.layer`` with the engine's keys) and the same initial frames.
 
-    Returns a jitted zero-argument callable giving ``(seeds, k)`` exponents, sorted descending per seed (lyapax
-    keeps every index, rank-collapsed ones included, with no conditioning).
+    Returns a jitted zero-argument callable giving ``(seeds, k)`` exponents, sorted descending per seed
+    (lyapax keeps every index, rank-collapsed ones included, with no conditioning).
     """
     n = ensemble.max_width
     depth = ensemble.depth

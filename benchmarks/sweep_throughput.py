@@ -116,8 +116,9 @@ def main() -> None:
             results.append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = results[-1]
             print(
-                f"{r['method']}, {r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, {r['wall_s']:.1f} s wall "
-                f"-> {r['runs_per_s']:.0f} runs/s end to end; compile {r['compile_s']:.1f} s -> "
+                f"{r['method']}, {r['devices']} device(s): {r['runs']} runs in {r['chunks']} chunks, "
+                f"{r['wall_s']:.1f} s wall -> {r['runs_per_s']:.0f} runs/s end to end; "
+                f"compile {r['compile_s']:.1f} s -> "
                 f"{r['compute_runs_per_s']:.0f} runs/s computing ({r['backend']}, {r['cpu_count']} cores)",
                 flush=True,
             )

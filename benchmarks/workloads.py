@@ -60,8 +60,9 @@ class Row:
     accuracy: float | None = (
         None  # max |float32 - float64 reference| (same realisation), never-collapsed indices
     )
-    # Rank-collapse-conditioned indices (some layer had K_l < i): max |mean32 - mean64| over seeds, in standard
-    # errors of the float64 mean (float32 cannot resolve R_ii of a nearly rank-deficient layer to 1e-3).
+    # Rank-collapse-conditioned indices (some layer had K_l < i): max |mean32 - mean64| over seeds, in
+    # standard errors of the float64 mean (float32 cannot resolve R_ii of a nearly rank-deficient layer to
+    # 1e-3).
     accuracy_conditioned_se: float | None = None
     law_z: float | None = (
         None  # fast paths: max |z| against the direct path's float64 mean (another realisation)
@@ -144,6 +145,7 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     for qr, m, note in [
         ("householder", 1, "stacked frames: one GEMM per layer"),
         ("cholesky2", 1, "stacked + CholeskyQR2"),
+        ("blocked_householder", 1, "stacked + the batched Householder in JAX"),
         ("auto", "auto", "default of shared_weights_spectrum"),
     ]:
         add(
@@ -157,26 +159,27 @@ def run_w1(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     # The user-facing API for a network: jvp tangents, vmapped over inputs (own random frame per input, so its
     # float64 reference is its own float64 run).
     params = [{"w": w} for w in weights]
-    jac = dict(k=k, final_activation=True, singular_values=False, prefixes=False)
-    for m in (1, "auto"):
-        jac["reortho_every"] = m
-        resolved = jacobian_spectrum(params, x, **jac).config.reortho_every
-        # float64 reference: the same frames and the same resolved interval.
-        jac64 = np.asarray(
-            jacobian_spectrum(params, x, dtype="float64", **{**jac, "reortho_every": resolved}).growth_rates
-        )
-        log(f"  W1 jaxspec.jacobian_spectrum m={m} ...")
-        timing = time_it(lambda: jacobian_spectrum(params, x, **jac).growth_rates, repeats)
+    base = dict(k=k, final_activation=True, singular_values=False, prefixes=False)
+    for label, options in (
+        ("reortho_every=1, qr='householder'", dict(reortho_every=1, qr="householder")),  # the old default
+        ("defaults", {}),  # growth rates only: reortho_every='auto', qr='auto'
+    ):
+        jac = {**base, **options}
+        config = jacobian_spectrum(params, x, **jac).config
+        # float64 reference: the same frames, the same resolved interval and backend.
+        resolved = dict(reortho_every=config.reortho_every, qr=config.qr)
+        jac64 = np.asarray(jacobian_spectrum(params, x, dtype="float64", **{**base, **resolved}).growth_rates)
+        log(f"  W1 jaxspec.jacobian_spectrum {label} ...")
+        timing = time_it(lambda jac=jac: jacobian_spectrum(params, x, **jac).growth_rates, repeats)
         rows.append(
             Row(
                 "W1",
-                f"jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False, "
-                f"reortho_every={m!r})",
+                f"jaxspec.jacobian_spectrum(params, xs, k, singular_values=False, prefixes=False), {label}",
                 timing,
                 flops,
                 max_abs_diff(np.asarray(timing.result), jac64),
-                note="forward pass for every D_l(x), then the stacked engine (per-input random frames)"
-                + (f"; resolved m={resolved}" if m == "auto" else ""),
+                note="forward pass for every D_l(x), then the stacked engine (per-input random frames); "
+                f"resolved m={config.reortho_every}, qr={config.qr}",
             )
         )
 
@@ -346,6 +349,7 @@ ENSEMBLE_VARIANTS = [
     ("default: lyapunov_spectrum(ens, k, seeds) (method='auto')", {}),
     ("direct: the product (Householder, m=1)", dict(method="direct")),
     ("direct, reortho=auto, qr=auto", dict(method="direct", reortho_every="auto", qr="auto")),
+    ("direct, qr=blocked_householder", dict(method="direct", qr="blocked_householder")),
     ("fast: fresh Gaussian frame (n x k numbers/layer)", dict(method="gaussian_frame")),
     ("fast: chi-law R factors", dict(method="chi")),
 ]
@@ -353,8 +357,8 @@ ENSEMBLE_VARIANTS = [
 
 def run_w2(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
     ens = jaxspec.masked(width=spec["width"], depth=spec["depth"], p=0.5, sigma2=2.0)
-    # With k = n a fresh n x k Gaussian costs the same QR as the product: the Gaussian-frame row is measured in
-    # the quick sizes and on W3 only, to keep the full run within the hour.
+    # With k = n a fresh n x k Gaussian costs the same QR as the product: the Gaussian-frame row is measured
+    # in the quick sizes and on W3 only, to keep the full run within the hour.
     variants = [v for v in ENSEMBLE_VARIANTS if spec["k"] < 128 or v[1].get("method") != "gaussian_frame"]
     return _ensemble_rows("W2", ens, spec["seeds"], spec["k"], variants, repeats, peers, log, rng_share=True)
 
@@ -405,11 +409,10 @@ def run_w4(spec: dict, repeats: int, peers: bool, log=print) -> list[Row]:
             if got.log_svals is not None:
                 acc = max(acc, max_abs_diff(np.asarray(got.log_svals), np.asarray(ref.log_svals)))
             times[name] = timing.median
-            ratio = (
-                ""
-                if name.startswith("jaxspec.jacobian")
-                else f"; {times['jaxspec.jacobian_spectrum'] / timing.median:.2f}x the speed of jacobian_spectrum"
-            )
+            ratio = ""
+            if not name.startswith("jaxspec.jacobian"):
+                speed = times["jaxspec.jacobian_spectrum"] / timing.median
+                ratio = f"; {speed:.2f}x the speed of jacobian_spectrum"
             rows.append(
                 Row(
                     "W4",

@@ -217,7 +217,8 @@ def shared_weights_spectrum(
     depth, n = weights.shape[:2]
     reortho_every, auto = parse_reortho_every(reortho_every)
     if qr == "auto":
-        qr = choose_qr(int(np.min(np.sum(np.asarray(masks) > 0, axis=-1))), k)
+        active = int(np.min(np.sum(np.asarray(masks) > 0, axis=-1)))
+        qr = choose_qr(active, k, n=weights.shape[1], batch=masks.shape[0])
     config = make_config(
         k,
         max_k=n,

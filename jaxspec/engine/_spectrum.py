@@ -194,7 +194,7 @@ def resolve_qr(ensemble: Ensemble, qr: str, k: int) -> str:
     """``"auto"``: :func:`choose_qr` from the ensemble's
     :meth:`~jaxspec.ensembles.Ensemble.min_active_count`."""
     if qr == "auto":
-        return choose_qr(ensemble.min_active_count(), k)
+        return choose_qr(ensemble.min_active_count(), k, n=ensemble.max_width)
     check_choice("qr", qr, QR_BACKENDS + ("auto",))
     return qr
 
@@ -290,8 +290,10 @@ def lyapunov_spectrum(
         rates_every: also return local growth rates averaged over windows of this many layers.
         jit: run under ``jax.jit`` (default) or eagerly (for debugging and tests).
         qr: QR backend, ``"householder"`` (default), ``"cholesky2"``, ``"shifted_cholesky3"`` (GEMM-based,
-            with a Householder fallback on an ill-conditioned Gram matrix; :func:`make_qr`), or ``"auto"``
-            (CholeskyQR2 where no layer can have fewer than ``k`` active units, else Householder).
+            with a Householder fallback on an ill-conditioned Gram matrix; :func:`make_qr`),
+            ``"blocked_householder"`` (the batched Householder in JAX), or ``"auto"`` (:func:`choose_qr`:
+            CholeskyQR2 where no layer can have fewer than ``k`` active units and ``width >= 4 k``, else
+            Householder).
         method: ``"auto"`` (default): ``"chi"`` where it is exact (Gaussian and independently-gated masked
             ensembles), else ``"direct"``. ``"direct"``: the product itself, one realisation of the
             matrices. ``"gaussian_frame"`` (``W Q`` drawn as a fresh ``n x k`` Gaussian) and ``"chi"``

@@ -37,9 +37,11 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 from jaxspec._checks import ComputeOptions, InputError, check_choice
 from jaxspec.analysis import ProductSvals, stratified_scan
 from jaxspec.engine import (
+    QR_BACKENDS,
     FrameSums,
     accumulator_dtype,
     benettin_scan,
+    choose_qr,
     exponents_from_sums,
     initial_frame,
     make_config,
@@ -76,6 +78,7 @@ class JacobianConfig(ComputeOptions):
         precision: matmul precision name.
         singular_values: also compute the exact singular values (stratified scan, full frame).
         prefixes: return every depth prefix ``l = 1..L`` (memory ``O(L)``), not only ``l = L``.
+        qr: QR backend of the growth-rate scan (:func:`jaxspec.engine.make_qr`).
     """
 
     k: int
@@ -88,6 +91,7 @@ class JacobianConfig(ComputeOptions):
     precision: str = "highest"
     singular_values: bool = True
     prefixes: bool = True
+    qr: str = "householder"
 
 
 @struct.dataclass
@@ -307,6 +311,7 @@ def _engine_config(padded: PaddedMLP, config: JacobianConfig):
         precision=config.precision,
         condition=config.condition,
         rates_every=config.reortho_every if config.prefixes else None,
+        qr=config.qr,
     )
 
 
@@ -372,7 +377,8 @@ def jacobian_spectrum(
     final_activation: bool = False,
     singular_values: bool = True,
     prefixes: bool = True,
-    reortho_every: int | str = 1,
+    reortho_every: int | str | None = None,
+    qr: str = "auto",
     condition: str = "K>=i",
     dtype: str = "float32",
     precision: str = "highest",
@@ -396,8 +402,13 @@ def jacobian_spectrum(
             (:func:`jaxspec.engine.pilot_reortho_every`; a divisor of the depth with ``prefixes``, whose
             per-layer values are then block running averages). With ``m > 1`` the orthogonality guard checks
             every block: ``"auto"`` re-runs with a smaller ``m``, an explicit ``m`` warns
-            (:class:`jaxspec.engine.OrthogonalityWarning`); never silent. The exact singular values
-            (``singular_values=True``) do not depend on ``m``.
+            (:class:`jaxspec.engine.OrthogonalityWarning`, or :class:`jaxspec.engine.BlockRangeWarning` for a
+            block that left the dtype's range); never silent. The exact singular values
+            (``singular_values=True``) do not depend on ``m``. Default (``None``): ``"auto"`` when only the
+            growth rates are asked for (``singular_values=False, prefixes=False``), else ``1`` (per-layer
+            resolution where prefixes or singular values are asked for).
+        qr: QR backend of the growth-rate scan, or ``"auto"`` (default): :func:`jaxspec.engine.choose_qr`
+            from the smallest active count of the batch's gates, the width and ``k``.
         condition: rank-collapse convention (``"K>=i"``, ``"K>=k"`` or ``"none"``).
         dtype: ``"float32"`` or ``"float64"``.
         precision: matmul precision (``"highest"`` by default).
@@ -424,7 +435,10 @@ def jacobian_spectrum(
         xs = xs[None]
     if xs.ndim != 2 or xs.shape[1] != padded.widths[0]:
         raise InputError(f"xs must have shape (batch, {padded.widths[0]}), got {xs.shape}")
+    if reortho_every is None:
+        reortho_every = "auto" if not (singular_values or prefixes) else 1
     every, auto = parse_reortho_every(reortho_every)
+    check_choice("qr", qr, QR_BACKENDS + ("auto",))
     config = make_jacobian_config(
         padded,
         k=k,
@@ -440,6 +454,11 @@ def jacobian_spectrum(
     )
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
+    if qr == "auto":  # one forward pass for the gates of every input (a 1/k fraction of the scan's work)
+        _, _, masks, _ = _gates_and_frames(padded, xs, keys, config)
+        active = int(jnp.min(jnp.sum(masks != 0, axis=-1)))
+        qr = choose_qr(active, config.k, n=padded.max_width, batch=xs.shape[0])
+    config = dataclasses.replace(config, qr=qr)
     divisor = padded.depth if prefixes else None
     if auto:
         cast, _, masks, frames = _gates_and_frames(padded, xs[:pilot_inputs], keys[:pilot_inputs], config)

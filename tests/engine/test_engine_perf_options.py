@@ -10,7 +10,7 @@ import pytest
 
 import jaxspec
 from jaxspec import InputError, theory
-from jaxspec.engine import OrthogonalityWarning, choose_reortho_every, reortho_limits
+from jaxspec.engine import OrthogonalityWarning, choose_reortho_every, reortho_limits, resolve_qr
 from tests.conftest import Z_MAX, assert_close, zscores
 
 # The finite-depth transient of the QR estimator: the exponents of a depth-L product differ from the average
@@ -45,7 +45,7 @@ def test_blocked_householder_is_exact_under_rank_collapse():
     # collapsed are the Householder run's to rounding, in float64 and float32; the collapse-conditioned ones
     # depend on the completion, which both backends take from LAPACK's conventions except for the sign tie
     # of an exact zero on the diagonal (see make_qr).
-    ens = jaxspec.masked(width=10, depth=30, p=0.5)
+    ens = jaxspec.masked(width=10, depth=20, p=0.5)
     ref = jaxspec.lyapunov_spectrum(ens, seeds=3, dtype="float64", method="direct")
     never = np.arange(1, 11) <= np.asarray(ref.min_active)[:, None]
     assert 3 <= never.sum() < never.size  # collapse is real
@@ -56,12 +56,15 @@ def test_blocked_householder_is_exact_under_rank_collapse():
 
 
 def test_qr_auto_picks_cholesky_only_where_frames_keep_full_rank():
-    kw = dict(seeds=1, qr="auto", method="direct")
-    assert jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=4), **kw).config.qr == "cholesky2"
-    assert jaxspec.lyapunov_spectrum(jaxspec.masked(width=8, depth=4), **kw).config.qr == "householder"
-    fixed = jaxspec.masked(width=8, depth=4, fixed_count=5)
-    assert jaxspec.lyapunov_spectrum(fixed, k=5, **kw).config.qr == "cholesky2"
-    assert jaxspec.lyapunov_spectrum(fixed, k=6, **kw).config.qr == "householder"
+    gaussian = jaxspec.gaussian(width=8, depth=4)
+    assert (
+        jaxspec.lyapunov_spectrum(gaussian, k=2, seeds=1, qr="auto", method="direct").config.qr == "cholesky2"
+    )
+    assert resolve_qr(gaussian, "auto", 3) == "householder"  # not tall (n < 4 k): LAPACK is faster
+    assert resolve_qr(jaxspec.masked(width=8, depth=4), "auto", 2) == "householder"
+    fixed = jaxspec.masked(width=24, depth=4, fixed_count=5)
+    assert resolve_qr(fixed, "auto", 5) == "cholesky2"
+    assert resolve_qr(fixed, "auto", 6) == "householder"
 
 
 def test_choose_reortho_every_is_the_largest_m_within_budget():
