@@ -29,7 +29,7 @@ import optax
 from jaxtyping import Array, Float, Int
 from tqdm.auto import tqdm
 
-from jaxspec._checks import InputError
+from jaxspec._checks import InputError, check_real
 from jaxspec.training._checkpoint import (
     CheckpointFallbackWarning,
     TrainCheckpoint,
@@ -242,8 +242,7 @@ def train(
         Saxe, McClelland, Ganguli, arXiv:1312.6120 (full-batch GD as a discretised gradient flow).
     """
     if optimizer is None:
-        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-            raise InputError(f"learning_rate must be a positive number, got {learning_rate!r}")
+        learning_rate = check_real("learning_rate", learning_rate, low=0.0, low_open=True)
         optimizer = optax.sgd(learning_rate)
     _validate(
         loss_fn,
