@@ -189,9 +189,9 @@ def check_widths(widths: Any) -> tuple[int, ...]:
 
 #: Natural log of the largest finite float64: ``exp`` of anything above it overflows.
 LOG_FLOAT64_MAX = float(np.log(np.finfo(np.float64).max))
-# Headroom kept below a dtype's exponent range when bounding a block's scale: the chi^2 fluctuations of a
-# block and the width's factor in norms and Gram matrices (e^12 ~ 1.6e5).
-_SCALE_HEADROOM = 12.0
+# Headroom kept below a dtype's exponent range when bounding a block's scale: the chi fluctuations of a
+# block's lengths beyond sigma^m (e^6 ~ 400).
+_SCALE_HEADROOM = 6.0
 
 
 def log_range(dtype: Any) -> float:
@@ -204,11 +204,17 @@ def log_range(dtype: Any) -> float:
 def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, width: int = 1) -> None:
     """Refuse a weight scale whose products leave the compute dtype's range.
 
-    A block of ``m`` layers that is multiplied out before a re-orthonormalisation scales lengths by about
-    ``sigma2^(m/2)`` and the Gram matrices and norms of the QR by ``sigma2^m``, times the width. So
-    ``m |ln sigma2| + 2 ln N + 12`` must stay below the dtype's log range (:func:`log_range`: 87.3 in float32,
-    708.4 in float64). At ``m = 1`` this is the weights' own range: ``sigma2 = 1e300`` fits float64 but not
-    float32. The closed forms (in logs) and the exact singular values (log-scaled) have no such limit.
+    The weights hold ``sigma2 / N`` and a frame pushed through a block of ``m`` layers (multiplied out between
+    two re-orthonormalisations) grows or shrinks in length by about ``sigma^m = sigma2^(m/2)``, times
+    ``sqrt(N)`` for a column's norm and the chi fluctuations. So
+
+        max(1, m / 2) |ln sigma2| + ln N + 6 <= log range of the dtype
+
+    (:func:`log_range`: 87.3 in float32, 708.4 in float64). The bound is on lengths, not squares: the QR
+    (Householder, scaled norms) never squares a column, which was checked at the edge (``sigma2 = 1e3`` over
+    blocks of 16 and 24 layers in float32, lengths ~1e24-1e36, exact to the usual error). At ``m = 1`` this is
+    the weight variance's own range: ``sigma2 = 1e300`` fits float64, not float32. The closed forms (in logs)
+    and the exact singular values (log-scaled, ``m = 1``) have no other limit.
 
     Raises:
         InputError: naming ``name``, the dtype and the limit.
@@ -220,23 +226,28 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
         return
     values = np.atleast_1d(np.asarray(sigma2, np.float64))
     log_s2 = float(np.max(np.abs(np.log(values))))
-    limit = log_range(dtype) - 2.0 * math.log(max(int(width), 1)) - _SCALE_HEADROOM
+    block = max(int(block), 1)
+    factor = max(1.0, block / 2.0)
+    limit = log_range(dtype) - math.log(max(int(width), 1)) - _SCALE_HEADROOM
     if limit <= 0:
         raise InputError(
-            f"width {width} is beyond {np.dtype(dtype).name}'s range: the norms of a layer's columns scale "
-            f"like the width, and 2 ln N + {_SCALE_HEADROOM:g} = "
-            f"{2.0 * math.log(int(width)) + _SCALE_HEADROOM:.1f} exceeds the dtype's log range "
+            f"width {width} is beyond {np.dtype(dtype).name}'s range: ln N + {_SCALE_HEADROOM:g} = "
+            f"{math.log(int(width)) + _SCALE_HEADROOM:.1f} exceeds the dtype's log range "
             f"{log_range(dtype):.1f}"
         )
-    if int(block) * log_s2 > limit:
-        largest = np.exp(limit / int(block))
+    if factor * log_s2 > limit:
+        largest = math.exp(limit / factor)
+        blocks = (
+            f"a block of {block} layers scales lengths by {name}^{block / 2:g}, and " if block > 1 else ""
+        )
+        advice = "; use float64" if np.dtype(dtype) == np.float32 else ""
+        if block > 1:
+            advice += " or a shorter re-orthonormalisation interval"
         raise InputError(
-            f"{name} = {np.asarray(sigma2).tolist()} leaves {np.dtype(dtype).name}'s range: a block of "
-            f"{int(block)} layer(s) scales by {name}^{int(block)}, and {int(block)} x |ln {name}| = "
-            f"{int(block) * log_s2:.1f} must stay below {limit:.1f} (ln of the dtype's range less 2 ln N + "
-            f"{_SCALE_HEADROOM:g}), i.e. {name} in [{1 / largest:.3g}, {largest:.3g}]"
-            + ("; use float64" if np.dtype(dtype) == np.float32 else "")
-            + ("" if int(block) == 1 else " or a shorter re-orthonormalisation interval")
+            f"{name} = {np.asarray(sigma2).tolist()} leaves {np.dtype(dtype).name}'s range: {blocks}"
+            f"{factor:g} x |ln {name}| = {factor * log_s2:.1f} must stay below {limit:.1f} (the dtype's log "
+            f"range {log_range(dtype):.1f} less ln N + {_SCALE_HEADROOM:g}), i.e. {name} in "
+            f"[{1 / largest:.3g}, {largest:.3g}]{advice}"
         )
 
 

@@ -352,7 +352,8 @@ def masked_exponents(
         count = fixed_count
         out = np.full(k, -np.inf)
         m = min(k, count)
-        out[:m] = large_n_exponents(count, 1.0, sigma2 * count / n, m)
+        if m > 0:  # no active unit (K = 0): every exponent is -inf
+            out[:m] = large_n_exponents(count, 1.0, sigma2 * count / n, m)
         return out
     law = binomial_count_law(n, n, p) if fixed_count is None else fixed_count_law(n, n, fixed_count)
     return count_law_theory([law], k, sigma2=sigma2, condition=condition).exponents

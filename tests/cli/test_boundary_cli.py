@@ -43,7 +43,7 @@ BAD_INVOCATIONS = [
     (
         ("lyapunov", "--ensemble", "gaussian", "--width", "4", "--depth", "8", "--sigma2", "1e30", "--method")
         + ("direct", "--reortho", "4"),
-        "a block of 4 layer(s)",
+        "a block of 4 layers",
     ),
     (
         ("lyapunov", "--ensemble", "gaussian", "--width", "10000000", "--depth", "5", "--method", "direct"),
