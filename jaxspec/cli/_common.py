@@ -320,9 +320,16 @@ def lyapunov_notes(
             else:
                 sim = f"non-finite in {dtype} on {layers} counted layers (overflow or underflow)"
         elif finite.sum() < 2:
-            sim = f"estimated in {int(finite.sum())} of {seeds} seeds: no standard error"
+            sim = (
+                f"estimated in {int(finite.sum())} of {seeds} seeds ({rule.format(i=i)} on {layers} of "
+                f"{depth * seeds} layers): no standard error"
+            )
         elif nan_seeds:
-            sim = None  # seeds with no counted layer are left out of the mean; the mean is still finite
+            # Seeds with no counted layer are left out of the mean, which stays finite: say how thin it is.
+            sim = (
+                f"estimated in {int(finite.sum())} of {seeds} seeds ({rule.format(i=i)} on {layers} of "
+                f"{depth * seeds} layers)"
+            )
         th = None
         if theory_values is not None:
             t = float(theory_values[j])
