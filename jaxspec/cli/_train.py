@@ -102,6 +102,8 @@ def run_train_command(
     """
     if fmt not in ("zarr", "nc"):
         raise InputError(f"--format must be zarr or nc, got {fmt!r}")
+    if checkpoint_dir is None and (resume or checkpoint_every is not None):
+        raise InputError(f"{'--resume' if resume else '--checkpoint-every'} needs --checkpoint-dir")
     dtype = options.get("dtype")
     cfg = load_config(config, **options)
     out = writable_directory(out, "--out")
