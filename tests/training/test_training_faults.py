@@ -379,3 +379,10 @@ def test_kill_minus_nine_of_the_command_then_resume_gives_the_uninterrupted_data
         got = xr.open_dataset(out / "trajectories.nc").load()
         for name in ("loss", "sigma", "u", "v", "factors", "end_to_end"):
             np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+
+
+@pytest.mark.parametrize("flags", [["--resume"], ["--checkpoint-every", "20"]])
+def test_checkpoint_flags_without_a_checkpoint_dir_are_named(capsys, monkeypatch, tmp_path, flags):
+    _no_training(monkeypatch)
+    code, _, err = run_cli(capsys, "train", "--quiet", "--out", tmp_path, *flags)
+    assert code == 2 and err.strip() == f"jaxspec: error: {flags[0]} needs --checkpoint-dir"
