@@ -17,7 +17,7 @@ from jaxspec._errors import MissingExtraError
 # README's table of commands and extras.
 EXTRAS: dict[str, tuple[str, ...]] = {
     "sweep": ("xarray", "zarr", "pyarrow", "pandas", "yaml"),
-    "train": ("xarray", "orbax.checkpoint", "sklearn"),
+    "train": ("xarray", "orbax.checkpoint", "sklearn", "yaml"),
     "figures": ("xarray", "sklearn"),
     "maps": ("diffrax",),
     "hessian": ("matfree",),
