@@ -201,7 +201,9 @@ def log_range(dtype: Any) -> float:
     return float(min(np.log(info.max), -np.log(info.tiny)))
 
 
-def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, width: int = 1) -> None:
+def check_scale_range(
+    name: str, sigma2: Any, dtype: Any, *, block: int = 1, width: int = 1, gram: bool = False
+) -> None:
     """Refuse a weight scale whose products leave the compute dtype's range.
 
     The weights hold ``sigma2 / N`` and a frame pushed through a block of ``m`` layers (multiplied out between
@@ -214,7 +216,8 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
     (Householder, scaled norms) never squares a column, which was checked at the edge (``sigma2 = 1e3`` over
     blocks of 16 and 24 layers in float32, lengths ~1e24-1e36, exact to the usual error). At ``m = 1`` this is
     the weight variance's own range: ``sigma2 = 1e300`` fits float64, not float32. The closed forms (in logs)
-    and the exact singular values (log-scaled, ``m = 1``) have no other limit.
+    and the exact singular values (log-scaled, ``m = 1``) have no other limit. A QR that forms the Gram matrix
+    of the block (CholeskyQR2, ``gram=True``) squares the lengths: ``max(1, m) |ln sigma2|`` then.
 
     Raises:
         InputError: naming ``name``, the dtype and the limit.
@@ -227,7 +230,7 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
     values = np.atleast_1d(np.asarray(sigma2, np.float64))
     log_s2 = float(np.max(np.abs(np.log(values))))
     block = max(int(block), 1)
-    factor = max(1.0, block / 2.0)
+    factor = max(1.0, float(block) if gram else block / 2.0)
     limit = log_range(dtype) - math.log(max(int(width), 1)) - _SCALE_HEADROOM
     if limit <= 0:
         raise InputError(
@@ -237,9 +240,9 @@ def check_scale_range(name: str, sigma2: Any, dtype: Any, *, block: int = 1, wid
         )
     if factor * log_s2 > limit:
         largest = math.exp(limit / factor)
-        blocks = (
-            f"a block of {block} layers scales lengths by {name}^{block / 2:g}, and " if block > 1 else ""
-        )
+        what = "its Gram matrix" if gram else "lengths"
+        power = block if gram else block / 2
+        blocks = f"a block of {block} layers scales {what} by {name}^{power:g}, and " if block > 1 else ""
         advice = "; use float64" if np.dtype(dtype) == np.float32 else ""
         if block > 1:
             advice += " or a shorter re-orthonormalisation interval"
