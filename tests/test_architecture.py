@@ -20,6 +20,7 @@ LAYERS = {
     "_checks": 0,
     "_errors": 0,
     "_extras": 0,
+    "_memory": 0,
     "theory": 1,
     "ensembles": 2,
     "engine": 3,
@@ -151,7 +152,12 @@ def test_no_jaxspec_imports_inside_functions():
     assert not inside, "function-level imports of jaxspec modules: " + "; ".join(inside)
 
 
-SHARED_PRIVATE = ("_errors", "_checks", "_extras")  # layer 0: the private modules every package may import
+SHARED_PRIVATE = (
+    "_errors",
+    "_checks",
+    "_extras",
+    "_memory",
+)  # layer 0: the private modules every package may import
 
 
 def test_packages_import_each_other_through_their_public_api():

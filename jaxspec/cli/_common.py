@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ import jax.monitoring
 import numpy as np
 
 from jaxspec._checks import DTYPES, InputError, check_choice, check_int
+from jaxspec._memory import device_memory, format_bytes, host_memory, parse_memory
 
 # ----------------------------------------------------------------------------------------------------------
 # dtype, JSON, metadata
@@ -57,64 +56,8 @@ def check_seed(seed: Any, name: str = "--seed") -> int:
 # ----------------------------------------------------------------------------------------------------------
 # memory: estimate from the configuration, refuse before allocating
 
-_UNITS = {"": 1, "b": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "ki": 2**10, "mi": 2**20, "gi": 2**30}
-_UNITS["ti"] = 2**40
 #: What the JAX runtime, compiled programs and the Python process hold besides the arrays of a run.
 RUNTIME_OVERHEAD_BYTES = 256 * 2**20
-
-
-def parse_memory(text: str | None) -> int | None:
-    """``--max-memory``: bytes from ``"8GB"``, ``"512MiB"``, ``"1.5g"`` or a plain number of bytes.
-
-    Example:
-        >>> parse_memory("8GB"), parse_memory("2KiB")
-        (8000000000, 2048)
-    """
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT][iI]?)?[bB]?\s*", str(text))
-    if match is None:
-        raise InputError(f"--max-memory must be a size such as 8GB, 512MiB or 1e9, got {text!r}")
-    value = float(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
-    if not math.isfinite(value) or value < 1:
-        raise InputError(f"--max-memory must be a positive size such as 8GB, got {text!r}")
-    return int(value)
-
-
-def format_bytes(count: float) -> str:
-    """``1.5 GB``-style (decimal units)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.3g} {unit}"
-    return f"{int(count)} B"
-
-
-def host_memory() -> int:
-    """Physical memory of this machine (``SC_PHYS_PAGES * SC_PAGE_SIZE``), capped by a cgroup limit."""
-    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        with open("/sys/fs/cgroup/memory.max") as handle:
-            limit = handle.read().strip()
-        if limit.isdigit():
-            total = min(total, int(limit))
-    except OSError:
-        pass
-    return int(total)
-
-
-def device_memory() -> tuple[int, str]:
-    """``(bytes, where)`` the default JAX device can hold: its ``memory_stats()`` limit on accelerators, else
-    the host's physical memory (CPU arrays live there)."""
-    device = jax.devices()[0]
-    stats = None
-    try:
-        stats = device.memory_stats()
-    except Exception:  # noqa: BLE001 - backends without memory statistics
-        stats = None
-    if stats and stats.get("bytes_limit"):
-        free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-        return free, f"{device.platform} device memory"
-    return host_memory(), "host memory"
 
 
 def check_memory(estimate: float, what: str, max_memory: str | None, *, on_device: bool = True) -> None:
@@ -123,17 +66,17 @@ def check_memory(estimate: float, what: str, max_memory: str | None, *, on_devic
     ``--max-memory`` overrides the machine's figure in both directions: a larger value lets a run try anyway,
     a smaller one caps it.
     """
-    override = parse_memory(max_memory)
+    override = None if max_memory is None else parse_memory(max_memory)
     if override is not None:
         limit, where = override, "--max-memory"
     elif on_device:
-        limit, where = device_memory()
+        limit, where = device_memory(jax.devices()[0])
     else:
         limit, where = host_memory(), "host memory"
     if estimate > limit:
         raise InputError(
             f"{what} needs about {format_bytes(estimate)} but {where} is {format_bytes(limit)}: reduce the "
-            "size, or pass --max-memory SIZE (e.g. --max-memory 64GB) to try anyway"
+            "size, or pass --max-memory SIZE (e.g. --max-memory 64G) to try anyway"
         )
 
 

@@ -28,10 +28,11 @@ References:
     Haas, Gatine, Cosse, Bouraoui, "Why Deep Jacobian Spectra Separate", ICML 2026, arXiv:2602.12384.
 """
 
+from jaxspec._memory import parse_memory
 from jaxspec.sweeps._execute import CpuLapackWarning, local_mesh, make_group_runner, run_sweep
 from jaxspec.sweeps._kernels import KERNELS, Kernel, Parameter, Record, get_kernel, register_kernel
 from jaxspec.sweeps._lock import StoreLock
-from jaxspec.sweeps._memory import MemoryEstimate, check_memory, estimate_memory, parse_memory
+from jaxspec.sweeps._memory import MemoryEstimate, check_memory, estimate_memory
 from jaxspec.sweeps._plan import (
     Chunk,
     Group,

@@ -46,7 +46,8 @@ from tqdm.auto import tqdm
 
 from jaxspec._checks import InputError
 from jaxspec._extras import require
-from jaxspec.sweeps._memory import check_memory, parse_memory
+from jaxspec._memory import parse_memory
+from jaxspec.sweeps._memory import check_memory
 from jaxspec.sweeps._plan import Group, padded_size, point_indices, run_key
 from jaxspec.sweeps._spec import SweepSpec
 from jaxspec.sweeps._store import SweepStore, load_sweep

@@ -6,75 +6,23 @@ on ``D`` devices holds ``ceil(C / D)`` runs per device, so a device needs ``ceil
 (all of them share the host's memory on the CPU backend). The assembled Dataset needs, on the host, every
 run's outputs padded to the largest record shape, held twice while the chunks are copied in. A sweep whose
 need exceeds what the device (or host) has is refused before its directory is touched; ``max_memory``
-(``--max-memory``) replaces the device's limit for those who know better.
-
-Example:
-    >>> parse_memory("8G"), parse_memory("512MiB"), parse_memory("1000")
-    (8589934592, 536870912, 1000)
+(``--max-memory``, parsed by ``jaxspec._memory.parse_memory``) replaces the device's limit for those who
+know better.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from typing import NamedTuple
 
 import jax
 
 from jaxspec._checks import InputError
+from jaxspec._memory import device_memory, format_bytes, host_memory
 from jaxspec.sweeps._plan import SweepPlan, group_output_shapes, padded_size
 
-_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGTP]?)(?:I?B)?\s*$", re.IGNORECASE)
 # Bytes per recorded number in the host estimate (float64 / int64: an upper bound for every dtype).
 _HOST_ITEM = 8
-
-
-def parse_memory(text: str | int | float) -> int:
-    """Bytes from ``"8G"``, ``"512M"``, ``"1.5T"``, ``"64GiB"`` or a plain number of bytes (binary units).
-
-    Raises:
-        InputError: naming ``--max-memory`` and the accepted forms.
-    """
-    if isinstance(text, bool):
-        raise InputError(f"--max-memory must be a positive size such as 8G, 512M or 1.5T, got {text!r}")
-    match = _SIZE_RE.match(str(text))
-    value = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else math.nan
-    if not math.isfinite(value) or value < 1:
-        raise InputError(
-            f"--max-memory must be a positive size such as 8G, 512M, 1.5T or a number of bytes, got {text!r}"
-        )
-    return int(value)
-
-
-def format_bytes(n: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} EiB"  # pragma: no cover
-
-
-def host_memory() -> int:
-    """Physical memory of this host, in bytes."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 2**62
-
-
-def device_memory(device) -> tuple[int, str]:
-    """``(bytes, where the number comes from)`` of one device: its allocator limit, else the host's memory."""
-    stats = None
-    try:
-        stats = device.memory_stats()
-    except Exception:  # some backends do not implement it
-        stats = None
-    if stats and stats.get("bytes_limit"):
-        return int(stats["bytes_limit"]), f"{device.platform} device memory"
-    return host_memory(), "host memory"
 
 
 class MemoryEstimate(NamedTuple):

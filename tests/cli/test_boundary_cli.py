@@ -107,13 +107,13 @@ def test_bad_invocation_is_one_line_exit_2(capsys, argv, fragment):
 
 
 def test_memory_estimate_and_override():
-    assert parse_memory("8GB") == 8 * 10**9 and parse_memory("1.5GiB") == int(1.5 * 2**30)
+    assert parse_memory("8GB") == 8 * 2**30 and parse_memory("1.5GiB") == int(1.5 * 2**30)
     huge = lyapunov_memory(10**7, 5, 10**7, 8, "float32", "direct")
     assert huge > 1e16
     with pytest.raises(Exception, match="needs about .* --max-memory"):
         check_memory(huge, "lyapunov", None)
     check_memory(huge, "lyapunov", "1e18")  # the override lets a run try anyway
-    with pytest.raises(Exception, match="needs about .* but --max-memory is 1 kB"):
+    with pytest.raises(Exception, match="needs about .* but --max-memory is 1.0 KiB"):
         check_memory(lyapunov_memory(4, 5, 4, 2, "float32", "chi"), "lyapunov", "1kB")
 
 
