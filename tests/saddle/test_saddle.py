@@ -5,6 +5,8 @@ scale-free step against explicit iterations, plateaus, ratios."""
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -152,6 +154,50 @@ def test_certificate_is_zero_at_the_exact_optimum_and_large_at_bad_points():
     assert float(sd.escape_speed(rand, x, g)) < 0 and np.isinf(
         sd.stationarity_certificate(rand, x, g).measure
     )
+
+
+def _ridge_bound(axes, mu):
+    """Exact max over phi of |sum_axes relu(cos(phi - t)) - sum_diag mu_d relu(cos(phi - t))|, arc by arc.
+
+    The points sit at multiples of pi/4, and so do the kinks of every relu(cos(phi - t)): on each arc of pi/4
+    the function is A cos(phi) + B sin(phi), whose maximum is at an end or at atan2(B, A).
+    """
+    t = np.arange(8) * np.pi / 4
+    w = np.zeros(8)
+    w[0::2], w[1::2] = axes, -np.asarray(mu)
+    best = 0.0
+    for k in range(8):
+        lo, hi = k * np.pi / 4, (k + 1) * np.pi / 4
+        on = np.cos(0.5 * (lo + hi) - t) > 0
+        a, b = np.sum(w[on] * np.cos(t[on])), np.sum(w[on] * np.sin(t[on]))
+        top = np.arctan2(b, a)
+        candidates = [lo, hi] + [c for c in top + 2 * np.pi * np.arange(-1, 2) if lo <= c <= hi]
+        best = max(best, max(abs(a * np.cos(c) + b * np.sin(c)) for c in candidates))
+    return best
+
+
+def test_unit_circle_depth_three_upper_bound_one_half():
+    # math §6.5.1: s* <= max over axis weights lam in {0,1}^4 of min over diagonal weights mu in [0,1]^4 of
+    # max_phi |h|; explicit mu for every vertex give at most 1/2, reached by the opposite pair (the optimum).
+    bounds = []
+    for axes in itertools.product((0, 1), repeat=4):
+        mu = []
+        for d in range(4):  # diagonal d lies between axes d and d + 1
+            n = axes[d] + axes[(d + 1) % 4]
+            if n == 2:
+                mu.append(1.0)
+            elif n == 0:
+                mu.append(0.0)
+            elif sum(axes) == 1:
+                mu.append(np.sqrt(2.0) / 3.0)
+            elif sum(axes) == 2 and axes[0] == axes[2]:  # an opposite pair
+                mu.append(1.0 / (2.0 * np.sqrt(2.0)))
+            else:
+                mu.append(1.0 - 1.0 / np.sqrt(2.0))
+        bounds.append(_ridge_bound(axes, mu))
+    assert max(bounds) <= 0.5 + 1e-12
+    np.testing.assert_allclose(max(bounds), 0.5, rtol=1e-12)
+    np.testing.assert_allclose(sorted(set(np.round(bounds, 12))), [0.0, 1 / 3, SQRT2_MINUS_1, 0.5], rtol=1e-9)
 
 
 def test_docs_example_reaches_one_half_in_float32():
