@@ -5,7 +5,8 @@ The scan core, from the bottom:
 * :mod:`~jaxspec.engine._reortho`: the re-orthonormalisation interval: validation, budget, ``"auto"``.
 * :mod:`~jaxspec.engine._config`: :class:`EngineConfig` and :func:`make_config`.
 * :mod:`~jaxspec.engine._keys`: per-seed keys and the initial Haar frame.
-* :mod:`~jaxspec.engine._qr`: QR backends (Householder, CholeskyQR2, shifted CholeskyQR3).
+* :mod:`~jaxspec.engine._qr`: QR backends (Householder, CholeskyQR2, shifted CholeskyQR3, the batched blocked
+  Householder).
 * :mod:`~jaxspec.engine._scan`: :func:`benettin_scan`, the block loop and the rank-collapse bookkeeping.
 * :mod:`~jaxspec.engine._guard`: the orthogonality guard (conditioning and range of every block).
 
@@ -25,6 +26,7 @@ from jaxspec.engine._maps import MapSpectrum, flow_spectrum, map_spectrum, orbit
 from jaxspec.engine._qr import (
     QR_BACKENDS,
     QRCallable,
+    blocked_householder_qr,
     cholesky_qr2,
     cholesky_qr2_with_status,
     choose_qr,
@@ -95,6 +97,7 @@ __all__ = [
     "accumulator_dtype",
     "benettin_scan",
     "block_spread",
+    "blocked_householder_qr",
     "check_fast_path",
     "chi_frame_sums",
     "cholesky_qr2",

@@ -454,14 +454,14 @@ def jacobian_spectrum(
     )
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
-    if qr == "auto":  # one forward pass for the gates of every input (a 1/k fraction of the scan's work)
-        _, _, masks, _ = _gates_and_frames(padded, xs, keys, config)
+    if qr == "auto" or auto:  # one forward pass for every D_l(x): a 1/k fraction of the scan's work
+        cast, _, masks, frames = _gates_and_frames(padded, xs, keys, config)
+    if qr == "auto":
         active = int(jnp.min(jnp.sum(masks != 0, axis=-1)))
         qr = choose_qr(active, config.k, n=padded.max_width, batch=xs.shape[0])
     config = dataclasses.replace(config, qr=qr)
     divisor = padded.depth if prefixes else None
-    if auto:
-        cast, _, masks, frames = _gates_and_frames(padded, xs[:pilot_inputs], keys[:pilot_inputs], config)
+    if auto:  # the pilot takes the first pilot_inputs inputs and pilot_layers layers
         m = pilot_reortho_every(
             cast.weights,
             masks,
