@@ -8,8 +8,8 @@ rule (a block may spend this fraction of the dtype's ``-log u`` digits; the ship
 the float32 run takes the ``m`` that rule picks and is compared with the float64 per-layer run of the same
 realisation (the ensembles draw in float32, so float64 is a pure rounding reference). The guard (half the
 digits, and the range check of ``range_limits``) stays as shipped: a warning it raises is counted, and its
-re-run is what the user gets. Reported: ``m``, the largest block statistic, the guard's warnings, and ``max
-|float32 - float64|`` over the indices no layer collapsed.
+re-run is what the user gets. Reported: ``m``, the largest block statistic, the guard's warnings, and the
+largest ``|float32 - float64|`` over the indices no layer collapsed.
 """
 
 from __future__ import annotations

@@ -279,7 +279,7 @@ def lyapunov_spectrum(
         seed: base integer seed; seed ``s`` uses ``fold_in(key(seed), s)``.
         reortho_every: layers between QRs ([math §4](https://jaxspec.github.io/jaxspec/math/#s4): keep
             ``m (lambda_1 - lambda_k)`` below ~16 in float32, ~36 in float64), or ``"auto"``: the largest
-            ``m`` that keeps a block's predicted log condition number within a quarter of the dtype's digits
+            ``m`` that keeps a block's predicted log condition number within 3/8 of the dtype's digits
             (:func:`choose_reortho_every`, from the closed form or a 32-layer pilot run), re-run with a
             smaller ``m`` if the guard trips. With any ``m > 1`` the guard (``result.max_block_spread``) is
             checked: a block that exceeded half the digits raises an :class:`OrthogonalityWarning`, one that
