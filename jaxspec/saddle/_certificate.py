@@ -113,7 +113,8 @@ def _kinks(params, x, activation, precision):
     for l, w in enumerate(weights[:-1]):
         z = jnp.matmul(h, w.T, precision=precision)  # (N, n_l)
         norm_h = jnp.linalg.norm(h, axis=1, keepdims=True)
-        margins.append(jnp.abs(z) / jnp.where(norm_h > 0, norm_h, 1.0))  # 0 where the input is 0
+        # -1 marks a layer input that is exactly 0 (every pre-activation is then 0).
+        margins.append(jnp.where(norm_h > 0, jnp.abs(z) / jnp.where(norm_h > 0, norm_h, 1.0), -1.0))
         outgoing = jnp.linalg.norm(weights[l + 1], axis=0)  # (n_l,)
         relevant.append(jnp.broadcast_to(outgoing, z.shape))
         positive.append(z > 0)
@@ -285,13 +286,23 @@ def stationarity_certificate(
     speed = float(balanced_speed(params, x, g, activation=activation, precision=precision))
 
     margins, outgoing, positive = (np.asarray(a) for a in _kinks(params, x, activation, precision))
-    eligible = (margins <= kink_tol) & (outgoing > kink_tol) & (activation != "linear")
+    hidden = [layer_weight(p).shape[0] for p in params[:-1]]
+    layer_of = np.repeat(np.arange(len(hidden)), hidden)
+    # A layer whose input is exactly 0 has every pre-activation at 0, but its slopes matter only if the layer
+    # before has a kink at that input too (else the input stays 0 nearby and all its pieces coincide).
+    eligible = np.zeros(margins.shape, bool)
+    previous = np.zeros(x.shape[0], bool)
+    for l in range(len(hidden)):
+        cols = layer_of == l
+        m = margins[:, cols]
+        near = ((m >= 0) & (m <= kink_tol)) | ((m < 0) & previous[:, None])
+        eligible[:, cols] = near & (outgoing[:, cols] > kink_tol) & (activation != "linear")
+        previous = eligible[:, cols].any(axis=1)
+    margins = np.maximum(margins, 0.0)
     counts = eligible.sum(axis=1)
     # An input whose kinks all lie in one layer: its gradient is affine in their slopes (the layer appears
     # once in the chain rule), so the hull of its 2^k pieces is a sum of k segments, k + 1 gradients.
     # Kinks in several layers: multilinear, all 2^k pieces (at most max_kinks kinks, the nearest).
-    hidden = [layer_weight(p).shape[0] for p in params[:-1]]
-    layer_of = np.repeat(np.arange(len(hidden)), hidden)
     layers_hit = np.stack([eligible[:, layer_of == l].any(axis=1) for l in range(len(hidden))], axis=1)
     single = layers_hit.sum(axis=1) <= 1 if hidden else np.ones(x.shape[0], bool)
     kinks = np.where(single, counts, np.minimum(counts, max_kinks))
