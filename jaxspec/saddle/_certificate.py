@@ -71,9 +71,9 @@ class Stationarity(NamedTuple):
 
 
 def resolve_kink_tol(kink_tol: Any, dtype: Any) -> float:
-    """``kink_tol``, or the default of the dtype: ``1e-6`` for float64, ``1e-3`` for lower precision."""
+    """``kink_tol``, or the default of the dtype: ``1e-6`` for float64, ``1e-4`` for lower precision."""
     if kink_tol is None:
-        return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 1e-3
+        return 1e-6 if jnp.dtype(dtype) == jnp.float64 else 1e-4
     return check_positive_number("kink_tol", kink_tol)
 
 
@@ -232,7 +232,7 @@ def stationarity_certificate(
     *,
     activation: str = "relu",
     kink_tol: float | None = None,
-    max_kinks: int = 10,
+    max_kinks: int = 8,
     precision: Any = HIGHEST,
 ) -> Stationarity:
     """Generalised stationarity of the direction of ``params`` on the sphere, valid at ReLU kinks.
@@ -257,7 +257,7 @@ def stationarity_certificate(
         g: ``(N, n_L)``, ``G = grad C(0)``.
         activation: ``"relu"``, ``"leaky_relu"`` or ``"linear"``.
         kink_tol: distance (relative to the norm of the layer's input) within which a unit counts as at a
-            kink; default ``1e-6`` in float64, ``1e-3`` otherwise.
+            kink; default ``1e-6`` in float64, ``1e-4`` otherwise.
         max_kinks: where an input's kinks span several layers, at most this many (the nearest) are
             enumerated, ``2^max_kinks`` pieces (``complete`` is then ``False``).
         precision: matmul precision.
