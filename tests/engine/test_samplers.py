@@ -173,9 +173,12 @@ def test_stacked_frames_equal_per_input_engine_and_dense_oracle(qr):
 
 def test_shared_weights_spectrum_exact_cases_and_auto_reortho():
     w = jnp.stack([2.0 * jnp.eye(8)] * 30)
-    res = shared_weights_spectrum(w, jnp.ones((3, 30, 8)), k=3, dtype="float64")
+    res = shared_weights_spectrum(w, jnp.ones((3, 30, 8)), k=2, dtype="float64")
     assert_close(res.exponents, np.log(2.0), scale=0.3)
-    assert res.config.reortho_every == 30 and res.config.qr == "cholesky2"
+    assert res.config.reortho_every == 30 and res.config.qr == "cholesky2"  # full rank, tall (n >= 4 k)
+    wide = shared_weights_spectrum(w, jnp.ones((3, 30, 8)), k=3, dtype="float64")
+    assert wide.config.qr == "householder"  # n < 4 k: LAPACK is faster (docs/performance.md)
+    assert_close(wide.exponents, np.log(2.0), scale=0.3)
     weights, masks = _relu_network(width=16, depth=24, inputs=2, seed=1)
     auto = shared_weights_spectrum(weights, masks, k=3, dtype="float64")
     every = shared_weights_spectrum(weights, masks, k=3, dtype="float64", reortho_every=1)
