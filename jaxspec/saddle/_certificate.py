@@ -46,6 +46,8 @@ from jaxspec.saddle._validation import check_data, check_positive_number
 
 #: Piece gradients held at once (floats): inputs are processed in chunks below it.
 _PIECE_BUDGET = 2**24
+#: Floats of piece gradients the hull may hold in all (``max_kinks`` is lowered to fit).
+_HULL_BUDGET = 2**27
 #: Slope of the leaky ReLU on the negative side (as in :func:`jaxspec.networks.mlp_apply`).
 _LEAKY_SLOPE = 0.01
 
@@ -97,6 +99,11 @@ def _check_layers(params: Any) -> list[dict[str, jax.Array]]:
             raise InputError(f"params[{l}] has {shape[1]} inputs but params[{l - 1}] has {previous} outputs")
         previous = shape[0]
     return list(params)
+
+
+def _held(counts: np.ndarray, single: np.ndarray, cap: int) -> int:
+    """Piece gradients the hull holds: ``k + 1`` per one-layer input, ``2^min(k, cap)`` per other input."""
+    return int(np.sum(np.where(single, counts + 1, 2 ** np.minimum(counts, cap))))
 
 
 def _slopes(activation: str) -> tuple[float, float]:
@@ -259,7 +266,8 @@ def stationarity_certificate(
         kink_tol: distance (relative to the norm of the layer's input) within which a unit counts as at a
             kink; default ``1e-6`` in float64, ``1e-4`` otherwise.
         max_kinks: where an input's kinks span several layers, at most this many (the nearest) are
-            enumerated, ``2^max_kinks`` pieces (``complete`` is then ``False``).
+            enumerated, ``2^max_kinks`` pieces (``complete`` is then ``False``); lowered further where
+            the hull would exceed ``2^27`` floats.
         precision: matmul precision.
 
     Returns:
@@ -305,9 +313,13 @@ def stationarity_certificate(
     # Kinks in several layers: multilinear, all 2^k pieces (at most max_kinks kinks, the nearest).
     layers_hit = np.stack([eligible[:, layer_of == l].any(axis=1) for l in range(len(hidden))], axis=1)
     single = layers_hit.sum(axis=1) <= 1 if hidden else np.ones(x.shape[0], bool)
-    kinks = np.where(single, counts, np.minimum(counts, max_kinks))
-    order = np.argsort(np.where(eligible, margins, np.inf), axis=1, kind="stable")
     num_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))
+    # The hull is held in memory: fewer kinks per multi-layer input (the nearest) when it would not fit.
+    cap = max_kinks
+    while cap > 0 and _held(counts, single, cap) * num_params > _HULL_BUDGET:
+        cap -= 1
+    kinks = np.where(single, counts, np.minimum(counts, cap))
+    order = np.argsort(np.where(eligible, margins, np.inf), axis=1, kind="stable")
     constant = np.zeros(num_params)
     groups = []
     for segments in (True, False):
@@ -359,6 +371,6 @@ def stationarity_certificate(
         measure=jnp.asarray(measure, x.dtype),
         num_kinks=int(kinks.sum()),
         num_pieces=int(sum(2 ** int(k) for k in kinks)),
-        complete=bool(np.all(single | (counts <= max_kinks))),
+        complete=bool(np.all(single | (counts <= cap))),
         kink_tol=kink_tol,
     )
