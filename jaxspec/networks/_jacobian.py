@@ -341,6 +341,16 @@ def _run(padded: PaddedMLP, xs: jax.Array, frame_keys: jax.Array, config: Jacobi
     # The inputs share the weights: one forward pass gives every D_l(x), then the stacked engine pushes all
     # frames through one (N, N) x (N, B k) GEMM per layer (jaxspec.engine.stacked_frame_sums).
     padded, outputs, masks, frames = _gates_and_frames(padded, xs, frame_keys, config)
+    return _spectrum_from_gates(padded, xs, outputs, masks, frames, config)
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _run_from_gates(padded, xs, outputs, masks, frames, config: JacobianConfig) -> JacobianSpectrum:
+    """:func:`_run` after :func:`_gates_and_frames` (its outputs, already in the compute dtype)."""
+    return _spectrum_from_gates(padded, xs, outputs, masks, frames, config)
+
+
+def _spectrum_from_gates(padded, xs, outputs, masks, frames, config: JacobianConfig) -> JacobianSpectrum:
     sums = stacked_frame_sums(padded.weights, masks, frames, _engine_config(padded, config))
     rates = exponents_from_sums(sums, config.condition)
     prefix_rates = None
@@ -454,8 +464,10 @@ def jacobian_spectrum(
     )
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda b: jax.random.fold_in(base, b))(jnp.arange(xs.shape[0]))
-    if qr == "auto" or auto:  # one forward pass for every D_l(x): a 1/k fraction of the scan's work
-        cast, _, masks, frames = _gates_and_frames(padded, xs, keys, config)
+    gates = None
+    if qr == "auto" or auto:  # one forward pass for every D_l(x), shared by the choices and the run
+        gates = _gates_and_frames(padded, xs, keys, config)
+        cast, _, masks, frames = gates
     if qr == "auto":
         active = int(jnp.min(jnp.sum(masks != 0, axis=-1)))
         qr = choose_qr(active, config.k, n=padded.max_width, batch=xs.shape[0])
@@ -474,7 +486,10 @@ def jacobian_spectrum(
         config = dataclasses.replace(config, reortho_every=m)
 
     def run(config):
-        result = _run(padded, xs, keys, config)
+        if gates is None:
+            result = _run(padded, xs, keys, config)
+        else:
+            result = _run_from_gates(gates[0], xs.astype(config.jnp_dtype), *gates[1:], config)
         return result, float(jnp.max(result.max_block_spread))
 
     return run_with_orthogonality_guard(run, config, auto, divisor_of=divisor, stacklevel=3)[0]
