@@ -176,11 +176,12 @@ class TrainConfig:
                 f"teacher_sv has {len(sv)} values, more than min(input_dim, output_dim) = "
                 f"{min(fixed['input_dim'], fixed['output_dim'])}"
             )
-        weights = fixed["depth"] * max(fixed["width"], fixed["input_dim"], fixed["output_dim"]) ** 2
+        widest = max(("width", "input_dim", "output_dim"), key=lambda name: fixed[name])
+        weights = fixed["depth"] * fixed[widest] ** 2
         if weights > MAX_PARAMETERS:
             raise InputError(
-                f"depth {fixed['depth']} x width {fixed['width']} makes about {weights:.3g} weights, more "
-                f"than {MAX_PARAMETERS:.0e}: lower width or depth"
+                f"depth {fixed['depth']} x {widest} {fixed[widest]} makes about {weights:.3g} weights, more "
+                f"than {MAX_PARAMETERS:.0e}: lower {widest} or depth"
             )
         if self.init == "aligned" and self.model != "linear":
             raise InputError("init 'aligned' is for deep linear networks (model 'linear')")

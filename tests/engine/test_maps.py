@@ -154,5 +154,5 @@ def test_bad_flow_arguments_raise_input_error(kwargs, message):
 
 def test_flow_spectrum_names_the_extra_when_diffrax_is_missing(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffrax", None)  # import diffrax now raises ImportError
-    with pytest.raises(ImportError, match=r"jaxspec\[train\]"):
+    with pytest.raises(ImportError, match=r"jaxspec\[maps\]"):
         jaxspec.flow_spectrum(lorenz, jnp.ones(3), t1=1.0, dt=0.01)
