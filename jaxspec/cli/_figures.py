@@ -84,7 +84,8 @@ def print_saddle_summary(summary: dict) -> None:
     """Speeds, the ratios against ``l^(1/4)`` and the plateaus of ``jaxspec figures saddle``."""
     for case, e in summary["escape"].items():
         print(
-            f"optimal escape, {case}: speed {e['speed']:.4g}, KKT residual {e['kkt_residual']:.2g}, "
+            f"optimal escape, {case}: speed {e['speed']:.4g}, stationarity {e['stationarity']:.2g}, "
+            f"KKT residual {e['kkt_residual']:.2g}, "
             f"min_(l>=2) (s1/s2)/l^(1/4) = {e['min_ratio_over_l_quarter_deep_layers']:.3g}"
         )
     fp = summary["first_plateau"]

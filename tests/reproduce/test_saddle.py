@@ -17,7 +17,8 @@ SADDLE_FILES = [
     "saddle_summary.md",
 ]
 # The rank-two direction of the unit-circle example reaches speed 1/2 at depth 3, rank-one layers at most
-# sqrt(2) - 1 (math §6); the ascent stops at a kink of the ReLU loss a few percent below 1/2.
+# sqrt(2) - 1 (math §6.5.1). With only 4 restarts at width 8 a run may end in the sqrt(2) - 1 basin, so the
+# bounds here are loose; tests/saddle holds the optimiser to 1e-4 with enough restarts.
 UNIT_CIRCLE_SPEED = 0.5
 RANK_ONE_SPEED = np.sqrt(2.0) - 1.0
 
