@@ -19,13 +19,18 @@ def test_growth_rates_only_default_to_auto_block_length_and_per_layer_elsewhere(
     assert per_layer.config.reortho_every == 1
     # The same frames and realisation: blocks telescope to the per-layer product of diagonals.
     assert_close(fast.growth_rates, per_layer.growth_rates, "float32")
-    assert jacobian_spectrum(params, xs, k=3, singular_values=False).config.reortho_every == 1  # prefixes
-    assert jacobian_spectrum(params, xs, k=3, prefixes=False).config.reortho_every == 1  # singular values
+
+
+def test_per_layer_resolution_stays_where_prefixes_or_singular_values_are_asked_for():
+    params = init_mlp(jax.random.key(6), (4,) * 4, dtype=jnp.float64)
+    xs = jnp.ones((1, 4))
+    assert jacobian_spectrum(params, xs, k=2, singular_values=False).config.reortho_every == 1  # prefixes
+    assert jacobian_spectrum(params, xs, k=2, prefixes=False).config.reortho_every == 1  # singular values
 
 
 def test_qr_auto_takes_householder_for_wide_frames_and_an_explicit_backend_is_kept():
-    params = init_mlp(jax.random.key(5), (8,) * 5, dtype=jnp.float64)
-    xs = jnp.ones((2, 8))
+    params = init_mlp(jax.random.key(5), (8,) * 4, dtype=jnp.float64)
+    xs = jnp.ones((1, 8))
     assert jacobian_spectrum(params, xs, k=4, singular_values=False).config.qr == "householder"
     res = jacobian_spectrum(params, xs, k=4, singular_values=False, qr="blocked_householder", dtype="float64")
     ref = jacobian_spectrum(params, xs, k=4, singular_values=False, qr="householder", dtype="float64")
