@@ -412,7 +412,9 @@ def choose_qr(
     CholeskyQR2 ties or beats the per-matrix LAPACK loop on tall frames (``(32, 512, 32)``: 4.4 against
     4.0 ms with single-threaded LAPACK, 4.5 against 8.1 ms with two LAPACK threads), loses by 2x on square
     ones (``(32, 128, 128)``: 36 against 17 ms); the batched :func:`blocked_householder_qr` is 2-3x slower
-    than LAPACK on CPU at every shape measured. A masked layer with ``K_l < k`` makes the Gram matrix
+    than LAPACK on CPU at every shape measured. With OpenBLAS's default threads on a busy machine LAPACK's QR
+    spin-waits (``(32, 512, 64)``: 3.7 s, CholeskyQR2 27 ms), so CholeskyQR2 is the robust choice for tall
+    frames either way. A masked layer with ``K_l < k`` makes the Gram matrix
     singular, and a Householder backend is then the one that completes ``Q``. No accelerator has been
     measured yet: other platforms get the CPU rule (``"blocked_householder"`` is there to be tried).
 
