@@ -28,6 +28,7 @@ __version__ = "0.2.0"
 _SOURCES = {
     "jaxspec._errors": ("InputError",),
     "jaxspec.engine": (
+        "BlockRangeWarning",
         "LyapunovResult",
         "MapSpectrum",
         "OrthogonalityWarning",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from jaxspec import analysis, engine, ensembles, networks, theory
     from jaxspec._errors import InputError
     from jaxspec.engine import (
+        BlockRangeWarning,
         LyapunovResult,
         MapSpectrum,
         OrthogonalityWarning,
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
     from jaxspec.networks import JacobianSpectrum, NetworkSpectrum, jacobian_spectrum, network_spectrum
 
 __all__ = [
+    "BlockRangeWarning",
     "Ensemble",
     "FixedStack",
     "Gaussian",

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from jaxspec._checks import check_int, check_positive_int, is_traced
+
 
 def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
     """Keys of seeds ``0..num_seeds-1``: ``fold_in(key(seed), s)``, so seed ``s`` never depends on
@@ -14,7 +16,13 @@ def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
     Example:
         >>> seed_keys(0, 4).shape
         (4,)
+
+    Raises:
+        InputError: for a seed outside ``[0, 2^32 - 1]`` or a count below 1 (a traced seed is taken as is).
     """
+    if not is_traced(seed):
+        seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    num_seeds = check_positive_int("num_seeds", num_seeds)
     base = jax.random.key(seed)
     return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(num_seeds))
 

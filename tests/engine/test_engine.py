@@ -236,12 +236,24 @@ def test_local_rates_average_to_the_exponents():
         (dict(dtype="float16"), "dtype"),
         (dict(condition="sometimes"), "condition"),
         (dict(seeds=0), "seeds"),
+        (dict(seed=-1), "seed must lie in"),
+        (dict(seed=2**32), "seed must lie in"),
+        (dict(seed=0.5), "seed must lie in"),
         (dict(rates_every=3, reortho_every=2), "rates_every"),
     ],
 )
 def test_bad_engine_arguments_raise_input_errors(kwargs, message):
     with pytest.raises(jaxspec.InputError, match=message):
         jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=10), **kwargs)
+
+
+def test_seed_keys_refuse_bad_seeds_and_counts_but_take_traced_seeds():
+    with pytest.raises(jaxspec.InputError, match="num_seeds"):
+        jaxspec.engine.seed_keys(0, 0)
+    with pytest.raises(jaxspec.InputError, match="seed"):
+        jaxspec.engine.seed_keys(-3, 2)
+    traced = jax.jit(lambda s: jax.random.key_data(jaxspec.engine.seed_keys(s, 2)))(5)
+    np.testing.assert_array_equal(traced, jax.random.key_data(jaxspec.engine.seed_keys(5, 2)))
 
 
 def test_rank_collapse_completion_is_deterministic_float32_equals_float64():
