@@ -21,7 +21,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # backend optimisation passes are most of the compiling (they speed up long runs, not these). The flag reaches
 # the CLI and README subprocesses through the environment too; numbers change at most in the last bits, which
 # the tolerance table covers. (Not bit-for-bit across programs, though: a float32 random draw fused into one
-# program may round an ulp away from the same draw in another, so an oracle takes a run's frames from the run.)
+# program may round an ulp away from the same draw in another, so an oracle takes a run's frames from the
+# run.)
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(
         filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"])
