@@ -111,7 +111,16 @@ def run_cli(capsys, *argv):
 DOCS_STEP = 'the docs step: pip install -e ".[docs]" && pytest -n 2 -m docs'
 
 
+# A chex variant test runs twice: jitted and eagerly (op by op, several times slower to run). The jitted twin
+# stays in the default run; the eager twin joins the heavy step (-m slow), which CI runs on every submission.
+EAGER_VARIANT_SUFFIX = "__without_jit"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the eager twins must carry their marker by then
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.name.endswith(EAGER_VARIANT_SUFFIX):
+            item.add_marker(pytest.mark.slow)
     if "docs" in (config.getoption("markexpr", "") or ""):
         return
     skip = pytest.mark.skip(reason=f"documentation build and notebooks run in {DOCS_STEP}")

@@ -67,6 +67,7 @@ def reference(tmp_path_factory):
     return spec_file, root, ds
 
 
+@pytest.mark.slow  # the default run kills a sweep in tests/sweeps/test_sweep_faults.py
 def test_a_killed_sweep_resumes_to_the_uninterrupted_result(reference, tmp_path):
     spec_file, _, expected = reference
     out, cache = tmp_path / "killed", tmp_path / "cache"

@@ -49,6 +49,7 @@ def test_train_writes_a_labelled_dataset_and_a_figure(capsys, tmp_path):
     assert (tmp_path / "out" / "dynamics.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # the default run writes a labelled dataset in the test above
 def test_train_zarr_output_and_fixed_gates(capsys, tmp_path):
     code, out, err = run_cli(
         capsys,

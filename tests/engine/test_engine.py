@@ -179,6 +179,7 @@ def test_float32_agrees_with_float64_in_distribution():
     assert r32.exponents.dtype == jnp.float64  # log-accumulators use the widest enabled float
 
 
+@pytest.mark.slow  # eager mode runs the scan op by op
 def test_jit_equals_no_jit():
     ens = jaxspec.masked(width=5, depth=9, p=0.7)  # eager mode runs the scan op by op: keep it short
     a = jaxspec.lyapunov_spectrum(ens, seeds=2, dtype="float64", jit=True, method="direct")

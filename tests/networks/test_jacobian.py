@@ -150,6 +150,7 @@ def test_relu_network_exponents_match_masked_half_theory_with_zscores():
     assert np.all(np.abs(z) < Z_MAX), z
 
 
+@pytest.mark.slow  # tests/networks/test_jacobian_defaults.py covers the auto default
 def test_auto_reortho_picks_a_long_block_and_keeps_the_per_layer_result():
     # He-initialised ReLU net: the top-k rates spread slowly, so "auto" takes blocks of many layers; the
     # estimator (same frames, same realisation) must stay the per-layer one to rounding.
@@ -169,6 +170,7 @@ def test_auto_reortho_picks_a_long_block_and_keeps_the_per_layer_result():
         jacobian_spectrum(params, xs, reortho_every="sometimes")
 
 
+@pytest.mark.slow  # the default run trips the guard in tests/engine/test_engine_perf_options.py
 def test_orthogonality_guard_reruns_auto_and_reports_an_explicit_interval():
     # Linear layers: 40 identities (the pilot sees no spread) then 48 that stretch two directions by 3 and
     # shrink the rest by 0.3. "auto" over-estimates m from the pilot; the guard must catch it and re-run.

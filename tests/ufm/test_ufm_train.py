@@ -38,7 +38,7 @@ def _rotate(params: ufm.UFMParams, q: np.ndarray) -> ufm.UFMParams:
     )
 
 
-@pytest.mark.parametrize("rank", [0, 1, 2, 3])
+@pytest.mark.parametrize("rank", [pytest.param(0, marks=pytest.mark.slow), 1, 2, 3])
 def test_rank_r_optima_are_critical_points_with_the_closed_form_loss_and_are_classified_exactly(rng, rank):
     model = ufm.make_ufm(3, 4, 4, 1e-2, width=5, dtype="float64")
     q, _ = np.linalg.qr(rng.standard_normal((5, 5)))
