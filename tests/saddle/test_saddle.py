@@ -209,8 +209,9 @@ def test_docs_example_reaches_one_half_in_float32():
     assert float(esc.stationarity.measure) < 1e-3  # float32: ~1e-4 (float64 reaches ~1e-7, above)
 
 
-@pytest.mark.slow  # the default run certifies the optimum at width 8 (the module's fixture)
-@pytest.mark.parametrize(("widths", "restarts"), [((2, 4, 4, 1), 64), ((2, 16, 16, 1), 8)])
+@pytest.mark.parametrize(
+    ("widths", "restarts"), [pytest.param((2, 4, 4, 1), 64, marks=pytest.mark.slow), ((2, 16, 16, 1), 8)]
+)
 def test_unit_circle_optimum_on_other_widths(widths, restarts):
     # Width 4: the rank-two basin needs every first-layer unit on an axis; 2 of 64 restarts find it.
     x, g = sd.unit_circle_example(jnp.float64)
@@ -221,7 +222,6 @@ def test_unit_circle_optimum_on_other_widths(widths, restarts):
     assert float(esc.stationarity.measure) < 1e-4
 
 
-@pytest.mark.slow  # sqrt(2) - 1 and 1/2 are checked in the default run at depth two and without a rank cap
 @pytest.mark.parametrize(("max_rank", "optimum"), [(1, SQRT2_MINUS_1), (2, 0.5)])
 def test_unit_circle_rank_restricted_optima(max_rank, optimum):
     x, g = sd.unit_circle_example(jnp.float64)
