@@ -97,6 +97,16 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
     return result
 
 
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A base seed as JAX keys take it: an integer in ``[0, 2^32 - 1]``, else :class:`InputError`.
+
+    Example:
+        >>> check_seed(7)
+        7
+    """
+    return check_int(name, value, minimum=0, maximum=2**32 - 1)
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """``int(value)`` if it is a positive integer (not a bool, not a fraction), else raise
     :class:`InputError`."""

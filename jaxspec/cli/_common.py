@@ -14,7 +14,8 @@ import jax
 import jax.monitoring
 import numpy as np
 
-from jaxspec._checks import DTYPES, InputError, check_choice, check_int
+from jaxspec._checks import DTYPES, InputError, check_choice
+from jaxspec._checks import check_seed as _check_seed
 from jaxspec._memory import device_memory, format_bytes, host_memory, parse_memory
 
 # ----------------------------------------------------------------------------------------------------------
@@ -49,8 +50,8 @@ def print_json(payload: dict[str, Any]) -> None:
 
 
 def check_seed(seed: Any, name: str = "--seed") -> int:
-    """A base seed as JAX keys take it: an integer in ``[0, 2^32 - 1]``."""
-    return check_int(name, seed, minimum=0, maximum=2**32 - 1)
+    """A base seed as JAX keys take it (:func:`jaxspec._checks.check_seed`), named as the option."""
+    return _check_seed(seed, name)
 
 
 # ----------------------------------------------------------------------------------------------------------

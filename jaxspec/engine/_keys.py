@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from jaxspec._checks import check_int, check_positive_int, is_traced
+from jaxspec._checks import check_positive_int, check_seed, is_traced
 
 
 def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
@@ -21,7 +21,7 @@ def seed_keys(seed: int, num_seeds: int) -> PRNGKeyArray:
         InputError: for a seed outside ``[0, 2^32 - 1]`` or a count below 1 (a traced seed is taken as is).
     """
     if not is_traced(seed):
-        seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+        seed = check_seed(seed)
     num_seeds = check_positive_int("num_seeds", num_seeds)
     base = jax.random.key(seed)
     return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(num_seeds))

@@ -23,7 +23,7 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, PRNGKeyArray
 
-from jaxspec._checks import InputError, check_choice, check_int, check_positive_int
+from jaxspec._checks import InputError, check_choice, check_positive_int, check_seed
 from jaxspec.engine._config import METHODS, EngineConfig, make_config
 from jaxspec.engine._guard import run_with_orthogonality_guard
 from jaxspec.engine._keys import frame_key, initial_frame, realisation_key, seed_keys
@@ -335,8 +335,8 @@ def lyapunov_spectrum(
         config, method=resolve_method(ensemble, method), qr=resolve_qr(ensemble, qr, config.k)
     )
     seeds = check_positive_int("seeds", seeds)
-    seed = check_int("seed", seed, minimum=0, maximum=2**32 - 1)
+    seed = check_seed(seed)  # before the pilot run that resolve_reortho_every may make
     if auto:
-        config = dataclasses.replace(config, reortho_every=resolve_reortho_every(ensemble, config, int(seed)))
-    keys = seed_keys(int(seed), seeds)
+        config = dataclasses.replace(config, reortho_every=resolve_reortho_every(ensemble, config, seed))
+    keys = seed_keys(seed, seeds)
     return _guarded_run(ensemble, keys, config, jit, auto)
