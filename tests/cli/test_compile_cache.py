@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from jaxspec.cli._cache import compile_cache_dir
+from tests.conftest import run_cli
 
 TINY = ["lyapunov", "--ensemble", "gaussian", "--width", "4", "--depth", "8", "--seeds", "2"]
 
@@ -38,9 +39,25 @@ def _run(cache: Path, *flags: str) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_a_run_fills_the_cache_unless_switched_off(tmp_path):
-    off, on = tmp_path / "off", tmp_path / "on"
-    _run(off, "--no-compile-cache")
-    assert not off.exists() or not any(off.iterdir())
+def test_a_run_fills_the_cache(tmp_path):
+    on = tmp_path / "on"
     _run(on)
     assert any(name.name.endswith("-cache") for name in on.iterdir())
+
+
+def test_the_switch_keeps_the_cache_off(capsys, monkeypatch, tmp_path):
+    # In this process (a subprocess per case doubles the test's time): the command must never point JAX at
+    # a cache when switched off, by the option or by the environment.
+    import jaxspec.cli._main as cli_main
+
+    calls = []
+    monkeypatch.setattr(cli_main, "enable_compile_cache", lambda: calls.append(1))
+    monkeypatch.setenv("JAXSPEC_CACHE_DIR", str(tmp_path / "off"))
+    code, _, err = run_cli(capsys, "--no-compile-cache", *TINY)
+    assert code == 0, err
+    assert calls == []
+    code, _, err = run_cli(capsys, *TINY)
+    assert code == 0, err
+    assert calls == [1]  # the same command without the switch asks for it
+    monkeypatch.setenv("JAXSPEC_COMPILE_CACHE", "0")
+    assert compile_cache_dir() is None and not (tmp_path / "off").exists()
