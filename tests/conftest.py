@@ -28,6 +28,11 @@ if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"])
     )
 
+# Likewise XLA's own CPU thread pool: two workers on two cores, each compiling and running one program at a
+# time, lose ~7% of the suite to the pool's hand-offs (measured); one thread per worker.
+if "xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
 # OpenBLAS (numpy's LAPACK and JAX's CPU QR) spin-waits its threads between the suite's many small
 # factorisations; with pytest-xdist already using every core, one thread per worker is several times faster.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
