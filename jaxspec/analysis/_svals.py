@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from jaxspec._checks import DTYPES, InputError, check_choice, check_dtype, check_int
+from jaxspec._checks import DTYPES, InputError, check_choice, check_dtype, check_int, check_scale_range
 from jaxspec.engine import accumulator_dtype, realisation_key
 from jaxspec.ensembles import Ensemble, fixed_network, layer_key
 
@@ -459,7 +459,8 @@ def ensemble_log_svals(
         :class:`ProductSvals` with ``n0 = ensemble.widths[0]`` values.
 
     Raises:
-        InputError: an argument that is not an ensemble, a key or a known dtype.
+        InputError: an argument that is not an ensemble, a key or a known dtype, or a weight variance whose
+            layers leave the dtype's range.
 
     Example:
         >>> import jaxspec
@@ -481,9 +482,11 @@ def ensemble_log_svals(
             "seed_key must be one typed PRNG key (jaxspec.engine.seed_keys(seed, n)[i]), "
             f"got {type(seed_key).__name__}"
         )
-    return _ensemble_log_svals(
-        ensemble, seed_key, bool(prefixes), bool(return_frames), resolve_svals_dtype(dtype), precision
-    )
+    dtype = resolve_svals_dtype(dtype)
+    sigma2 = getattr(ensemble, "sigma2", None)
+    if sigma2 is not None:  # the layers are drawn in the compute dtype: out of its range they are inf or 0
+        check_scale_range("sigma2", sigma2, dtype, width=max(ensemble.widths))
+    return _ensemble_log_svals(ensemble, seed_key, bool(prefixes), bool(return_frames), dtype, precision)
 
 
 def resolve_svals_dtype(dtype: Any = None) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, PRNGKeyArray
 
-from jaxspec._checks import InputError, check_choice, check_positive_int, check_seed
+from jaxspec._checks import InputError, check_choice, check_positive_int, check_scale_range, check_seed
 from jaxspec.engine._config import METHODS, EngineConfig, make_config
 from jaxspec.engine._guard import run_with_orthogonality_guard
 from jaxspec.engine._keys import frame_key, initial_frame, realisation_key, seed_keys
@@ -307,6 +307,10 @@ def lyapunov_spectrum(
     Returns:
         A :class:`LyapunovResult`; ``result.mean`` is ``(k,)``.
 
+    Raises:
+        InputError: before any work, for an argument out of its domain, including a weight variance whose
+            single layer leaves the compute dtype's range (``sigma2 = 1e50`` in float32; float64 takes it).
+
     Example:
         >>> import jaxspec
         >>> res = jaxspec.lyapunov_spectrum(jaxspec.gaussian(width=8, depth=500), seeds=4)
@@ -336,6 +340,11 @@ def lyapunov_spectrum(
     )
     seeds = check_positive_int("seeds", seeds)
     seed = check_seed(seed)  # before the pilot run that resolve_reortho_every may make
+    sigma2 = getattr(ensemble, "sigma2", None)
+    if sigma2 is not None:
+        # A weight variance whose single layer leaves the dtype's range gives NaN on every path (the chi
+        # sampler forms sigma in the compute dtype too): refuse it here, as the command line does.
+        check_scale_range("sigma2", sigma2, config.dtype, width=max(ensemble.widths))
     if auto:
         config = dataclasses.replace(config, reortho_every=resolve_reortho_every(ensemble, config, seed))
     keys = seed_keys(seed, seeds)

@@ -133,6 +133,15 @@ def test_orthogonal_ensemble_gives_sigma_to_the_depth_exactly():
     assert_close(out.log_svals, 0.5 * np.log(1.7) * depths * np.ones((1, WIDTH)), scale=0.3)
 
 
+def test_a_weight_variance_beyond_float32_is_refused_and_exact_in_float64():
+    # sigma2 = 1e50: float32 layers hold inf (NaN singular values before the check); float64 is exact.
+    ens = jaxspec.orthogonal(width=WIDTH, depth=DEPTH, sigma2=1e50)
+    with pytest.raises(InputError, match=r"sigma2 = 1e\+50 leaves float32's range"):
+        ensemble_log_svals(ens, seed_keys(0, 1)[0], dtype=jnp.float32)
+    out = ensemble_log_svals(ens, seed_keys(0, 1)[0], dtype=jnp.float64)
+    assert_close(out.log_svals, 0.5 * np.log(1e50) * DEPTH * np.ones(WIDTH), scale=0.3)
+
+
 @pytest.fixture(scope="module")
 def masked_ensemble():
     return jaxspec.masked(width=WIDTH, depth=DEPTH, p=0.85)

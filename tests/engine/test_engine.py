@@ -258,6 +258,20 @@ def test_seed_keys_refuse_bad_seeds_and_counts_but_take_traced_seeds():
     np.testing.assert_array_equal(traced, jax.random.key_data(jaxspec.engine.seed_keys(5, 2)))
 
 
+@pytest.mark.parametrize("method", ["direct", "chi"])
+def test_a_weight_variance_beyond_the_dtypes_range_is_refused_and_float64_takes_it(method):
+    # sigma2 = 1e50 overflows float32 where the layers are drawn (it gave NaN on both paths, silently).
+    ens = jaxspec.gaussian(width=8, depth=40, sigma2=1e50)
+    with pytest.raises(jaxspec.InputError, match=r"sigma2 = 1e\+50 leaves float32's range.*use float64"):
+        jaxspec.lyapunov_spectrum(ens, k=2, seeds=2, method=method)
+    # In float64 the exponents are the unit-variance ones shifted by ln(sigma2) / 2 (the closed form).
+    res = jaxspec.lyapunov_spectrum(ens, k=2, seeds=16, dtype="float64", method=method)
+    z = zscores(res.mean, theory.lyapunov_exponents(ens, k=2), theory.predicted_stderr(ens, k=2, seeds=16))
+    assert np.all(np.abs(z) < Z_MAX), z
+    shift = theory.lyapunov_exponents(ens, k=2) - theory.gaussian_exponents(8, k=2)
+    np.testing.assert_allclose(shift, 0.5 * np.log(1e50), rtol=1e-12)
+
+
 def test_rank_collapse_completion_is_deterministic_float32_equals_float64():
     # Masked full spectrum: every layer has K_l < k. The columns beyond K_l are zeroed before the QR, so the
     # orthonormal completion is the exact-arithmetic one and float32 stays on the float64 realisation.
