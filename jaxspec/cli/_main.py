@@ -35,6 +35,7 @@ class Command(NamedTuple):
     module: str
     help: str
     extra: str | None = None
+    core_flags: tuple[str, ...] = ()  # flags that make the command run on the core install (no extra needed)
 
 
 # Every subcommand, in the order ``jaxspec --help`` lists them. ``extra`` names the optional dependency group
@@ -59,6 +60,7 @@ COMMANDS: dict[str, Command] = {
         "jaxspec.cli._sweep",
         "Run a sweep over a grid of ensembles and seeds, sharded over devices, chunked and resumable.",
         "sweep",
+        ("--template",),  # printing the shipped example spec needs no store
     ),
     "report": Command(
         "jaxspec.cli._sweep",
@@ -94,9 +96,17 @@ def missing_extra(name: str) -> str | None:
     return f"jaxspec {name} needs pip install 'jaxspec[{extra}]' (missing: {', '.join(absent)})"
 
 
+def _command_args(ctx) -> list[str]:
+    """The command line after ``jaxspec`` (as :meth:`LazyGroup.resolve_command` saw it)."""
+    return ctx.meta.get("jaxspec.args", sys.argv[1:])
+
+
 def _asks_for_help(ctx) -> bool:
-    args = list(getattr(ctx, "protected_args", [])) + list(getattr(ctx, "args", []))
-    return "--help" in args or "--help" in sys.argv[1:]
+    return "--help" in _command_args(ctx)
+
+
+def _uses_core_flags(ctx, entry: Command) -> bool:
+    return any(flag in _command_args(ctx) for flag in entry.core_flags)
 
 
 class LazyGroup(typer.core.TyperGroup):
@@ -106,6 +116,12 @@ class LazyGroup(typer.core.TyperGroup):
 
     def list_commands(self, ctx) -> list[str]:
         return list(COMMANDS)
+
+    def resolve_command(self, ctx, args):
+        # Keep the whole command line: get_command decides on flags (--help, a command's core flags) that
+        # click has not parsed yet when it asks for the command.
+        ctx.meta["jaxspec.args"] = list(args)
+        return super().resolve_command(ctx, args)
 
     def format_help(self, ctx, formatter) -> None:
         # The listing only needs names and help lines: hand out placeholders, import nothing.
@@ -122,7 +138,7 @@ class LazyGroup(typer.core.TyperGroup):
         if self._listing:
             return typer.core.TyperCommand(name, help=entry.help)
         reason = missing_extra(name)
-        if reason is not None and not _asks_for_help(ctx):
+        if reason is not None and not _asks_for_help(ctx) and not _uses_core_flags(ctx, entry):
             raise MissingExtraError(reason)
         return load_command(name)
 

@@ -145,3 +145,21 @@ def test_demo_writes_a_figure_and_prints_theory(capsys, tmp_path):
     assert out_png.stat().st_size > 10_000
     headers = [line.split() for line in out.splitlines() if line.split()[:1] == ["i"]]
     assert len(headers) == 3 and all("theory" in h and "z" in h for h in headers)
+
+
+def test_a_command_missing_its_extra_stops_in_one_line_but_the_sweep_template_needs_none(
+    capsys, monkeypatch, tmp_path
+):
+    # As on the core install: the sweep extra's modules are absent.
+    import jaxspec.cli._main as cli_main
+    from jaxspec.sweeps import spec_template
+
+    monkeypatch.setattr(cli_main, "missing_modules", lambda extra: ["xarray", "zarr"] if extra else [])
+    code, out, err = run_cli(capsys, "sweep", "--template")
+    assert code == 0 and out == spec_template() and err == ""
+    spec = tmp_path / "s.toml"
+    spec.write_text(out)
+    code, out, err = run_cli(capsys, "sweep", spec, "--out", tmp_path / "s")
+    assert code == 2 and out == ""
+    assert err == "jaxspec: error: jaxspec sweep needs pip install 'jaxspec[sweep]' (missing: xarray, zarr)\n"
+    assert not (tmp_path / "s").exists()
