@@ -26,6 +26,10 @@ from jaxspec.cli._common import (
 )
 from jaxspec.cli._demo import run_demo
 
+# QR backends that form the Gram matrix of the frame (CholeskyQR2, shifted CholeskyQR3): the range check
+# counts squared lengths for them.
+_GRAM_QRS = ("cholesky2", "shifted_cholesky3")
+
 
 def run_lyapunov(
     ensemble: str,
@@ -42,6 +46,7 @@ def run_lyapunov(
     precision: str,
     method: str = "auto",
     max_memory: str | None = None,
+    qr: str = "householder",
 ) -> tuple[dict, tuple]:
     """Run the engine and its theory; returns the JSON payload of ``jaxspec lyapunov`` and the raw
     ``(mean, stderr, theory, theory_stderr)`` of its table (``-inf`` and NaN kept, which JSON cannot hold).
@@ -66,12 +71,17 @@ def run_lyapunov(
     kk = ens.max_width if k is None else check_int("--k", k, minimum=1, maximum=min(ens.widths))
     check_choice("--condition", condition, jaxspec.engine.CONDITIONS)
     resolved = jaxspec.engine.resolve_method(ens, method)
+    check_choice("--qr", qr, jaxspec.engine.QR_BACKENDS + ("auto",))
     block = reortho if isinstance(reortho, int) and resolved == "direct" else 1
+    # A Gram-based QR (CholeskyQR2, shifted CholeskyQR3) squares the block's lengths: a tighter range.
+    gram = resolved == "direct" and jaxspec.engine.resolve_qr(ens, qr, kk) in _GRAM_QRS
     estimate = lyapunov_memory(
         ens.max_width, ens.depth, kk, seeds, dtype, resolved, haar=ensemble == "orthogonal"
     )
     check_memory(estimate, f"{what} (method {resolved})", max_memory)
-    check_scale_range("--sigma2", float(ens.sigma2), dtype, block=max(int(block), 1), width=ens.max_width)
+    check_scale_range(
+        "--sigma2", float(ens.sigma2), dtype, block=max(int(block), 1), width=ens.max_width, gram=gram
+    )
     with CompileClock() as clock:
         result = jaxspec.lyapunov_spectrum(
             ens,
@@ -83,6 +93,7 @@ def run_lyapunov(
             condition=condition,
             precision=precision,
             method=method,
+            qr=qr,
         )
         jax.block_until_ready(result)
     mean = np.asarray(result.mean)
@@ -109,7 +120,8 @@ def run_lyapunov(
         "sigma2": float(ens.sigma2),
         "reortho": reortho,
         "reortho_resolved": result.config.reortho_every,
-        "qr": result.config.qr,
+        "qr": qr,
+        "qr_resolved": result.config.qr,
         "dtype": dtype,
         "seed": seed,
         "condition": condition,
@@ -162,6 +174,11 @@ def register(app: typer.Typer) -> None:
             help="auto (exact chi sampler for gaussian/masked, else the "
             "product), direct, chi or gaussian_frame",
         ),
+        qr: str = typer.Option(
+            "householder",
+            help="QR of the direct product: householder (LAPACK), cholesky2, shifted_cholesky3, "
+            "blocked_householder, or auto (CholeskyQR2 where frames keep full rank and n >= 4k)",
+        ),
         max_memory: str = typer.Option(
             None, "--max-memory", help="memory the run may use, e.g. 8GB (default: what the device has)"
         ),
@@ -183,6 +200,7 @@ def register(app: typer.Typer) -> None:
             precision,
             method,
             max_memory,
+            qr,
         )
         if json_out:
             print_json(payload)
@@ -191,7 +209,9 @@ def register(app: typer.Typer) -> None:
         print(
             f"{ensemble}: width {width}, depth {depth}, {seeds} seeds, {cfg['dtype']}, "
             f"condition {condition}, "
-            f"method {cfg['method_resolved']}  ({payload['wall_seconds']:.2f} s on {payload['backend']}, "
+            f"method {cfg['method_resolved']}"
+            + (f", qr {cfg['qr_resolved']}" if cfg["method_resolved"] == "direct" else "")
+            + f"  ({payload['wall_seconds']:.2f} s on {payload['backend']}, "
             f"{payload['compile_seconds']:.2f} s of it compiling)"
         )
         print(spectrum_table(*table, notes=payload["notes"]))

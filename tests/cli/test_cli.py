@@ -56,6 +56,7 @@ def test_lyapunov_json_contract(capsys):
         "method_resolved": "chi",
         "reortho_resolved": 1,
         "qr": "householder",
+        "qr_resolved": "householder",
     }
     assert payload["wall_seconds"] > 0
     # Exponents come out in descending order of index, as the closed form does.
@@ -104,6 +105,7 @@ def test_lyapunov_table_has_theory_and_z_columns(capsys):
         (["--ensemble", "levy", "--width", "4", "--depth", "10"], "unknown ensemble"),
         (["--ensemble", "gaussian", "--width", "four", "--depth", "10"], "--width"),
         (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--dtype", "int8"], "dtype"),
+        (["--ensemble", "gaussian", "--width", "4", "--depth", "10", "--qr", "lu"], "--qr must be one of"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
@@ -112,6 +114,37 @@ def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jaxspec: error:") and message in lines[0]
+
+
+def test_qr_option_reaches_the_engine_and_its_range_check(capsys):
+    # The same realisation through two QR backends: equal to float64 rounding (the exponents are the QR's
+    # log|R_ii|, unique up to sign); the API with the same options is the oracle for the resolved backend.
+    import jaxspec
+
+    common = ("--ensemble", "gaussian", "--width", "12", "--depth", "200", "--k", "3", "--seeds", "2")
+    runs = {}
+    for qr in ("householder", "cholesky2", "auto"):
+        code, out, err = run_cli(
+            capsys, "lyapunov", *common, "--method", "direct", "--dtype", "float64", "--qr", qr, "--json"
+        )
+        assert code == 0, err
+        runs[qr] = json.loads(out)
+    assert runs["auto"]["config"]["qr_resolved"] == "cholesky2"  # full rank and n >= 4 k
+    assert runs["householder"]["config"]["qr_resolved"] == "householder"
+    assert_close(
+        np.array(runs["cholesky2"]["exponents"]), np.array(runs["householder"]["exponents"]), scale=10
+    )
+    api = jaxspec.lyapunov_spectrum(
+        jaxspec.gaussian(width=12, depth=200), k=3, seeds=2, method="direct", dtype="float64", qr="cholesky2"
+    )
+    assert_close(np.array(runs["cholesky2"]["exponents"]), np.asarray(api.mean))
+    # A Gram-based QR squares the block's lengths: sigma2 = 1e10 over blocks of 6 layers fits float32 with
+    # Householder (3 |ln sigma2| = 69 < 79.9) but not with CholeskyQR2 (6 |ln sigma2| = 138).
+    scale = ("--sigma2", "1e10", "--reortho", "6", "--method", "direct", "--seeds", "1", "--k", "1")
+    code, _, err = run_cli(capsys, "lyapunov", *common[:6], *scale)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "lyapunov", *common[:6], *scale, "--qr", "cholesky2")
+    assert code == 2 and out == "" and "Gram matrix" in err and len(err.splitlines()) == 1
 
 
 def test_real_process_error_has_no_traceback():
