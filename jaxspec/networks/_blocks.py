@@ -49,6 +49,7 @@ from jaxspec.engine import (
     FrameSums,
     accumulator_dtype,
     benettin_scan,
+    choose_qr,
     exponents_from_sums,
     initial_frame,
     make_config,
@@ -445,7 +446,9 @@ def network_spectrum(
             for the ensembles, [math §1.4](https://jaxspec.github.io/jaxspec/math/#s1)).
         layer_jacobians: also return every block's Jacobian ``(B, L, N, N)``, for the alignment diagnostics
             (:meth:`NetworkSpectrum.prefix_alignment`, :meth:`NetworkSpectrum.suffix_alignment`).
-        qr: QR backend of the growth-rate scan (:func:`jaxspec.engine.make_qr`), or ``"auto"``.
+        qr: QR backend of the growth-rate scan (:func:`jaxspec.engine.make_qr`), or ``"auto"``:
+            :func:`jaxspec.engine.choose_qr` (CholeskyQR2 for tall frames, ``n >= 4 k``, of ungated blocks;
+            Householder where a gated block may leave fewer than ``k`` active units).
         precision: matmul precision of every product, the blocks' included (default ``"highest"``).
         condition: rank-collapse convention of the growth rates (``"K>=i"``, ``"K>=k"``, ``"none"``).
         seed: seeds the Haar initial frames (input ``b`` uses ``fold_in(key(seed), b)``, as
@@ -488,8 +491,10 @@ def network_spectrum(
     layouts = _layouts(segments, tuple(int(d) for d in xs.shape[1:]), jnp.dtype(check_dtype(dtype)))
     max_k = min([layouts[0].in_size] + [lay.out_size for lay in layouts])
     k = max_k if k is None else k
-    if qr == "auto":  # CholeskyQR2 unless a gated block can leave fewer than k active units
-        qr = "householder" if any(lay.gated for lay in layouts) else "cholesky2"
+    if qr == "auto":  # the engine's rule; a gated block may leave no active unit, so it counts as 0
+        gated = any(lay.gated for lay in layouts)
+        width = _padded_width(layouts)
+        qr = choose_qr(0 if gated else width, k, n=width, batch=xs.shape[0])
     config = make_config(
         k, max_k=max_k, reortho_every=every, dtype=dtype, precision=precision, condition=condition, qr=qr
     )

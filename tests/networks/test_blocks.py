@@ -251,6 +251,21 @@ def test_project_mlp_format_agrees_with_jacobian_spectrum():
     assert_close(np.where(full, ours.growth_rates, 0.0), np.where(full, theirs.growth_rates, 0.0))
 
 
+def test_qr_auto_follows_the_engines_rule_and_equals_householder():
+    # jaxspec.engine.choose_qr: CholeskyQR2 for tall frames (n >= 4 k) of ungated blocks, Householder for
+    # square frames and wherever a gated block may leave fewer than k active units; the same rates either way.
+    params = residual_params(8, 6, 12)
+    xs = _normal(9, (3, 12), 1.0)
+    kw = dict(dtype="float64", reortho_every=1, singular_values=False)
+    tall = network_spectrum(residual, params, xs, k=3, qr="auto", **kw)
+    assert tall.config.qr == "cholesky2"
+    assert network_spectrum(residual, params, xs, k=4, qr="auto", **kw).config.qr == "householder"
+    gated = init_mlp(jax.random.key(1), (12,) * 4, dtype=jnp.float64)
+    assert network_spectrum(mlp_segments(gated), xs, k=2, qr="auto", **kw).config.qr == "householder"
+    reference = network_spectrum(residual, params, xs, k=3, qr="householder", **kw)
+    assert_close(tall.growth_rates, reference.growth_rates)
+
+
 @pytest.mark.slow
 def test_auto_reortho_is_the_default_and_keeps_the_per_block_result():
     params = residual_params(6, 48, 12, scale=0.4)
