@@ -145,30 +145,34 @@ def _relu_network(width, depth, inputs, seed):
     return weights, np.stack(masks, axis=1).astype(np.float64)
 
 
-@pytest.mark.parametrize("qr", ["householder", "cholesky2"])
-def test_stacked_frames_equal_per_input_engine_and_dense_oracle(qr):
+def test_stacked_frames_equal_per_input_engine_and_dense_oracle():
     n, k = 24, 4
     weights, masks = _relu_network(width=n, depth=20, inputs=3, seed=0)
     assert masks.sum(-1).min() >= k  # no rank collapse: the realisation is then rounding-independent
     frame = initial_frame(jax.random.key(1), n, n, k, jnp.float64)
-    cfg = make_config(k, max_k=n, dtype="float64", reortho_every=2, qr=qr)
-    sums = stacked_frame_sums(jnp.asarray(weights), jnp.asarray(masks), frame, cfg)
-    f = np.asarray(frame)
-    for b in range(3):
-        mb, wj = jnp.asarray(masks[b]), jnp.asarray(weights)
+    wj = jnp.asarray(weights)
 
-        def apply_layer(state, fr, key, index, mb=mb, wj=wj):
+    def per_input(mb):  # the per-input engine, vmapped over inputs: one program for all of them
+        def apply_layer(state, fr, key, index):
             return state, mb[index][:, None] * (wj[index] @ fr), jnp.sum(mb[index])
 
-        one = benettin_scan(apply_layer, None, frame, jax.random.key(0), 20, reortho_every=2)
-        assert_close(sums.log_r_sum[b], one.log_r_sum)
-        # Dense oracle: partial sums of log|R_ii| are j-volumes of M Q_0[:, :j].
+        return benettin_scan(apply_layer, None, frame, jax.random.key(0), 20, reortho_every=2).log_r_sum
+
+    one = jax.jit(jax.vmap(per_input))(jnp.asarray(masks))
+    # Dense oracle: partial sums of log|R_ii| are j-volumes of M Q_0[:, :j].
+    f = np.asarray(frame)
+    volumes = []
+    for b in range(3):
         m = np.eye(n)
         for w, d in zip(weights, masks[b], strict=True):
             m = (d[:, None] * w) @ m
         mq = m @ f
-        vol = [0.5 * np.linalg.slogdet(mq[:, :j].T @ mq[:, :j])[1] for j in range(1, k + 1)]
-        assert_close(np.cumsum(np.asarray(sums.log_r_sum[b])), np.array(vol))
+        volumes.append([0.5 * np.linalg.slogdet(mq[:, :j].T @ mq[:, :j])[1] for j in range(1, k + 1)])
+    for qr in ("householder", "cholesky2"):
+        cfg = make_config(k, max_k=n, dtype="float64", reortho_every=2, qr=qr)
+        sums = stacked_frame_sums(wj, jnp.asarray(masks), frame, cfg)
+        assert_close(sums.log_r_sum, one)
+        assert_close(np.cumsum(np.asarray(sums.log_r_sum), axis=-1), np.array(volumes))
 
 
 def test_shared_weights_spectrum_exact_cases_and_auto_reortho():
