@@ -135,7 +135,12 @@ def test_fixed_network_matches_exact_volume_identity(widths):
     assert_close(np.cumsum(np.asarray(res.exponents[0])) * depth, oracle)
 
 
-@pytest.mark.parametrize("ensemble", ["gaussian", "masked", "relu-net", "orthogonal"])
+@pytest.mark.parametrize(
+    "ensemble",
+    # Two in the default run (ungated, gated); the other two in the slow step.
+    ["gaussian", pytest.param("masked", marks=pytest.mark.slow), "relu-net"]
+    + [pytest.param("orthogonal", marks=pytest.mark.slow)],
+)
 def test_reortho_every_one_and_four_agree_in_float64(ensemble):
     ens = jaxspec.make_ensemble(ensemble, 6, 203)  # 203 = 50 blocks of 4 plus a remainder of 3
     kwargs = dict(

@@ -73,6 +73,7 @@ def test_mse_loss_expands_exactly_around_the_origin():
 # Escape directions.
 
 
+@pytest.mark.slow  # the optimiser's basic toys; the unit-circle optima run by default
 def test_deep_linear_escape_speed_is_the_top_singular_value_with_rank_one_layers():
     k1, k2 = jax.random.split(jax.random.key(1))
     x = jax.random.normal(k1, (10, 4), jnp.float64)
@@ -243,6 +244,7 @@ def test_unit_circle_depth_two_optimum_is_sqrt2_minus_1():
     assert float(esc.stationarity.measure) < 1e-4
 
 
+@pytest.mark.slow  # the optimiser's basic toys; the unit-circle optima run by default
 def test_one_data_point_escapes_at_norm_g_times_norm_x():
     # |g . f(x)| <= |g| prod_l ||W_l||_2 |x| <= |g| |x| on the balanced sphere, reached by a positive path.
     x = jnp.array([[0.6, -0.8, 2.0]], jnp.float64)

@@ -96,7 +96,7 @@ def _aligned_run(depth, factors, lr, steps, log_every, s=(3.0, 2.0, 1.0)):
     return result, comparison, teacher
 
 
-@pytest.mark.parametrize("depth, steps", [(2, 6000), (3, 8000)])
+@pytest.mark.parametrize("depth, steps", [pytest.param(2, 6000, marks=pytest.mark.slow), (3, 8000)])
 def test_balanced_aligned_small_init_follows_saxe_and_arora_within_two_percent(depth, steps):
     # sigma0 / s <= 1%: the plateau and the whole sigmoid, up to within 0.1% of the targets.
     lr, s, sigma0 = 1e-3, np.array([3.0, 2.0, 1.0]), np.array([1e-2, 1e-2, 1e-2])
