@@ -171,7 +171,8 @@ def test_real_process_error_has_no_traceback():
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_demo_writes_a_figure_and_prints_theory(capsys, tmp_path):
+@pytest.mark.slow  # the default demo runs in tests/docs/test_readme.py, which checks its figure and columns
+def test_demo_options_write_a_figure_and_print_theory(capsys, tmp_path):
     out_png = tmp_path / "demo.png"
     code, out, _ = run_cli(capsys, "demo", "--out", out_png, "--width", "4", "--depth", "60", "--seeds", "2")
     assert code == 0

@@ -72,6 +72,9 @@ def test_readme_shows_the_real_demo_output(capsys, tmp_path):
     shown = DEMO.search(README).group(1)
     code, out, err = run_cli(capsys, "demo", "--out", tmp_path / "demo.png")
     assert code == 0, err
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    headers = [line.split() for line in out.splitlines() if line.split()[:1] == ["i"]]
+    assert len(headers) == 3 and all("theory" in h and "z" in h for h in headers)
     out = out.replace(str(tmp_path / "demo.png"), "jaxspec_demo.png")
     shown_words, shown_numbers = _numbers(shown)
     real_words, real_numbers = _numbers(out)
