@@ -110,6 +110,13 @@ def run_cli(capsys, *argv):
     return info.value.code or 0, out.out, out.err
 
 
+def assert_demo_wrote_its_figure_and_tables(out: str, figure) -> None:
+    """A ``jaxspec demo`` run wrote a real figure and printed three tables, each with theory and z."""
+    assert figure.stat().st_size > 10_000
+    headers = [line.split() for line in out.splitlines() if line.split()[:1] == ["i"]]
+    assert len(headers) == 3 and all("theory" in h and "z" in h for h in headers)
+
+
 # Building the documentation site and executing the notebooks need the docs extra and minutes of compiling;
 # they run as their own step of .ci/run (`pip install -e ".[docs]" && pytest -n 2 -m docs`), so a test run
 # that does not select them by marker expression skips them.

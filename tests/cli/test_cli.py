@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxspec import theory
-from tests.conftest import Z_MAX, assert_close, run_cli, zscores
+from tests.conftest import Z_MAX, assert_close, assert_demo_wrote_its_figure_and_tables, run_cli, zscores
 
 
 def test_lyapunov_json_contract(capsys):
@@ -176,9 +176,7 @@ def test_demo_options_write_a_figure_and_print_theory(capsys, tmp_path):
     out_png = tmp_path / "demo.png"
     code, out, _ = run_cli(capsys, "demo", "--out", out_png, "--width", "4", "--depth", "60", "--seeds", "2")
     assert code == 0
-    assert out_png.stat().st_size > 10_000
-    headers = [line.split() for line in out.splitlines() if line.split()[:1] == ["i"]]
-    assert len(headers) == 3 and all("theory" in h and "z" in h for h in headers)
+    assert_demo_wrote_its_figure_and_tables(out, out_png)
 
 
 def test_a_command_missing_its_extra_stops_in_one_line_but_the_sweep_template_needs_none(
